@@ -1,0 +1,531 @@
+"""Per-symbol state and the health model: the heart of feedwatch. No I/O, no metric library.
+
+Feed adapters write into a ``FeedBook`` (one per configured feed) on the hot path; the collector,
+the status page and the JSON API read it at scrape time. Health is never stored by a timer: it is
+*classified at read time* from the injected clock, so a frozen feed turns stale the instant
+someone looks, and tests move a fake clock instead of sleeping.
+
+Health states (thresholds per feed and per symbol, defaults 180 s / 300 s / 1 h):
+
+    state     value  rule                                 meaning
+    healthy     0    staleness < degraded                 safe to act on
+    degraded    1    degraded <= staleness < stale        act with caution
+    stale       2    stale <= staleness < critical        skip price-dependent actions
+    critical    3    staleness >= critical                subscription likely dead: resubscribe
+    closed     -1    outside the feed's market session    not an error
+
+Staleness is measured from the newest of: the last accepted update, the subscription
+acknowledgement (for a symbol that never updated; from when it was requested if never
+acknowledged), and the opening of the current market session (so a stock is not "critical" at
+09:30 because it last traded yesterday).
+
+Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
+writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterable, Protocol, Sequence, Union
+
+from exporter.config import FeedConfig, Thresholds
+from exporter.markets import calendar
+
+HEALTHY, DEGRADED, STALE, CRITICAL, CLOSED = 0, 1, 2, 3, -1
+STATE_NAMES = {HEALTHY: "healthy", DEGRADED: "degraded", STALE: "stale", CRITICAL: "critical", CLOSED: "closed"}
+STATES = (HEALTHY, DEGRADED, STALE, CRITICAL, CLOSED)
+
+# Label values that exist from the start (counters start at 0, so rate() and increase() work
+# from the first scrape and dashboards never show "no data" for a healthy feed).
+DISCONNECT_REASONS = (
+    "server_closed",      # the venue closed the socket (close frame or EOF)
+    "network_error",      # connect refused, reset, DNS, TLS
+    "heartbeat_timeout",  # no frame, ping or pong within heartbeat_timeout
+    "auth_failed",        # the venue rejected the credentials
+    "max_connections",    # the venue refused: too many connections for this key
+    "silent_stall",       # socket up, every symbol silent for silence_timeout
+    "protocol_error",     # the venue sent something that breaks the protocol
+    "rollover",           # planned: connection age limit (Binance 24 h), make-before-break
+    "server_shutdown",    # planned: the venue announced maintenance (Binance serverShutdown)
+    "resharding",         # planned: symbols moved between connections
+    "shutdown",           # feedwatch itself is stopping
+)
+ERROR_KINDS = (
+    "connect",            # could not open the socket
+    "decode",             # a frame that is not valid JSON / not the expected shape
+    "protocol",           # valid JSON the venue should not send (unknown event, bad status)
+    "subscribe",          # the venue refused a subscription
+    "auth",               # authentication refused
+    "send",               # could not write to the socket
+    "missing_field",      # generic feeds: a configured field path never matched
+)
+REJECT_REASONS = (
+    "nonpositive_price",         # price <= 0
+    "nan_price",                 # NaN
+    "infinite_price",            # +/- infinity
+    "crossed_quote",             # bid > ask
+    "first_print_unconfirmed",   # a first print far from its reference, dropped when not confirmed
+    "unknown_symbol",            # an update for a symbol this feed does not watch
+)
+MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
+
+# Exchange-timestamp-to-receive latency buckets (seconds).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+_INF = math.inf
+_NAN = math.nan
+_NEVER = 1 << 62  # larger than any timestamp in any unit
+
+
+def escape_label(value: str) -> str:
+    """Escape a label value for the Prometheus text format."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class SymbolState:
+    """Everything known about one (feed, symbol). Slotted: 100k of these must stay small."""
+
+    __slots__ = (
+        "symbol",         # the venue's symbol
+        "labels",         # cached 'feed="x",symbol="y"' for the renderer
+        "th",             # Thresholds (shared object for the common case)
+        "price",          # last accepted price (a quote's bid/ask mid); NaN before the first
+        "last_update",    # receive time of the last accepted update (0.0 = never)
+        "last_event",     # the venue's timestamp of that update, raw (any Unix unit; 0 = none)
+        "updates",        # accepted updates
+        "since",          # when it was requested, then when first acknowledged (if never updated)
+        "acknowledged",   # the venue confirmed the subscription
+        "guard",          # the first trade is still to be checked (garbage-first-print guard)
+        "pending",        # a first print held back until confirmed (NaN = none)
+        "last_state",     # state at the last sweep, for transition events
+        "last_seq",       # last sequence number seen (venues that give one; 0 = none)
+        "gaps",           # sequence gaps seen for this symbol
+    )
+
+    def __init__(self, feed: str, symbol: str, th: Thresholds, now: float) -> None:
+        self.symbol = symbol
+        self.labels = f'feed="{escape_label(feed)}",symbol="{escape_label(symbol)}"'
+        self.th = th
+        self.price = _NAN
+        self.last_update = 0.0
+        self.last_event = 0
+        self.updates = 0
+        self.since = now
+        self.acknowledged = False
+        self.guard = True
+        self.pending = _NAN
+        self.last_state = HEALTHY
+        self.last_seq = 0
+        self.gaps = 0
+
+    @property
+    def event_time(self) -> float:
+        """Exchange timestamp of the last accepted update, in seconds; 0.0 if none was given."""
+        return to_seconds(self.last_event)
+
+
+class ConnectionState:
+    """One socket of a feed (large symbol lists are spread over several)."""
+
+    __slots__ = ("name", "labels", "up", "last_heartbeat", "connected_at", "symbols")
+
+    def __init__(self, feed: str, name: str) -> None:
+        self.name = name
+        self.labels = f'feed="{escape_label(feed)}",connection="{escape_label(name)}"'
+        self.up = False
+        self.last_heartbeat = 0.0
+        self.connected_at = 0.0
+        self.symbols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A symbol changed health state (observed at a sweep); feeds logs and the incident journal."""
+
+    feed: str
+    symbol: str
+    old: int
+    new: int
+    staleness: float
+    at: float
+
+    def describe(self) -> str:
+        return (f"{self.symbol} on {self.feed}: {STATE_NAMES[self.old]} -> {STATE_NAMES[self.new]} "
+                f"(staleness {self.staleness:.1f}s)")
+
+
+class TradeLike(Protocol):
+    """A venue's decoded trade struct: ``is_quote = False`` as a class attribute."""
+
+    is_quote: ClassVar[bool]
+    symbol: str
+    price: float
+    ts: float
+
+
+class QuoteLike(Protocol):
+    """A venue's decoded quote struct: ``is_quote = True``; price is the bid/ask mid."""
+
+    is_quote: ClassVar[bool]
+    symbol: str
+    bid: float
+    ask: float
+    ts: float
+
+
+Update = Union[TradeLike, QuoteLike]
+
+
+def to_seconds(ts: float) -> float:
+    """A Unix timestamp in s, ms, us or ns -> seconds, told apart by magnitude.
+
+    Between 1973 and 5138 the four units cannot be confused (now is ~1.7e9 s, 1.7e12 ms,
+    1.7e15 us, 1.7e18 ns), so venues hand over their raw stamps and nothing is multiplied on
+    the hot path.
+    """
+    if ts > 1e17:
+        return ts * 1e-9
+    if ts > 1e14:
+        return ts * 1e-6
+    if ts > 1e11:
+        return ts * 1e-3
+    return float(ts)
+
+
+class FeedBook:
+    """State of one feed: its symbols, connections and counters."""
+
+    def __init__(self, config: FeedConfig, now: float) -> None:
+        self.config = config
+        self.name = config.name
+        self.labels = f'feed="{escape_label(config.name)}"'
+        self.symbols: dict[str, SymbolState] = {}
+        self.connections: dict[str, ConnectionState] = {}
+        self.calendar = calendar(config.market)
+        self.market_open = self.calendar.is_open(now)
+        self.session_start = now          # when the current session opened (or we started)
+        self.started_at = now
+        self.deviation = config.first_print_max_deviation
+        # Counters, rendered as *_total; every known label value starts at 0.
+        self.connects = 0
+        self.disconnects = dict.fromkeys(DISCONNECT_REASONS, 0)
+        self.messages = dict.fromkeys(MESSAGE_KINDS, 0)
+        self.errors = dict.fromkeys(ERROR_KINDS, 0)
+        self.rejected = dict.fromkeys(REJECT_REASONS, 0)
+        self.bytes = 0
+        self.sequence_gaps = 0
+        self.reconnect_attempts = 0
+        self.consecutive_errors = 0
+        self.last_message = 0.0
+        self.last_update = 0.0
+        self.last_error = ""
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        for symbol in config.symbols:
+            self.add_symbol(symbol, now)
+
+    # --- symbols ----------------------------------------------------------------------------
+
+    def add_symbol(self, symbol: str, now: float) -> SymbolState:
+        state = self.symbols.get(symbol)
+        if state is None:
+            state = SymbolState(self.name, symbol, self.config.thresholds_for(symbol), now)
+            self.symbols[symbol] = state
+        return state
+
+    def remove_symbol(self, symbol: str) -> bool:
+        return self.symbols.pop(symbol, None) is not None
+
+    def acknowledge(self, symbols: Iterable[str], now: float) -> None:
+        """The venue confirmed these subscriptions; a never-updated symbol's clock starts now."""
+        for symbol in symbols:
+            state = self.symbols.get(symbol)
+            if state is not None and not state.acknowledged:
+                state.acknowledged = True
+                if not state.updates:
+                    state.since = now
+
+    def unacknowledge(self, symbols: Iterable[str]) -> None:
+        for symbol in symbols:
+            state = self.symbols.get(symbol)
+            if state is not None:
+                state.acknowledged = False
+
+    # --- the hot path -----------------------------------------------------------------------
+
+    def apply(self, items: Sequence[Update], now: float) -> None:
+        """Accept one frame's updates, in order: the only per-message code on the hot path.
+
+        Items are a venue's decoded structs with ``symbol``, ``ts`` (Unix time in any unit) and
+        a class attribute ``is_quote``: quotes carry ``bid``/``ask``, trades carry ``price``.
+        The raw timestamp is stored and converted when read. Latency is observed once per
+        frame, for its oldest event: the worst delay that frame delivered. (Measured: storing
+        plain fields beats keeping the decoded structs alive, whose scattered frees cost more.)
+        """
+        symbols = self.symbols
+        oldest = _NEVER
+        quotes = 0
+        for item in items:
+            state = symbols.get(item.symbol)
+            if item.is_quote:
+                quotes += 1
+                bid = item.bid
+                ask = item.ask
+                if state is None or not (0.0 < bid <= ask < _INF):
+                    price = self._salvage_quote(state, bid, ask)
+                    if price != price:
+                        continue
+                else:
+                    price = (bid + ask) * 0.5
+            else:
+                price = item.price
+                if state is None or not (0.0 < price < _INF):
+                    self._reject(state, price)
+                    continue
+                if state.guard and not self._confirm_first(state, price):
+                    continue
+            ts = item.ts
+            state.price = price
+            state.last_update = now
+            state.last_event = ts
+            state.updates += 1
+            if ts < oldest:
+                oldest = ts
+        messages = self.messages
+        messages["quote"] += quotes
+        messages["trade"] += len(items) - quotes
+        if oldest != _NEVER:
+            self.last_update = now
+            if oldest:
+                self.observe_latency(now - to_seconds(oldest))
+
+    def observe_latency(self, latency: float) -> None:
+        if latency < 0.0:
+            latency = 0.0  # clock skew: count it as instant rather than corrupt the sum
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.latency_sum += latency
+
+    def record(self, symbol: str, price: float, event_ts: float, now: float, quote: bool = False) -> bool:
+        """Accept one update (for adapters that assemble records one by one).
+
+        ``event_ts`` is the exchange time (any Unix unit; 0 = none). ``quote=True`` marks a mid
+        price from a quote, which skips the first-print guard the way a two-sided quote does.
+        """
+        state = self.symbols.get(symbol)
+        self.messages["quote" if quote else "trade"] += 1
+        if state is None or not (0.0 < price < _INF):
+            self._reject(state, price)
+            return False
+        if not quote and state.guard and not self._confirm_first(state, price):
+            return False
+        state.price = price
+        state.last_event = event_ts
+        state.last_update = now
+        state.updates += 1
+        self.last_update = now
+        if event_ts:
+            self.observe_latency(now - to_seconds(event_ts))
+        return True
+
+    def check_sequence(self, state: SymbolState, seq: int) -> None:
+        """Count a gap when a venue's contiguous per-symbol sequence skips (Binance trade ids)."""
+        last = state.last_seq
+        if last and seq > last + 1:
+            state.gaps += 1
+            self.sequence_gaps += 1
+        if seq > last:
+            state.last_seq = seq
+
+    # --- the slow branches (off the hot path by construction) -------------------------------
+
+    def _reject(self, state: SymbolState | None, price: float) -> None:
+        if state is None:
+            self.rejected["unknown_symbol"] += 1
+        elif price != price:
+            self.rejected["nan_price"] += 1
+        elif price in (_INF, -_INF):
+            self.rejected["infinite_price"] += 1
+        else:
+            self.rejected["nonpositive_price"] += 1
+
+    def _salvage_quote(self, state: SymbolState | None, bid: float, ask: float) -> float:
+        """Price of a quote that failed the fast check: a one-sided quote uses its side; NaN = rejected."""
+        if state is None:
+            self.rejected["unknown_symbol"] += 1
+            return _NAN
+        if bid != bid or ask != ask:
+            self.rejected["nan_price"] += 1
+            return _NAN
+        if _INF in (bid, ask) or -_INF in (bid, ask):
+            self.rejected["infinite_price"] += 1
+            return _NAN
+        if bid > 0.0 and ask > 0.0:  # both sides valid, so bid > ask
+            self.rejected["crossed_quote"] += 1
+            return _NAN
+        side = bid if bid > 0.0 else ask
+        if side > 0.0:
+            return side
+        self.rejected["nonpositive_price"] += 1
+        return _NAN
+
+    def _confirm_first(self, state: SymbolState, price: float) -> bool:
+        """Garbage-first-print guard: may this first trade print be accepted?
+
+        With a price already known from quotes (the mid), a first print within
+        ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
+        the first print is held back (``pending``) and accepted only when the next trade lands
+        within the deviation of it; otherwise the held print is dropped and the newer one is held
+        instead. A quote arriving meanwhile becomes the reference. Drops are counted as
+        ``first_print_unconfirmed``. Once a print is accepted the guard is off for that symbol.
+        """
+        limit = self.deviation
+        ref = state.price
+        if ref == ref:  # a quote mid is known
+            if abs(price - ref) <= limit * ref:
+                state.guard = False
+                state.pending = _NAN
+                return True
+            self.rejected["first_print_unconfirmed"] += 1
+            return False
+        pending = state.pending
+        if pending != pending:
+            state.pending = price
+            return False
+        if abs(price - pending) <= limit * min(price, pending):
+            state.guard = False
+            state.pending = _NAN
+            return True
+        self.rejected["first_print_unconfirmed"] += 1
+        state.pending = price
+        return False
+
+    # --- connection bookkeeping (called by the runner) --------------------------------------
+
+    def connection(self, name: str) -> ConnectionState:
+        conn = self.connections.get(name)
+        if conn is None:
+            conn = self.connections[name] = ConnectionState(self.name, name)
+        return conn
+
+    def drop_connection(self, name: str) -> None:
+        self.connections.pop(name, None)
+
+    def connected(self, name: str, now: float) -> None:
+        conn = self.connection(name)
+        conn.up = True
+        conn.connected_at = now
+        conn.last_heartbeat = now
+        self.connects += 1
+
+    def disconnected(self, name: str, reason: str) -> None:
+        conn = self.connection(name)
+        if conn.up:
+            conn.up = False
+            self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+        for symbol in conn.symbols:
+            state = self.symbols.get(symbol)
+            if state is not None:
+                state.acknowledged = False
+
+    def heartbeat(self, name: str, now: float) -> None:
+        self.connection(name).last_heartbeat = now
+        self.messages["heartbeat"] += 1
+
+    def error(self, kind: str, detail: str = "") -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.consecutive_errors += 1
+        if detail:
+            self.last_error = detail
+
+    def frame_received(self, size: int, now: float) -> None:
+        self.bytes += size
+        self.last_message = now
+
+    def frame_ok(self) -> None:
+        self.consecutive_errors = 0
+
+    # --- reading (scrape time) --------------------------------------------------------------
+
+    def refresh_market(self, now: float) -> bool:
+        """Re-evaluate the session; a session that just opened restarts every symbol's clock."""
+        is_open = self.calendar.is_open(now)
+        if is_open and not self.market_open:
+            self.session_start = now
+        self.market_open = is_open
+        return is_open
+
+    def reference_time(self, state: SymbolState) -> float:
+        ref = state.last_update or state.since
+        return ref if ref > self.session_start else self.session_start
+
+    def staleness(self, state: SymbolState, now: float) -> float:
+        return max(0.0, now - self.reference_time(state))
+
+    def classify(self, state: SymbolState, now: float) -> int:
+        if not self.market_open:
+            return CLOSED
+        age = now - self.reference_time(state)
+        th = state.th
+        if age < th.degraded:
+            return HEALTHY
+        if age < th.stale:
+            return DEGRADED
+        if age < th.critical:
+            return STALE
+        return CRITICAL
+
+    def state_counts(self, now: float) -> dict[int, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for state in self.symbols.values():
+            counts[self.classify(state, now)] += 1
+        return counts
+
+    def is_up(self) -> bool:
+        return any(conn.up for conn in self.connections.values())
+
+    def is_healthy(self, now: float) -> bool:
+        """Stream health: connected, fewer than N consecutive errors, updates within the window."""
+        if not self.is_up() or self.consecutive_errors >= self.config.unhealthy_after_errors:
+            return False
+        if not self.market_open or not self.symbols:
+            return True
+        last = self.last_update or self.started_at
+        last = max(last, self.session_start)
+        return now - last < self.config.unhealthy_after_silence
+
+    def sweep(self, now: float) -> list[Transition]:
+        """Classify every symbol and report the ones whose state changed since the last sweep."""
+        self.refresh_market(now)
+        changes: list[Transition] = []
+        for state in self.symbols.values():
+            new = self.classify(state, now)
+            if new != state.last_state:
+                changes.append(Transition(self.name, state.symbol, state.last_state, new,
+                                          self.staleness(state, now), now))
+                state.last_state = new
+        return changes
+
+
+class Book:
+    """All feeds, keyed by name, and the listeners for state transitions."""
+
+    def __init__(self, feeds: Iterable[FeedConfig], now: float) -> None:
+        self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now) for f in feeds}
+        self.listeners: list[Callable[[Transition], None]] = []
+
+    def feed(self, name: str) -> FeedBook:
+        return self.feeds[name]
+
+    def sweep(self, now: float) -> list[Transition]:
+        changes: list[Transition] = []
+        for feed in self.feeds.values():
+            changes.extend(feed.sweep(now))
+        for change in changes:
+            for listener in self.listeners:
+                listener(change)
+        return changes
+
+    def symbol_count(self) -> int:
+        return sum(len(f.symbols) for f in self.feeds.values())

@@ -1,0 +1,509 @@
+"""YAML configuration -> frozen, typed, validated objects.
+
+The shape of every section is declared once, as a frozen dataclass whose field defaults *are*
+the documented defaults. One generic walker (``build``) turns parsed YAML into those objects and
+collects every problem with its path (``feeds[1].symbols[3]: ...``) instead of stopping at the
+first, so ``feedwatch check-config`` can show a user all their mistakes in one go.
+
+Strictness: unknown keys are errors. A feed's venue-specific keys (Polygon ``channels``, Binance
+``streams``, ...) are declared by the venue's adapter as its ``Options`` dataclass, so adding a
+venue never touches this file.
+
+Values: ``${NAME}`` and ``${NAME:-default}`` are expanded from the environment in every string;
+durations accept ``250ms``, ``180s``, ``5m``, ``1h``, ``1d``, ``1h30m`` or a bare number of seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Mapping, Union
+
+import yaml
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; ``errors`` holds one "path: message" string each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# --- value types ------------------------------------------------------------------------------
+
+class _Duration:
+    """Marker: a field annotated ``Duration`` accepts "5m"-style strings and holds seconds."""
+
+
+Duration = Annotated[float, _Duration]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``"1h30m"``, ``"250ms"``, ``"180s"`` or a plain non-negative number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 180s, 5m or 1h, got a boolean")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected a non-negative duration, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like 180s, 5m or 1h, got {type(value).__name__}")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration, for docs and messages (``300`` -> ``"5m"``)."""
+    if seconds and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds}s"
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def expand_env(text: str, environ: Mapping[str, str], path: str, errors: list[str]) -> str:
+    """Replace ``${NAME}`` / ``${NAME:-default}``; an unset variable without a default is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        errors.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_REF.sub(replace, text)
+
+
+# --- the sections -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Staleness boundaries between the health states (seconds since the last accepted update)."""
+
+    degraded: Duration = 180.0
+    stale: Duration = 300.0
+    critical: Duration = 3600.0
+
+    def validate(self, path: str, errors: list[str]) -> None:
+        if not (0 < self.degraded <= self.stale <= self.critical):
+            errors.append(
+                f"{path}: thresholds must satisfy 0 < degraded <= stale <= critical "
+                f"(got degraded={format_duration(self.degraded)}, stale={format_duration(self.stale)}, "
+                f"critical={format_duration(self.critical)})"
+            )
+
+
+@dataclass(frozen=True)
+class ThresholdOverride:
+    """A partial Thresholds: only the keys given replace the inherited ones."""
+
+    degraded: Duration | None = None
+    stale: Duration | None = None
+    critical: Duration | None = None
+
+    def apply(self, base: Thresholds) -> Thresholds:
+        return Thresholds(
+            degraded=base.degraded if self.degraded is None else self.degraded,
+            stale=base.stale if self.stale is None else self.stale,
+            critical=base.critical if self.critical is None else self.critical,
+        )
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Backoff between connection attempts: random first delay, growth to a cap, reset after success."""
+
+    initial_delay: Duration = 1.0
+    max_delay: Duration = 60.0
+    multiplier: float = 2.0
+    # A connection that stayed up this long counts as a success and resets the backoff.
+    reset_after: Duration = 30.0
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Venues without keys of their own."""
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """One feed: a venue connection (possibly several sockets) and the symbols it watches."""
+
+    name: str
+    kind: str
+    url: str = ""
+    api_key: str = ""
+    symbols: tuple[str, ...] = ()
+    # Session calendar (see exporter/markets.py); None means the venue trades 24/7.
+    market: str | None = None
+    thresholds: ThresholdOverride = ThresholdOverride()
+    symbol_thresholds: dict[str, ThresholdOverride] = field(default_factory=dict)
+    # No frame, ping or pong for this long and the socket is considered dead.
+    heartbeat_timeout: Duration = 120.0
+    # Client WebSocket ping interval (0 disables); the deadline above still applies.
+    ping_interval: Duration = 20.0
+    # Every symbol silent this long while the socket is up: reconnect (silent-stall protection).
+    silence_timeout: Duration = 600.0
+    # A stream is unhealthy after this many consecutive errors or this long without an update.
+    unhealthy_after_errors: int = 10
+    unhealthy_after_silence: Duration = 300.0
+    # A first price further than this ratio from the reference is held back until confirmed.
+    first_print_max_deviation: float = 0.5
+    connect_timeout: Duration = 10.0
+    reconnect: Reconnect = Reconnect()
+    # Venue-specific keys, typed by the adapter's ``Options`` dataclass.
+    options: Any = NoOptions()
+    # Resolved at load time: the global thresholds with the feed override applied.
+    resolved_thresholds: Thresholds = Thresholds()
+
+    def thresholds_for(self, symbol: str) -> Thresholds:
+        override = self.symbol_thresholds.get(symbol)
+        return override.apply(self.resolved_thresholds) if override else self.resolved_thresholds
+
+
+@dataclass(frozen=True)
+class WatchlistConfig:
+    """Symbols added at run time by dropping trigger files (see docs/configuration.md)."""
+
+    trigger_dir: str | None = None
+    ttl: Duration = 1800.0
+    scan_interval: Duration = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = ":10119"
+    telemetry_path: str = "/metrics"
+    thresholds: Thresholds = Thresholds()
+    feeds: tuple[FeedConfig, ...] = ()
+    watchlist: WatchlistConfig = WatchlistConfig()
+    # The trading section is declared by exporter/trading_config.py (kept beside the tracker).
+    trading: Any = None
+
+
+# --- the generic walker -----------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return "duration" if _Duration in tp.__metadata__ else _type_name(tp.__origin__)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin in (tuple, list):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def build(tp: Any, value: Any, path: str, errors: list[str], environ: Mapping[str, str]) -> Any:
+    """Convert ``value`` to type ``tp``; on a problem append "path: message" and return None."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        if _Duration in tp.__metadata__:
+            try:
+                return parse_duration(_expand(value, path, errors, environ))
+            except ValueError as exc:
+                errors.append(f"{path}: {exc}")
+                return None
+        return build(tp.__origin__, value, path, errors, environ)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return build(non_none[0], value, path, errors, environ)
+        for candidate in non_none:  # first that converts cleanly wins
+            trial: list[str] = []
+            result = build(candidate, value, path, trial, environ)
+            if not trial:
+                return result
+        errors.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+        return None
+    if origin is Literal:
+        value = _expand(value, path, errors, environ)
+        if value not in typing.get_args(tp):
+            errors.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            return None
+        return value
+    if origin in (tuple, list):
+        if value is None:
+            return ()
+        if isinstance(value, str) and typing.get_args(tp)[0] is str:
+            # Allow "AAPL, MSFT" as well as a YAML list; env expansion often yields one string.
+            value = [part.strip() for part in _expand(value, path, errors, environ).split(",") if part.strip()]
+        if not isinstance(value, list):
+            errors.append(f"{path}: expected a list, got {_describe(value)}")
+            return ()
+        item_tp = typing.get_args(tp)[0]
+        return tuple(build(item_tp, item, f"{path}[{i}]", errors, environ) for i, item in enumerate(value))
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a mapping, got {_describe(value)}")
+            return {}
+        key_tp, val_tp = typing.get_args(tp)
+        return {str(k): build(val_tp, v, f"{path}.{k}", errors, environ) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, path, errors, environ)
+    if tp is Any:
+        return value
+    if tp is bool:
+        value = _expand(value, path, errors, environ)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            errors.append(f"{path}: expected true or false, got {_describe(value)}")
+            return None
+        return value
+    if tp is int:
+        value = _expand(value, path, errors, environ)
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            errors.append(f"{path}: expected an integer, got {_describe(value)}")
+            return None
+    if tp is float:
+        value = _expand(value, path, errors, environ)
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            result = float(value)
+            if not math.isfinite(result):
+                raise ValueError
+            return result
+        except (TypeError, ValueError):
+            errors.append(f"{path}: expected a number, got {_describe(value)}")
+            return None
+    if tp is str:
+        if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+            errors.append(f"{path}: expected a string, got {_describe(value)}")
+            return None
+        return _expand(str(value), path, errors, environ)
+    raise TypeError(f"config walker cannot build {tp!r}")  # a programming error, not a user one
+
+
+def build_dataclass(tp: Any, value: Any, path: str, errors: list[str], environ: Mapping[str, str],
+                    skip: frozenset[str] = frozenset()) -> Any:
+    """Build a dataclass from a mapping: unknown keys and missing required keys are errors."""
+    prefix = f"{path}." if path else ""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        errors.append(f"{path or '<top>'}: expected a mapping, got {_describe(value)}")
+        value = {}
+    hints = typing.get_type_hints(tp, include_extras=True)
+    all_fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+    fields = {name: f for name, f in all_fields.items() if name not in skip}
+    for key in value:
+        if key not in all_fields:
+            errors.append(f"{prefix}{key}: unknown key{_suggest(str(key), all_fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in value:
+            kwargs[name] = build(hints[name], value[name], f"{prefix}{name}", errors, environ)
+            if kwargs[name] is None and f.default is not dataclasses.MISSING and f.default is not None:
+                del kwargs[name]  # keep going with the default; the error is already recorded
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(f"{prefix}{name}: required key is missing")
+            kwargs[name] = None
+    try:
+        return tp(**kwargs)
+    except (TypeError, ValueError) as exc:  # e.g. a __post_init__ check
+        errors.append(f"{path or '<top>'}: {exc}")
+        return None
+
+
+def _expand(value: Any, path: str, errors: list[str], environ: Mapping[str, str]) -> Any:
+    return expand_env(value, environ, path, errors) if isinstance(value, str) else value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value)
+
+
+def _suggest(key: str, known: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(known))})"
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def load_file(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML file; raises ConfigError listing every problem."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}: {exc.strerror or exc}"]) from exc
+    return load_text(text, environ, source=path)
+
+
+def load_text(text: str, environ: Mapping[str, str] | None = None, source: str = "<config>") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{source}:{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    return load_data(data if data is not None else {}, environ)
+
+
+def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML (a dict); raises ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError([f"<top>: expected a mapping of settings, got {_describe(data)}"])
+    feeds_raw = data.get("feeds", [])
+    trading_raw = data.get("trading")
+    top = {k: v for k, v in data.items() if k not in ("feeds", "trading")}
+    config = build_dataclass(Config, top, "", errors, environ, skip=frozenset({"feeds", "trading"}))
+    if config is None:
+        config = Config()
+    config.thresholds.validate("thresholds", errors)
+
+    feeds: list[FeedConfig] = []
+    if not isinstance(feeds_raw, list):
+        errors.append(f"feeds: expected a list, got {_describe(feeds_raw)}")
+        feeds_raw = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(feeds_raw):
+        feed = _build_feed(raw, f"feeds[{i}]", config.thresholds, errors, environ)
+        if feed is None:
+            continue
+        if feed.name in seen:
+            errors.append(f"feeds[{i}].name: duplicate feed name {feed.name!r} (also feeds[{seen[feed.name]}])")
+        seen[feed.name] = i
+        feeds.append(feed)
+
+    trading = None
+    if trading_raw is not None:
+        from exporter import trading_config  # declared beside the tracker; imported lazily
+
+        trading = trading_config.build_section(trading_raw, "trading", errors, environ, feeds)
+
+    if not _parse_listen(config.listen):
+        errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
+    if not config.telemetry_path.startswith("/"):
+        errors.append(f"telemetry_path: must start with '/', got {config.telemetry_path!r}")
+    if errors:
+        raise ConfigError(errors)
+    return dataclasses.replace(config, feeds=tuple(feeds), trading=trading)
+
+
+def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
+                environ: Mapping[str, str]) -> FeedConfig | None:
+    from exporter.feeds import registry  # venues register themselves; imported lazily
+
+    if not isinstance(raw, dict):
+        errors.append(f"{path}: expected a mapping, got {_describe(raw)}")
+        return None
+    kind = raw.get("kind")
+    adapter = registry.get(kind) if isinstance(kind, str) else None
+    if adapter is None:
+        known = ", ".join(sorted(registry.kinds()))
+        errors.append(f"{path}.kind: {'unknown feed kind ' + repr(kind) if kind is not None else 'required key is missing'} (known kinds: {known})")
+        return None
+    common = {f.name for f in dataclasses.fields(FeedConfig) if f.name not in ("options", "resolved_thresholds")}
+    options_cls = adapter.Options
+    option_keys = {f.name for f in dataclasses.fields(options_cls)}
+    common_part = {k: v for k, v in raw.items() if k in common or k not in option_keys}
+    option_part = {k: v for k, v in raw.items() if k in option_keys and k not in common}
+    count = len(errors)
+    feed = build_dataclass(FeedConfig, common_part, path, errors, environ,
+                           skip=frozenset({"options", "resolved_thresholds"}))
+    options = build_dataclass(options_cls, option_part, path, errors, environ)
+    if feed is None or options is None:
+        return None
+    # Unknown keys were reported against FeedConfig; tell the user which keys this kind takes.
+    for j in range(count, len(errors)):
+        if errors[j].endswith(")") and ": unknown key" in errors[j] and option_keys:
+            errors[j] = errors[j][: errors[j].rindex(" (")] + (
+                f" (for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))})")
+    if not _NAME.match(feed.name or ""):
+        errors.append(f"{path}.name: {feed.name!r} is not a valid name (letters, digits, _ . : -; not starting with a digit)")
+    resolved = feed.thresholds.apply(defaults)
+    resolved.validate(f"{path}.thresholds", errors)
+    for symbol, override in feed.symbol_thresholds.items():
+        if symbol not in feed.symbols:
+            errors.append(f"{path}.symbol_thresholds.{symbol}: {symbol!r} is not in {path}.symbols")
+        elif override is not None:
+            override.apply(resolved).validate(f"{path}.symbol_thresholds.{symbol}", errors)
+    seen: set[str] = set()
+    for j, symbol in enumerate(feed.symbols):
+        if not symbol:
+            errors.append(f"{path}.symbols[{j}]: empty symbol")
+        elif symbol in seen:
+            errors.append(f"{path}.symbols[{j}]: duplicate symbol {symbol!r}")
+        seen.add(symbol)
+    if feed.market is not None:
+        from exporter import markets
+
+        if feed.market not in markets.CALENDARS:
+            errors.append(f"{path}.market: unknown market {feed.market!r} (known: {', '.join(sorted(markets.CALENDARS))})")
+    if not 0 < feed.first_print_max_deviation:
+        errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
+    feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved)
+    check = getattr(adapter, "check_config", None)
+    if check is not None:
+        for problem in check(feed):  # venue rules: "channels[2]: ..." relative to the feed
+            errors.append(f"{path}.{problem}")
+    return feed
+
+
+def _parse_listen(listen: str) -> tuple[str, int] | None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``":10119"`` -> ``("0.0.0.0", 10119)``; ``"127.0.0.1:0"`` -> ``("127.0.0.1", 0)``."""
+    parsed = _parse_listen(listen)
+    if parsed is None:
+        raise ValueError(f"invalid listen address {listen!r}")
+    host, port = parsed
+    return host or "0.0.0.0", port
