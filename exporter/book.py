@@ -96,7 +96,8 @@ class SymbolState:
         "last_event",     # the venue's timestamp of that update, raw (any Unix unit; 0 = none)
         "updates",        # accepted updates
         "since",          # when it was requested, then when first acknowledged (if never updated)
-        "acknowledged",   # the venue confirmed the subscription
+        "acknowledged",   # the venue confirmed the subscription (on the current connection)
+        "ever_acked",     # it was confirmed at least once (re-acks after reconnects keep the clock)
         "guard",          # the first trade is still to be checked (garbage-first-print guard)
         "pending",        # a first print held back until confirmed (NaN = none)
         "last_state",     # state at the last sweep, for transition events
@@ -114,6 +115,7 @@ class SymbolState:
         self.updates = 0
         self.since = now
         self.acknowledged = False
+        self.ever_acked = False
         self.guard = True
         self.pending = _NAN
         self.last_state = HEALTHY
@@ -239,13 +241,19 @@ class FeedBook:
         return self.symbols.pop(symbol, None) is not None
 
     def acknowledge(self, symbols: Iterable[str], now: float) -> None:
-        """The venue confirmed these subscriptions; a never-updated symbol's clock starts now."""
+        """The venue confirmed these subscriptions; a never-updated symbol's clock starts now.
+
+        Only the first acknowledgement restarts the clock: if every reconnect did, a flapping
+        connection would keep a symbol that never updates looking fresh forever.
+        """
         for symbol in symbols:
             state = self.symbols.get(symbol)
             if state is not None and not state.acknowledged:
                 state.acknowledged = True
-                if not state.updates:
-                    state.since = now
+                if not state.ever_acked:
+                    state.ever_acked = True
+                    if not state.updates:
+                        state.since = now
 
     def unacknowledge(self, symbols: Iterable[str]) -> None:
         for symbol in symbols:

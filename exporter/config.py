@@ -462,7 +462,7 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
         if errors[j].endswith(")") and ": unknown key" in errors[j] and option_keys:
             errors[j] = errors[j][: errors[j].rindex(" (")] + (
                 f" (for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))})")
-    if not _NAME.match(feed.name or ""):
+    if feed.name is not None and not _NAME.match(feed.name):
         errors.append(f"{path}.name: {feed.name!r} is not a valid name (letters, digits, _ . : -; not starting with a digit)")
     resolved = feed.thresholds.apply(defaults)
     resolved.validate(f"{path}.thresholds", errors)

@@ -1,0 +1,44 @@
+# feedwatch developer commands. `make demo` and `make test` are the two the README promises.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test unit bench lint dashboards dashboards-check venv tools clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Real binaries the tests talk to (installed from Debian's packages when missing and root).
+tools:
+	scripts/ensure-tools.sh
+
+demo: venv
+	$(VENV)/bin/feedwatch demo
+
+# Every test: unit, integration (loopback feeds, real Prometheus and Alertmanager), promtool, amtool.
+test: venv tools
+	$(PY) -m pytest -q
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+bench: venv
+	$(PY) -m bench
+
+dashboards: venv
+	$(PY) -m grafana.generate
+
+dashboards-check: venv
+	$(PY) -m grafana.generate --check
+
+lint: venv
+	$(PY) -m compileall -q exporter
+	promtool check rules prometheus/rules/*.yml
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
+# (amtool), Chromium (status page tests) and docker-compose (validates docker-compose.yml).
+# Installs the missing Debian packages when run as root; otherwise says what to install.
+set -euo pipefail
+
+declare -A PACKAGE_FOR=(
+  [promtool]=prometheus
+  [prometheus]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager
+  [chromium]=chromium
+  [docker-compose]=docker-compose
+)
+
+missing=()
+for binary in "${!PACKAGE_FOR[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || missing+=("${PACKAGE_FOR[$binary]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing test tools; install them with: sudo apt-get install --no-install-recommends $packages" >&2
+  exit 1
+fi
+echo "installing Debian packages: $packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $packages >/dev/null

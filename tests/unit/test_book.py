@@ -1,0 +1,306 @@
+"""The book and health model: state classified at read time from an injected clock, no sleeping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from exporter.book import (
+    CLOSED, CRITICAL, DEGRADED, HEALTHY, STALE, Book, LATENCY_BUCKETS, to_seconds,
+)
+from exporter.config import load_data
+from exporter.markets import NEW_YORK
+
+
+@dataclass
+class T:  # a trade as an adapter's decoded struct looks to the book
+    symbol: str
+    price: float
+    ts: int = 0
+    is_quote: ClassVar[bool] = False
+
+
+@dataclass
+class Q:
+    symbol: str
+    bid: float
+    ask: float
+    ts: int = 0
+    is_quote: ClassVar[bool] = True
+
+
+def make_book(clock, **feed):
+    spec = {"name": "stocks", "kind": "polygon", "url": "ws://x", "symbols": ["AAPL", "MSFT", "PMN"]}
+    spec.update(feed)
+    config = load_data({"thresholds": {"degraded": "180s", "stale": "5m", "critical": "1h"}, "feeds": [spec]})
+    return Book(config.feeds, clock.time())
+
+
+def prime(feed, symbol, price=100.0):
+    """Give a symbol its confirmed baseline (two agreeing prints)."""
+    feed.apply([T(symbol, price), T(symbol, price)], feed.started_at)
+
+
+def test_state_moves_through_every_threshold(clock):
+    feed = make_book(clock).feed("stocks")
+    prime(feed, "AAPL")
+    aapl = feed.symbols["AAPL"]
+    expected = [(0, HEALTHY), (179.9, HEALTHY), (180, DEGRADED), (299.9, DEGRADED), (300, STALE),
+                (3599, STALE), (3600, CRITICAL)]
+    for offset, state in expected:
+        now = aapl.last_update + offset
+        assert feed.classify(aapl, now) == state, offset
+        assert feed.staleness(aapl, now) == pytest.approx(offset)
+
+
+def test_update_resets_staleness(clock):
+    feed = make_book(clock).feed("stocks")
+    prime(feed, "AAPL")
+    later = clock.advance(400)
+    assert feed.classify(feed.symbols["AAPL"], later) == STALE
+    feed.apply([T("AAPL", 101.0)], later)
+    assert feed.classify(feed.symbols["AAPL"], later) == HEALTHY
+    assert feed.symbols["AAPL"].price == 101.0 and feed.symbols["AAPL"].updates == 2
+
+
+def test_per_symbol_override_inherits_the_rest(clock):
+    feed = make_book(clock, symbol_thresholds={"PMN": {"stale": "15m"}}).feed("stocks")
+    pmn, aapl = feed.symbols["PMN"], feed.symbols["AAPL"]
+    assert (pmn.th.degraded, pmn.th.stale, pmn.th.critical) == (180, 900, 3600)
+    now = clock.advance(600)
+    assert feed.classify(pmn, now) == DEGRADED
+    assert feed.classify(aapl, now) == STALE
+
+
+def test_feed_override_applies_to_every_symbol(clock):
+    feed = make_book(clock, thresholds={"degraded": "2s", "stale": "4s"}).feed("stocks")
+    now = clock.advance(3)
+    assert {feed.classify(s, now) for s in feed.symbols.values()} == {DEGRADED}
+
+
+def test_never_updated_symbol_counts_from_acknowledgement(clock):
+    feed = make_book(clock).feed("stocks")
+    msft = feed.symbols["MSFT"]
+    clock.advance(250)  # subscription took a while to be acknowledged
+    feed.acknowledge(["MSFT"], clock.time())
+    assert feed.staleness(msft, clock.time()) == 0
+    # A later re-acknowledgement (after a reconnect) must not restart the clock again.
+    clock.advance(200)
+    feed.unacknowledge(["MSFT"])
+    feed.acknowledge(["MSFT"], clock.time())
+    assert feed.staleness(msft, clock.time()) == 200
+    assert feed.classify(msft, clock.time()) == DEGRADED
+
+
+def test_never_acknowledged_symbol_counts_from_request(clock):
+    feed = make_book(clock).feed("stocks")
+    assert feed.classify(feed.symbols["MSFT"], clock.advance(301)) == STALE
+
+
+def test_closed_market_and_session_open_restart(clock):
+    # Friday 2026-11-20 15:00 New York: open. Feed set to the regular US session.
+    friday = dt.datetime(2026, 11, 20, 15, 0, tzinfo=NEW_YORK).timestamp()
+    clock.set(friday)
+    feed = make_book(clock, market="us-equities").feed("stocks")
+    prime(feed, "AAPL")
+    aapl = feed.symbols["AAPL"]
+    assert feed.refresh_market(clock.time()) and feed.classify(aapl, clock.time()) == HEALTHY
+    # Saturday: closed, whatever the staleness.
+    clock.set(friday + 86400)
+    feed.refresh_market(clock.time())
+    assert feed.classify(aapl, clock.time()) == CLOSED
+    # Monday 09:30:10: the session just opened; yesterday's last trade does not make it critical.
+    monday_open = dt.datetime(2026, 11, 23, 9, 30, 0, tzinfo=NEW_YORK).timestamp()
+    clock.set(monday_open + 10)
+    feed.refresh_market(clock.time())
+    assert feed.classify(aapl, clock.time()) == HEALTHY
+    assert feed.staleness(aapl, clock.time()) == 0  # the session start is observed at the first look
+    clock.advance(200)
+    assert feed.classify(aapl, clock.time()) == DEGRADED
+
+
+def test_holiday_is_closed(clock):
+    thanksgiving = dt.datetime(2026, 11, 26, 11, 0, tzinfo=NEW_YORK).timestamp()
+    clock.set(thanksgiving)
+    feed = make_book(clock, market="us-equities").feed("stocks")
+    assert feed.market_open is False
+    assert feed.state_counts(clock.time())[CLOSED] == 3
+
+
+def test_state_counts_cover_every_state(clock):
+    feed = make_book(clock).feed("stocks")
+    prime(feed, "AAPL")
+    clock.advance(200)
+    counts = feed.state_counts(clock.time())
+    assert counts == {HEALTHY: 0, DEGRADED: 3, STALE: 0, CRITICAL: 0, CLOSED: 0}
+
+
+def test_sweep_reports_each_transition_once(clock):
+    book = make_book(clock)
+    feed = book.feed("stocks")
+    seen = []
+    book.listeners.append(seen.append)
+    prime(feed, "AAPL")
+    assert book.sweep(clock.time()) == []
+    clock.advance(181)
+    changes = book.sweep(clock.time())
+    assert sorted((c.symbol, c.old, c.new) for c in changes) == [
+        ("AAPL", HEALTHY, DEGRADED), ("MSFT", HEALTHY, DEGRADED), ("PMN", HEALTHY, DEGRADED)]
+    assert seen == changes
+    assert book.sweep(clock.time()) == []  # no change, no event
+    feed.apply([T("AAPL", 100.5)], clock.time())
+    [recovered] = book.sweep(clock.time())
+    assert (recovered.symbol, recovered.old, recovered.new) == ("AAPL", DEGRADED, HEALTHY)
+    assert "AAPL on stocks: degraded -> healthy" in recovered.describe()
+
+
+# --- the garbage-first-print guard ------------------------------------------------------------
+
+def test_first_print_is_held_until_confirmed(clock):
+    feed = make_book(clock).feed("stocks")
+    feed.apply([T("AAPL", 16.10)], clock.time())
+    aapl = feed.symbols["AAPL"]
+    assert math.isnan(aapl.price) and aapl.updates == 0 and aapl.pending == 16.10
+    feed.apply([T("AAPL", 16.12)], clock.time())
+    assert aapl.price == 16.12 and aapl.updates == 1
+    assert feed.rejected["first_print_unconfirmed"] == 0
+
+
+def test_garbage_first_print_never_becomes_the_baseline(clock):
+    feed = make_book(clock).feed("stocks")
+    aapl = feed.symbols["AAPL"]
+    # $1.64 print on a $16 stock, then the real prints.
+    feed.apply([T("AAPL", 1.64), T("AAPL", 16.05), T("AAPL", 16.07)], clock.time())
+    assert aapl.price == 16.07 and aapl.updates == 1
+    assert feed.rejected["first_print_unconfirmed"] == 1
+
+
+def test_first_print_far_from_quote_mid_is_dropped(clock):
+    feed = make_book(clock).feed("stocks")
+    aapl = feed.symbols["AAPL"]
+    feed.apply([Q("AAPL", 15.98, 16.02), T("AAPL", 1.64), T("AAPL", 16.01)], clock.time())
+    assert aapl.price == 16.01 and aapl.updates == 2  # the quote and the good print
+    assert feed.rejected["first_print_unconfirmed"] == 1
+    # Once a print is accepted the guard is off: later prints are taken as they come.
+    feed.apply([T("AAPL", 17.5)], clock.time())
+    assert aapl.price == 17.5
+
+
+def test_guard_tolerance_is_configurable(clock):
+    feed = make_book(clock, first_print_max_deviation=0.01).feed("stocks")
+    feed.apply([Q("AAPL", 99.0, 101.0), T("AAPL", 102.0)], clock.time())
+    assert feed.symbols["AAPL"].price == 100.0
+    assert feed.rejected["first_print_unconfirmed"] == 1
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def test_invalid_prices_are_counted_by_reason(clock):
+    feed = make_book(clock).feed("stocks")
+    prime(feed, "AAPL")
+    feed.apply([T("AAPL", 0.0), T("AAPL", -1.0), T("AAPL", math.nan), T("AAPL", math.inf),
+                Q("AAPL", 10.0, 9.0), Q("AAPL", math.nan, 9.0), T("NOPE", 5.0), Q("NOPE", 1.0, 2.0)],
+               clock.time())
+    assert feed.rejected == {"nonpositive_price": 2, "nan_price": 2, "infinite_price": 1,
+                             "crossed_quote": 1, "first_print_unconfirmed": 0, "unknown_symbol": 2}
+    assert feed.symbols["AAPL"].price == 100.0 and feed.symbols["AAPL"].updates == 1
+
+
+def test_one_sided_quote_uses_its_side(clock):
+    feed = make_book(clock).feed("stocks")
+    feed.apply([Q("AAPL", 0.0, 50.0)], clock.time())
+    assert feed.symbols["AAPL"].price == 50.0
+
+
+def test_record_path_matches_apply(clock):
+    feed = make_book(clock).feed("stocks")
+    assert feed.record("AAPL", 10.0, 1_700_000_000_000, clock.time()) is False  # held back
+    assert feed.record("AAPL", 10.1, 1_700_000_000_000, clock.time()) is True
+    assert feed.record("MSFT", 5.0, 0, clock.time(), quote=True) is True  # a mid needs no guard
+    assert feed.record("AAPL", -1.0, 0, clock.time()) is False
+    assert feed.symbols["AAPL"].event_time == 1_700_000_000.0
+    assert feed.rejected["nonpositive_price"] == 1 and feed.messages["trade"] == 3
+
+
+def test_latency_histogram_observes_oldest_event_per_frame(clock):
+    feed = make_book(clock).feed("stocks")
+    prime(feed, "AAPL")
+    now = 1_700_000_010.0
+    feed.apply([T("AAPL", 100.0, 1_700_000_009_900), T("AAPL", 100.0, 1_700_000_009_000)], now)
+    assert sum(feed.latency_counts) == 1
+    assert feed.latency_sum == pytest.approx(1.0)
+    assert feed.latency_counts[LATENCY_BUCKETS.index(1.0)] == 1
+    # Exchange clocks ahead of ours count as zero latency, not negative.
+    feed.apply([T("AAPL", 100.0, 1_700_000_020_000)], now)
+    assert feed.latency_counts[0] == 1
+
+
+def test_frame_without_exchange_time_observes_no_latency(clock):
+    feed = make_book(clock).feed("stocks")
+    prime(feed, "AAPL")
+    before = sum(feed.latency_counts)
+    feed.apply([T("AAPL", 100.0, 0)], clock.time())
+    assert sum(feed.latency_counts) == before
+    assert feed.symbols["AAPL"].updates == 2
+
+
+@pytest.mark.parametrize("raw, seconds", [
+    (1_700_000_000, 1_700_000_000.0),
+    (1_700_000_000_123, 1_700_000_000.123),
+    (1_700_000_000_123_456, 1_700_000_000.123456),
+    (1_700_000_000_123_456_789, 1_700_000_000.123456789),
+    (0, 0.0),
+])
+def test_to_seconds_tells_units_apart(raw, seconds):
+    assert to_seconds(raw) == pytest.approx(seconds, abs=1e-6)
+
+
+def test_sequence_gaps(clock):
+    feed = make_book(clock).feed("stocks")
+    aapl = feed.symbols["AAPL"]
+    for seq in (10, 11, 12, 15, 16, 16, 14, 20):
+        feed.check_sequence(aapl, seq)
+    assert aapl.gaps == 2 and feed.sequence_gaps == 2 and aapl.last_seq == 20
+
+
+# --- connections and stream health ------------------------------------------------------------
+
+def test_connection_bookkeeping_and_health(clock):
+    feed = make_book(clock).feed("stocks")
+    assert not feed.is_up() and not feed.is_healthy(clock.time())
+    feed.connected("0", clock.time())
+    conn = feed.connection("0")
+    conn.symbols = ("AAPL",)
+    feed.acknowledge(["AAPL"], clock.time())
+    assert feed.is_up() and feed.connects == 1 and feed.is_healthy(clock.time())
+    # No update for 5 minutes: the stream is unhealthy though the socket is up.
+    assert not feed.is_healthy(clock.advance(300))
+    prime(feed, "AAPL")
+    feed.last_update = clock.time()
+    assert feed.is_healthy(clock.time())
+    for _ in range(10):
+        feed.error("decode", "bad frame")
+    assert not feed.is_healthy(clock.time()) and feed.errors["decode"] == 10
+    feed.frame_ok()
+    assert feed.is_healthy(clock.time())
+    feed.disconnected("0", "heartbeat_timeout")
+    feed.disconnected("0", "heartbeat_timeout")  # already down: counted once
+    assert feed.disconnects["heartbeat_timeout"] == 1
+    assert not feed.symbols["AAPL"].acknowledged
+
+
+def test_symbols_added_and_removed_at_run_time(clock):
+    feed = make_book(clock).feed("stocks")
+    state = feed.add_symbol("NVDA", clock.time())
+    assert feed.add_symbol("NVDA", clock.time()) is state
+    assert state.labels == 'feed="stocks",symbol="NVDA"'
+    assert feed.remove_symbol("NVDA") and not feed.remove_symbol("NVDA")
+
+
+def test_label_values_are_escaped(clock):
+    feed = make_book(clock, symbols=['we"ird\\sym']).feed("stocks")
+    assert feed.symbols['we"ird\\sym'].labels == 'feed="stocks",symbol="we\\"ird\\\\sym"'

@@ -1,0 +1,175 @@
+"""Configuration: strict keys, typed values, ${ENV} expansion, every error at once with its path."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.config import (
+    Config, ConfigError, Thresholds, format_duration, listen_address, load_data, load_file,
+    load_text, parse_duration,
+)
+
+POLYGON = {"name": "stocks", "kind": "polygon", "url": "wss://socket.polygon.io/stocks", "symbols": ["AAPL"]}
+
+
+def errors_of(data, environ=None) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_data(data, environ or {})
+    return err.value.errors
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("180s", 180), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), ("1d", 86400),
+    ("2w", 1209600), (90, 90), (1.5, 1.5), ("0s", 0),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["5", "5 m", "m5", "1h 30m", "", "-5s", -1, True, "1.5.5s", "5x"])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_format_duration_round_trips():
+    for seconds in (180, 300, 3600, 5400, 0.25, 45):
+        assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_defaults_live_in_one_place():
+    config = load_data({"feeds": [POLYGON]}, {})
+    assert config.listen == ":10119" and config.telemetry_path == "/metrics"
+    assert config.thresholds == Thresholds(180, 300, 3600)
+    feed = config.feeds[0]
+    assert feed.heartbeat_timeout == 120 and feed.silence_timeout == 600
+    assert feed.unhealthy_after_errors == 10 and feed.unhealthy_after_silence == 300
+    assert feed.options.channels == ("T", "Q")
+    assert feed.resolved_thresholds == Thresholds(180, 300, 3600)
+
+
+def test_empty_file_is_a_valid_config():
+    assert load_text("") == Config()
+
+
+def test_design_example_loads():
+    text = """
+listen: ":10119"
+thresholds: {degraded: 180s, stale: 300s, critical: 1h}
+feeds:
+  - name: stocks
+    kind: polygon
+    url: wss://socket.polygon.io/stocks
+    api_key: ${POLYGON_API_KEY}
+    channels: [T, Q]
+    symbols: [AAPL, MSFT, PMN]
+    market: us-equities
+    symbol_thresholds: {PMN: {stale: 15m}}
+watchlist: {trigger_dir: triggers, ttl: 30m}
+"""
+    config = load_text(text, {"POLYGON_API_KEY": "k-123"})
+    feed = config.feeds[0]
+    assert feed.api_key == "k-123" and feed.market == "us-equities"
+    assert feed.thresholds_for("PMN") == Thresholds(180, 900, 3600)
+    assert feed.thresholds_for("AAPL") == Thresholds(180, 300, 3600)
+    assert config.watchlist.ttl == 1800
+
+
+def test_env_expansion_with_default_and_missing():
+    config = load_data({"listen": "${ADDR:-127.0.0.1:9999}", "feeds": [dict(POLYGON, api_key="${KEY}")]},
+                       {"KEY": "abc"})
+    assert config.listen == "127.0.0.1:9999" and config.feeds[0].api_key == "abc"
+    assert errors_of({"feeds": [dict(POLYGON, api_key="${MISSING_KEY}")]}) == [
+        "feeds[0].api_key: environment variable MISSING_KEY is not set"]
+
+
+def test_symbols_from_a_comma_separated_env_var():
+    config = load_data({"feeds": [dict(POLYGON, symbols="${SYMBOLS}")]}, {"SYMBOLS": "AAPL, MSFT,NVDA"})
+    assert config.feeds[0].symbols == ("AAPL", "MSFT", "NVDA")
+
+
+def test_every_error_reported_at_once_with_its_path():
+    errors = errors_of({
+        "listen": "nope",
+        "thresholds": {"degraded": "3q", "stael": "5m"},
+        "feeds": [
+            {"name": "stocks", "kind": "polygon", "url": "ws://x", "symbols": ["AAPL", "AAPL", ""],
+             "heartbeat_timeout": "soon", "chanels": ["T"], "symbol_thresholds": {"MSFT": {"stale": "1m"}}},
+            {"name": "stocks", "kind": "polygon", "url": "ws://y"},
+            {"name": "x", "kind": "kraken"},
+            "just a string",
+        ],
+        "bogus": True,
+    })
+    assert errors == [
+        "bogus: unknown key (known keys: feeds, listen, telemetry_path, thresholds, trading, watchlist)",
+        "thresholds.stael: unknown key (did you mean 'stale'?)",
+        "thresholds.degraded: invalid duration '3q': use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m",
+        "feeds[0].chanels: unknown key (for kind 'polygon' the venue keys are: channels)",
+        "feeds[0].heartbeat_timeout: invalid duration 'soon': use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m",
+        "feeds[0].symbol_thresholds.MSFT: 'MSFT' is not in feeds[0].symbols",
+        "feeds[0].symbols[1]: duplicate symbol 'AAPL'",
+        "feeds[0].symbols[2]: empty symbol",
+        "feeds[1].name: duplicate feed name 'stocks' (also feeds[0])",
+        "feeds[2].kind: unknown feed kind 'kraken' (known kinds: " + _known_kinds() + ")",
+        "feeds[3]: expected a mapping, got 'just a string'",
+        "listen: expected host:port like ':10119' or '127.0.0.1:10119', got 'nope'",
+    ]
+
+
+def _known_kinds() -> str:
+    from exporter.feeds import registry
+
+    return ", ".join(registry.kinds())
+
+
+def test_threshold_order_is_checked_after_inheritance():
+    errors = errors_of({"feeds": [dict(POLYGON, thresholds={"stale": "2m"})]})
+    assert errors == ["feeds[0].thresholds: thresholds must satisfy 0 < degraded <= stale <= critical "
+                      "(got degraded=3m, stale=2m, critical=1h)"]
+
+
+def test_type_errors_name_the_expected_type():
+    errors = errors_of({"feeds": [dict(POLYGON, unhealthy_after_errors="many", first_print_max_deviation=[1],
+                                       reconnect={"max_delay": "1m", "multiplier": "fast"})]})
+    assert errors == [
+        "feeds[0].unhealthy_after_errors: expected an integer, got 'many'",
+        "feeds[0].first_print_max_deviation: expected a number, got a list",
+        "feeds[0].reconnect.multiplier: expected a number, got 'fast'",
+    ]
+
+
+def test_missing_required_keys():
+    assert errors_of({"feeds": [{"url": "ws://x"}]}) == [
+        "feeds[0].kind: required key is missing (known kinds: " + _known_kinds() + ")"]
+    assert errors_of({"feeds": [{"kind": "polygon", "url": "ws://x"}]}) == ["feeds[0].name: required key is missing"]
+
+
+def test_unknown_market():
+    assert errors_of({"feeds": [dict(POLYGON, market="lse")]}) == [
+        "feeds[0].market: unknown market 'lse' (known: always, us-equities, us-equities-extended)"]
+
+
+def test_yaml_syntax_error_names_the_line():
+    with pytest.raises(ConfigError) as err:
+        load_text("feeds:\n  - name: [unclosed\n", source="f.yml")
+    assert err.value.errors[0].startswith("f.yml: line 3")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_file(str(tmp_path / "nope.yml"))
+    assert "No such file or directory" in err.value.errors[0]
+
+
+def test_config_objects_are_frozen():
+    config = load_data({"feeds": [POLYGON]}, {})
+    with pytest.raises(Exception):
+        config.listen = ":1"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("listen, address", [
+    (":10119", ("0.0.0.0", 10119)), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9000", ("::1", 9000)),
+])
+def test_listen_address(listen, address):
+    assert listen_address(listen) == address
