@@ -187,12 +187,13 @@ def to_seconds(ts: float) -> float:
     1.7e15 us, 1.7e18 ns), so venues hand over their raw stamps and nothing is multiplied on
     the hot path.
     """
+    # Division, not multiplication by 1e-3: 1700000000123 / 1e3 prints as 1700000000.123.
     if ts > 1e17:
-        return ts * 1e-9
+        return ts / 1e9
     if ts > 1e14:
-        return ts * 1e-6
+        return ts / 1e6
     if ts > 1e11:
-        return ts * 1e-3
+        return ts / 1e3
     return float(ts)
 
 

@@ -1,0 +1,88 @@
+"""The exporter's own health, with prometheus_client in a registry the caller passes in.
+
+These few series change rarely and have no per-symbol labels, so the library is the right tool
+here (unlike the Book, see collector.py). Exposition from ``generate_latest(registry)``::
+
+    # HELP feedwatch_build_info Build information; always 1.
+    # TYPE feedwatch_build_info gauge
+    feedwatch_build_info{python_version="3.11.7",version="0.1.0"} 1.0
+    # HELP feedwatch_event_loop_lag_seconds How late the event loop woke a timer at the last check.
+    # TYPE feedwatch_event_loop_lag_seconds gauge
+    feedwatch_event_loop_lag_seconds 0.0003
+    # HELP feedwatch_scrape_duration_seconds Seconds the last /metrics render of the feed state took.
+    # TYPE feedwatch_scrape_duration_seconds gauge
+    feedwatch_scrape_duration_seconds 0.024
+    # HELP feedwatch_scrape_errors_total Extra metric renderers (the trading collector) that failed during a scrape.
+    # TYPE feedwatch_scrape_errors_total counter
+    feedwatch_scrape_errors_total 0.0
+    feedwatch_scrape_errors_created 1.7e+09
+
+plus prometheus_client's process_*, python_gc_* and python_info collectors, registered in the
+same registry (skipped for the library's global REGISTRY, which already has them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import weakref
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import gc_collector, platform_collector, process_collector
+
+from exporter import __version__
+
+log = logging.getLogger(__name__)
+
+
+_BY_REGISTRY: "weakref.WeakKeyDictionary[CollectorRegistry, SelfMetrics]" = weakref.WeakKeyDictionary()
+
+
+class SelfMetrics:
+    """Build info, event-loop lag, scrape duration and errors, registered in ``registry``.
+
+    Use ``SelfMetrics.of(registry)``: a registry accepts each metric name once, so every app
+    built on the same registry (the global one, in a process that restarts its server) shares
+    one set.
+    """
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> "SelfMetrics":
+        metrics = _BY_REGISTRY.get(registry)
+        if metrics is None:
+            metrics = _BY_REGISTRY[registry] = cls(registry)
+        return metrics
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.build_info = Gauge("feedwatch_build_info", "Build information; always 1.",
+                                ["version", "python_version"], registry=registry)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.loop_lag = Gauge(
+            "feedwatch_event_loop_lag_seconds",
+            "How late the event loop woke a timer at the last check.",
+            registry=registry)
+        self.scrape_duration = Gauge("feedwatch_scrape_duration_seconds",
+                                     "Seconds the last /metrics render of the feed state took.",
+                                     registry=registry)
+        self.scrape_errors = Counter("feedwatch_scrape_errors_total",
+                                     "Extra metric renderers (the trading collector) that failed during a scrape.",
+                                     registry=registry)
+        if registry is not REGISTRY:  # the global registry has these already
+            process_collector.ProcessCollector(registry=registry)
+            platform_collector.PlatformCollector(registry=registry)
+            gc_collector.GCCollector(registry=registry)
+
+    async def watch_loop_lag(self, interval: float = 0.5) -> None:
+        """Sleep ``interval`` over and over; how late each wake-up comes is the loop's lag.
+
+        A blocked loop (a slow render, a CPU-bound callback) shows here before it shows as
+        missed heartbeats. Runs until cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(interval)
+            lag = loop.time() - start - interval
+            self.loop_lag.set(lag if lag > 0.0 else 0.0)

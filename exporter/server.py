@@ -1,0 +1,368 @@
+"""The exporter's HTTP face (aiohttp): /metrics, health probes, the JSON API, the live status page.
+
+``create_app`` is an app factory: the service calls it with the real clock and the global
+registry, tests call it with a ``FakeClock`` and a fresh ``CollectorRegistry``. State lives in
+typed app keys; the event-loop-lag watcher runs as a ``cleanup_ctx`` task that is cancelled and
+awaited on exit. Routes:
+
+    GET /                          landing page: version, feeds with their state counts, links
+    GET /metrics                   Prometheus text (config.telemetry_path; gzip on Accept-Encoding)
+    GET /-/healthy                 200 "OK" while the process serves
+    GET /-/ready                   200 once every feed connected at least once, or after the
+                                   startup grace; 503 with the reason otherwise
+    GET /api/v1/status             per-feed health, connections, state counts, worst symbols
+    GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
+                                   "is this price fresh enough to trade on?"
+    GET /status                    the live status page (exporter/static/status.html)
+    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second
+    GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
+
+``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
+``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter import __version__, status
+from exporter.book import STATE_NAMES, STATES, Book
+from exporter.clock import SystemClock
+from exporter.collector import BookCollector
+from exporter.config import Config, listen_address, parse_duration
+from exporter.selfmetrics import SelfMetrics
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+STATIC_DIR = Path(__file__).parent / "static"
+# Bodies larger than this are gzipped in a worker thread (zlib releases the GIL) so a large
+# scrape does not stall the feeds' frames.
+GZIP_IN_THREAD_ABOVE = 256 * 1024
+GZIP_LEVEL = 1  # ~6x smaller than plain at a fraction of level 9's cost (bench/README.md)
+
+Renderer = Callable[[float], str]
+
+
+@dataclass
+class Settings:
+    """Server knobs that are not user configuration (tests compress them)."""
+
+    ready_grace: float = 60.0        # /-/ready turns 200 this long after start even if a feed never connected
+    stream_interval: float = 1.0     # seconds between status-page snapshots
+    stream_limit: int = 1000         # symbols per feed in a snapshot (the stalest past this)
+    loop_lag_interval: float = 0.5   # how often the loop-lag watcher wakes
+    started_at: float = 0.0          # injected-clock time the app was created
+
+
+@dataclass
+class StreamHub:
+    """Shares one snapshot per interval among all status-page clients and ends them on shutdown."""
+
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    cached_at: float = -1.0
+    cached_key: int = -1
+    cached: bytes = b""
+
+
+BOOK = web.AppKey("feedwatch.book", Book)
+CONFIG = web.AppKey("feedwatch.config", Config)
+CLOCK = web.AppKey("feedwatch.clock", Any)
+REGISTRY = web.AppKey("feedwatch.registry", CollectorRegistry)
+COLLECTOR = web.AppKey("feedwatch.collector", BookCollector)
+SELF_METRICS = web.AppKey("feedwatch.self_metrics", SelfMetrics)
+RENDERERS = web.AppKey("feedwatch.renderers", tuple)
+SERVICE = web.AppKey("feedwatch.service", Any)
+SETTINGS = web.AppKey("feedwatch.settings", Settings)
+HUB = web.AppKey("feedwatch.stream_hub", StreamHub)
+STATUS_PAGE = web.AppKey("feedwatch.status_page", bytes)
+
+_encode = msgspec.json.encode
+
+
+def create_app(book: Book, config: Config, clock: Any = None, registry: CollectorRegistry | None = None,
+               renderers: Sequence[Renderer] = (), service: Any = None, *,
+               settings: Settings | None = None) -> web.Application:
+    """Build the application; nothing runs until it is started (``serve`` or aiohttp's runner).
+
+    ``registry`` defaults to a fresh ``CollectorRegistry`` (so building two apps in one process
+    never collides); ``service`` is kept for routes that need the runners (``SERVICE`` key) but
+    its lifecycle belongs to the caller.
+    """
+    clock = clock or SystemClock()
+    registry = registry if registry is not None else CollectorRegistry()
+    settings = dataclasses.replace(settings or Settings(), started_at=clock.time())
+    app = web.Application()
+    app[BOOK] = book
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[REGISTRY] = registry
+    app[COLLECTOR] = BookCollector(book)
+    app[SELF_METRICS] = SelfMetrics.of(registry)
+    app[RENDERERS] = tuple(renderers)
+    app[SERVICE] = service
+    app[SETTINGS] = settings
+    app[HUB] = StreamHub()
+    app[STATUS_PAGE] = (STATIC_DIR / "status.html").read_bytes()
+    app.cleanup_ctx.append(_background_tasks)
+    app.on_shutdown.append(_end_streams)
+
+    if config.telemetry_path != "/":
+        app.router.add_get("/", landing)
+    app.router.add_get(config.telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/api/v1/status", api_status)
+    app.router.add_get("/api/v1/symbols/{feed}/{symbol:.+}", api_symbol)
+    app.router.add_get("/api/v1/snapshot", api_snapshot)
+    app.router.add_get("/api/v1/stream", api_stream)
+    app.router.add_get("/status", status_page)
+    if config.trading is not None:
+        from exporter import trading_api  # owned by the trading engineer; only needed with trading
+
+        trading_api.add_routes(app)
+    return app
+
+
+async def serve(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on ``listen`` (``":10119"``, ``"127.0.0.1:0"``); returns the runner and the bound port.
+
+    Stop it with ``await runner.cleanup()`` (ends status-page streams, then the background tasks).
+    """
+    host, port = listen_address(listen)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes the bound sockets only here
+    bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+    return runner, bound
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
+    lag = asyncio.create_task(app[SELF_METRICS].watch_loop_lag(app[SETTINGS].loop_lag_interval),
+                              name="feedwatch-loop-lag")
+    yield
+    lag.cancel()
+    try:
+        await lag
+    except asyncio.CancelledError:
+        pass
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[HUB].closing.set()
+
+
+# --- /metrics -----------------------------------------------------------------------------------
+
+_renderer_failures: dict[str, float] = {}
+
+
+def render_metrics(app: web.Application) -> bytes:
+    """The full exposition text of one scrape, uncompressed."""
+    now = app[CLOCK].time()
+    started = time.perf_counter()
+    parts = [app[COLLECTOR].render(now)]
+    for renderer in app[RENDERERS]:
+        try:
+            parts.append(renderer(now))
+        except Exception:  # a broken extra renderer must not take the feed metrics down with it
+            app[SELF_METRICS].scrape_errors.inc()
+            name = getattr(renderer, "__qualname__", repr(renderer))
+            if time.monotonic() - _renderer_failures.get(name, -1e9) > 60.0:
+                _renderer_failures[name] = time.monotonic()
+                log.exception("metrics renderer %s failed; its series are missing from this scrape "
+                              "(repeats are logged once a minute)", name)
+    app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
+    parts.append(generate_latest(app[REGISTRY]).decode())
+    return "".join(parts).encode()
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = render_metrics(request.app)
+    headers = {"Content-Type": CONTENT_TYPE_METRICS, "Vary": "Accept-Encoding"}
+    if _accepts_gzip(request):
+        if len(body) > GZIP_IN_THREAD_ABOVE:
+            body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, GZIP_LEVEL)
+        else:
+            body = gzip.compress(body, GZIP_LEVEL)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+# --- probes -------------------------------------------------------------------------------------
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+def readiness(app: web.Application) -> tuple[bool, str]:
+    """Ready once every feed has connected at least once, or once the startup grace is over."""
+    never = [feed.name for feed in app[BOOK].feeds.values() if not feed.connects]
+    if not never:
+        return True, "every feed has connected"
+    settings = app[SETTINGS]
+    waited = app[CLOCK].time() - settings.started_at
+    if waited >= settings.ready_grace:
+        return True, f"startup grace of {settings.ready_grace:g}s is over; never connected: {', '.join(never)}"
+    return False, (f"waiting for feeds to connect: {', '.join(never)} "
+                   f"(ready anyway in {settings.ready_grace - waited:.0f}s)")
+
+
+async def ready(request: web.Request) -> web.Response:
+    is_ready, reason = readiness(request.app)
+    return web.Response(text=("OK: " if is_ready else "Not ready: ") + reason + "\n",
+                        status=200 if is_ready else 503)
+
+
+# --- JSON API -----------------------------------------------------------------------------------
+
+def _json(value: Any, status_code: int = 200) -> web.Response:
+    return web.Response(body=_encode(value), status=status_code, content_type="application/json")
+
+
+def _int_query(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=_encode(status.Problem(f"{name}: expected an integer, got {raw!r}")).decode(),
+                                 content_type="application/json") from None
+    return max(0, min(value, high))
+
+
+async def api_status(request: web.Request) -> web.Response:
+    app = request.app
+    worst = _int_query(request, "worst", 10, 1000)
+    return _json(status.book_status(app[BOOK], app[CLOCK].time(), __version__, readiness(app), worst))
+
+
+async def api_symbol(request: web.Request) -> web.Response:
+    app = request.app
+    book = app[BOOK]
+    feed_name = request.match_info["feed"]
+    symbol = request.match_info["symbol"]
+    feed = book.feeds.get(feed_name)
+    if feed is None:
+        known = ", ".join(sorted(book.feeds)) or "none configured"
+        return _json(status.Problem(f"unknown feed {feed_name!r} (known feeds: {known})"), 404)
+    state = feed.symbols.get(symbol)
+    if state is None:
+        return _json(status.Problem(f"symbol {symbol!r} is not watched on feed {feed_name!r} "
+                                    f"({len(feed.symbols)} symbols are; add it to the feed's symbols "
+                                    "or the watchlist)"), 404)
+    max_staleness = None
+    raw = request.query.get("max_staleness")
+    if raw is not None:
+        try:
+            max_staleness = parse_duration(raw)
+        except ValueError as exc:
+            return _json(status.Problem(f"max_staleness: {exc}"), 400)
+    return _json(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness))
+
+
+def _snapshot_bytes(app: web.Application, limit: int) -> bytes:
+    """One encoded snapshot, shared by every stream client for ``stream_interval`` (loop time)."""
+    hub = app[HUB]
+    loop_now = asyncio.get_running_loop().time()
+    if hub.cached_key != limit or loop_now - hub.cached_at >= app[SETTINGS].stream_interval * 0.5:
+        snap = status.snapshot(app[BOOK], app[CLOCK].time(), __version__, limit)
+        snap["interval"] = app[SETTINGS].stream_interval
+        hub.cached, hub.cached_at, hub.cached_key = _encode(snap), loop_now, limit
+    return hub.cached
+
+
+async def api_snapshot(request: web.Request) -> web.Response:
+    limit = _int_query(request, "limit", request.app[SETTINGS].stream_limit, 1_000_000)
+    return web.Response(body=_snapshot_bytes(request.app, limit), content_type="application/json")
+
+
+async def api_stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: ``data: <snapshot JSON>`` every ``stream_interval`` until the client goes."""
+    app = request.app
+    limit = _int_query(request, "limit", app[SETTINGS].stream_limit, 1_000_000)
+    interval = app[SETTINGS].stream_interval
+    closing = app[HUB].closing
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    try:
+        await response.write(f"retry: {int(max(interval, 1.0) * 2000)}\n\n".encode())
+        while not closing.is_set():
+            await response.write(b"data: " + _snapshot_bytes(app, limit) + b"\n\n")
+            try:
+                await asyncio.wait_for(closing.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+    except (ConnectionResetError, ConnectionError):
+        pass  # the browser went away: nothing to clean up
+    return response
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+async def status_page(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[STATUS_PAGE], content_type="text/html", charset="utf-8")
+
+
+_STATE_COLOURS = {"healthy": "#2e9d4f", "degraded": "#d9a520", "stale": "#e0641b", "critical": "#c62828",
+                  "closed": "#8a8f98"}
+
+
+async def landing(request: web.Request) -> web.Response:
+    app = request.app
+    now = app[CLOCK].time()
+    metrics_path = html.escape(app[CONFIG].telemetry_path)
+    rows = []
+    for feed in app[BOOK].feeds.values():
+        feed.refresh_market(now)
+        counts = feed.state_counts(now)
+        cells = "".join(
+            f'<td style="color:{_STATE_COLOURS[STATE_NAMES[s]]}">{counts[s]}</td>' for s in STATES)
+        rows.append(f"<tr><td>{html.escape(feed.name)}</td><td>{html.escape(feed.config.kind)}</td>"
+                    f"<td>{'up' if feed.is_up() else 'down'}</td>{cells}</tr>")
+    heads = "".join(f"<th>{STATE_NAMES[s]}</th>" for s in STATES)
+    is_ready, reason = readiness(app)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>feedwatch</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
+td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head>
+<body><h1>feedwatch</h1>
+<p>Market-data freshness exporter, version {html.escape(__version__)}. {'Ready' if is_ready else 'Not ready'}:
+{html.escape(reason)}.</p>
+<table><tr><th>feed</th><th>kind</th><th>connection</th>{heads}</tr>
+{''.join(rows) or '<tr><td colspan="8">no feeds configured</td></tr>'}
+</table>
+<ul>
+<li><a href="status">Live status page</a></li>
+<li><a href="{metrics_path.lstrip('/')}">Metrics</a></li>
+<li><a href="api/v1/status">Status (JSON)</a></li>
+<li><a href="-/healthy">Health</a> and <a href="-/ready">readiness</a></li>
+</ul></body></html>
+"""
+    return web.Response(text=page, content_type="text/html")

@@ -1,0 +1,230 @@
+"""The Book collector: golden exposition for a fixed book, and the behaviours around it.
+
+Golden file: ``tests/golden/metrics.txt`` is the exact ``BookCollector.render`` output for
+``golden_book()``. After an intended change to the output, regenerate it and review the diff::
+
+    FEEDWATCH_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_collector.py
+
+(``tests/integration/test_promtool.py`` lints the same file with ``promtool check metrics``.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import collector
+from exporter.book import DISCONNECT_REASONS, ERROR_KINDS, LATENCY_BUCKETS, MESSAGE_KINDS, REJECT_REASONS, Book
+from exporter.clock import FakeClock
+from exporter.collector import FEED_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
+from exporter.config import load_data
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
+T0 = 1_700_000_000.0  # Tuesday 2023-11-14 17:13 in New York: after the US equities close
+
+
+def golden_book(clock: FakeClock) -> Book:
+    """A book exercising every family: a closed stock market, a busy 24/7 feed, an idle feed."""
+    config = load_data({
+        "thresholds": {"degraded": "180s", "stale": "300s", "critical": "1h"},
+        "feeds": [
+            {"name": "stocks", "kind": "polygon", "url": "wss://socket.polygon.io/stocks", "market": "us-equities",
+             "symbols": ["AAPL", "MSFT", "BRK.A"]},
+            {"name": "crypto", "kind": "polygon", "url": "wss://crypto.invalid/ws",
+             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}}},
+            {"name": "idle", "kind": "polygon", "url": "wss://idle.invalid/ws"},
+        ]}, environ={})
+    book = Book(config.feeds, clock.time())
+    start = clock.time()
+
+    stocks = book.feeds["stocks"]
+    stocks.connected("0", start)
+    stocks.acknowledge(["AAPL", "MSFT", "BRK.A"], start)
+    stocks.frame_received(4096, start + 1)
+    stocks.record("AAPL", 189.5, 1_700_000_000_123, start + 1, quote=True)
+    stocks.record("MSFT", 370.25, 1_700_000_000_400_000_000, start + 1, quote=True)
+
+    crypto = book.feeds["crypto"]
+    crypto.connected("0", start)
+    crypto.connected("1", start)
+    crypto.acknowledge(["BTCUSD", "ETHUSD", "SOLUSD"], start)
+    crypto.record("XRPUSD", 0.61, 0, start, quote=True)
+    crypto.record("ETHUSD", 2051.37, 0, start, quote=True)
+    crypto.frame_received(65536, start + 700)
+    crypto.record("BTCUSD", 37312.4, 1_700_000_699_950, start + 700, quote=True)
+    crypto.record("BTCUSD", -1.0, 0, start + 700, quote=True)      # rejected: nonpositive_price
+    crypto.record("DOGEUSD", 0.07, 0, start + 700, quote=True)     # rejected: unknown_symbol
+    crypto.heartbeat("0", start + 700)
+    crypto.error("decode", "undecodable frame")
+    crypto.disconnected("1", "heartbeat_timeout")
+    crypto.reconnect_attempts = 2
+    crypto.check_sequence(crypto.symbols["BTCUSD"], 10)
+    crypto.check_sequence(crypto.symbols["BTCUSD"], 14)
+    clock.set(start + 720)
+    return book
+
+
+def render(book: Book, clock: FakeClock) -> str:
+    return BookCollector(book).render(clock.time())
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample keyed by (name, labels) using prometheus_client's own text parser."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def key(name: str, **labels: str) -> tuple[str, frozenset]:
+    return name, frozenset(labels.items())
+
+
+def test_golden_output(clock: FakeClock) -> None:
+    text = render(golden_book(clock), clock)
+    if os.environ.get("FEEDWATCH_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "collector output changed; see this module's docstring to regenerate"
+
+
+def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
+    values = samples(render(golden_book(clock), clock))
+    # The stock market is closed at T0: every stock symbol is -1, whatever its age.
+    assert values[key("feedwatch_symbol_state", feed="stocks", symbol="AAPL")] == -1
+    assert values[key("feedwatch_feed_market_open", feed="stocks")] == 0
+    assert values[key("feedwatch_feed_symbols", feed="stocks", state="closed")] == 3
+    # 720 s after start: ETHUSD (updated at start) is stale; XRPUSD's own critical is 10 m.
+    assert values[key("feedwatch_symbol_state", feed="crypto", symbol="ETHUSD")] == 2
+    assert values[key("feedwatch_symbol_state", feed="crypto", symbol="XRPUSD")] == 3
+    assert values[key("feedwatch_symbol_staleness_seconds", feed="crypto", symbol="BTCUSD")] == 20.0
+    assert values[key("feedwatch_symbol_last_event_timestamp_seconds", feed="crypto", symbol="BTCUSD")] \
+        == 1_700_000_699.95
+    assert values[key("feedwatch_feed_up", feed="crypto", connection="1")] == 0
+    assert values[key("feedwatch_feed_disconnects_total", feed="crypto", reason="heartbeat_timeout")] == 1
+    assert values[key("feedwatch_feed_rejected_updates_total", feed="crypto", reason="unknown_symbol")] == 1
+    assert values[key("feedwatch_feed_sequence_gaps_total", feed="crypto")] == 1
+    assert values[key("feedwatch_feed_reconnect_attempts_total", feed="crypto")] == 2
+    assert values[key("feedwatch_feed_acknowledged_symbols", feed="crypto")] == 3
+    assert values[key("feedwatch_feed_subscribed_symbols", feed="crypto")] == 4
+    # One latency observation of 50 ms, in the 0.05 bucket.
+    assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.025")] == 0
+    assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.05")] == 1
+    assert values[key("feedwatch_feed_latency_seconds_count", feed="crypto")] == 1
+    # A feed that never connected: up is present and 0.
+    assert values[key("feedwatch_feed_up", feed="idle", connection="0")] == 0
+    assert values[key("feedwatch_feed_healthy", feed="idle")] == 0
+
+
+def test_staleness_and_state_move_with_the_clock(clock: FakeClock) -> None:
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": ["A"]}]},
+                       environ={})
+    book = Book(config.feeds, clock.time())
+    book.feeds["f"].record("A", 10.0, 0, clock.time(), quote=True)
+    staleness = key("feedwatch_symbol_staleness_seconds", feed="f", symbol="A")
+    state = key("feedwatch_symbol_state", feed="f", symbol="A")
+    seen = []
+    for step in (0.0, 179.5, 1.0, 120.0, 3300.0):
+        clock.advance(step)
+        values = samples(render(book, clock))
+        seen.append((values[staleness], values[state]))
+    assert seen == [(0.0, 0), (179.5, 0), (180.5, 1), (300.5, 2), (3600.5, 3)]
+
+
+def test_every_known_counter_label_starts_at_zero(clock: FakeClock) -> None:
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": ["A"]}]},
+                       environ={})
+    values = samples(render(Book(config.feeds, clock.time()), clock))
+    expected = (
+        [key("feedwatch_feed_disconnects_total", feed="f", reason=r) for r in DISCONNECT_REASONS]
+        + [key("feedwatch_feed_messages_total", feed="f", kind=k) for k in MESSAGE_KINDS]
+        + [key("feedwatch_feed_errors_total", feed="f", kind=k) for k in ERROR_KINDS]
+        + [key("feedwatch_feed_rejected_updates_total", feed="f", reason=r) for r in REJECT_REASONS]
+        + [key("feedwatch_feed_latency_seconds_bucket", feed="f", le=format_value(b)) for b in LATENCY_BUCKETS]
+        + [key("feedwatch_feed_latency_seconds_bucket", feed="f", le="+Inf"),
+           key("feedwatch_feed_latency_seconds_count", feed="f"), key("feedwatch_feed_latency_seconds_sum", feed="f"),
+           key("feedwatch_feed_connects_total", feed="f"), key("feedwatch_feed_bytes_total", feed="f"),
+           key("feedwatch_feed_reconnect_attempts_total", feed="f"), key("feedwatch_feed_sequence_gaps_total", feed="f"),
+           key("feedwatch_symbol_updates_total", feed="f", symbol="A"), key("feedwatch_feed_up", feed="f", connection="0")]
+    )
+    missing = [k for k in expected if k not in values]
+    assert not missing
+    assert {k: values[k] for k in expected if values[k] != 0} == {}
+    states = {dict(labels)["state"]: v for (name, labels), v in values.items() if name == "feedwatch_feed_symbols"}
+    assert states == {"healthy": 1, "degraded": 0, "stale": 0, "critical": 0, "closed": 0}
+
+
+def test_odd_label_values_are_escaped_and_round_trip(clock: FakeClock) -> None:
+    odd = 'we"ird\\sym\nbol'
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": [odd, "A"]}]},
+                       environ={})
+    book = Book(config.feeds, clock.time())
+    feed = book.feeds["f"]
+    feed.record(odd, 1.5, 0, clock.time(), quote=True)
+    feed.connected('c"1', clock.time())
+    feed.disconnected('c"1', 'odd "reason"\\')
+    text = render(book, clock)
+    assert 'symbol="we\\"ird\\\\sym\\nbol"' in text
+    values = samples(text)  # the reference parser gets the original strings back
+    assert values[key("feedwatch_symbol_price", feed="f", symbol=odd)] == 1.5
+    assert values[key("feedwatch_feed_up", feed="f", connection='c"1')] == 0
+    assert values[key("feedwatch_feed_disconnects_total", feed="f", reason='odd "reason"\\')] == 1
+
+
+def test_price_and_event_time_appear_only_once_known(clock: FakeClock) -> None:
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": ["A", "B"]}]},
+                       environ={})
+    book = Book(config.feeds, clock.time())
+    book.feeds["f"].record("A", 2.0, 0, clock.time(), quote=True)  # priced, but the venue gave no time
+    names = {(name, dict(labels)["symbol"]) for name, labels in samples(render(book, clock))
+             if name.startswith("feedwatch_symbol_")}
+    assert ("feedwatch_symbol_price", "A") in names
+    assert ("feedwatch_symbol_price", "B") not in names
+    assert not {n for n in names if n[0] == "feedwatch_symbol_last_event_timestamp_seconds"}
+    assert ("feedwatch_symbol_last_update_timestamp_seconds", "B") in names
+
+
+def test_removed_symbols_stop_being_rendered(clock: FakeClock) -> None:
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": ["A", "B"]}]},
+                       environ={})
+    book = Book(config.feeds, clock.time())
+    book.feeds["f"].remove_symbol("B")
+    text = render(book, clock)
+    assert 'symbol="A"' in text and 'symbol="B"' not in text
+    assert samples(text)[key("feedwatch_feed_subscribed_symbols", feed="f")] == 1
+
+
+def test_session_open_is_noticed_at_scrape(clock: FakeClock) -> None:
+    """The collector refreshes the market session itself: no sweep is needed between scrapes."""
+    config = load_data({"feeds": [{"name": "s", "kind": "polygon", "url": "wss://x.invalid",
+                                   "market": "us-equities", "symbols": ["A"]}]}, environ={})
+    book = Book(config.feeds, clock.time())  # Tuesday evening: closed
+    assert samples(render(book, clock))[key("feedwatch_symbol_state", feed="s", symbol="A")] == -1
+    clock.set(1_700_058_600.0 + 10)  # Wednesday 09:30:10 New York
+    values = samples(render(book, clock))
+    assert values[key("feedwatch_feed_market_open", feed="s")] == 1
+    assert values[key("feedwatch_symbol_state", feed="s", symbol="A")] == 0
+    # Yesterday's silence does not count: the clock restarts when the open is noticed.
+    assert values[key("feedwatch_symbol_staleness_seconds", feed="s", symbol="A")] == 0.0
+    clock.advance(200)
+    values = samples(render(book, clock))
+    assert values[key("feedwatch_symbol_staleness_seconds", feed="s", symbol="A")] == 200.0
+    assert values[key("feedwatch_symbol_state", feed="s", symbol="A")] == 1
+
+
+def test_format_value_follows_the_text_format() -> None:
+    assert [format_value(v) for v in (math.nan, math.inf, -math.inf, 0.25, 3, 1e21, True)] == \
+        ["NaN", "+Inf", "-Inf", "0.25", "3", "1e+21", "1"]
+
+
+def test_every_family_is_documented_in_the_docstring_and_docs() -> None:
+    docs = (ROOT / "docs" / "metrics.md").read_text()
+    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES):
+        assert f"# TYPE {name} " in collector.__doc__, name
+        assert re.search(rf"`{name}`", docs), f"{name} missing from docs/metrics.md"

@@ -1,0 +1,42 @@
+"""The benchmarks still run (tiny sizes, one or two rounds). No timing is asserted: speed lives
+in bench/ and its README; this only keeps the benchmark code from rotting."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import __main__ as bench_main
+from bench import ingest, memory, render
+
+
+def test_ingest_benchmark_runs() -> None:
+    result = ingest.measure(n_symbols=200, n_frames=20, per_frame=100, rounds=1, naive_rounds=1, progress=False)
+    assert result.messages == 2_000
+    assert result.feedwatch > 0 and result.decode_only > 0 and result.naive > 0
+    assert "msgs/s" in ingest.report(result)
+
+
+def test_ingest_frames_look_like_polygon() -> None:
+    frames = ingest.make_frames(n_symbols=10, n_frames=2, per_frame=100)
+    events = ingest._frame_decoder.decode(frames[0])
+    assert len(events) == 100 and {type(e).__name__ for e in events} == {"Trade", "Quote"}
+
+
+def test_render_benchmark_runs() -> None:
+    results = render.measure(sizes=(50, 100), children_up_to=100, rounds=1, progress=False)
+    assert [r.symbols for r in results] == [50, 100]
+    assert all(r.feedwatch > 0 and r.children and r.size > 0 and r.gzip_fast_size < r.size for r in results)
+    assert "symbols" in render.report(results)
+
+
+def test_memory_benchmark_runs() -> None:
+    result = memory.measure(n=500, children_n=100, progress=False)
+    assert result.book_bytes > 0 and result.children_bytes > 0
+    assert "bytes/symbol" in memory.report(result)
+
+
+def test_bench_cli_rejects_unknown_names(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_main.main(["nope"])
+    assert exc.value.code == 2
+    assert "unknown benchmark" in capsys.readouterr().err

@@ -1,0 +1,330 @@
+"""The HTTP app through aiohttp's test client (a real server on 127.0.0.1) with a FakeClock.
+
+Each test builds its own app with a fresh prometheus_client registry, so nothing leaks between
+tests; the clock only moves when a test moves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.book import Book
+from exporter.clock import FakeClock
+from exporter.config import load_data
+from exporter.server import CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
+from tests.waiting import async_wait_for
+
+SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]
+
+
+def make_config(**extra):
+    return load_data({**extra, "feeds": [
+        {"name": "stocks", "kind": "polygon", "url": "wss://stocks.invalid", "symbols": SYMBOLS},
+        {"name": "spare", "kind": "polygon", "url": "wss://spare.invalid", "symbols": ["IBM"]},
+    ]}, environ={})
+
+
+@pytest.fixture
+def config():
+    return make_config()
+
+
+@pytest.fixture
+def book(config, clock: FakeClock) -> Book:
+    book = Book(config.feeds, clock.time())
+    stocks = book.feeds["stocks"]
+    stocks.connected("0", clock.time())
+    stocks.acknowledge(SYMBOLS, clock.time())
+    stocks.record("AAPL", 189.5, 1_700_000_000_000, clock.time(), quote=True)
+    stocks.record("MSFT", 370.25, 0, clock.time(), quote=True)
+    stocks.error("decode", "bad frame")
+    stocks.error("protocol", "odd status")
+    return book
+
+
+async def start(app) -> TestClient:
+    client = TestClient(TestServer(app), auto_decompress=False)
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def client(book, config, clock):
+    client = await start(create_app(book, config, clock, CollectorRegistry(), settings=Settings(stream_interval=0.05)))
+    yield client
+    await client.close()
+
+
+def parse(text: str) -> dict:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def sample(values: dict, name: str, **labels) -> float:
+    return values[(name, frozenset(labels.items()))]
+
+
+PLAIN = {"Accept-Encoding": "identity"}
+
+
+async def get_metrics(client: TestClient) -> dict:
+    resp = await client.get("/metrics", headers=PLAIN)
+    assert resp.status == 200
+    return parse(await resp.text())
+
+
+async def test_metrics_content_type_and_sources(client: TestClient) -> None:
+    resp = await client.get("/metrics", headers=PLAIN)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == CONTENT_TYPE_METRICS
+    assert "Content-Encoding" not in resp.headers
+    values = parse(await resp.text())
+    assert sample(values, "feedwatch_symbol_price", feed="stocks", symbol="AAPL") == 189.5
+    assert sample(values, "feedwatch_build_info", version="0.1.0",
+                  python_version=next(dict(k[1])["python_version"] for k in values
+                                      if k[0] == "feedwatch_build_info")) == 1
+    assert ("process_cpu_seconds_total", frozenset()) in values
+    assert sample(values, "feedwatch_scrape_duration_seconds") > 0
+
+
+async def test_metrics_gzip_when_asked(client: TestClient) -> None:
+    plain = await (await client.get("/metrics", headers=PLAIN)).read()
+    resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip, deflate"})
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert resp.headers["Content-Type"] == CONTENT_TYPE_METRICS
+    body = gzip.decompress(await resp.read())
+    # Same families in the same order (values like process CPU time may move between scrapes).
+    assert [line for line in body.decode().splitlines() if line.startswith("# TYPE")] == \
+        [line for line in plain.decode().splitlines() if line.startswith("# TYPE")]
+    refused = await client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in refused.headers
+
+
+async def test_custom_telemetry_path(book, clock) -> None:
+    config = make_config(telemetry_path="/probe/metrics")
+    client = await start(create_app(book, config, clock, CollectorRegistry()))
+    try:
+        assert (await client.get("/probe/metrics", headers=PLAIN)).status == 200
+        assert (await client.get("/metrics")).status == 404
+        assert 'href="probe/metrics"' in await (await client.get("/")).text()
+    finally:
+        await client.close()
+
+
+async def test_extra_renderers_are_appended_and_failures_contained(book, config, clock) -> None:
+    seen = []
+
+    def extra(now: float) -> str:
+        seen.append(now)
+        return "# HELP feedwatch_extra_thing A test family.\n# TYPE feedwatch_extra_thing gauge\nfeedwatch_extra_thing 7\n"
+
+    def broken(now: float) -> str:
+        raise RuntimeError("boom")
+
+    app = create_app(book, config, clock, CollectorRegistry(), renderers=(extra, broken))
+    client = await start(app)
+    try:
+        values = await get_metrics(client)
+        assert sample(values, "feedwatch_extra_thing") == 7
+        assert seen == [clock.time()]  # renderers get the injected clock's time
+        assert sample(values, "feedwatch_scrape_errors_total") == 1
+        assert sample(values, "feedwatch_symbol_price", feed="stocks", symbol="MSFT") == 370.25
+    finally:
+        await client.close()
+
+
+async def test_healthy(client: TestClient) -> None:
+    resp = await client.get("/-/healthy")
+    assert resp.status == 200 and await resp.text() == "OK"
+
+
+async def test_ready_waits_for_every_feed_then_grace(book, config, clock) -> None:
+    client = await start(create_app(book, config, clock, CollectorRegistry(), settings=Settings(ready_grace=30)))
+    try:
+        resp = await client.get("/-/ready")
+        assert resp.status == 503
+        assert "spare" in await resp.text() and "stocks" not in await resp.text()
+        book.feeds["spare"].connected("0", clock.time())
+        assert (await client.get("/-/ready")).status == 200
+    finally:
+        await client.close()
+    # A feed that never connects: ready anyway once the grace is over.
+    fresh = Book(config.feeds, clock.time())
+    client = await start(create_app(fresh, config, clock, CollectorRegistry(), settings=Settings(ready_grace=30)))
+    try:
+        assert (await client.get("/-/ready")).status == 503
+        clock.advance(29)
+        assert (await client.get("/-/ready")).status == 503
+        clock.advance(1)
+        resp = await client.get("/-/ready")
+        assert resp.status == 200 and "grace" in await resp.text()
+    finally:
+        await client.close()
+
+
+async def test_status_numbers_match_metrics(client: TestClient, book: Book, clock: FakeClock) -> None:
+    clock.advance(200)
+    book.feeds["stocks"].record("AAPL", 190.0, 0, clock.time(), quote=True)
+    clock.advance(150)  # AAPL 150 s (healthy); MSFT 350 s (stale); the never-updated two 350 s
+    book.feeds["stocks"].reconnect_attempts = 3
+    book.feeds["stocks"].connected("1", clock.time())
+    book.feeds["stocks"].disconnected("1", "network_error")
+    resp = await client.get("/api/v1/status")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    status = await resp.json()
+    values = await get_metrics(client)
+    assert status["now"] == clock.time()
+    for feed in status["feeds"]:
+        name = feed["name"]
+        for state, count in feed["symbols"].items():
+            assert sample(values, "feedwatch_feed_symbols", feed=name, state=state) == count, (name, state)
+        assert sample(values, "feedwatch_feed_subscribed_symbols", feed=name) == feed["subscribed"]
+        assert sample(values, "feedwatch_feed_acknowledged_symbols", feed=name) == feed["acknowledged"]
+        assert sample(values, "feedwatch_feed_healthy", feed=name) == feed["is_healthy"]
+        assert sample(values, "feedwatch_feed_market_open", feed=name) == feed["market_open"]
+        assert sample(values, "feedwatch_feed_reconnect_attempts_total", feed=name) == feed["recovery_attempts"]
+        errors = sum(v for (n, labels), v in values.items()
+                     if n == "feedwatch_feed_errors_total" and dict(labels)["feed"] == name)
+        assert errors == feed["error_count"]
+        ups = {dict(labels)["connection"]: v for (n, labels), v in values.items()
+               if n == "feedwatch_feed_up" and dict(labels)["feed"] == name}
+        assert ups == {c["name"]: int(c["up"]) for c in feed["connections"]} or (ups == {"0": 0} and not feed["connections"])
+        assert max(ups.values()) == feed["up"]
+        for worst in feed["stalest"]:
+            assert sample(values, "feedwatch_symbol_staleness_seconds", feed=name,
+                          symbol=worst["symbol"]) == worst["staleness_seconds"]
+    stocks = status["feeds"][0]
+    assert stocks["symbols"] == {"healthy": 1, "degraded": 0, "stale": 3, "critical": 0, "closed": 0}
+    assert stocks["error_count"] == 2 and stocks["recovery_attempts"] == 3
+    assert [s["symbol"] for s in stocks["stalest"]][-1] == "AAPL"  # worst first
+    assert stocks["connections"][1] == {"name": "1", "up": False, "last_heartbeat": clock.time(),
+                                        "connected_at": clock.time(), "symbols": 0}
+
+
+async def test_status_lists_sequence_gaps(client: TestClient, book: Book) -> None:
+    feed = book.feeds["stocks"]
+    for seq in (1, 5, 6, 9):
+        feed.check_sequence(feed.symbols["MSFT"], seq)
+    feed.check_sequence(feed.symbols["AAPL"], 1)
+    feed.check_sequence(feed.symbols["AAPL"], 3)
+    status = await (await client.get("/api/v1/status?worst=5")).json()
+    gaps = status["feeds"][0]["most_gaps"]
+    assert [(g["symbol"], g["gaps"]) for g in gaps] == [("MSFT", 2), ("AAPL", 1)]
+    assert (await client.get("/api/v1/status?worst=many")).status == 400
+
+
+async def test_symbol_fresh_and_tighter_bound(client: TestClient, clock: FakeClock) -> None:
+    clock.advance(7)
+    resp = await client.get("/api/v1/symbols/stocks/AAPL")
+    body = await resp.json()
+    assert resp.status == 200
+    assert body["state"] == "healthy" and body["state_value"] == 0 and body["fresh"] is True
+    assert body["staleness_seconds"] == 7.0 and body["price"] == 189.5 and body["update_count"] == 1
+    assert body["last_update"] == clock.time() - 7 and body["last_event"] == 1_700_000_000.0
+    assert body["acknowledged"] is True
+    tight = await (await client.get("/api/v1/symbols/stocks/AAPL?max_staleness=5s")).json()
+    assert tight["fresh"] is False and tight["state"] == "healthy" and tight["max_staleness_seconds"] == 5.0
+    loose = await (await client.get("/api/v1/symbols/stocks/AAPL?max_staleness=1m")).json()
+    assert loose["fresh"] is True
+    bad = await client.get("/api/v1/symbols/stocks/AAPL?max_staleness=soon")
+    assert bad.status == 400 and "max_staleness" in (await bad.json())["error"]
+
+
+async def test_symbol_stale_is_not_fresh_and_slashes_work(client: TestClient, clock: FakeClock) -> None:
+    clock.advance(301)
+    body = await (await client.get("/api/v1/symbols/stocks/MSFT")).json()
+    assert (body["state"], body["state_value"], body["fresh"]) == ("stale", 2, False)
+    unpriced = await (await client.get("/api/v1/symbols/stocks/BTC/USD")).json()
+    assert unpriced["symbol"] == "BTC/USD" and unpriced["price"] is None and unpriced["last_update"] is None
+
+
+async def test_symbol_404s_say_what_is_known(client: TestClient) -> None:
+    resp = await client.get("/api/v1/symbols/nope/AAPL")
+    assert resp.status == 404 and resp.content_type == "application/json"
+    assert (await resp.json())["error"] == "unknown feed 'nope' (known feeds: spare, stocks)"
+    resp = await client.get("/api/v1/symbols/stocks/TSLA")
+    assert resp.status == 404
+    assert "'TSLA' is not watched on feed 'stocks'" in (await resp.json())["error"]
+
+
+async def test_landing_page_lists_feeds_and_links(client: TestClient) -> None:
+    resp = await client.get("/")
+    text = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/html"
+    for needle in ("stocks", "spare", 'href="metrics"', 'href="api/v1/status"', 'href="-/healthy"',
+                   'href="status"', "0.1.0"):
+        assert needle in text, needle
+
+
+async def test_status_page_is_self_contained(client: TestClient) -> None:
+    resp = await client.get("/status")
+    text = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert "EventSource" in text and "api/v1/stream" in text
+    # Offline machines: nothing may be fetched from elsewhere.
+    assert "src=" not in text and "@import" not in text and "//" not in text.split("<script>")[0].split("-->", 1)[1]
+
+
+async def test_stream_pushes_snapshots(client: TestClient, book: Book, clock: FakeClock) -> None:
+    resp = await client.get("/api/v1/stream")
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    snapshots = []
+    async for line in resp.content:
+        if line.startswith(b"data: "):
+            snapshots.append(json.loads(line[6:]))
+            if len(snapshots) == 1:
+                clock.advance(400)  # the next snapshot must show the change
+            if len(snapshots) == 2:
+                break
+    resp.close()
+    first, second = snapshots
+    rows = {row[0]: row for row in first["feeds"][0]["symbols"]}
+    assert rows["AAPL"][1:5] == [0, 0.0, 189.5, 1]
+    assert first["feeds"][0]["counts"]["healthy"] == 4
+    assert {row[0]: row[1] for row in second["feeds"][0]["symbols"]}["AAPL"] == 2
+    assert second["now"] == first["now"] + 400
+
+
+async def test_snapshot_limit_keeps_the_stalest(client: TestClient, book: Book, clock: FakeClock) -> None:
+    clock.advance(100)
+    book.feeds["stocks"].record("AAPL", 191.0, 0, clock.time(), quote=True)
+    snap = await (await client.get("/api/v1/snapshot?limit=1")).json()
+    stocks = snap["feeds"][0]
+    assert stocks["total"] == 4 and len(stocks["symbols"]) == 1 and stocks["symbols"][0][0] != "AAPL"
+
+
+async def test_loop_lag_watcher_runs_and_stops(book, config, clock) -> None:
+    app = create_app(book, config, clock, CollectorRegistry(), settings=Settings(loop_lag_interval=0.01))
+    client = await start(app)
+    try:
+        gauge = app[SELF_METRICS].loop_lag
+        await async_wait_for(lambda: gauge._value.get() > 0, timeout=10, what="a loop lag measurement")
+        assert "feedwatch-loop-lag" in {task.get_name() for task in asyncio.all_tasks()}
+    finally:
+        await client.close()
+    # cleanup_ctx cancelled and awaited it: nothing is left running.
+    assert "feedwatch-loop-lag" not in {task.get_name() for task in asyncio.all_tasks()}
+
+
+async def test_two_apps_can_share_a_registry(book, config, clock) -> None:
+    """The service passes the global registry; a second app in the same process must not collide."""
+    registry = CollectorRegistry()
+    first = create_app(book, config, clock, registry)
+    second = create_app(book, config, clock, registry)
+    assert first[SELF_METRICS] is second[SELF_METRICS]
+    client = await start(second)
+    try:
+        values = await get_metrics(client)
+        assert sum(1 for name, _ in values if name == "feedwatch_build_info") == 1
+    finally:
+        await client.close()
