@@ -11,6 +11,7 @@ declare -A PACKAGE_FOR=(
   [amtool]=prometheus-alertmanager
   [chromium]=chromium
   [docker-compose]=docker-compose
+  [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
 )
 
 missing=()

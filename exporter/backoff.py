@@ -1,0 +1,73 @@
+"""Reconnect delays, the python-websockets way: random first delay, growth to a cap, reset.
+
+The first retry after a connection drops waits a uniformly random time in ``[0, initial]``, so a
+fleet of exporters that lost the venue at the same instant does not reconnect in lockstep. Each
+further retry waits ``initial * multiplier**n`` (with a little downward jitter) up to ``max_delay``,
+then stays at the cap. A connection that stayed up at least ``reset_after`` seconds counts as a
+success: the next failure starts again from the random first delay.
+
+    >>> import random
+    >>> b = Backoff(initial=1.0, max_delay=8.0, multiplier=2.0, reset_after=30.0, rng=random.Random(1))
+    >>> [round(b.next_delay(), 2) for _ in range(6)]   # first random, then ~1, 2, 4, 8, 8
+    [0.13, 0.97, 1.91, 3.4, 7.19, 7.12]
+
+Time is passed in (loop time, seconds); nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+# Later delays are drawn from [nominal * (1 - JITTER), nominal]: never above the cap, and spread
+# enough that shards of one feed do not hit the venue in the same millisecond.
+JITTER = 0.2
+
+
+def delays(initial: float, max_delay: float, multiplier: float,
+           rng: random.Random | None = None, jitter: float = JITTER) -> Iterator[float]:
+    """Infinite sequence of reconnect delays (seconds)."""
+    rng = rng or random.Random()
+    initial = max(0.0, initial)
+    max_delay = max(initial, max_delay)
+    yield rng.uniform(0.0, initial)
+    nominal = initial
+    while True:
+        capped = min(nominal, max_delay)
+        yield rng.uniform(capped * (1.0 - jitter), capped)
+        if nominal < max_delay:
+            nominal *= max(multiplier, 1.0)
+
+
+class Backoff:
+    """Delay generator with the "reset after a good connection" rule."""
+
+    def __init__(self, initial: float, max_delay: float, multiplier: float = 2.0,
+                 reset_after: float = 30.0, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.max_delay = max(initial, max_delay)
+        self.multiplier = multiplier
+        self.reset_after = reset_after
+        self._rng = rng or random.Random()
+        self._delays = self._fresh()
+        self.attempts = 0  # consecutive failures since the last reset
+
+    def _fresh(self) -> Iterator[float]:
+        return delays(self.initial, self.max_delay, self.multiplier, self._rng)
+
+    def next_delay(self) -> float:
+        self.attempts += 1
+        return next(self._delays)
+
+    def cap(self) -> float:
+        """The longest delay: used after a fatal error, when retrying soon would not help."""
+        return self.max_delay
+
+    def connection_ended(self, uptime: float) -> None:
+        """Report how long the last connection stayed up; long enough resets the sequence."""
+        if uptime >= self.reset_after:
+            self.reset()
+
+    def reset(self) -> None:
+        self._delays = self._fresh()
+        self.attempts = 0

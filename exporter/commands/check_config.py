@@ -1,0 +1,53 @@
+"""``feedwatch check-config FILE``: validate a configuration file.
+
+Every problem is printed on its own line with its path (``feeds[1].symbols[3]: ...``) and the
+exit status is 1; a valid file prints a short summary (feeds, symbols, connections) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from exporter.commands import common_flags
+from exporter.config import ConfigError, format_duration, load_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("check-config", parents=[common_flags()],
+                                   help="validate a configuration file",
+                                   description="Validate a configuration file and list every problem.")
+    parser.add_argument("file", help="the YAML configuration file")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        config = load_file(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.errors)} problem(s):", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    from exporter.feeds import registry
+
+    symbols = sum(len(f.symbols) for f in config.feeds)
+    print(f"{args.file}: OK: {len(config.feeds)} feed(s), {symbols} symbol(s), listen {config.listen}")
+    for feed in config.feeds:
+        adapter = registry.get(feed.kind)
+        capacity = adapter(feed, _NoBook(), "0").capacity() if adapter else None
+        connections = max(1, -(-len(feed.symbols) // capacity)) if capacity else 1
+        th = feed.resolved_thresholds
+        market = feed.market or "24/7"
+        print(f"  {feed.name} ({feed.kind}): {len(feed.symbols)} symbol(s) on {connections} connection(s), "
+              f"market {market}, degraded/stale/critical {format_duration(th.degraded)}/"
+              f"{format_duration(th.stale)}/{format_duration(th.critical)}")
+    if config.watchlist.trigger_dir:
+        print(f"  watchlist: {config.watchlist.trigger_dir} (ttl {format_duration(config.watchlist.ttl)})")
+    if config.trading is not None:
+        print("  trading: configured")
+    return 0
+
+
+class _NoBook:
+    """Adapters take a FeedBook; asking one its capacity does not touch it."""

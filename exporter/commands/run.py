@@ -1,0 +1,156 @@
+"""``feedwatch run -c FILE``: the exporter.
+
+Wiring: config -> ``Service`` (book, feed runners, sweeper, watchlist) -> ``server.create_app``
+-> aiohttp ``AppRunner``/``TCPSite`` (TLS and basic auth from ``--web.config.file``). SIGINT or
+SIGTERM stops it cleanly: the HTTP server first (no scrape sees a half-stopped book), then the
+runners (sockets closed with reason ``shutdown``); the exit status is 0.
+
+Flags follow the Prometheus exporter conventions::
+
+    --config.file, -c          the YAML configuration (docs/configuration.md)
+    --web.listen-address       overrides the config's `listen` (default ":10119")
+    --web.telemetry-path       overrides the config's `telemetry_path` (default "/metrics")
+    --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/webconfig.py)
+    --log.level, --log.format  see exporter/commands/__init__.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+
+from aiohttp import web
+
+from exporter.commands import common_flags, stop_event
+from exporter.config import Config, ConfigError, listen_address, load_file
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", parents=[common_flags()], help="run the exporter",
+                                   description="Run the exporter: watch the configured feeds, serve /metrics.")
+    add_web_flags(parser)
+    parser.add_argument("-c", "--config.file", dest="config_file", required=True,
+                        help="the YAML configuration file")
+    parser.set_defaults(func=main)
+
+
+def add_web_flags(parser: argparse.ArgumentParser, listen_default: str | None = None) -> None:
+    """The exporter's HTTP flags (shared with the demo)."""
+    web_group = parser.add_argument_group("web")
+    web_group.add_argument("--web.listen-address", dest="listen", default=listen_default,
+                           help="address to listen on, host:port (default: the config's listen, ':10119')")
+    web_group.add_argument("--web.telemetry-path", dest="telemetry_path", default=None,
+                           help="path under which to expose metrics (default: the config's telemetry_path, '/metrics')")
+    web_group.add_argument("--web.config.file", dest="web_config_file", default=None,
+                           help="exporter-toolkit web configuration (TLS, basic auth)")
+
+
+def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:
+    changes = {}
+    if args.listen:
+        listen_address(args.listen)  # raises ValueError with the address in the message
+        changes["listen"] = args.listen
+    if args.telemetry_path:
+        if not args.telemetry_path.startswith("/"):
+            raise ValueError(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")
+        changes["telemetry_path"] = args.telemetry_path
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        config = apply_web_flags(load_file(args.config_file), args)
+        web_config = load_web_config(args.web_config_file)
+    except ConfigError as exc:
+        print(f"feedwatch: invalid configuration ({len(exc.errors)} problem(s)):", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"feedwatch: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(serve(config, web_config))
+
+
+def load_web_config(path: str | None):
+    if not path:
+        return None
+    from exporter import webconfig
+
+    return webconfig.load(path)
+
+
+class Exporter:
+    """The service plus its HTTP server; ``start``/``stop`` (used by ``run`` and ``demo``)."""
+
+    def __init__(self, config: Config, web_config=None, clock=None) -> None:
+        from exporter.clock import SystemClock
+        from exporter.service import Service
+
+        self.config = config
+        self.web_config = web_config
+        self.clock = clock or SystemClock()
+        self.service = Service(config, self.clock)
+        self.port = 0
+        self.scheme = "https" if web_config is not None and web_config.tls_server_config else "http"
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, _ = listen_address(self.config.listen)
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        from prometheus_client import REGISTRY
+
+        from exporter import server
+
+        try:
+            app = server.create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
+                                    service=self.service)
+            ssl_context = None
+            if self.web_config is not None:
+                from exporter import webconfig
+
+                webconfig.apply(app, self.web_config)
+                ssl_context = webconfig.ssl_context(self.web_config)
+            host, port = listen_address(self.config.listen)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
+            await site.start()
+            sockets = site._server.sockets if site._server is not None else ()  # aiohttp keeps them here
+            self.port = sockets[0].getsockname()[1] if sockets else port
+            # Feeds connect only once the port is ours: a taken port fails fast, venue untouched.
+            await self.service.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("serving %s%s", self.base_url, self.config.telemetry_path)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.service.stop()
+
+
+async def serve(config: Config, web_config=None) -> int:
+    stopping = stop_event()
+    exporter = Exporter(config, web_config)
+    try:
+        await exporter.start()
+    except OSError as exc:  # the port is taken, the certificate unreadable, ...
+        log.error("cannot serve on %s: %s", config.listen, exc)
+        return 1
+    await stopping.wait()
+    log.info("shutting down")
+    await exporter.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,466 @@
+"""One WebSocket to a venue: open, authenticate, subscribe, keep alive, read until it ends.
+
+A ``Link`` lives exactly as long as its socket; reconnecting means a new ``Link`` (the shard in
+``runner.py`` decides when, with backoff). Only the *primary* link of a shard writes connection
+bookkeeping into the FeedBook (connected, disconnected, acknowledgements, heartbeats); a
+replacement opened for a make-before-break rollover streams data into the same book but keeps its
+acknowledgements to itself until it is promoted, so the exported state never shows a gap or a
+double connection.
+
+The hot path, per data frame, is::
+
+    now = clock()                      # the injected clock: book time
+    feed.frame_received(len(data), now)
+    signals = adapter.handle(data, now)   # decode + book update, in the adapter
+    if signals: slow path (acks, auth, replies, problems) else: feed.frame_ok()
+
+with no logging and no metric library. WebSocket pings and pongs are handled here, not by
+aiohttp (``autoping=False``), so they count as heartbeats; a server ping is answered with a
+pong echoing its payload.
+
+Liveness is checked by a small keeper task on the event loop's clock: a frame, ping or pong
+within ``heartbeat_timeout`` keeps the link up; otherwise it closes with ``heartbeat_timeout``.
+The keeper also sends our pings (WebSocket or the adapter's application-level ping) every
+``ping_interval`` and asks the shard for a rollover when the venue's connection age limit nears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Sequence
+
+import aiohttp
+from aiohttp import WSMsgType
+
+from exporter.feeds.base import (
+    Acknowledged,
+    Authenticated,
+    AuthFailed,
+    Close,
+    Heartbeat,
+    Problem,
+    Reply,
+    Signal,
+    Unsubscribed,
+)
+
+if TYPE_CHECKING:
+    from exporter.feeds.runner import Shard
+
+log = logging.getLogger(__name__)
+
+# Seconds to wait for the venue's half of a close handshake before dropping the TCP connection.
+CLOSE_TIMEOUT = 2.0
+MAX_FRAME = 16 * 2**20
+# Hand frames over as bytes where aiohttp can (3.13+): msgspec decodes bytes directly, and
+# len() is then the byte count the bytes counter promises.
+_NO_DECODE = {"decode_text": False} if "decode_text" in inspect.signature(
+    aiohttp.ClientSession.ws_connect).parameters else {}
+
+
+class ConnectFailed(Exception):
+    """The socket never opened (refused, DNS, TLS, handshake status, timeout)."""
+
+
+class Link:
+    """One socket of one shard (connection label ``shard.name``)."""
+
+    def __init__(self, shard: "Shard", primary: bool) -> None:
+        runner = shard.runner
+        self.shard = shard
+        self.runner = runner
+        self.name = shard.name
+        self.feed = runner.feed
+        self.config = runner.config
+        self.clock = runner.clock
+        self.adapter = runner.adapter_class(runner.config, runner.feed, shard.name)
+        self.primary = primary
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        # Why the link ended: a disconnect reason; ``cause`` is the exception, if one did it.
+        self.reason: str | None = None
+        self.cause: BaseException | None = None
+        self.opened_at: float | None = None   # loop time the socket opened
+        self.ended_at: float | None = None
+        self.requested: set[str] = set()      # subscriptions sent
+        self.acked: set[str] = set()          # subscriptions the venue confirmed
+        self.live = False                     # setup reached the subscribe step
+        self.rx = 0                           # frames/pings/pongs received (liveness)
+        self.authenticated = asyncio.Event()
+        self.ready = asyncio.Event()          # authenticated and every requested symbol acked
+        self._rollover_asked = False
+        self._control_lock = asyncio.Lock()
+        self._next_control = 0.0
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._closer: asyncio.Task[None] | None = None
+        self._url_symbols: list[str] = []
+        self.task = asyncio.create_task(self._run(), name=f"feed {self.feed.name}[{self.name}]")
+
+    # --- public --------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return f"{self.feed.name}[{self.name}]"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws is not None and not self.ws.closed and self.reason is None
+
+    def uptime(self) -> float:
+        if self.opened_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else asyncio.get_running_loop().time()
+        return end - self.opened_at
+
+    def close(self, reason: str) -> None:
+        """End this link with ``reason`` (the first reason given wins). Returns at once."""
+        if self.reason is None:
+            self.reason = reason
+        if self.ws is not None:
+            if not self.ws.closed and self._closer is None:
+                # Not a helper: the reader returns as soon as close() starts, and the close
+                # handshake must not be cancelled with the helpers then.
+                self._closer = asyncio.create_task(self._close_socket())
+        elif not self.task.done():
+            self.task.cancel()  # still connecting: nothing to close politely
+
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """Subscribe more symbols on the live socket (no reconnect)."""
+        symbols = [s for s in symbols if s not in self.requested]
+        if not symbols:
+            return
+        self.requested.update(symbols)
+        self.ready.clear()
+        await self.send_control(self.adapter.subscribe_messages(symbols))
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        symbols = [s for s in symbols if s in self.requested]
+        if not symbols:
+            return
+        self.requested.difference_update(symbols)
+        self.acked.difference_update(symbols)
+        await self.send_control(self.adapter.unsubscribe_messages(symbols))
+        self._check_ready()
+
+    async def resubscribe(self, symbols: Sequence[str]) -> None:
+        """Unsubscribe and subscribe again (a critical symbol's subscription may be dead)."""
+        symbols = [s for s in symbols if s in self.requested]
+        if not symbols:
+            return
+        self.acked.difference_update(symbols)
+        if self.primary:
+            self.feed.unacknowledge(symbols)
+        self.ready.clear()
+        adapter = self.adapter
+        await self.send_control(adapter.unsubscribe_messages(symbols) + adapter.subscribe_messages(symbols))
+
+    async def send_control(self, messages: Iterable[str]) -> None:
+        """Send control messages, at most ``adapter.control_rate`` per second."""
+        rate = self.adapter.control_rate
+        async with self._control_lock:
+            loop = asyncio.get_running_loop()
+            for message in messages:
+                if rate:
+                    wait = self._next_control - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    self._next_control = max(loop.time(), self._next_control) + 1.0 / rate
+                if not await self.send(message):
+                    return
+
+    async def send(self, text: str) -> bool:
+        ws = self.ws
+        if ws is None or ws.closed:
+            return False
+        try:
+            await ws.send_str(text)
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            self.feed.error("send", f"{self.label}: {exc}")
+            self.runner.problems.report("send", f"could not send on {self.label}: {exc!r}")
+            self.close("network_error")
+            return False
+        return True
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until ready or ended; True when ready (and still open)."""
+        ready = asyncio.ensure_future(self.ready.wait())
+        try:
+            await asyncio.wait({ready, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        return self.ready.is_set() and self.is_open
+
+    def promote(self, now: float) -> None:
+        """Become the shard's primary link: take over the connection bookkeeping."""
+        self.primary = True
+        feed = self.feed
+        feed.connected(self.name, now)
+        feed.connection(self.name).symbols = tuple(self.shard.symbols)
+        feed.acknowledge([s for s in self.acked if s in self.shard.symbols], now)
+        self.runner.note_connected(now)
+
+    # --- the life of the socket ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._open()
+            self._spawn(self._setup())
+            self._spawn(self._keep_alive())
+            await self._read()
+        except asyncio.CancelledError:
+            if self.reason is None:
+                self.reason = "shutdown"
+            # Cancellation is how a connecting link is stopped; the shard awaits us with
+            # asyncio.wait, so swallowing it here cannot hide a cancel meant for someone else.
+        except ConnectFailed as exc:
+            self.cause = exc.__cause__ or exc
+        except Exception as exc:  # anything else is a bug or an odd transport error: survive it
+            self.cause = exc
+            if self.reason is None:
+                self.reason = "protocol_error" if self.opened_at is not None else None
+            log.warning("%s: connection failed unexpectedly: %r", self.label, exc, exc_info=True)
+        finally:
+            self.ended_at = loop.time()
+            for task in list(self._helpers):
+                task.cancel()
+            if self.ws is not None and self._closer is None:
+                self._closer = asyncio.create_task(self._close_socket())
+            if self._closer is not None:
+                await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT + 0.5)
+            if self.opened_at is not None:
+                if self.reason is None:
+                    self.reason = "server_closed"
+                if self.primary:
+                    self.feed.disconnected(self.name, self.reason)
+
+    async def _open(self) -> None:
+        symbols = self._url_symbols = list(self.shard.symbols)
+        url = self.adapter.url(symbols)
+        try:
+            ws = await asyncio.wait_for(self.runner.session.ws_connect(
+                url,
+                autoping=False,     # pings and pongs come to us: they are heartbeats
+                heartbeat=None,     # our keeper does liveness, on its own deadline
+                autoclose=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                max_msg_size=MAX_FRAME,
+                compress=0,
+                **_NO_DECODE,
+            ), self.config.connect_timeout)
+        except asyncio.TimeoutError as exc:
+            self.feed.error("connect", f"{self.label}: timed out after {self.config.connect_timeout}s")
+            raise ConnectFailed(f"connect timed out after {self.config.connect_timeout}s") from exc
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            self.feed.error("connect", f"{self.label}: {exc}")
+            raise ConnectFailed(str(exc)) from exc
+        self.ws = ws
+        if self.reason is not None:  # closed while connecting
+            await ws.close()
+            raise asyncio.CancelledError
+        self.opened_at = asyncio.get_running_loop().time()
+        if self.primary:
+            now = self.clock.time()
+            self.feed.connected(self.name, now)
+            self.feed.connection(self.name).symbols = tuple(self.shard.symbols)
+            self.runner.note_connected(now)
+
+    async def _setup(self) -> None:
+        """Authenticate, then subscribe everything this shard carries."""
+        adapter = self.adapter
+        await self.send_control(adapter.open_messages())
+        if adapter.requires_auth:
+            try:
+                await asyncio.wait_for(self.authenticated.wait(), self.config.connect_timeout)
+            except asyncio.TimeoutError:
+                self.feed.error("auth", f"{self.label}: no answer to authentication")
+                self.runner.problems.report("auth", f"{self.label}: no answer to authentication within "
+                                                    f"{self.config.connect_timeout}s")
+                self.close("protocol_error")
+                return
+        else:
+            self.authenticated.set()
+        self.live = True
+        if adapter.subscribed_in_url():
+            # The URL subscribed exactly what it was built with; later additions need a new URL.
+            self.requested.update(self._url_symbols)
+            self._acknowledged(self._url_symbols, self.clock.time())
+            return
+        symbols = list(self.shard.symbols)
+        if symbols:
+            self.requested.update(symbols)
+            await self.send_control(adapter.subscribe_messages(symbols))
+        self._check_ready()
+
+    async def _read(self) -> None:
+        ws = self.ws
+        assert ws is not None
+        receive = ws.receive
+        handle = self.adapter.handle
+        feed = self.feed
+        frame_received = feed.frame_received
+        frame_ok = feed.frame_ok
+        clock = self.clock.time
+        TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+        while True:
+            msg = await receive()
+            kind = msg.type
+            if kind is TEXT or kind is BINARY:
+                data = msg.data
+                now = clock()
+                frame_received(len(data), now)
+                self.rx += 1
+                try:
+                    signals = handle(data, now)
+                except Exception as exc:  # an adapter bug must cost one frame, not the feed
+                    signals = (Problem("decode", f"adapter raised {exc!r}"),)
+                if signals:
+                    self._on_signals(signals, now)
+                else:
+                    frame_ok()
+                continue
+            if not await self._on_control_frame(msg):
+                return
+
+    async def _on_control_frame(self, msg: aiohttp.WSMessage) -> bool:
+        """A non-data frame; False when the socket is finished."""
+        kind = msg.type
+        if kind is WSMsgType.PING:
+            self.rx += 1
+            if self.primary:
+                self.feed.heartbeat(self.name, self.clock.time())
+            try:
+                await self.ws.pong(msg.data)  # type: ignore[union-attr]
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                pass  # the read below will see the socket go
+            return True
+        if kind is WSMsgType.PONG:
+            self.rx += 1
+            if self.primary:
+                self.feed.heartbeat(self.name, self.clock.time())
+            return True
+        if kind is WSMsgType.CLOSE:
+            if self.reason is None:
+                self.reason = "server_closed"
+            return False
+        if kind is WSMsgType.ERROR:
+            if self.reason is None:
+                exc = msg.data
+                self.cause = exc if isinstance(exc, BaseException) else None
+                # A frame that breaks the protocol is the venue's fault; a transport error is not.
+                self.reason = "protocol_error" if isinstance(exc, aiohttp.WebSocketError) else "network_error"
+            return False
+        # CLOSING / CLOSED: we closed it (reason already set), or the TCP connection went away
+        # without a close frame.
+        if self.reason is None:
+            self.reason = "network_error"
+        return False
+
+    # --- the slow path: what the adapter's signals ask for -------------------------------------
+
+    def _on_signals(self, signals: Sequence[Signal], now: float) -> None:
+        problems = False
+        for signal in signals:
+            kind = type(signal)
+            if kind is Acknowledged:
+                self._acknowledged(signal.symbols, now)  # type: ignore[attr-defined]
+            elif kind is Unsubscribed:
+                self.acked.difference_update(signal.symbols)  # type: ignore[attr-defined]
+            elif kind is Heartbeat:
+                if self.primary:
+                    self.feed.heartbeat(self.name, now)
+            elif kind is Reply:
+                self._spawn(self.send(signal.text))  # type: ignore[attr-defined]
+            elif kind is Authenticated:
+                self.authenticated.set()
+            elif kind is AuthFailed:
+                problems = True
+                self.feed.error("auth", signal.message)  # type: ignore[attr-defined]
+                self.runner.problems.report(
+                    "auth", f"{self.label}: venue refused us ({signal.reason}): {signal.message}")  # type: ignore[attr-defined]
+                self.close(signal.reason)  # type: ignore[attr-defined]
+            elif kind is Close:
+                reason, message = signal.reason, signal.message  # type: ignore[attr-defined]
+                log.info("%s: venue asked to reconnect (%s): %s", self.label, reason, message)
+                if reason == "server_shutdown":
+                    self.shard.replace_link(self, reason)   # planned: make-before-break
+                else:
+                    self.close(reason)
+            elif kind is Problem:
+                problems = True
+                self.feed.error(signal.kind, signal.message)  # type: ignore[attr-defined]
+                self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}")  # type: ignore[attr-defined]
+        if not problems:
+            self.feed.frame_ok()
+
+    def _acknowledged(self, symbols: Iterable[str], now: float) -> None:
+        symbols = [s for s in symbols if s in self.requested]
+        self.acked.update(symbols)
+        if self.primary:
+            self.feed.acknowledge(symbols, now)
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        if self.live and self.authenticated.is_set() and self.requested <= self.acked:
+            self.ready.set()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        """Our pings, the liveness deadline and the age-limit rollover, on the loop's clock."""
+        loop = asyncio.get_running_loop()
+        config, adapter = self.config, self.adapter
+        ping_every = config.ping_interval if config.ping_interval > 0 and not adapter.server_pings else 0.0
+        deadline = config.heartbeat_timeout
+        max_age = adapter.max_connection_age()
+        # Roll over a little before the venue would cut us: 10 % of the age, at most 10 minutes.
+        rollover_at = (self.opened_at + max_age - min(0.1 * max_age, 600.0)) if max_age else None  # type: ignore[operator]
+        tick = min([t for t in (ping_every, deadline / 4, (max_age or 0) / 10) if t > 0] + [1.0])
+        tick = max(tick, 0.005)
+        seen = self.rx
+        alive_at = loop.time()
+        next_ping = loop.time() + ping_every
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if self.rx != seen:
+                seen = self.rx
+                alive_at = now
+            if deadline > 0 and now - alive_at > deadline:
+                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - alive_at)
+                self.close("heartbeat_timeout")
+                return
+            if ping_every and now >= next_ping:
+                next_ping = now + ping_every
+                message = adapter.ping_message()
+                if message is not None:
+                    await self.send(message)
+                elif self.ws is not None and not self.ws.closed:
+                    try:
+                        await self.ws.ping(b"feedwatch")
+                    except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                        pass  # the reader sees the socket go
+            if rollover_at is not None and now >= rollover_at and self.primary and not self._rollover_asked:
+                self._rollover_asked = True
+                self.shard.replace_link(self, "rollover")
+
+    async def _close_socket(self) -> None:
+        ws = self.ws
+        if ws is not None and not ws.closed:
+            try:
+                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
+            except (asyncio.TimeoutError, Exception):
+                pass  # the peer never answered the close: the TCP connection is dropped anyway
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._helpers.add(task)
+        task.add_done_callback(self._helper_done)
+
+    def _helper_done(self, task: asyncio.Task[None]) -> None:
+        self._helpers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("%s: helper task failed: %r", self.label, exc, exc_info=exc)
+            self.close("protocol_error")

@@ -1,0 +1,103 @@
+"""The running exporter minus HTTP: the book, one runner per feed, the sweeper, the watchlist.
+
+    service = Service(config, clock)       # builds Book + FeedRunners (nothing runs yet)
+    await service.start()                  # connects every feed, starts the sweeper/watchlist
+    service.book.feeds["stocks"]           # what the HTTP server renders
+    service.runners["stocks"].add_symbols(["NVDA"])
+    await service.stop()                   # sockets closed (reason "shutdown"), tasks awaited
+
+The sweeper wakes every ``sweep_interval`` seconds (loop time), classifies every symbol with the
+injected clock (``book.sweep``), logs each state change once at INFO and asks the feed's runner
+to resubscribe a symbol that turned critical (once per critical period: only the transition into
+critical triggers it). Health is still classified at read time by the collector; the sweep only
+produces the transition events.
+
+Service is generic over feed kinds: every adapter gets its feed's ``FeedBook``. The one
+exception is the ``trading:`` section, whose tracker must exist before the ``trading`` feed's
+adapter runs; it is attached here when configured (``exporter.trading.attach``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from exporter.book import CRITICAL, Book, Transition
+from exporter.clock import SystemClock
+from exporter.config import Config
+from exporter.feeds.runner import FeedRunner
+from exporter.watchlist import Watchlist
+
+log = logging.getLogger(__name__)
+
+# Past this many state changes in one sweep, one summary line replaces the per-symbol lines
+# (a market close turns every symbol "closed" at once).
+MAX_TRANSITION_LINES = 20
+
+
+class Service:
+    def __init__(self, config: Config, clock: SystemClock | None = None, sweep_interval: float = 1.0) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.sweep_interval = sweep_interval
+        self.book = Book(config.feeds, self.clock.time())
+        self.runners: dict[str, FeedRunner] = {
+            feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
+        }
+        self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock)
+                          if config.watchlist.trigger_dir else None)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._resubscribes: set[asyncio.Task[bool]] = set()
+        self._trading_attached = False
+
+    async def start(self) -> None:
+        if self.config.trading is not None:
+            from exporter import trading  # the tracker the trading feed delivers to
+
+            trading.attach(self.config, self.clock.time())
+            self._trading_attached = True
+        for runner in self.runners.values():
+            await runner.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="feedwatch-sweeper")
+        if self.watchlist is not None:
+            await self.watchlist.start()
+        log.info("watching %d feed(s), %d symbol(s)", len(self.runners), self.book.symbol_count())
+
+    async def stop(self) -> None:
+        if self.watchlist is not None:
+            await self.watchlist.stop()
+        tasks = [t for t in (self._sweeper, *self._resubscribes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sweeper = None
+        await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
+        if self._trading_attached:
+            from exporter import trading
+
+            trading.detach(self.config)
+            self._trading_attached = False
+
+    def sweep(self) -> list[Transition]:
+        """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
+        changes = self.book.sweep(self.clock.time())
+        for change in changes[:MAX_TRANSITION_LINES]:
+            log.info("%s", change.describe())
+        if len(changes) > MAX_TRANSITION_LINES:
+            log.info("... and %d more state changes in this sweep", len(changes) - MAX_TRANSITION_LINES)
+        for change in changes:
+            if change.new == CRITICAL:
+                runner = self.runners.get(change.feed)
+                if runner is not None:
+                    task = asyncio.create_task(runner.resubscribe(change.symbol))
+                    self._resubscribes.add(task)
+                    task.add_done_callback(self._resubscribes.discard)
+        return changes
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                self.sweep()
+            except Exception:  # a bug here must not stop the sweeps (or the process)
+                log.exception("sweep failed")

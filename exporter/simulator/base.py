@@ -1,0 +1,262 @@
+"""The simulator's building blocks: prices, faults, counters, and the ``Dialect`` base class.
+
+A *dialect* is how one venue speaks on the wire. The framework (``server.py``) owns the socket,
+the clock and the fault switches; a dialect only says what to send when a client connects, how
+to answer what the client sends, and how one price tick looks on the wire. Writing a dialect::
+
+    from exporter.simulator.base import Dialect, Tick, register
+
+    @register
+    class EchoDialect(Dialect):
+        name = "echo"                       # selected with `feedwatch simulate --venue echo`
+
+        async def opened(self) -> None:     # greeting; URL subscriptions from self.session.query
+            await self.session.send('{"hello": true}')
+
+        async def received(self, message: str | bytes) -> None:
+            self.session.subscribe("AAPL")  # streaming starts for subscribed symbols
+            await self.session.send('{"subscribed": "AAPL"}')
+
+        def events(self, tick: Tick) -> list:   # wire events for one tick (counted per symbol)
+            return [{"s": tick.symbol, "p": tick.price, "t": tick.ts_ms}]
+
+        # pack(events) -> frames: default one JSON text frame per event; override to batch.
+        # stream(): default sends ticks at `rate` per symbol per second; override for event
+        # streams that are not price ticks (the trading bot dialect).
+
+and list the module in ``DIALECT_MODULES``. The fault switches (``session.sim.faults``) the
+framework applies for every dialect: stalls, garbage frames, bad prices, ignored pings, drops.
+Two are for the dialect to express in its own words, because venues refuse differently:
+``reject_auth`` and ``max_connections`` (see ``polygon.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+import json
+import math
+import random
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from exporter.simulator.server import Session
+
+# Modules that register a dialect when imported; a new venue adds its module name here.
+DIALECT_MODULES = ("polygon", "binance", "bybit", "generic", "trading")
+
+# Fault names accepted on the command line (``--fault NAME[:SYMBOL]``) and by the control API
+# (``POST /faults/NAME?symbol=...``).
+FAULTS = (
+    "stall",            # stop sending updates for one symbol (socket stays open)
+    "stall_all",        # stop sending every update (socket stays open, pings still answered)
+    "resume",           # clear every fault
+    "drop",             # abort every open connection (no close frame), once
+    "reject_auth",      # refuse credentials (the dialect says it its way), then close
+    "max_connections",  # refuse the connection as over the venue's connection limit
+    "garbage",          # interleave undecodable frames with the data
+    "bad_prices",       # send non-positive trade prices and crossed quotes
+    "ignore_pings",     # stop answering WebSocket pings (with stall_all: a half-open socket)
+)
+
+
+@dataclass(slots=True)
+class Tick:
+    """One price update for one symbol, before a dialect puts it on the wire."""
+
+    symbol: str
+    price: float
+    bid: float
+    ask: float
+    size: int
+    ts_ms: int      # Unix milliseconds (the exchange timestamp)
+    seq: int        # per-symbol, contiguous (venues with trade ids)
+
+
+class Market:
+    """Per-symbol random-walk prices. Deterministic for a given seed."""
+
+    def __init__(self, symbols: tuple[str, ...] = (), seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+        # Empty: any subscribed symbol streams. Otherwise only these do; others are acked but
+        # stay silent, like an illiquid or delisted ticker on a real venue.
+        self.symbols = frozenset(symbols)
+        self.prices: dict[str, float] = {}
+        self.seqs: dict[str, int] = {}
+
+    def trades(self, symbol: str) -> bool:
+        return not self.symbols or symbol in self.symbols
+
+    def tick(self, symbol: str, now: float, bad: bool = False) -> Tick:
+        price = self.prices.get(symbol)
+        if price is None:
+            price = self.rng.uniform(20.0, 500.0)
+        price = max(0.01, price * math.exp(self.rng.gauss(0.0, 0.0005)))
+        self.prices[symbol] = price
+        seq = self.seqs.get(symbol, 0) + 1
+        self.seqs[symbol] = seq
+        spread = max(0.01, price * 0.0002)
+        bid, ask = round(price - spread / 2, 4), round(price + spread / 2, 4)
+        trade = round(price, 4)
+        if bad:  # a non-positive trade and a crossed quote: both must be rejected, counted
+            trade, bid, ask = -trade, ask, bid
+        return Tick(symbol, trade, bid, ask, self.rng.randint(1, 500), int(now * 1000), seq)
+
+
+@dataclass
+class Faults:
+    """The fault switches. Read by the streaming loop and the dialects on every tick."""
+
+    stalled: set[str] = field(default_factory=set)
+    stall_all: bool = False
+    reject_auth: bool = False
+    max_connections: bool = False
+    garbage: bool = False
+    bad_prices: bool = False
+    ignore_pings: bool = False
+
+    def set(self, name: str, symbol: str | None = None) -> None:
+        """Turn a fault on (``drop`` is an action, handled by the simulator)."""
+        if name == "stall":
+            if not symbol:
+                raise ValueError("the stall fault needs a symbol (stall:AAPL)")
+            self.stalled.add(symbol)
+        elif name == "resume":
+            if symbol:  # resume one symbol only
+                self.stalled.discard(symbol)
+            else:
+                self.clear()
+        elif name in ("stall_all", "reject_auth", "max_connections", "garbage", "bad_prices", "ignore_pings"):
+            setattr(self, name, True)
+        else:
+            raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+
+    def clear(self) -> None:
+        """Every switch back to its default."""
+        fresh = Faults()
+        for f in fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "stalled": sorted(self.stalled),
+            "stall_all": self.stall_all,
+            "reject_auth": self.reject_auth,
+            "max_connections": self.max_connections,
+            "garbage": self.garbage,
+            "bad_prices": self.bad_prices,
+            "ignore_pings": self.ignore_pings,
+        }
+
+
+def parse_fault(spec: str) -> tuple[str, str | None]:
+    """``"stall:AAPL"`` -> ``("stall", "AAPL")``; ``"garbage"`` -> ``("garbage", None)``."""
+    name, _, symbol = spec.partition(":")
+    name = name.strip().replace("-", "_")
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+    return name, symbol.strip() or None
+
+
+@dataclass
+class Stats:
+    """Counters the control API returns (``GET /state``); tests wait on these."""
+
+    connections_total: int = 0
+    connections_open: int = 0
+    auth_ok: int = 0
+    auth_rejected: int = 0
+    frames_sent: int = 0
+    control_received: int = 0
+    pings_received: int = 0
+    pings_ignored: int = 0
+    pongs_received: int = 0     # answers to the simulator's own pings
+    garbage_sent: int = 0
+    bad_prices_sent: int = 0
+    drops: int = 0
+    # Wire events sent per symbol (a Polygon tick with T and Q channels is two events).
+    sent: dict[str, int] = field(default_factory=dict)
+    # (loop time, first 200 characters) of the latest client messages, oldest first.
+    control_log: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class Dialect:
+    """How one venue speaks. One instance per client connection (``self.session``)."""
+
+    name: ClassVar[str]
+    # Streaming starts only once ``session.authenticated`` is set (by the dialect).
+    requires_auth: ClassVar[bool] = False
+    # Server-initiated WebSocket pings every this many seconds (Binance does); None = none.
+    ping_interval: ClassVar[float | None] = None
+    # Undecodable bytes sent under the ``garbage`` fault.
+    garbage_frame: ClassVar[str] = "\x00\x01 this is not a frame {"
+    # Scripted behaviours beyond the faults (the trading bot's drawdown, kill switch, ...),
+    # triggered by ``POST /scenarios/NAME`` on the control API, which calls ``scenario``.
+    scenarios: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def scenario(cls, sim: Any, name: str, params: dict[str, str]) -> dict[str, Any]:
+        """Apply scenario ``name`` to the simulator; a summary for the caller, ValueError if unknown."""
+        raise ValueError(f"the {cls.name} dialect has no scenarios")
+
+    def __init__(self, session: "Session") -> None:
+        self.session = session
+        self.sim = session.sim
+
+    async def opened(self) -> None:
+        """The client connected: send a greeting, read URL subscriptions from session.query."""
+
+    async def received(self, message: str | bytes) -> None:
+        """A frame from the client (auth, subscribe, ping, ...)."""
+
+    def events(self, tick: Tick) -> list[Any]:
+        """Wire events for one tick, given this session's subscriptions (empty = nothing)."""
+        return []
+
+    def pack(self, events: list[Any]) -> list[str]:
+        """Frames for a batch of events: by default one compact JSON text frame per event."""
+        return [json.dumps(e, separators=(",", ":")) for e in events]
+
+    async def stream(self) -> None:
+        """Push data to the client; by default price ticks for the subscribed symbols."""
+        await self.session.stream_ticks()
+
+
+_DIALECTS: dict[str, type[Dialect]] = {}
+_loaded = False
+D = TypeVar("D", bound=type[Dialect])
+
+
+def register(cls: D) -> D:
+    """Class decorator: make ``cls`` selectable as ``--venue <cls.name>``."""
+    if cls.name in _DIALECTS and _DIALECTS[cls.name] is not cls:
+        raise ValueError(f"dialect {cls.name!r} registered twice")
+    _DIALECTS[cls.name] = cls
+    return cls
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in DIALECT_MODULES:
+        try:
+            importlib.import_module(f"exporter.simulator.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"exporter.simulator.{module}":
+                raise
+
+
+def get(name: str) -> type[Dialect]:
+    _load()
+    try:
+        return _DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"unknown simulator venue {name!r} (known: {', '.join(names())})") from None
+
+
+def names() -> list[str]:
+    _load()
+    return sorted(_DIALECTS)

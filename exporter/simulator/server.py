@@ -1,0 +1,271 @@
+"""The simulator's WebSocket server: sessions, the price stream and the fault switches.
+
+Built on the ``websockets`` library while the exporter's client uses aiohttp: two independent
+implementations of the protocol keep each other honest (a ping the client forgets to answer, a
+close frame it mishandles, shows up here as it would against a venue).
+
+    sim = Simulator("polygon", symbols=("AAPL", "MSFT"), rate=20, api_key="K")
+    await sim.start()                  # sim.ws_url -> "ws://127.0.0.1:<port>"
+    sim.fault("stall", "AAPL")         # or over HTTP, see control.py
+    sim.state()["sent"]["AAPL"]        # wire events sent per symbol
+    await sim.stop()
+
+Everything here is single-threaded asyncio; the fault switches are plain attributes read on
+every tick, so a fault set from the control API takes effect at the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
+
+from exporter.simulator import base
+from exporter.simulator.base import Faults, Market, Stats, parse_fault
+
+log = logging.getLogger(__name__)
+# websockets logs every open/close at INFO; the simulator reports its own counters instead.
+logging.getLogger("exporter.simulator.websockets").setLevel(logging.WARNING)
+
+
+class Session:
+    """One client connection: its subscriptions, auth state and dialect instance."""
+
+    def __init__(self, sim: "Simulator", ws: ServerConnection, number: int) -> None:
+        self.sim = sim
+        self.ws = ws
+        self.number = number
+        target = urlsplit(ws.request.path if ws.request is not None else "/")
+        self.path = target.path
+        self.query = parse_qs(target.query)
+        # symbol -> channels ("" for venues without channels)
+        self.subscriptions: dict[str, set[str]] = {}
+        self.authenticated = False
+        self.dialect = sim.dialect_class(self)
+
+    @property
+    def ready(self) -> bool:
+        return self.authenticated or not self.dialect.requires_auth
+
+    def subscribe(self, symbol: str, channel: str = "") -> None:
+        self.subscriptions.setdefault(symbol, set()).add(channel)
+
+    def unsubscribe(self, symbol: str, channel: str = "") -> bool:
+        channels = self.subscriptions.get(symbol)
+        if channels is None or channel not in channels:
+            return False
+        channels.discard(channel)
+        if not channels:
+            del self.subscriptions[symbol]
+        return True
+
+    async def send(self, frame: str | bytes) -> bool:
+        """Send one frame; False once the connection is gone."""
+        try:
+            await self.ws.send(frame)
+        except ConnectionClosed:
+            return False
+        self.sim.stats.frames_sent += 1
+        return True
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Cut the TCP connection without a close frame (a crash, a network failure)."""
+        self.ws.transport.abort()
+
+    async def stream_ticks(self) -> None:
+        """Send one tick per subscribed symbol ``rate`` times a second, honouring the faults."""
+        sim = self.sim
+        stats = sim.stats
+        sent = stats.sent
+        dialect = self.dialect
+        if sim.rate <= 0:
+            await self.ws.wait_closed()
+            return
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / sim.rate
+        next_at = loop.time()
+        while True:
+            next_at += interval
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_at = loop.time()  # fell behind (busy machine): skip ticks rather than burst
+            if not self.ready or not self.subscriptions:
+                continue
+            faults = sim.faults
+            if faults.stall_all:
+                continue
+            if faults.garbage:
+                if not await self.send(dialect.garbage_frame):
+                    return
+                stats.garbage_sent += 1
+            now = time.time()
+            bad = faults.bad_prices
+            events: list[Any] = []
+            for symbol in list(self.subscriptions):
+                if symbol in faults.stalled or not sim.market.trades(symbol):
+                    continue
+                wire = dialect.events(sim.market.tick(symbol, now, bad))
+                if wire:
+                    events.extend(wire)
+                    sent[symbol] = sent.get(symbol, 0) + len(wire)
+                    if bad:
+                        stats.bad_prices_sent += len(wire)
+            if events:
+                for frame in dialect.pack(events):
+                    if not await self.send(frame):
+                        return
+
+
+class Simulator:
+    """A venue on 127.0.0.1 speaking one dialect, with switchable faults."""
+
+    def __init__(self, venue: str = "polygon", symbols: tuple[str, ...] | list[str] = (),
+                 rate: float = 10.0, api_key: str | None = None, host: str = "127.0.0.1",
+                 port: int = 0, seed: int | None = None, faults: tuple[str, ...] | list[str] = (),
+                 ping_interval: float | None = None) -> None:
+        self.venue = venue
+        self.dialect_class = base.get(venue)
+        # Server pings every this many seconds (default: the dialect's habit); a client that
+        # does not answer one within the same interval is disconnected, as venues do.
+        self.ping_interval = ping_interval if ping_interval is not None else self.dialect_class.ping_interval
+        self.rate = rate
+        # None accepts any key; otherwise the dialect rejects a different one.
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self.market = Market(tuple(symbols), seed)
+        self.faults = Faults()
+        self.stats = Stats()
+        self.sessions: set[Session] = set()
+        self._server: Server | None = None
+        self._numbers = 0
+        for spec in faults:
+            self.fault(*parse_fault(spec))
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle, self.host, self.port,
+            create_connection=self._connection_factory,  # type: ignore[arg-type]
+            compression=None,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
+            close_timeout=2,
+            logger=logging.getLogger("exporter.simulator.websockets"),
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        log.info("simulator (%s) listening on %s", self.venue, self.ws_url)
+
+    async def stop(self, abort: bool = False) -> None:
+        """Stop serving. ``abort=True`` cuts every connection like a crashed process would."""
+        if self._server is None:
+            return
+        if abort:
+            for session in list(self.sessions):
+                session.abort()
+        self._server.close(close_connections=not abort)
+        await self._server.wait_closed()
+        self._server = None
+
+    def fault(self, name: str, symbol: str | None = None) -> None:
+        """Apply a fault by name (see ``base.FAULTS``); ``drop`` aborts the open connections now."""
+        if name == "drop":
+            self.stats.drops += 1
+            for session in list(self.sessions):
+                session.abort()
+            return
+        self.faults.set(name, symbol)
+        log.info("simulator fault %s%s", name, f" {symbol}" if symbol else "")
+
+    def state(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "venue": self.venue,
+            "url": self.ws_url,
+            "rate": self.rate,
+            "connections_total": stats.connections_total,
+            "connections_open": stats.connections_open,
+            "auth_ok": stats.auth_ok,
+            "auth_rejected": stats.auth_rejected,
+            "frames_sent": stats.frames_sent,
+            "control_received": stats.control_received,
+            "pings_received": stats.pings_received,
+            "pings_ignored": stats.pings_ignored,
+            "pongs_received": stats.pongs_received,
+            "garbage_sent": stats.garbage_sent,
+            "bad_prices_sent": stats.bad_prices_sent,
+            "drops": stats.drops,
+            "sent": dict(stats.sent),
+            "subscriptions": sorted({s for session in self.sessions for s in session.subscriptions}),
+            "faults": self.faults.snapshot(),
+        }
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _connection_factory(self, protocol: Any, server: Server, **kwargs: Any) -> ServerConnection:
+        """A websockets connection whose ping handling obeys the ``ignore_pings`` fault."""
+        connection = ServerConnection(protocol, server, **kwargs)
+        original = protocol.recv_frame
+        stats, faults = self.stats, self.faults
+
+        def recv_frame(frame: Any) -> None:
+            if frame.opcode is Opcode.PING:
+                stats.pings_received += 1
+                if faults.ignore_pings:
+                    stats.pings_ignored += 1
+                    return  # no pong: to the client this peer looks dead
+            elif frame.opcode is Opcode.PONG:
+                stats.pongs_received += 1
+            original(frame)
+
+        protocol.recv_frame = recv_frame
+        return connection
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self._numbers += 1
+        session = Session(self, ws, self._numbers)
+        self.sessions.add(session)
+        self.stats.connections_total += 1
+        self.stats.connections_open += 1
+        streamer: asyncio.Task[None] | None = None
+        try:
+            await session.dialect.opened()
+            streamer = asyncio.create_task(self._stream(session))
+            loop = asyncio.get_running_loop()
+            async for message in ws:
+                self.stats.control_received += 1
+                text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                self.stats.control_log.append((loop.time(), text[:200]))
+                await session.dialect.received(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            if streamer is not None:
+                streamer.cancel()
+                await asyncio.gather(streamer, return_exceptions=True)
+            self.sessions.discard(session)
+            self.stats.connections_open -= 1
+
+    async def _stream(self, session: Session) -> None:
+        try:
+            await session.dialect.stream()
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a dialect bug must show, not silently stop the data
+            log.exception("simulator stream for connection %d failed", session.number)

@@ -1,0 +1,173 @@
+"""The simulator on its own: the Polygon dialect on the wire, the control API, the CLI.
+
+Clients here are plain aiohttp WebSocket/HTTP clients speaking the protocol by hand (not the
+feedwatch runner), so the simulator is checked independently of the code it tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+import aiohttp
+import pytest
+
+from exporter.simulator.control import ControlServer
+from exporter.simulator.server import Simulator
+from tests.waiting import async_wait_for
+
+
+@pytest.fixture
+async def sim():
+    simulator = Simulator("polygon", ("AAPL", "MSFT"), rate=50, api_key="K")
+    await simulator.start()
+    control = ControlServer(simulator)
+    await control.start()
+    simulator.control_url = control.url  # type: ignore[attr-defined]
+    yield simulator
+    await control.stop()
+    await simulator.stop()
+
+
+async def read_json(ws) -> list:
+    msg = await asyncio.wait_for(ws.receive(), 5)
+    assert msg.type is aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)
+
+
+async def login(ws, key="K") -> list:
+    assert await read_json(ws) == [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
+    await ws.send_str(json.dumps({"action": "auth", "params": key}))
+    return await read_json(ws)
+
+
+async def test_polygon_dialect_auth_subscribe_stream_unsubscribe(sim):
+    async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url) as ws:
+        await ws.send_str('{"action":"subscribe","params":"T.AAPL"}')   # before auth: refused
+        assert (await read_json(ws))[0]["status"] == "connected"
+        assert (await read_json(ws))[0] == {"ev": "status", "status": "error", "message": "not authorized"}
+        await ws.send_str(json.dumps({"action": "auth", "params": "K"}))
+        assert (await read_json(ws))[0]["status"] == "auth_success"
+
+        await ws.send_str('{"action":"subscribe","params":"T.AAPL,Q.AAPL,X.MSFT"}')
+        acks = await read_json(ws)
+        assert [a["message"] for a in acks] == [
+            "subscribed to: T.AAPL", "subscribed to: Q.AAPL", "invalid subscription param 'X.MSFT'"]
+        events = await read_json(ws)
+        assert {e["ev"] for e in events} == {"T", "Q"} and {e["sym"] for e in events} == {"AAPL"}
+        trade = next(e for e in events if e["ev"] == "T")
+        quote = next(e for e in events if e["ev"] == "Q")
+        assert trade["p"] > 0 and quote["bp"] < quote["ap"]
+        assert 1e12 < trade["t"] < 1e13                    # Unix milliseconds
+
+        await ws.send_str('{"action":"unsubscribe","params":"T.AAPL,Q.AAPL"}')
+        while True:  # data frames may still be in flight before the acknowledgement
+            frame = await read_json(ws)
+            if frame[0]["ev"] == "status":
+                break
+        assert [a["message"] for a in frame] == ["unsubscribed to: T.AAPL", "unsubscribed to: Q.AAPL"]
+        assert sim.state()["subscriptions"] == []
+
+
+async def test_wrong_key_is_refused_and_closed(sim):
+    async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url) as ws:
+        reply = await login(ws, key="wrong")
+        assert reply == [{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]
+        closing = await asyncio.wait_for(ws.receive(), 5)
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+    assert sim.stats.auth_rejected == 1 and sim.stats.auth_ok == 0
+
+
+async def test_control_api_switches_faults_and_reports_counts(sim):
+    base = sim.control_url
+    async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url) as ws:
+        await login(ws)
+        await ws.send_str('{"action":"subscribe","params":"Q.AAPL,Q.MSFT"}')
+        await async_wait_for(lambda: sim.stats.sent.get("AAPL", 0) > 5 and sim.stats.sent.get("MSFT", 0) > 5,
+                             what="both symbols streaming")
+
+        async with http.post(f"{base}/faults/stall?symbol=AAPL") as resp:
+            assert resp.status == 200
+            state = await resp.json()
+        assert state["faults"]["stalled"] == ["AAPL"]
+        frozen = state["sent"]["AAPL"]
+        msft = state["sent"]["MSFT"]
+        await async_wait_for(lambda: sim.stats.sent["MSFT"] > msft + 10, what="MSFT keeps streaming")
+        async with http.get(f"{base}/state") as resp:
+            state = await resp.json()
+        assert state["sent"]["AAPL"] == frozen              # not one more AAPL event
+        assert state["connections_open"] == 1 and state["auth_ok"] == 1
+
+        async with http.post(f"{base}/faults/nonsense") as resp:
+            assert resp.status == 400
+            assert "unknown fault" in (await resp.json())["error"]
+        async with http.post(f"{base}/faults/stall") as resp:   # stall needs a symbol
+            assert resp.status == 400
+
+        async with http.post(f"{base}/faults/resume") as resp:
+            assert (await resp.json())["faults"]["stalled"] == []
+        await async_wait_for(lambda: sim.stats.sent["AAPL"] > frozen, what="AAPL streams again")
+
+        async with http.post(f"{base}/faults/drop") as resp:
+            assert resp.status == 200
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        while msg.type is aiohttp.WSMsgType.TEXT:           # frames already on the wire
+            msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)  # no close frame
+    await async_wait_for(lambda: sim.stats.connections_open == 0, what="connection gone")
+
+
+async def test_ignore_pings_fault_stops_pongs(sim):
+    async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url, autoping=False) as ws:
+        await login(ws)
+        await ws.ping(b"one")
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"one")
+        sim.fault("ignore_pings")
+        await ws.ping(b"two")
+        await async_wait_for(lambda: sim.stats.pings_ignored == 1, what="ping ignored")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.receive(), 0.3)      # nothing comes back (no subscriptions)
+
+
+async def test_simulate_command_prints_urls_and_applies_faults_from_the_command_line():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter.cli", "simulate", "--venue", "polygon", "--symbols", "AAPL,MSFT",
+        "--rate", "20", "--port", "0", "--control-port", "0", "--api-key", "K", "--fault", "stall:AAPL",
+        "--fault", "garbage", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        ws_line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+        control_line = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
+        assert ws_line.startswith("ws: ws://127.0.0.1:")
+        assert control_line.startswith("control: http://127.0.0.1:")
+        ws_url, control_url = ws_line.split(" ", 1)[1], control_line.split(" ", 1)[1]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{control_url}/state") as resp:
+                state = await resp.json()
+            assert state["faults"]["stalled"] == ["AAPL"] and state["faults"]["garbage"] is True
+            async with http.ws_connect(ws_url) as ws:
+                await login(ws, "K")
+                await ws.send_str('{"action":"subscribe","params":"Q.AAPL,Q.MSFT"}')
+                symbols, garbage = set(), 0
+                while garbage < 2 or "MSFT" not in symbols:
+                    msg = await asyncio.wait_for(ws.receive(), 5)
+                    try:
+                        symbols.update(e.get("sym") for e in json.loads(msg.data) if e.get("ev") == "Q")
+                    except ValueError:
+                        garbage += 1
+                assert "AAPL" not in symbols
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 10)
+    assert rc == 0
+
+
+async def test_simulate_command_rejects_an_unknown_fault():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter.cli", "simulate", "--fault", "meltdown",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert b"unknown fault 'meltdown'" in err
