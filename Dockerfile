@@ -1,0 +1,32 @@
+# feedwatch exporter image: `feedwatch run` by default; the same image runs `feedwatch simulate`
+# in docker-compose.yml. Build: docker build -t feedwatch:local .
+#
+# The base is pinned to a full version tag (Python 3.11 patch release, Debian bookworm). For a
+# reproducible production build, pin its digest as well: FROM python:3.11.13-slim-bookworm@sha256:...
+
+FROM python:3.11.13-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# Only what the package needs (.dockerignore keeps everything else out of the context).
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+# A virtualenv copied whole into the runtime stage: no compiler, no pip cache, no sources there.
+RUN python -m venv /opt/feedwatch \
+ && /opt/feedwatch/bin/pip install . \
+ && /opt/feedwatch/bin/pip uninstall --yes pip
+
+FROM python:3.11.13-slim-bookworm
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/feedwatch/bin:$PATH
+COPY --from=build /opt/feedwatch /opt/feedwatch
+# Never root: a fixed numeric UID so volume permissions and `USER` checks are predictable.
+RUN groupadd --system --gid 10001 feedwatch \
+ && useradd --system --uid 10001 --gid feedwatch --home-dir /var/lib/feedwatch --create-home \
+      --shell /usr/sbin/nologin feedwatch
+USER 10001:10001
+WORKDIR /var/lib/feedwatch
+EXPOSE 10119
+# The slim image has no curl: ask the exporter's liveness endpoint with Python itself.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:10119/-/healthy', timeout=2).status != 200)"]
+ENTRYPOINT ["feedwatch"]
+CMD ["run", "-c", "/etc/feedwatch/feedwatch.yml"]

@@ -1,0 +1,100 @@
+"""Symbol detail: one (feed, symbol) — how fresh it is, what it costs, how often it moves, and
+when it changed health state.
+
+Reached from the overview's "Worst symbols" table (which passes ``feed`` and ``symbol``), or by
+picking them in the variables.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models import units
+from grafana_foundation_sdk.models import dashboard as models
+
+from grafana import panels as p
+
+UID = "feedwatch-symbol"
+TITLE = "feedwatch / Symbol detail"
+OVERVIEW_UID = "feedwatch-feeds"  # grafana/dashboards_src/feeds_overview.py (which imports this module)
+
+SYMBOL = '{feed="$feed", symbol="$symbol"}'
+FEED = '{feed="$feed"}'
+
+
+def build() -> models.Dashboard:
+    dash = (p.base_dashboard(TITLE, UID, "Freshness, price, update rate and health history of one symbol.")
+            .with_variable(p.label_variable("feed", "feed", "feedwatch_symbol_state", title="Feed"))
+            .with_variable(p.label_variable("symbol", "symbol", f"feedwatch_symbol_state{FEED}", title="Symbol"))
+            .link(p.dashboard_link("Feeds overview", OVERVIEW_UID, tooltip="Every feed and its worst symbols"))
+            .link(p.all_dashboards_link()))
+
+    dash = dash.with_row(p.row("$feed / $symbol now"))
+    dash = dash.with_panel(
+        p.stat_panel("State", "Health state now: healthy, degraded (act with caution), stale (skip "
+                     "price-dependent actions), critical (subscription likely dead) or closed (market shut).",
+                     [p.query(f"max(feedwatch_symbol_state{SYMBOL})", "state", instant=True)],
+                     unit=units.NoUnit, width=5)
+        .mappings(p.state_mappings()).thresholds(p.plain_thresholds("text")))
+    dash = dash.with_panel(
+        p.stat_panel("Staleness", "Seconds since the last accepted update (or since the subscription or "
+                     "the market opened, whichever is newest).",
+                     [p.query(f"max(feedwatch_symbol_staleness_seconds{SYMBOL})", "staleness", instant=True)],
+                     unit=units.Seconds, width=5)
+        .thresholds(p.staleness_thresholds()))
+    dash = dash.with_panel(
+        p.stat_panel("Last price", "The last accepted price (trade price, or the bid/ask mid for quotes).",
+                     [p.query(f"max(feedwatch_symbol_price{SYMBOL})", "price", instant=True)],
+                     unit=units.Short, width=5)
+        .decimals(4).thresholds(p.plain_thresholds("blue")))
+    dash = dash.with_panel(
+        p.stat_panel("Exchange-to-receive delay", "How late the last update arrived: receive time minus "
+                     "the exchange's own timestamp.",
+                     [p.query(f"max(feedwatch_symbol_last_update_timestamp_seconds{SYMBOL}"
+                              f" - feedwatch_symbol_last_event_timestamp_seconds{SYMBOL})", "delay", instant=True)],
+                     unit=units.Seconds, width=5)
+        .thresholds(p.warn_above(1.0, warn="orange")))
+    dash = dash.with_panel(
+        p.stat_panel("Updates in range", "Accepted updates over the dashboard's time range.",
+                     [p.query(f"sum(increase(feedwatch_symbol_updates_total{SYMBOL}[$__range]))", "updates",
+                              instant=True)],
+                     unit=units.Short, width=4)
+        .decimals(0).thresholds(p.plain_thresholds("blue")))
+
+    dash = dash.with_row(p.row("History"))
+    dash = dash.with_panel(
+        p.state_timeline_panel("Health state", "The symbol's health state over time.",
+                               [p.query(f"max(feedwatch_symbol_state{SYMBOL})", "$symbol")])
+        .mappings(p.state_mappings()).thresholds(p.plain_thresholds("text")))
+    dash = dash.with_panel(
+        p.timeseries_panel("Staleness", "Seconds since the last update; the bands are the default "
+                           "degraded, stale and critical thresholds.",
+                           [p.query(f"max(feedwatch_symbol_staleness_seconds{SYMBOL})", "$symbol")],
+                           unit=units.Seconds)
+        .thresholds(p.staleness_thresholds()).thresholds_style(p.threshold_bands()))
+    dash = dash.with_panel(
+        p.timeseries_panel("Price", "The last accepted price at each scrape.",
+                           [p.query(f"max(feedwatch_symbol_price{SYMBOL})", "$symbol")],
+                           unit=units.Short)
+        .decimals(4).thresholds(p.plain_thresholds("blue")))
+    dash = dash.with_panel(
+        p.timeseries_panel("Update rate", "Accepted updates per second for this symbol.",
+                           [p.query(f"sum(rate(feedwatch_symbol_updates_total{SYMBOL}[$__rate_interval]))", "$symbol")],
+                           unit=units.EventsPerSecond))
+    dash = dash.with_panel(
+        p.timeseries_panel("Exchange-to-receive delay", "Receive time minus exchange timestamp of the last "
+                           "update at each scrape.",
+                           [p.query(f"max(feedwatch_symbol_last_update_timestamp_seconds{SYMBOL}"
+                                    f" - feedwatch_symbol_last_event_timestamp_seconds{SYMBOL})", "$symbol")],
+                           unit=units.Seconds))
+
+    dash = dash.with_row(p.row("Feed $feed"))
+    dash = dash.with_panel(
+        p.state_timeline_panel("Feed connections", "Each connection of the symbol's feed: up or down.",
+                               [p.query(f"max by (connection) (feedwatch_feed_up{FEED})", "{{connection}}")],
+                               width=12)
+        .mappings(p.flag_mappings("up", "down")).thresholds(p.plain_thresholds("text")))
+    dash = dash.with_panel(
+        p.timeseries_panel("Feed disconnects by reason", "Why the feed's sockets closed.",
+                           [p.query(f"sum by (reason) (increase(feedwatch_feed_disconnects_total{FEED}[$__rate_interval]))",
+                                    "{{reason}}")],
+                           unit=units.Short, bars=True, stacked=True, height=6))
+    return dash.build()

@@ -1,0 +1,307 @@
+"""docker-compose.yml, the Dockerfile and the configs they mount: valid, pinned, read-only, healthy,
+and consistent with each other (service names, ports, paths).
+
+No Docker daemon here: the compose file is validated by Debian's ``docker-compose config -q``
+(the real parser), and the configs it mounts are the very files the other tests run (the exporter
+config is loaded by the real loader here and run by tests/integration/test_dashboard_queries.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from exporter.config import load_file, parse_duration
+from grafana import panels
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES: dict = COMPOSE["services"]
+PASSWORD_VAR = "GRAFANA_ADMIN_PASSWORD"
+
+
+def compose(*args: str, password: str | None = "not-a-real-password") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_VAR}
+    if password is not None:
+        env[PASSWORD_VAR] = password
+    binary = shutil.which("docker-compose")
+    assert binary, "Debian's docker-compose is required (apt-get install --no-install-recommends docker-compose)"
+    return subprocess.run([binary, "-f", str(COMPOSE_FILE), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of every bind mount (short syntax: ./src:/dst:ro)."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        parts = volume.split(":")
+        if parts[0].startswith((".", "/")):
+            mounts.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return mounts
+
+
+def mount_target(service: str, source: str) -> str:
+    (target,) = [t for s, t, _ in bind_mounts(SERVICES[service]) if s.rstrip("/") == source]
+    return target
+
+
+# --- the compose file ------------------------------------------------------------------------------
+
+def test_docker_compose_config_accepts_the_file():
+    result = compose("config", "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_grafana_admin_password_has_no_default():
+    result = compose("config", "-q", password=None)
+    assert result.returncode != 0
+    assert PASSWORD_VAR in result.stderr
+    assert COMPOSE_FILE.read_text().count(f"${{{PASSWORD_VAR}:?") == 1
+    env = SERVICES["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith(f"${{{PASSWORD_VAR}:?")
+
+
+def test_the_stack_has_every_service():
+    assert set(SERVICES) == {"simulator", "simulator-bot", "feedwatch", "prometheus", "alertmanager", "grafana"}
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_images_are_pinned(name):
+    service = SERVICES[name]
+    image = service["image"]
+    repo, _, tag = image.rpartition(":")
+    assert repo and tag and "/" not in tag, f"{name}: {image} has no tag"
+    assert tag != "latest"
+    if "build" in service:
+        assert service["build"]["context"] == "."       # our own image, built from this tree
+    else:
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a release"
+
+
+def _binary_version(binary: str) -> str:
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    return re.search(r"version (\d+\.\d+)\.", output.stdout + output.stderr).group(1)
+
+
+def test_prometheus_and_alertmanager_images_match_the_tested_binaries():
+    """The integration tests run Debian's binaries; the images run the same minor release."""
+    assert SERVICES["prometheus"]["image"].startswith(f"prom/prometheus:v{_binary_version('prometheus')}.")
+    assert SERVICES["alertmanager"]["image"].startswith(
+        f"prom/alertmanager:v{_binary_version('prometheus-alertmanager')}.")
+
+
+def test_grafana_image_matches_the_dashboard_sdk_build():
+    from importlib.metadata import version
+    sdk_grafana = version("grafana-foundation-sdk").split("!")[1]          # "<build>!11.6.0"
+    major_minor = ".".join(sdk_grafana.split(".")[:2])
+    assert SERVICES["grafana"]["image"].startswith(f"grafana/grafana:{major_minor}.")
+    assert major_minor.startswith("11.")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_bind_mounts_are_read_only_and_exist_in_the_repository(name):
+    for source, target, mode in bind_mounts(SERVICES[name]):
+        assert mode == "ro", f"{name}: {source} -> {target} must be mounted :ro"
+        path = (ROOT / source).resolve()
+        assert path.is_relative_to(ROOT), f"{name}: {source} is outside the repository"
+        assert path.exists(), f"{name}: {source} does not exist"
+
+
+def test_state_lives_in_named_volumes():
+    declared = set(COMPOSE["volumes"])
+    for name in ("prometheus", "alertmanager", "grafana"):
+        named = [v.split(":")[0] for v in SERVICES[name]["volumes"] if not v.startswith((".", "/"))]
+        assert named, f"{name} keeps its data in a named volume"
+        assert set(named) <= declared
+    used = {v.split(":")[0] for s in SERVICES.values() for v in s.get("volumes", []) if not v.startswith((".", "/"))}
+    assert used == declared, "every declared volume is used"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(name):
+    service = SERVICES[name]
+    check = service["healthcheck"]
+    assert check["test"][0] == "CMD" and len(check["test"]) > 1
+    for key in ("interval", "timeout", "retries"):
+        assert key in check
+    for dependency, condition in service.get("depends_on", {}).items():
+        assert dependency in SERVICES
+        assert condition == {"condition": "service_healthy"}
+
+
+def test_ports_are_published_on_loopback_only():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+# --- consistency between the files ----------------------------------------------------------------
+
+def _prometheus_config() -> dict:
+    return yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+
+
+def _scrape_targets(job: str) -> list[str]:
+    (config,) = [c for c in _prometheus_config()["scrape_configs"] if c["job_name"] == job]
+    return [t for static in config["static_configs"] for t in static["targets"]]
+
+
+def test_prometheus_reaches_services_by_their_compose_names():
+    for target in _scrape_targets("feedwatch") + _scrape_targets("alertmanager"):
+        host, port = target.split(":")
+        assert host in SERVICES, f"prometheus.yml target {target} is not a compose service"
+    (exporter_target,) = _scrape_targets("feedwatch")
+    assert exporter_target.split(":")[1] == load_file(str(ROOT / "deploy/feedwatch.yml")).listen.rsplit(":", 1)[1]
+    for alerting in _prometheus_config()["alerting"]["alertmanagers"]:
+        for target in alerting["static_configs"][0]["targets"]:
+            assert target == "alertmanager:9093"
+
+
+def test_prometheus_loads_its_config_and_rules_from_the_mount():
+    target = mount_target("prometheus", "./prometheus")
+    assert f"--config.file={target}/prometheus.yml" in SERVICES["prometheus"]["command"]
+    for pattern in _prometheus_config()["rule_files"]:
+        assert list((ROOT / "prometheus").glob(pattern)), f"rule_files {pattern} matches nothing"
+
+
+def test_alertmanager_loads_its_config_from_the_mount():
+    target = mount_target("alertmanager", "./alertmanager")
+    assert f"--config.file={target}/alertmanager.yml" in SERVICES["alertmanager"]["command"]
+    assert (ROOT / "alertmanager" / "alertmanager.yml").exists()
+
+
+def test_grafana_provisioning_matches_the_mounts():
+    assert mount_target("grafana", "./grafana/provisioning") == "/etc/grafana/provisioning"
+    providers = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/feedwatch.yml").read_text())["providers"]
+    assert [p["options"]["path"] for p in providers] == [mount_target("grafana", "./grafana/dashboards")]
+    home = SERVICES["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(providers[0]["options"]["path"] + "/")
+    assert (ROOT / "grafana/dashboards" / Path(home).name).exists()
+
+
+def test_grafana_datasource_points_at_the_prometheus_service():
+    (source,) = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"]
+    assert source["uid"] == panels.PROVISIONED_DATASOURCE_UID
+    url = urlsplit(source["url"])
+    assert url.hostname == "prometheus" and url.port == 9090
+    # $__rate_interval is computed from this: it must be the real scrape interval.
+    assert parse_duration(source["jsonData"]["timeInterval"]) == parse_duration(
+        _prometheus_config()["global"]["scrape_interval"])
+
+
+def _simulators() -> dict[str, list[str]]:
+    return {name: service["command"] for name, service in SERVICES.items()
+            if service.get("command", [None])[0] == "simulate"}
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_exporter_config_loads_and_watches_the_simulators():
+    config = load_file(str(ROOT / "deploy/feedwatch.yml"))
+    assert mount_target("feedwatch", "./deploy/feedwatch.yml") == "/etc/feedwatch/feedwatch.yml"
+    assert SERVICES["feedwatch"]["command"] == ["run", "-c", "/etc/feedwatch/feedwatch.yml"]
+    assert config.listen.startswith(":"), "inside the container the exporter listens on every interface"
+    simulators = _simulators()
+    assert {"simulator", "simulator-bot"} <= set(simulators)
+    watched = set()
+    for feed in config.feeds:
+        url = urlsplit(feed.url)
+        assert url.hostname in simulators, f"{feed.name}: {feed.url} is not a simulator service"
+        command = simulators[url.hostname]
+        assert str(url.port) == _flag(command, "--port"), feed.url
+        assert _flag(command, "--host") == "0.0.0.0", "reachable from the exporter's container"
+        assert url.hostname in SERVICES["feedwatch"]["depends_on"]
+        assert not feed.market, "the simulator trades around the clock: the demo is live at any hour"
+        if feed.symbols:
+            assert sorted(feed.symbols) == sorted(_flag(command, "--symbols").split(","))
+        watched.add(url.hostname)
+    assert watched == set(simulators), "every simulator is watched"
+    venues = {_flag(command, "--venue") for command in simulators.values()}
+    assert {feed.kind for feed in config.feeds} == venues
+
+
+def test_trading_state_lives_in_the_exporter_volume():
+    config = load_file(str(ROOT / "deploy/feedwatch.yml"))
+    volumes = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["feedwatch"]["volumes"] if not v.startswith(".")}
+    assert str(Path(config.trading.state_file).parent) in volumes
+    # The bot's account prices its positions with a feed the exporter watches.
+    feeds = {feed.name for feed in config.feeds}
+    for account in config.trading.accounts:
+        assert set(account.symbols.values()) <= feeds
+
+
+def test_simulators_and_exporter_run_the_same_image():
+    for name in _simulators():
+        assert SERVICES[name]["image"] == SERVICES["feedwatch"]["image"]
+        assert SERVICES[name]["healthcheck"]["test"][-1].count(_flag(SERVICES[name]["command"], "--port")) == 1
+
+
+def test_compose_commands_are_accepted_by_the_cli():
+    """Each feedwatch service's command line parses with the real argument parser."""
+    from exporter.cli import build_parser
+    parser = build_parser()
+    for name in ["feedwatch", *_simulators()]:
+        args = parser.parse_args(SERVICES[name]["command"])
+        assert callable(args.func), name
+
+
+# --- the Dockerfile --------------------------------------------------------------------------------
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+INSTRUCTIONS = [line for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _instructions(keyword: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in INSTRUCTIONS if line.split(None, 1)[0].upper() == keyword]
+
+
+def test_dockerfile_base_images_are_pinned_python_311():
+    for base in _instructions("FROM"):
+        image = base.split()[0]
+        if "@sha256:" in image:
+            continue
+        assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", image), image
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    (user,) = _instructions("USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) > 0
+    assert INSTRUCTIONS.index(f"USER {user}") > max(i for i, line in enumerate(INSTRUCTIONS) if line.startswith("FROM"))
+
+
+def test_dockerfile_exposes_checks_and_runs_feedwatch():
+    assert _instructions("EXPOSE") == ["10119"]
+    (check,) = _instructions("HEALTHCHECK")
+    assert "python" in check and "/-/healthy" in check and "10119" in check
+    assert _instructions("ENTRYPOINT") == ['["feedwatch"]']
+    assert _instructions("CMD")[-1] == '["run", "-c", "/etc/feedwatch/feedwatch.yml"]'
+
+
+def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies():
+    rules = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert rules[0] == "*", "an allow-list: everything is excluded unless re-included"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = set()
+    for copy in _instructions("COPY"):
+        if copy.startswith("--from"):
+            continue
+        copied |= {Path(source).as_posix().rstrip("/") for source in copy.split()[:-1]}
+    assert copied == allowed
+    for source in copied:
+        assert (ROOT / source).exists(), f"COPY {source}: missing"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'readme = "README.md"' in pyproject and "README.md" in copied
+    assert "exporter" in copied
