@@ -4,3 +4,13 @@ The import package is ``exporter``; the distribution and console script are ``fe
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``from exporter import Monitor`` (the in-process API, docs/in-process.md), imported lazily
+    # so ``import exporter`` stays cheap for the CLI.
+    if name == "Monitor":
+        from exporter.monitor import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'exporter' has no attribute {name!r}")

@@ -423,6 +423,8 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         from exporter import trading_config  # declared beside the tracker; imported lazily
 
         trading = trading_config.build_section(trading_raw, "trading", errors, environ, feeds)
+    elif any(f.kind == "trading" for f in feeds):
+        errors.append("trading: required when a feed has kind 'trading' (it lists the accounts; see docs/trading-events.md)")
 
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")

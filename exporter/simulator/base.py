@@ -191,13 +191,12 @@ class Dialect:
     ping_interval: ClassVar[float | None] = None
     # Undecodable bytes sent under the ``garbage`` fault.
     garbage_frame: ClassVar[str] = "\x00\x01 this is not a frame {"
-    # Scripted behaviours beyond the faults (the trading bot's drawdown, kill switch, ...),
-    # triggered by ``POST /scenarios/NAME`` on the control API, which calls ``scenario``.
-    scenarios: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def scenario(cls, sim: Any, name: str, params: dict[str, str]) -> dict[str, Any]:
-        """Apply scenario ``name`` to the simulator; a summary for the caller, ValueError if unknown."""
+        """A scripted behaviour beyond the faults (the trading bot's drawdown, kill switch, ...),
+        triggered by ``POST /scenarios/NAME`` on the control API. Returns a summary for the
+        caller; ValueError for an unknown name."""
         raise ValueError(f"the {cls.name} dialect has no scenarios")
 
     def __init__(self, session: "Session") -> None:

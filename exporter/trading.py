@@ -1,0 +1,705 @@
+"""Trading metrics per account, from a bot's event stream. No I/O, time injected.
+
+The tracker turns the events of docs/trading-events.md (``trade``, ``equity``, ``positions``,
+``safety``, ``api_call``) into the state the trading collector renders: equity, realized P&L
+(total and for the current trading day), drawdowns (from the running, the day's and the week's
+peak, and the maximum), a Sharpe ratio from daily returns, the win rate, the losing streak, the
+kill switch and circuit breaker with their reasons, open positions against their limit, and the
+API error count and latency histogram. Every formula is written down in docs/trading-events.md
+and implemented once, here.
+
+Values that depend on "now" (today's P&L, the day's and week's drawdown, which days are complete
+for the Sharpe ratio) are derived at read time from the injected clock, like the book's health
+states: a new trading day starts at the boundary whether or not an event arrives.
+
+Events are applied in arrival order. A replayed event (same account and ``id``) is counted once;
+an ``equity``, ``positions`` or ``safety`` snapshot older than the one already applied is refused
+as ``out_of_order``; an event older than ``dedup_window`` (beyond what the id memory covers) is
+refused as ``expired``, and one stamped more than 5 minutes ahead of our clock as ``future``.
+Problems are counted by reason and described in the returned
+``IngestResult``; callers log them (the runner for the WebSocket feed, the push API for HTTP).
+
+Persistence goes through an injected store (``exporter/trading_store.py``): ids are claimed and
+the touched accounts saved in one transaction per batch, so a restart neither forgets the peak,
+the day's P&L or the losing streak, nor double-counts a replay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import weakref
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
+
+import msgspec
+
+from exporter.book import to_seconds
+
+if TYPE_CHECKING:
+    from exporter.config import Config, FeedConfig
+    from exporter.trading_config import AccountRules, TradingConfig
+    from exporter.trading_store import Store
+
+EVENT_TYPES = ("trade", "equity", "positions", "safety", "api_call")
+# Why an event (or a push request) was refused; every value starts at 0.
+REJECT_REASONS = (
+    "malformed",        # not JSON, not an object, a missing or mistyped field, a value out of range
+    "unknown_type",     # a well-formed event whose type is not one of EVENT_TYPES
+    "unknown_account",  # an account that is not configured (accounts are label values: bounded)
+    "duplicate",        # an id already applied (a bot replaying after a reconnect)
+    "expired",          # older than dedup_window: too old to tell a replay from a new event
+    "future",           # more than FUTURE_TOLERANCE ahead of our clock (it would block later snapshots)
+    "out_of_order",     # a snapshot older than the one already applied
+    "unauthorized",     # push API: missing or wrong token / signature (per request)
+    "replayed",         # push API: signature timestamp outside max_skew, or a signature seen before
+)
+RESULTS = ("win", "loss", "flat")
+# Latency of the bot's own exchange API calls (seconds).
+API_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# An event stamped further ahead of the exporter's clock than this is refused: applied, it would
+# make every later snapshot look out of order until the clocks caught up.
+FUTURE_TOLERANCE = 300.0
+# Problems kept per ingest call for the caller's log line.
+_MAX_PROBLEMS = 5
+_PRUNE_EVERY = 60.0
+
+
+# --- events -----------------------------------------------------------------------------------
+
+class _Event(msgspec.Struct, kw_only=True):
+    """Fields every event has. ``ts``: Unix time (s, ms, us or ns) or an RFC 3339 string."""
+
+    account: str
+    id: Union[str, int]
+    ts: Union[float, str]
+    type: ClassVar[str]
+
+
+class Trade(_Event, kw_only=True):
+    """A closed trade. ``pnl`` is realized P&L before ``fees``, in the account currency."""
+
+    type: ClassVar[str] = "trade"
+    symbol: str
+    side: Literal["long", "short"]
+    quantity: float
+    entry_price: float
+    exit_price: float
+    pnl: float
+    fees: float = 0.0
+
+
+class Equity(_Event, kw_only=True):
+    """Account equity (cash plus the value of open positions) in the account currency."""
+
+    type: ClassVar[str] = "equity"
+    equity: float
+
+
+class Positions(_Event, kw_only=True):
+    """Every open position (signed quantity per symbol; absent or 0 = flat) and the limit."""
+
+    type: ClassVar[str] = "positions"
+    positions: dict[str, float]
+    limit: Union[int, None] = None
+
+
+class Safety(_Event, kw_only=True):
+    """Kill switch and/or circuit breaker state; ``reason`` applies to those given."""
+
+    type: ClassVar[str] = "safety"
+    kill_switch: Union[bool, None] = None
+    circuit_breaker: Union[Literal["open", "closed"], None] = None
+    reason: str = ""
+
+
+class ApiCall(_Event, kw_only=True):
+    """One call the bot made to its exchange's API."""
+
+    type: ClassVar[str] = "api_call"
+    endpoint: str
+    ok: bool
+    latency: float
+    status: Union[int, None] = None
+
+
+Event = Union[Trade, Equity, Positions, Safety, ApiCall]
+EVENT_CLASSES: dict[str, type] = {cls.type: cls for cls in (Trade, Equity, Positions, Safety, ApiCall)}
+_DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_CLASSES.items()}
+
+
+class _Head(msgspec.Struct):
+    type: Any = None
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class EventError(ValueError):
+    """An event that cannot be applied; ``reason`` is one of REJECT_REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def event_seconds(ts: float | str) -> float:
+    """An event's ``ts`` as Unix seconds: numbers in any unit, or an RFC 3339 / ISO 8601 string."""
+    if isinstance(ts, str):
+        text = ts.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise EventError("malformed", f"ts {ts!r} is neither a Unix time nor an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None:
+            raise EventError("malformed", f"ts {ts!r} has no UTC offset (append Z or +00:00)")
+        return parsed.timestamp()
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts <= 0:
+        raise EventError("malformed", f"ts must be a positive Unix time, got {ts!r}")
+    return to_seconds(float(ts))
+
+
+def check_event(event: Event) -> str | None:
+    """Range checks msgspec's types cannot express; a message, or None when the event is fine."""
+    if not event.account:
+        return "account is empty"
+    if event.id == "" or isinstance(event.id, bool):
+        return "id is empty"
+    if isinstance(event, Trade):
+        if not event.symbol:
+            return "symbol is empty"
+        for name in ("quantity", "entry_price", "exit_price"):
+            value = getattr(event, name)
+            if not (math.isfinite(value) and value > 0):
+                return f"{name} must be a positive number, got {value!r}"
+        for name in ("pnl", "fees"):
+            if not math.isfinite(getattr(event, name)):
+                return f"{name} must be a finite number"
+    elif isinstance(event, Equity):
+        if not math.isfinite(event.equity):
+            return "equity must be a finite number"
+    elif isinstance(event, Positions):
+        for symbol, quantity in event.positions.items():
+            if not symbol:
+                return "positions has an empty symbol"
+            if not math.isfinite(quantity):
+                return f"positions.{symbol} must be a finite number"
+        if event.limit is not None and event.limit < 0:
+            return f"limit must not be negative, got {event.limit}"
+    elif isinstance(event, Safety):
+        if event.kill_switch is None and event.circuit_breaker is None:
+            return "a safety event needs kill_switch and/or circuit_breaker"
+    elif isinstance(event, ApiCall):
+        if not (math.isfinite(event.latency) and event.latency >= 0):
+            return f"latency must be a non-negative number of seconds, got {event.latency!r}"
+    return None
+
+
+# What decode_event returns for ``{"type": "heartbeat"}``: the stream is alive, nothing to apply.
+HEARTBEAT = object()
+
+
+def decode_event(raw: bytes | msgspec.Raw) -> Event:
+    """One JSON object -> a typed event (or HEARTBEAT); raises EventError(malformed | unknown_type)."""
+    try:
+        head = _head_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise EventError("malformed", f"not a JSON object: {exc}") from None
+    if not isinstance(head.type, str) or not head.type:
+        raise EventError("malformed", "missing or non-string field 'type'")
+    if head.type == "heartbeat":
+        return HEARTBEAT  # type: ignore[return-value]
+    decoder = _DECODERS.get(head.type)
+    if decoder is None:
+        raise EventError("unknown_type", f"unknown event type {head.type!r} (known: {', '.join(EVENT_TYPES)})")
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise EventError("malformed", f"{head.type} event: {exc}") from None
+
+
+def event_from_mapping(data: Any) -> Event:
+    """A parsed JSON object (or keyword dict) -> a typed event, for in-process callers."""
+    if not isinstance(data, dict):
+        raise EventError("malformed", f"an event is a JSON object, got {type(data).__name__}")
+    kind = data.get("type")
+    cls = EVENT_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        reason = "unknown_type" if isinstance(kind, str) and kind else "malformed"
+        raise EventError(reason, f"unknown event type {kind!r} (known: {', '.join(EVENT_TYPES)})")
+    try:
+        return msgspec.convert({k: v for k, v in data.items() if k != "type"}, cls)
+    except msgspec.ValidationError as exc:
+        raise EventError("malformed", f"{kind} event: {exc}") from None
+
+
+def split_payload(data: bytes | str) -> list[msgspec.Raw]:
+    """A frame or request body: one JSON object, or an array of them."""
+    if isinstance(data, str):
+        data = data.encode()
+    stripped = data.lstrip()
+    if stripped[:1] == b"[":
+        try:
+            return _list_decoder.decode(stripped)
+        except msgspec.DecodeError as exc:
+            raise EventError("malformed", f"invalid JSON array: {exc}") from None
+    return [msgspec.Raw(stripped)]
+
+
+# --- the trading calendar ---------------------------------------------------------------------
+
+class TradingCalendar:
+    """Maps a Unix time to its trading day and week (proleptic ordinals, comparable as ints).
+
+    The trading day starts at ``day_start`` local time in ``timezone``: a 17:00 New York
+    boundary puts Monday 18:00 in Tuesday's trading day. Weeks start on ``week_start`` at
+    the day boundary.
+    """
+
+    def __init__(self, rules: "AccountRules") -> None:
+        self.zone = rules.zone
+        self.offset = rules.day_offset
+        self.week_start = rules.week_start_index
+
+    def day(self, ts: float) -> int:
+        # Aware datetime minus a timedelta is wall-clock arithmetic: the boundary stays at the
+        # same local time across DST changes.
+        local = dt.datetime.fromtimestamp(ts, self.zone) - self.offset
+        return local.date().toordinal()
+
+    def week(self, day: int) -> int:
+        return day - (dt.date.fromordinal(day).weekday() - self.week_start) % 7
+
+
+# --- per-account state ------------------------------------------------------------------------
+
+def _ratio_below(peak: float | None, value: float | None) -> float | None:
+    """Drawdown of ``value`` from ``peak`` as a ratio; None when undefined (no peak above 0)."""
+    if peak is None or value is None or peak <= 0:
+        return None
+    return max(0.0, (peak - value) / peak)
+
+
+class Account:
+    """Everything tracked for one account; plain attributes, persisted as a JSON-able dict."""
+
+    # Attributes saved by the store (names are the persisted keys: change with a migration).
+    PERSISTED = (
+        "equity", "equity_ts", "peak", "max_drawdown", "day", "day_peak", "week", "week_peak",
+        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak",
+        "kill_switch", "kill_reason", "breaker_open", "breaker_reason", "safety_ts",
+        "positions", "position_limit", "positions_ts",
+        "api_errors", "latency_counts", "latency_sum", "last_event",
+    )
+
+    def __init__(self, rules: "AccountRules") -> None:
+        self.rules = rules
+        self.name = rules.name
+        self.calendar = TradingCalendar(rules)
+        self.equity: float | None = None
+        self.equity_ts = 0.0
+        self.peak: float | None = None          # highest equity ever seen
+        self.max_drawdown: float | None = None  # largest drawdown from the running peak
+        self.day = 0                             # trading day of the last equity snapshot
+        self.day_peak: float | None = None       # highest equity of that day (incl. its opening)
+        self.week = 0
+        self.week_peak: float | None = None
+        self.closes: list[list[float]] = []      # [[day, last equity of that day], ...], ascending
+        self.pnl_total = 0.0
+        self.pnl_day_key = 0
+        self.pnl_day = 0.0
+        self.trades = dict.fromkeys(RESULTS, 0)
+        self.losing_streak = 0
+        self.kill_switch = False
+        self.kill_reason = ""
+        self.breaker_open = False
+        self.breaker_reason = ""
+        self.safety_ts = 0.0
+        self.positions: dict[str, float] = {}
+        self.position_limit: int | None = None
+        self.positions_ts = 0.0
+        self.api_errors = 0
+        self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.last_event = 0.0
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.PERSISTED}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for name in self.PERSISTED:
+            if name in state:
+                setattr(self, name, state[name])
+        self.trades = {**dict.fromkeys(RESULTS, 0), **self.trades}
+        if len(self.latency_counts) != len(API_LATENCY_BUCKETS) + 1:  # buckets changed: restart them
+            self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
+            self.latency_sum = 0.0
+
+    # --- applying events --------------------------------------------------------------------
+
+    def out_of_order(self, event: Event, ts: float) -> bool:
+        if isinstance(event, Equity):
+            return ts < self.equity_ts
+        if isinstance(event, Positions):
+            return ts < self.positions_ts
+        if isinstance(event, Safety):
+            return ts < self.safety_ts
+        return False
+
+    def apply(self, event: Event, ts: float) -> None:
+        if ts > self.last_event:
+            self.last_event = ts
+        if isinstance(event, Trade):
+            self._trade(event, ts)
+        elif isinstance(event, Equity):
+            self._equity(event.equity, ts)
+        elif isinstance(event, Positions):
+            self.positions = {s: q for s, q in event.positions.items() if q != 0}
+            if event.limit is not None:
+                self.position_limit = event.limit
+            self.positions_ts = ts
+        elif isinstance(event, Safety):
+            if event.kill_switch is not None:
+                self.kill_switch = event.kill_switch
+                self.kill_reason = event.reason
+            if event.circuit_breaker is not None:
+                self.breaker_open = event.circuit_breaker == "open"
+                self.breaker_reason = event.reason
+            self.safety_ts = ts
+        elif isinstance(event, ApiCall):
+            if not event.ok:
+                self.api_errors += 1
+            self.latency_counts[bisect_left(API_LATENCY_BUCKETS, event.latency)] += 1
+            self.latency_sum += event.latency
+
+    def _trade(self, trade: Trade, ts: float) -> None:
+        net = trade.pnl - trade.fees
+        result = "win" if net > 0 else "loss" if net < 0 else "flat"
+        self.trades[result] += 1
+        if result == "loss":
+            self.losing_streak += 1
+        elif result == "win":
+            self.losing_streak = 0
+        # A flat trade neither extends nor breaks the streak.
+        self.pnl_total += net
+        day = self.calendar.day(ts)
+        if day > self.pnl_day_key:
+            self.pnl_day_key = day
+            self.pnl_day = net
+        elif day == self.pnl_day_key:
+            self.pnl_day += net
+        # A trade closed on an earlier trading day counts in the total only.
+
+    def _equity(self, equity: float, ts: float) -> None:
+        day = self.calendar.day(ts)
+        week = self.calendar.week(day)
+        previous = self.equity
+        # The day's (week's) peak includes its opening equity: the last value before it began.
+        if day != self.day or self.day_peak is None:
+            self.day = day
+            self.day_peak = equity if previous is None else max(previous, equity)
+        else:
+            self.day_peak = max(self.day_peak, equity)
+        if week != self.week or self.week_peak is None:
+            self.week = week
+            self.week_peak = equity if previous is None else max(previous, equity)
+        else:
+            self.week_peak = max(self.week_peak, equity)
+        self.peak = equity if self.peak is None else max(self.peak, equity)
+        drawdown = _ratio_below(self.peak, equity)
+        if drawdown is not None and (self.max_drawdown is None or drawdown > self.max_drawdown):
+            self.max_drawdown = drawdown
+        self.equity = equity
+        self.equity_ts = ts
+        if self.closes and self.closes[-1][0] == day:
+            self.closes[-1][1] = equity
+        else:
+            self.closes.append([day, equity])
+            # Keep the window's closes, the close before them and the day in progress.
+            del self.closes[:-(self.rules.sharpe.window + 2)]
+
+    # --- reading (derived at read time from ``now``) ------------------------------------------
+
+    def drawdown(self) -> float | None:
+        """From the running peak."""
+        return _ratio_below(self.peak, self.equity)
+
+    def drawdown_daily(self, now: float) -> float | None:
+        """From the current trading day's peak; 0 at the start of a day without a snapshot yet."""
+        today = self.calendar.day(now)
+        peak = self.day_peak if self.day >= today else self.equity
+        return _ratio_below(peak, self.equity)
+
+    def drawdown_weekly(self, now: float) -> float | None:
+        this_week = self.calendar.week(self.calendar.day(now))
+        peak = self.week_peak if self.week >= this_week else self.equity
+        return _ratio_below(peak, self.equity)
+
+    def pnl_today(self, now: float) -> float:
+        return self.pnl_day if self.pnl_day_key >= self.calendar.day(now) else 0.0
+
+    def daily_returns(self, now: float) -> list[float] | None:
+        """Returns between consecutive completed trading days' closing equity (window applied).
+
+        None when a close is not positive (a return from it is undefined).
+        """
+        today = self.calendar.day(now)
+        closes = [equity for day, equity in self.closes if day < today]
+        if any(c <= 0 for c in closes[:-1]):
+            return None
+        returns = [closes[i] / closes[i - 1] - 1.0 for i in range(1, len(closes))]
+        return returns[-self.rules.sharpe.window:]
+
+    def sharpe(self, now: float) -> float | None:
+        """Annualised Sharpe ratio of the daily returns; None until defined (never a fake 0)."""
+        settings = self.rules.sharpe
+        returns = self.daily_returns(now)
+        if returns is None or len(returns) < settings.min_returns:
+            return None
+        n = len(returns)
+        mean = sum(returns) / n
+        variance = sum((r - mean) ** 2 for r in returns) / (n - 1)
+        if variance <= 0:
+            return None
+        excess = mean - settings.risk_free_rate / settings.periods_per_year
+        return excess / math.sqrt(variance) * math.sqrt(settings.periods_per_year)
+
+    def win_rate(self) -> float | None:
+        total = sum(self.trades.values())
+        return self.trades["win"] / total if total else None
+
+    def positions_open(self) -> int:
+        return len(self.positions)
+
+    def utilization(self) -> float | None:
+        if not self.position_limit:
+            return None
+        return len(self.positions) / self.position_limit
+
+
+# --- the tracker ------------------------------------------------------------------------------
+
+@dataclass
+class IngestResult:
+    """What one frame or request did: counts, and a few problem descriptions to log."""
+
+    accepted: int = 0
+    heartbeats: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def reject(self, reason: str, message: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if reason != "duplicate" and len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(f"{reason}: {message}")
+
+    @property
+    def total_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+class Tracker:
+    """All configured accounts, the ingest counters, and the store that keeps them."""
+
+    def __init__(self, config: "TradingConfig", now: float, store: "Store | None" = None) -> None:
+        from exporter.trading_store import MemoryStore
+
+        self.config = config
+        self.store = store if store is not None else MemoryStore()
+        self.accounts: dict[str, Account] = {a.name: Account(a.resolved) for a in config.accounts}
+        for name, state in self.store.load().items():
+            account = self.accounts.get(name)
+            if account is not None:  # an account removed from the config is ignored, not deleted
+                account.load_state(state)
+        self.events = {(name, kind): 0 for name in self.accounts for kind in EVENT_TYPES}
+        self.rejected = dict.fromkeys(REJECT_REASONS, 0)
+        self.store_errors = 0
+        self.last_prune = now
+        self.store.prune(now - config.dedup_window)
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def ingest_json(self, data: bytes | str, now: float) -> IngestResult:
+        """A frame or request body (one event object or an array of them)."""
+        try:
+            raws = split_payload(data)
+        except EventError as exc:
+            result = IngestResult()
+            self._count(result, exc.reason, str(exc))
+            return result
+        return self.ingest_raw(raws, now)
+
+    def ingest_raw(self, raws: Iterable[msgspec.Raw], now: float) -> IngestResult:
+        """Events already split out of a body (``split_payload``), each still JSON."""
+        result = IngestResult()
+        events: list[Event] = []
+        for raw in raws:
+            try:
+                event = decode_event(raw)
+            except EventError as exc:
+                self._count(result, exc.reason, f"{exc} in {_preview(bytes(raw))}")
+                continue
+            if event is HEARTBEAT:
+                result.heartbeats += 1
+            else:
+                events.append(event)
+        self._apply_all(events, now, result)
+        return result
+
+    def ingest(self, events: Iterable[Event], now: float) -> IngestResult:
+        """Already-typed events (the in-process API)."""
+        result = IngestResult()
+        self._apply_all(list(events), now, result)
+        return result
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count refusals decided outside the tracker (the push API's authentication)."""
+        self.rejected[reason] += count
+
+    def _count(self, result: IngestResult, reason: str, message: str) -> None:
+        self.rejected[reason] += 1
+        result.reject(reason, message)
+
+    def _apply_all(self, events: list[Event], now: float, result: IngestResult) -> None:
+        if not events:
+            return
+        touched: set[str] = set()
+        store = self.store
+        try:
+            store.begin()
+        except Exception as exc:
+            self._store_failed(result, exc)
+        for event in events:
+            problem = check_event(event)
+            if problem is not None:
+                self._count(result, "malformed", f"{event.type} event {event.id!r}: {problem}")
+                continue
+            try:
+                ts = event_seconds(event.ts)
+            except EventError as exc:
+                self._count(result, exc.reason, f"{event.type} event {event.id!r}: {exc}")
+                continue
+            account = self.accounts.get(event.account)
+            if account is None:
+                self._count(result, "unknown_account",
+                            f"{event.type} event {event.id!r} for account {event.account!r} "
+                            f"(configured: {', '.join(self.accounts)})")
+                continue
+            if ts < now - self.config.dedup_window:
+                self._count(result, "expired", f"{event.type} event {event.id!r} from {_iso(ts)} is older "
+                            f"than dedup_window and may be a replay")
+                continue
+            if ts > now + FUTURE_TOLERANCE:
+                self._count(result, "future", f"{event.type} event {event.id!r} at {_iso(ts)} is "
+                            f"{ts - now:.0f}s ahead of this exporter's clock; check the bot's clock")
+                continue
+            try:
+                fresh = store.claim(account.name, str(event.id), ts)
+            except Exception as exc:  # the file is unusable: apply the event rather than lose it
+                self._store_failed(result, exc)
+                fresh = True
+            if not fresh:
+                self._count(result, "duplicate", f"{event.type} event {event.id!r}")
+                continue
+            if account.out_of_order(event, ts):
+                self._count(result, "out_of_order", f"{event.type} event {event.id!r} at {_iso(ts)} is older "
+                            f"than the {event.type} snapshot already applied")
+                continue
+            account.apply(event, ts)
+            self.events[(account.name, event.type)] += 1
+            result.accepted += 1
+            touched.add(account.name)
+        try:
+            for name in touched:
+                store.save(name, self.accounts[name].to_state())
+            store.commit()
+        except Exception as exc:  # disk full, file removed: keep serving from memory, say so
+            self._store_failed(result, exc)
+        if now - self.last_prune >= _PRUNE_EVERY:
+            self.last_prune = now
+            try:
+                store.prune(now - self.config.dedup_window)
+            except Exception as exc:
+                self._store_failed(result, exc)
+
+    def _store_failed(self, result: IngestResult, exc: Exception) -> None:
+        # The next successful commit saves each touched account whole, so nothing but the ids of
+        # this batch (replay protection across a restart) can be lost.
+        self.store_errors += 1
+        if len(result.problems) < _MAX_PROBLEMS:
+            result.problems.append(f"state store: {exc!r}; the state is kept in memory meanwhile")
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _preview(data: bytes, limit: int = 160) -> str:
+    text = data[:limit * 2].decode("utf-8", "replace")
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+# --- one tracker per configuration ------------------------------------------------------------
+#
+# The service builds feeds, the server builds routes and renderers, and all of them must see the
+# same Tracker (and the same SQLite file). ``attach`` creates it once per Config object; the
+# ``trading`` feed adapter finds it through its FeedConfig. Keyed by object identity (configs
+# hold dicts, so they are not hashable) with weak references, so tests that build many configs
+# do not keep them alive.
+
+_TRACKERS: dict[int, tuple[weakref.ref, Tracker]] = {}
+_BY_FEED: dict[int, tuple[weakref.ref, Tracker]] = {}
+
+
+def attach(config: "Config", now: float) -> Tracker | None:
+    """The Tracker for ``config`` (created and opened on first use); None without ``trading:``."""
+    trading = config.trading
+    if trading is None:
+        return None
+    entry = _TRACKERS.get(id(trading))
+    if entry is not None and entry[0]() is trading:
+        tracker = entry[1]
+    else:
+        from exporter.trading_store import open_store
+
+        tracker = Tracker(trading, now, open_store(trading.state_file))
+        _TRACKERS[id(trading)] = (weakref.ref(trading, _forget(_TRACKERS, id(trading))), tracker)
+    for feed in config.feeds:
+        if feed.kind == "trading":
+            _BY_FEED[id(feed)] = (weakref.ref(feed, _forget(_BY_FEED, id(feed))), tracker)
+    return tracker
+
+
+def detach(config: "Config") -> None:
+    """Close and forget ``config``'s tracker (service shutdown; the next attach reopens the file)."""
+    trading = config.trading
+    entry = _TRACKERS.pop(id(trading), None) if trading is not None else None
+    if entry is None:
+        return
+    for key, (ref, tracker) in list(_BY_FEED.items()):
+        if tracker is entry[1]:
+            del _BY_FEED[key]
+    entry[1].close()
+
+
+def tracker_for_feed(feed: "FeedConfig") -> Tracker | None:
+    """The tracker a ``kind: trading`` feed delivers to (set by ``attach``)."""
+    entry = _BY_FEED.get(id(feed))
+    if entry is not None and entry[0]() is feed:
+        return entry[1]
+    return None
+
+
+def _forget(table: dict, key: int):
+    def callback(_ref: weakref.ref) -> None:
+        table.pop(key, None)
+    return callback
