@@ -7,7 +7,8 @@ msgspec structs: they are the documented JSON schema and encode without an inter
 - ``feed_status``: one feed for ``GET /api/v1/status`` (up, health, connections, state counts,
   the worst symbols by staleness and by sequence gaps).
 - ``symbol_view``: one symbol for ``GET /api/v1/symbols/{feed}/{symbol}``: "is this price fresh
-  enough to trade on?" (``fresh`` = state healthy, and within ``max_staleness`` when asked).
+  enough to trade on?" (``fresh`` = a price is known, the state is healthy, and the staleness is
+  within ``max_staleness`` when asked).
 - ``snapshot``: the compact frame pushed once a second to the status page over Server-Sent Events.
 """
 
@@ -83,7 +84,7 @@ class SymbolView(msgspec.Struct):
     state: str
     state_value: int
     staleness_seconds: float
-    fresh: bool                       # safe to trade on: healthy (and within max_staleness if given)
+    fresh: bool                       # safe to trade on: priced, healthy (and within max_staleness if given)
     max_staleness_seconds: Optional[float]
     price: Optional[float]
     last_update: Optional[float]
@@ -144,7 +145,9 @@ def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: f
     feed.refresh_market(now)
     value = feed.classify(state, now)
     staleness = feed.staleness(state, now)
-    fresh = value == HEALTHY and (max_staleness is None or staleness <= max_staleness)
+    # A symbol acknowledged a moment ago is "healthy" by staleness but has no price to trade on.
+    fresh = (value == HEALTHY and state.updates > 0
+             and (max_staleness is None or staleness <= max_staleness))
     price = state.price
     th = state.th
     return SymbolView(

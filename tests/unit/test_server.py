@@ -248,6 +248,13 @@ async def test_symbol_stale_is_not_fresh_and_slashes_work(client: TestClient, cl
     assert unpriced["symbol"] == "BTC/USD" and unpriced["price"] is None and unpriced["last_update"] is None
 
 
+async def test_symbol_without_a_price_is_never_fresh(client: TestClient, book: Book) -> None:
+    # Acknowledged a moment ago: healthy by staleness, but there is no price to trade on yet.
+    book.feeds["stocks"].acknowledge(["BTC/USD"], book.feeds["stocks"].started_at)
+    body = await (await client.get("/api/v1/symbols/stocks/BTC/USD")).json()
+    assert (body["state"], body["price"], body["fresh"]) == ("healthy", None, False)
+
+
 async def test_symbol_404s_say_what_is_known(client: TestClient) -> None:
     resp = await client.get("/api/v1/symbols/nope/AAPL")
     assert resp.status == 404 and resp.content_type == "application/json"
