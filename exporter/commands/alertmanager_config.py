@@ -1,0 +1,96 @@
+"""``feedwatch alertmanager-config``: render Alertmanager's config with the channels set in the environment.
+
+    FEEDWATCH_SLACK_API_URL_FILE=/run/secrets/slack_url FEEDWATCH_WEBHOOK_URL=https://hooks.example/x \\
+        feedwatch alertmanager-config --output /etc/alertmanager/generated/alertmanager.yml --check
+
+reads the committed ``alertmanager/alertmanager.yml`` (routes, inhibitions, time intervals,
+templates; every receiver off) and adds to its receivers only the channels whose variables are
+set (the list is in ``exporter/alerting.py`` and docs/alerting.md). Prints to stdout without
+``--output``; with it, writes the file with mode 0600 and reports the channels on stderr::
+
+    feedwatch alertmanager-config: wrote /etc/alertmanager/generated/alertmanager.yml (channels: slack, webhook)
+
+Exit status: 0 written, 1 the check failed, 2 bad settings (every problem listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from exporter import alerting
+from exporter.commands import common_flags
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "alertmanager-config", parents=[common_flags()],
+        help="render alertmanager.yml with the notification channels set in the environment",
+        description="Render Alertmanager's configuration from the committed alertmanager/alertmanager.yml, "
+                    "adding only the channels (Slack, Telegram, email, webhook) whose FEEDWATCH_* "
+                    "variables are set. See docs/alerting.md.")
+    parser.add_argument("--base", type=Path, default=alerting.BASE_CONFIG,
+                        help="the committed config to start from (default: %(default)s)")
+    parser.add_argument("--output", "-o", type=Path, default=None,
+                        help="write here (mode 0600) instead of stdout")
+    parser.add_argument("--templates", action="append", default=None, metavar="GLOB",
+                        help="template glob as Alertmanager will see it (repeatable; default: the "
+                             "committed templates, resolved to absolute paths)")
+    parser.add_argument("--exporter-config", type=Path, default=None, metavar="FILE",
+                        help="feedwatch's own config: the feeds with a us-equities market become the "
+                             "stock feeds muted outside the session (instead of FEEDWATCH_STOCK_FEEDS)")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the result with amtool check-config (needs --output)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    prog = "feedwatch alertmanager-config"
+    try:
+        stock_feeds = None
+        if args.exporter_config is not None:
+            stock_feeds = alerting.stock_feeds_from_config(yaml.safe_load(args.exporter_config.read_text()) or {})
+        text, channels = alerting.render_file(args.base, os.environ, args.templates, stock_feeds)
+    except alerting.AlertingConfigError as exc:
+        print(f"{prog}: {len(exc.errors)} problem(s) in the environment:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"{prog}: {args.exporter_config}: not valid YAML: {exc}", file=sys.stderr)
+        return 2
+    names = ", ".join(c.name for c in channels) or "none: every receiver stays off"
+    for channel in channels:
+        for var in ("FEEDWATCH_SLACK_API_URL_FILE", "FEEDWATCH_EMAIL_AUTH_PASSWORD_FILE"):
+            path = os.environ.get(var, "").strip()
+            if path and channel.name in var.lower() and not os.path.isfile(path):
+                print(f"{prog}: warning: {var}={path} is not a file here; Alertmanager reads it "
+                      "when it sends, so it must exist where Alertmanager runs", file=sys.stderr)
+    if args.output is None:
+        if args.check:
+            print(f"{prog}: --check needs --output", file=sys.stderr)
+            return 2
+        sys.stdout.write(text)
+        print(f"{prog}: channels: {names}", file=sys.stderr)
+        return 0
+    alerting.write(args.output, text)
+    print(f"{prog}: wrote {args.output} (channels: {names})", file=sys.stderr)
+    if args.check:
+        amtool = shutil.which("amtool")
+        if amtool is None:
+            print(f"{prog}: --check: amtool is not installed (Debian: prometheus-alertmanager)", file=sys.stderr)
+            return 1
+        done = subprocess.run([amtool, "check-config", str(args.output)], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout + done.stderr)
+            return 1
+    return 0

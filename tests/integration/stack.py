@@ -1,0 +1,366 @@
+"""The whole alerting pipeline on 127.0.0.1 for end-to-end tests: simulator(s) -> exporter ->
+Prometheus -> Alertmanager -> a webhook receiver that records every notification.
+
+Real binaries throughout: ``feedwatch simulate`` and ``feedwatch run`` as subprocesses, Debian's
+``prometheus`` and ``prometheus-alertmanager``, and an aiohttp webhook (in a background thread,
+so sync and async tests alike can use it). If Prometheus or Alertmanager is missing the stack
+fails with the apt-get line to fix it; it never skips.
+
+Configs are *derived* from the committed ones (``exporter/alertstack.py`` does it and says
+exactly what changes): the same rule files with ``for:`` divided by ``time_scale`` (default 30:
+1m -> 2s; the expressions are identical), scrape and evaluation every second, Alertmanager
+rendered by the real ``alertmanager-config`` logic with a webhook channel and its group_wait and
+group_interval divided by the same ``time_scale`` (30s -> 1s, 5m -> 10s). The exporter's own thresholds are compressed in its config (``E2E_EXPORTER_CONFIG``:
+degraded 5s, stale 8s), so a stalled symbol alerts within about ten seconds.
+
+API::
+
+    with running_stack(tmp_path) as stack:          # or start_stack(...) / stack.stop()
+        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API
+        alert = stack.wait_for_alert(lambda a: a["labels"]["alertname"] == "FeedSymbolStale",
+                                     timeout=30, what="FeedSymbolStale")
+        stack.query('feedwatch_symbol_state{symbol="AAPL"}')    # Prometheus instant query
+        stack.received            # every webhook notification (Alertmanager's JSON), in order
+        stack.alerts()            # every alert of every notification, flattened
+        stack.prometheus_url, stack.alertmanager_url, stack.exporter_url
+        stack.simulators["stocks"].ws_url / .control_url
+
+``start_stack`` arguments: ``exporter_config`` (YAML text; simulator URLs arrive as environment
+variables ``SIM_<NAME>_URL``, expanded by the exporter's own ``${...}`` support), ``simulators``
+(name -> ``feedwatch simulate`` arguments, ``--port``/``--control-port`` are added),
+``time_scale``, ``alertmanager_env`` (extra FEEDWATCH_* channel variables), ``interval``
+(scrape and evaluation, default 1s).
+
+``python -m tests.integration.stack`` measures condition-to-notification delays with the
+committed timings (time_scale 1, 15s scrape and evaluation; the exporter's thresholds stay
+compressed, which does not change the delay after a threshold is crossed). It takes about
+twelve minutes; the figures are recorded in docs/alerting.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import yaml
+
+from exporter import alerting, alertstack
+from tests.waiting import free_port, wait_for
+
+E2E_API_KEY = "e2e-key"
+
+# Three symbols on one Polygon-dialect feed. No `market:`: always open, at any hour.
+E2E_EXPORTER_CONFIG = """
+thresholds: {degraded: 5s, stale: 8s, critical: 1h}
+feeds:
+  - name: stocks
+    kind: polygon
+    url: ${SIM_STOCKS_URL}
+    api_key: e2e-key
+    channels: [T, Q]
+    symbols: [AAPL, MSFT, NVDA]
+    ping_interval: 1s
+    heartbeat_timeout: 5s
+    silence_timeout: 60s
+    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
+"""
+
+E2E_SIMULATORS: dict[str, list[str]] = {
+    "stocks": ["--venue", "polygon", "--symbols", "AAPL,MSFT,NVDA", "--rate", "10",
+               "--api-key", E2E_API_KEY, "--seed", "7"],
+}
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread, for the webhook receiver."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="webhook-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class SimulatorProcess:
+    name: str
+    popen: subprocess.Popen[str]
+    ws_url: str
+    control_url: str
+    log_path: Path
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    prometheus: alertstack.Process
+    alertmanager: alertstack.Process
+    webhook: alertstack.WebhookReceiver
+    exporter_url: str = ""
+    exporter_popen: subprocess.Popen[bytes] | None = None
+    simulators: dict[str, SimulatorProcess] = field(default_factory=dict)
+    _loop: _LoopThread | None = None
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
+
+    @property
+    def alertmanager_url(self) -> str:
+        return self.alertmanager.url
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        return self.webhook.received
+
+    def alerts(self, since: int = 0) -> list[dict[str, Any]]:
+        """Alerts of the notifications received from index ``since`` on, flattened."""
+        return alertstack.notification_alerts(self.webhook.received[since:])
+
+    def wait_for_alert(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
+                       what: str = "a notification", since: int = 0) -> dict[str, Any]:
+        """The first notified alert (from notification ``since`` on) matching ``predicate``."""
+        def find() -> dict[str, Any] | None:
+            return next((a for a in self.alerts(since) if predicate(a)), None)
+
+        try:
+            return wait_for(find, timeout=timeout, interval=0.1, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nreceived so far:\n{self.describe_received()}\n"
+                                 f"{self.logs()}") from None
+
+    def describe_received(self) -> str:
+        return "\n".join(alertstack.format_notification(n) for n in self.webhook.received) or "(nothing)"
+
+    def logs(self, lines: int = 15) -> str:
+        parts = [f"--- {p.name} log ---\n{p.log_tail(lines)}" for p in (self.prometheus, self.alertmanager)]
+        exporter_log = self.workdir / "exporter.log"
+        if exporter_log.exists():
+            tail = exporter_log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append("--- exporter log ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """A Prometheus instant query's result vector."""
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def prometheus_alerts(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/alerts", timeout=5) as resp:
+            return json.load(resp)["data"]["alerts"]
+
+    def alertmanager_alerts(self) -> list[dict[str, Any]]:
+        """Alertmanager's view (``status.state``: active / suppressed, ``status.inhibitedBy``)."""
+        with urllib.request.urlopen(f"{self.alertmanager_url}/api/v2/alerts", timeout=5) as resp:
+            return json.load(resp)
+
+    def fault(self, simulator: str, name: str, symbol: str | None = None) -> dict[str, Any]:
+        """Switch a fault on a simulator (POST /faults/NAME); returns its state after the change."""
+        url = f"{self.simulators[simulator].control_url}/faults/{name}"
+        if symbol:
+            url += "?" + urllib.parse.urlencode({"symbol": symbol})
+        req = urllib.request.Request(url, method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.load(resp)
+
+    def stop(self) -> None:
+        processes: list[Any] = [self.prometheus, self.alertmanager]
+        for process in processes:
+            process.stop()
+        for popen in [self.exporter_popen] + [s.popen for s in self.simulators.values()]:
+            if popen is not None and popen.poll() is None:
+                popen.terminate()
+                try:
+                    popen.wait(10)
+                except subprocess.TimeoutExpired:
+                    popen.kill()
+                    popen.wait(5)
+            if popen is not None and popen.stdout is not None:
+                popen.stdout.close()
+        if self._loop is not None:
+            self._loop.run(self.webhook.stop())
+            self._loop.close()
+
+
+def _feedwatch(*args: str) -> list[str]:
+    """The ``feedwatch`` command line run by this interpreter (no reliance on PATH)."""
+    return [sys.executable, "-c", "import sys; from exporter.cli import main; sys.exit(main())", *args]
+
+
+def _start_simulator(name: str, args: list[str], workdir: Path) -> SimulatorProcess:
+    log_path = workdir / f"simulator-{name}.log"
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(_feedwatch("simulate", *args, "--port", "0", "--control-port", "0"),
+                                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 20
+    assert popen.stdout is not None
+    while len(urls) < 2:
+        line = popen.stdout.readline()  # the simulator prints its two URLs, flushed, then nothing
+        if not line:
+            raise RuntimeError(f"simulator {name} exited before listening:\n{log_path.read_text()}")
+        key, _, value = line.strip().partition(": ")
+        if key in ("ws", "control"):
+            urls[key] = value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"simulator {name} printed no URLs in 20s")
+    return SimulatorProcess(name, popen, urls["ws"], urls["control"], log_path)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CONFIG,
+                simulators: Mapping[str, list[str]] | None = None, time_scale: float = 30.0,
+                alertmanager_env: Mapping[str, str] | None = None, timeout: float = 30.0,
+                interval: str = "1s") -> Stack:
+    """Start everything (see the module docstring); the caller must ``stop()`` it."""
+    for names in (alertstack.PROMETHEUS_BINARIES, alertstack.ALERTMANAGER_BINARIES):
+        if alertstack.find_binary(names) is None:
+            raise RuntimeError(f"{names[0]} is not installed: the end-to-end tests need it "
+                               f"({alertstack.INSTALL_HINT})")
+    simulators = E2E_SIMULATORS if simulators is None else simulators
+    loop = _LoopThread()
+    webhook = alertstack.WebhookReceiver()
+    loop.run(webhook.start())
+    am_port, prom_port = free_port(), free_port()
+    # The closed-market mute applies to the feeds on a US equities calendar, as
+    # `feedwatch alertmanager-config --exporter-config` would render it.
+    stock_feeds = alerting.stock_feeds_from_config(yaml.safe_load(exporter_config or "") or {})
+    am = alertstack.start_alertmanager(
+        alertstack.derive_alertmanager_config(webhook.url, stock_feeds, time_scale, alertmanager_env),
+        workdir / "alertmanager", am_port)
+    stack = Stack(workdir, prometheus=None, alertmanager=am, webhook=webhook, _loop=loop)  # type: ignore[arg-type]
+    try:
+        exporter_target = "127.0.0.1:1"  # nothing listens: FeedwatchExporterDown, if no exporter
+        if exporter_config is not None:
+            env = dict(os.environ)
+            for name, args in simulators.items():
+                sim = _start_simulator(name, args, workdir)
+                stack.simulators[name] = sim
+                env[f"SIM_{name.upper()}_URL"] = sim.ws_url
+            config_path = workdir / "feedwatch.yml"
+            config_path.write_text(exporter_config)
+            port = free_port()
+            with open(workdir / "exporter.log", "wb") as log:
+                stack.exporter_popen = subprocess.Popen(
+                    _feedwatch("run", "-c", str(config_path), "--web.listen-address", f"127.0.0.1:{port}"),
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            stack.exporter_url = f"http://127.0.0.1:{port}"
+            exporter_target = f"127.0.0.1:{port}"
+
+            def exporter_ready() -> bool:
+                if stack.exporter_popen.poll() is not None:  # type: ignore[union-attr]
+                    raise RuntimeError(f"exporter exited:\n{(workdir / 'exporter.log').read_text()}")
+                return _ready(f"{stack.exporter_url}/-/ready")
+
+            wait_for(exporter_ready, timeout=timeout, what="the exporter's /-/ready")
+        rules = alertstack.derive_rules(workdir / "rules", time_scale)
+        prom_config = alertstack.derive_prometheus_config(
+            exporter=exporter_target, alertmanager=f"127.0.0.1:{am_port}",
+            prometheus=f"127.0.0.1:{prom_port}", rules_dir=rules, interval=interval)
+        stack.prometheus = alertstack.start_prometheus(prom_config, workdir / "prometheus", prom_port)
+        wait_for(lambda: alertstack.is_ready(am), timeout=timeout, what="Alertmanager /-/ready")
+        wait_for(lambda: alertstack.is_ready(stack.prometheus), timeout=timeout, what="Prometheus /-/ready")
+        if exporter_config is not None:
+            # Prometheus scrapes nothing for its first ~5s (target discovery is throttled), so
+            # FeedwatchExporterDown's absent() branch, with its for: compressed to 2s, can fire
+            # at start-up. Hand over the stack only once the exporter is scraped and that alert
+            # is gone from Alertmanager (it inhibits every Feed* alert while active).
+            wait_for(lambda: stack.query('up{job="feedwatch"} == 1'), timeout=timeout,
+                     what="Prometheus scraping the exporter")
+            wait_for(lambda: not [a for a in stack.alertmanager_alerts()
+                                  if a["labels"]["alertname"] == "FeedwatchExporterDown"],
+                     timeout=timeout, what="no FeedwatchExporterDown in Alertmanager")
+    except BaseException:
+        if stack.prometheus is None:
+            stack.prometheus = am  # stop() stops both; stopping twice is harmless
+        stack.stop()
+        raise
+    return stack
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path, **kwargs: Any) -> Iterator[Stack]:
+    """``start_stack`` as a context manager that always stops everything."""
+    stack = start_stack(workdir, **kwargs)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def measure(workdir: Path) -> None:
+    """Condition -> notification delays with the committed for:, grouping and a 15s interval."""
+    # Thresholds far enough apart for the real for: values (warning 1m, critical 30s) to play
+    # out in order; the delays measured are from each threshold crossing, so their values do not
+    # matter otherwise.
+    degraded, stale = 5.0, 100.0
+    config = E2E_EXPORTER_CONFIG.replace("{degraded: 5s, stale: 8s, critical: 1h}",
+                                         "{degraded: 5s, stale: 100s, critical: 1h}")
+    assert config != E2E_EXPORTER_CONFIG
+
+    def first(stack: Stack, since: int, name: str, status: str, **labels: str) -> dict[str, Any]:
+        return stack.wait_for_alert(
+            lambda a: a["labels"]["alertname"] == name and a["status"] == status
+            and all(a["labels"].get(k) == v for k, v in labels.items()),
+            timeout=600, since=since, what=f"{name} {status} {labels}")
+
+    with running_stack(workdir, exporter_config=config, time_scale=1.0, interval="15s", timeout=120) as stack:
+        wait_for(lambda: len(stack.query('feedwatch_symbol_state{feed="stocks"} == 0')) == 3,
+                 timeout=120, what="three healthy symbols")
+        mark, t0 = len(stack.received), time.time()
+        stack.fault("stocks", "stall", "AAPL")
+        warning = first(stack, mark, "FeedSymbolStale", "firing", severity="warning")
+        critical = first(stack, mark, "FeedSymbolStale", "firing", severity="critical")
+        print(f"FeedSymbolStale warning: {warning['_received_at'] - t0 - degraded:.0f}s after degraded", flush=True)
+        print(f"FeedSymbolStale critical: {critical['_received_at'] - t0 - stale:.0f}s after stale", flush=True)
+        t1 = time.time()
+        stack.fault("stocks", "resume")
+        resolved = first(stack, mark, "FeedSymbolStale", "resolved", severity="critical")
+        print(f"FeedSymbolStale resolved: {resolved['_received_at'] - t1:.0f}s after AAPL resumed", flush=True)
+        wait_for(lambda: not [a for a in stack.alertmanager_alerts()
+                              if a["labels"]["alertname"].startswith("FeedSymbol")],
+                 timeout=300, what="symbol alerts resolved")
+        mark, t2 = len(stack.received), time.time()
+        stack.fault("stocks", "reject_auth")
+        stack.fault("stocks", "drop")
+        down = first(stack, mark, "FeedDown", "firing")
+        print(f"FeedDown: {down['_received_at'] - t2:.0f}s after the feed was cut off", flush=True)
+
+
+if __name__ == "__main__":
+    import signal
+    import tempfile
+
+    # SIGTERM unwinds like Ctrl-C, so the stack's processes are stopped and the directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    with tempfile.TemporaryDirectory(prefix="feedwatch-measure-") as tmp:
+        measure(Path(tmp))

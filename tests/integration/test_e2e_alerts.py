@@ -1,0 +1,129 @@
+"""End to end: a simulated venue, the exporter, Prometheus, Alertmanager and a webhook, all real.
+
+One stack for the module (tests/integration/stack.py: committed rules and routes with for:,
+group_wait and group_interval compressed 30x, exporter thresholds degraded 5s / stale 8s). The tests run in
+file order and each leaves the stack healthy again:
+
+1. Watchdog arrives: the pipeline delivers at all.
+2. Stalling AAPL delivers FeedSymbolStale for feed "stocks", symbol "AAPL" (and no other symbol),
+   then its resolution once AAPL trades again.
+3. Cutting the feed off (logins refused, connection dropped) delivers FeedDown for "stocks",
+   while its symbols' stale alerts, firing in Prometheus, are inhibited in Alertmanager and never
+   notified.
+
+The measured delays (condition to notification) are printed (pytest -s) and recorded in
+docs/alerting.md; they are never asserted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from tests.integration.stack import Stack, running_stack
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+DEGRADED_AFTER = 5.0  # E2E_EXPORTER_CONFIG's degraded threshold
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("e2e-alerts")) as running:
+        # Every symbol healthy in Prometheus before any test breaks something.
+        wait_for(lambda: len(running.query('feedwatch_symbol_state{feed="stocks"} == 0')) == 3,
+                 timeout=30, what="three healthy symbols in Prometheus")
+        yield running
+
+
+def _labels(alert: dict[str, Any]) -> dict[str, str]:
+    return alert["labels"]
+
+
+def test_watchdog_arrives(stack: Stack) -> None:
+    alert = stack.wait_for_alert(lambda a: _labels(a)["alertname"] == "Watchdog" and a["status"] == "firing",
+                                 timeout=30, what="the Watchdog notification")
+    assert alert["receiver"] == "watchdog"
+    assert _labels(alert)["severity"] == "none"
+
+
+def test_stalled_symbol_notifies_then_resolves(stack: Stack) -> None:
+    mark = len(stack.received)
+    stalled_at = time.time()
+    stack.fault("stocks", "stall", "AAPL")
+
+    def stale(a: dict[str, Any]) -> bool:
+        return _labels(a)["alertname"] == "FeedSymbolStale" and a["status"] == "firing"
+
+    alert = stack.wait_for_alert(stale, timeout=40, since=mark, what="FeedSymbolStale for AAPL")
+    labels = _labels(alert)
+    assert (labels["feed"], labels["symbol"], labels["team"]) == ("stocks", "AAPL", "data")
+    assert labels["severity"] in ("warning", "critical")
+    assert alert["receiver"] == f"data-{labels['severity']}"
+    assert "AAPL on stocks has not updated for" in alert["annotations"]["description"]
+    assert alert["annotations"]["runbook_url"].endswith("/docs/runbook.md#feedsymbolstale")
+    print(f"\nFeedSymbolStale ({labels['severity']}) notified "
+          f"{alert['_received_at'] - stalled_at - DEGRADED_AFTER:.1f}s after AAPL turned degraded "
+          f"({alert['_received_at'] - stalled_at:.1f}s after the stall)")
+
+    # The critical variant follows once AAPL is stale (8s); only AAPL is ever named.
+    critical = stack.wait_for_alert(lambda a: stale(a) and _labels(a)["severity"] == "critical",
+                                    timeout=30, since=mark, what="the critical FeedSymbolStale")
+    assert critical["receiver"] == "data-critical"
+    assert {_labels(a).get("symbol") for a in stack.alerts(mark)
+            if _labels(a)["alertname"].startswith("FeedSymbol")} == {"AAPL"}
+
+    resumed_at = time.time()
+    stack.fault("stocks", "resume")
+    resolved = stack.wait_for_alert(
+        lambda a: _labels(a)["alertname"] == "FeedSymbolStale" and a["status"] == "resolved"
+        and _labels(a)["symbol"] == "AAPL" and _labels(a)["severity"] == "critical",
+        timeout=30, since=mark, what="the resolution of FeedSymbolStale for AAPL")
+    assert _labels(resolved)["feed"] == "stocks"
+    print(f"FeedSymbolStale resolution notified {resolved['_received_at'] - resumed_at:.1f}s after AAPL resumed")
+
+
+def test_feed_down_notifies_feed_down_and_inhibits_symbol_alerts(stack: Stack) -> None:
+    wait_for(lambda: len(stack.query('feedwatch_symbol_state{feed="stocks"} == 0')) == 3,
+             timeout=30, what="three healthy symbols again")
+    mark = len(stack.received)
+    cut_at = time.time()
+    stack.fault("stocks", "reject_auth")   # reconnects fail from now on
+    stack.fault("stocks", "drop")          # and the open connection goes
+
+    down = stack.wait_for_alert(lambda a: _labels(a)["alertname"] == "FeedDown" and a["status"] == "firing",
+                                timeout=40, since=mark, what="FeedDown for stocks")
+    assert _labels(down)["feed"] == "stocks"
+    assert down["receiver"] == "data-critical"
+    print(f"\nFeedDown notified {down['_received_at'] - cut_at:.1f}s after the feed was cut off")
+
+    # The symbols go stale and their alerts fire in Prometheus, but Alertmanager holds them as
+    # inhibited by FeedDown...
+    def symbol_alerts_inhibited() -> bool:
+        stale = [a for a in stack.alertmanager_alerts()
+                 if a["labels"]["alertname"] == "FeedSymbolStale" and a["labels"].get("feed") == "stocks"
+                 and a["labels"].get("severity") == "critical"]
+        return len(stale) == 3 and all(a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]
+                                       for a in stale)
+
+    wait_for(symbol_alerts_inhibited, timeout=40, interval=0.2,
+             what="three critical FeedSymbolStale alerts for stocks, inhibited by FeedDown")
+    firing = {a["labels"]["symbol"] for a in stack.prometheus_alerts()
+              if a["labels"]["alertname"] == "FeedSymbolStale" and a["state"] == "firing"}
+    assert firing == {"AAPL", "MSFT", "NVDA"}
+
+    # ...until the feed is back and everything resolves; by then every group has flushed many
+    # times (1s group_wait/interval), and no symbol notification for stocks went out.
+    stack.fault("stocks", "resume")
+    stack.wait_for_alert(lambda a: _labels(a)["alertname"] == "FeedDown" and a["status"] == "resolved",
+                         timeout=40, since=mark, what="FeedDown resolved")
+    wait_for(lambda: not [a for a in stack.alertmanager_alerts()
+                          if a["labels"]["alertname"].startswith("FeedSymbol")],
+             timeout=30, what="the symbol alerts to resolve in Alertmanager")
+    leaked = [a for a in stack.alerts(mark)
+              if _labels(a)["alertname"] in ("FeedSymbolStale", "FeedSymbolDead")
+              and _labels(a).get("feed") == "stocks"]
+    assert leaked == [], stack.describe_received()

@@ -1,0 +1,253 @@
+"""alertmanager/alertmanager.yml and its templates, checked with amtool (Debian package
+prometheus-alertmanager; a missing binary fails with the install line, never skips).
+
+- amtool check-config on the committed file;
+- amtool config routes test --verify.receivers for every row of alertmanager/tests/routes.yml
+  and for every alerting rule in prometheus/rules/*.yml (its team and severity);
+- amtool template render for every template definition, on every sample notification in
+  alertmanager/tests/data/ and on a 25-alert outage;
+- the us-equities-closed time interval against exporter/markets.py's calendar, minute for
+  minute at every half hour from 2025 to 2028;
+- the routing policy the design asks for (grouping, timings, matchers only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.markets import NEW_YORK, US_EARLY_CLOSES, US_HOLIDAYS, calendar
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
+TEMPLATES = ROOT / "alertmanager" / "templates" / "feedwatch.tmpl"
+DATA = sorted((ROOT / "alertmanager" / "tests" / "data").glob("*.json"))
+ROUTES = yaml.safe_load((ROOT / "alertmanager" / "tests" / "routes.yml").read_text())["routes"]
+# Rendered by Alertmanager's HTML engine: email bodies, and Telegram's HTML parse mode.
+HTML_TEMPLATES = {"feedwatch.email.html", "feedwatch.telegram"}
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("amtool")
+    assert binary, "amtool is not installed: apt-get install prometheus-alertmanager (Debian package)"
+    return subprocess.run([binary, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def load_config() -> dict[str, Any]:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def test_amtool_check_config() -> None:
+    done = amtool("check-config", str(CONFIG))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 templates" in done.stdout
+
+
+def _route_test(labels: dict[str, str], receivers: list[str]) -> None:
+    args = [f"{k}={v}" for k, v in labels.items()]
+    done = amtool("config", "routes", "test", f"--config.file={CONFIG}",
+                  f"--verify.receivers={','.join(receivers)}", *args)
+    assert done.returncode == 0, f"{labels} -> expected {receivers}, got: {done.stdout.strip()}"
+
+
+@pytest.mark.parametrize("row", ROUTES, ids=lambda r: "-".join(r["labels"].get(k, "") for k in ("alertname", "severity")))
+def test_route(row: dict[str, Any]) -> None:
+    _route_test(row["labels"], row["receivers"])
+
+
+def _rule_rows() -> list[tuple[str, dict[str, str]]]:
+    rows = []
+    for path in sorted((ROOT / "prometheus" / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    rows.append((path.name, {"alertname": rule["alert"], **rule.get("labels", {})}))
+    return rows
+
+
+@pytest.mark.parametrize("source,labels", _rule_rows(),
+                         ids=lambda v: v.get("alertname", "") + "-" + v.get("severity", "") if isinstance(v, dict) else v)
+def test_every_alerting_rule_reaches_its_teams_receiver(source: str, labels: dict[str, str]) -> None:
+    if labels["alertname"] == "Watchdog":
+        expected = "watchdog"
+    else:
+        assert labels.get("team") in ("data", "trading"), f"{source}: {labels['alertname']} has no team label"
+        expected = f"{labels['team']}-{labels['severity']}"
+    _route_test({**labels, "feed": "binance", "account": "main"}, [expected])
+
+
+def test_every_route_is_commented_and_uses_matchers_only() -> None:
+    text = CONFIG.read_text()
+    assert not re.search(r"^\s*(match|match_re|source_match|source_match_re|target_match|target_match_re):",
+                         text, re.M), "the match forms are deprecated: use matchers"
+    for match in re.finditer(r"^(\s*)- matchers:", text, re.M):
+        before = text[: match.start()].rstrip("\n").splitlines()[-1]
+        assert before.strip().startswith("#"), f"route without a comment above it: {match.group(0).strip()}"
+
+
+def test_grouping_and_timings_follow_the_design() -> None:
+    route = load_config()["route"]
+    assert route["group_by"] == ["alertname", "feed"]
+
+    def seconds(text: str) -> int:
+        return sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"(\d+)([smh])", text))
+
+    def visit(node: dict[str, Any], inherited: dict[str, str]) -> None:
+        opts = {**inherited, **{k: node[k] for k in ("group_interval", "repeat_interval") if k in node}}
+        # At most one message per group per 5 minutes, repeats included.
+        assert seconds(opts["group_interval"]) >= 60 and seconds(opts["repeat_interval"]) >= 300, node
+        if node.get("matchers") != ['alertname="Watchdog"']:
+            assert seconds(opts["group_interval"]) >= 300, node
+        for child in node.get("routes", []):
+            visit(child, opts)
+
+    visit(route, {})
+
+
+def test_committed_receivers_are_all_off() -> None:
+    """Off until configured: no receiver in the committed file has an integration."""
+    for receiver in load_config()["receivers"]:
+        assert set(receiver) == {"name"}, receiver
+
+
+def test_inhibitions_the_design_asks_for() -> None:
+    rules = load_config()["inhibit_rules"]
+    assert {"source_matchers": ['alertname="FeedDown"'],
+            "target_matchers": ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedPriceMove"'],
+            "equal": ["job", "instance", "feed"]} in rules
+    critical = next(r for r in rules if r["source_matchers"] == ['severity="critical"'])
+    assert critical["target_matchers"] == ['severity="warning"'] and "alertname" in critical["equal"]
+    exporter = next(r for r in rules if r["source_matchers"] == ['alertname="FeedwatchExporterDown"'])
+    pattern = re.compile(exporter["target_matchers"][0].split("=~", 1)[1].strip('"') + r"\Z")
+    assert pattern.match("FeedSymbolStale") and pattern.match("TradingKillSwitchActive")
+    assert not pattern.match("FeedwatchExporterDown") and not pattern.match("Watchdog")
+
+
+# --- templates --------------------------------------------------------------------------------
+
+def template_names() -> list[str]:
+    names = re.findall(r'{{-?\s*define "([^"]+)"', TEMPLATES.read_text())
+    assert len(names) >= 8
+    return names
+
+
+def render(name: str, data: Path) -> str:
+    kind = "html" if name in HTML_TEMPLATES else "text"
+    done = amtool("template", "render", f"--template.glob={TEMPLATES}", f"--template.type={kind}",
+                  f"--template.text={{{{ template \"{name}\" . }}}}", f"--template.data={data}")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("sample", DATA, ids=lambda p: p.stem)
+def test_every_template_renders(sample: Path) -> None:
+    data = json.loads(sample.read_text())
+    for name in template_names():
+        if name == "feedwatch.subject":
+            continue  # per-alert; rendered through feedwatch.text (resolved lines) below
+        out = render(name, sample)
+        assert out.strip(), f"{name} rendered nothing for {sample.name}"
+        assert "<no value>" not in out, f"{name}: a field is missing for {sample.name}:\n{out}"
+        if name in ("feedwatch.title", "feedwatch.email.subject", "feedwatch.slack.title"):
+            assert data["commonLabels"]["alertname"] in out and "\n" not in out.strip()
+
+
+def test_text_lists_each_firing_alert_and_names_the_resolved(tmp_path: Path) -> None:
+    outage = ROOT / "alertmanager" / "tests" / "data" / "feed_outage.json"
+    text = render("feedwatch.text", outage)
+    assert text.splitlines() == [
+        "A symbol's price is stale.",
+        "• AAPL on stocks has not updated for 5m 30s: its price is stale, do not trade on it.",
+        "• MSFT on stocks has not updated for 5m 45s: its price is stale, do not trade on it.",
+        "Resolved: IBM on stocks",
+        "Runbook: https://github.com/feedwatch/feedwatch/blob/main/docs/runbook.md#feedsymbolstale",
+    ]
+    assert render("feedwatch.title", outage).strip() == "🔴 FeedSymbolStale · stocks · 2 firing, 1 resolved (critical)"
+    telegram = render("feedwatch.telegram", outage)
+    assert telegram.startswith("<b>🔴 FeedSymbolStale") and "</b>\nA symbol&#39;s price is stale." in telegram
+
+
+def test_a_big_outage_stays_short_enough_for_a_phone(tmp_path: Path) -> None:
+    base = json.loads((ROOT / "alertmanager" / "tests" / "data" / "feed_outage.json").read_text())
+    firing = base["alerts"][0]
+    alerts = []
+    for i in range(25):
+        alert = json.loads(json.dumps(firing))
+        alert["labels"]["symbol"] = f"SYM{i}"
+        alert["annotations"]["description"] = f"SYM{i} on stocks has not updated for 6m 0s: its price is stale."
+        alerts.append(alert)
+    path = tmp_path / "outage.json"
+    path.write_text(json.dumps({**base, "alerts": alerts}))
+    text = render("feedwatch.text", path)
+    assert text.count("• SYM") == 10
+    assert "… and more: 25 firing in all." in text
+    assert "25 firing" in render("feedwatch.title", path)
+
+
+# --- the closed-market time interval ------------------------------------------------------------
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def _weekday_set(specs: list[str]) -> set[int]:
+    days: set[int] = set()
+    for spec in specs:
+        first, _, last = spec.partition(":")
+        a, b = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+        days.update(range(a, b + 1))
+    return days
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def interval_matches(entry: dict[str, Any], local: dt.datetime) -> bool:
+    """Alertmanager's time_interval semantics for the fields this config uses."""
+    if "weekdays" in entry and local.weekday() not in _weekday_set(entry["weekdays"]):
+        return False
+    if "years" in entry and str(local.year) not in entry["years"]:
+        return False
+    if "months" in entry and str(local.month) not in entry["months"]:
+        return False
+    if "days_of_month" in entry and str(local.day) not in entry["days_of_month"]:
+        return False
+    if "times" in entry:
+        minute = local.hour * 60 + local.minute
+        return any(_minutes(t["start_time"]) <= minute < _minutes(t["end_time"]) for t in entry["times"])
+    return True
+
+
+def test_closed_interval_dates_are_the_exporters() -> None:
+    entries = next(i for i in load_config()["time_intervals"] if i["name"] == "us-equities-closed")["time_intervals"]
+    dated = [e for e in entries if "years" in e]
+    days = {dt.date(int(e["years"][0]), int(e["months"][0]), int(e["days_of_month"][0])) for e in dated if "times" not in e}
+    early = {dt.date(int(e["years"][0]), int(e["months"][0]), int(e["days_of_month"][0])) for e in dated if "times" in e}
+    assert days == set(US_HOLIDAYS)
+    assert early == set(US_EARLY_CLOSES)
+    assert all(e["location"] == "America/New_York" for e in entries)
+
+
+def test_closed_interval_mutes_exactly_when_the_us_equities_calendar_is_closed() -> None:
+    entries = next(i for i in load_config()["time_intervals"] if i["name"] == "us-equities-closed")["time_intervals"]
+    cal = calendar("us-equities")
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    end = dt.datetime(2029, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    mismatches = []
+    t = start
+    while t < end:  # every half hour: hits 09:30, 13:00 and 16:00 exactly
+        local = dt.datetime.fromtimestamp(t, NEW_YORK)
+        muted = any(interval_matches(e, local) for e in entries)
+        if muted == cal.is_open(t):
+            mismatches.append(local.isoformat())
+        t += 1800
+    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:5]}"

@@ -1,0 +1,115 @@
+"""The inhibitions of alertmanager/alertmanager.yml, in a real Alertmanager running the committed
+file as is: alerts are posted to its API and its own verdict (``status.state`` "suppressed",
+``inhibitedBy``) is read back. Each case posts a source and the alerts it must and must not
+silence, then resolves them all so the next case starts clean.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from exporter import alertstack
+from tests.waiting import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = {"job": "feedwatch", "instance": "feedwatch:10119"}
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if alertstack.find_binary(alertstack.ALERTMANAGER_BINARIES) is None:
+        pytest.fail(f"prometheus-alertmanager is not installed ({alertstack.INSTALL_HINT})")
+    process = alertstack.start_alertmanager(ROOT / "alertmanager" / "alertmanager.yml",
+                                            tmp_path_factory.mktemp("am"), free_port())
+    try:
+        wait_for(lambda: alertstack.is_ready(process), timeout=20, what="Alertmanager /-/ready")
+        yield process.url
+    finally:
+        process.stop()
+
+
+def _post(url: str, alerts: list[dict[str, Any]]) -> None:
+    req = urllib.request.Request(f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+
+def _alert(labels: dict[str, str], ends_in: float = 300.0) -> dict[str, Any]:
+    now = dt.datetime.now(dt.timezone.utc)
+    return {"labels": {**SOURCE, "team": "data", **labels},
+            "startsAt": (now - dt.timedelta(seconds=1)).isoformat(),
+            "endsAt": (now + dt.timedelta(seconds=ends_in)).isoformat()}
+
+
+def _states(url: str) -> dict[tuple[tuple[str, str], ...], str]:
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=5) as resp:
+        alerts = json.load(resp)
+    return {tuple(sorted((k, v) for k, v in a["labels"].items() if k not in SOURCE)): a["status"]["state"]
+            for a in alerts}
+
+
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({"team": "data", **labels}.items()))
+
+
+CASES = {
+    # FeedDown silences that feed's symbol alerts, not another feed's, not other feed alerts.
+    "feed-down": (
+        {"alertname": "FeedDown", "severity": "critical", "feed": "stocks"},
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"},
+         {"alertname": "FeedSymbolStale", "severity": "warning", "feed": "stocks", "symbol": "MSFT"},
+         {"alertname": "FeedSymbolDead", "severity": "critical", "feed": "stocks", "symbol": "IBM"}],
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "binance", "symbol": "BTCUSDT"},
+         {"alertname": "FeedReconnectFlapping", "severity": "warning", "feed": "stocks"}],
+    ),
+    # The critical variant silences the warning of the same alert and symbol only.
+    "critical-over-warning": (
+        {"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"},
+        [{"alertname": "FeedSymbolStale", "severity": "warning", "feed": "stocks", "symbol": "AAPL"}],
+        [{"alertname": "FeedSymbolStale", "severity": "warning", "feed": "stocks", "symbol": "MSFT"},
+         {"alertname": "FeedHighLatency", "severity": "warning", "feed": "stocks"}],
+    ),
+    # A dead subscription supersedes the same symbol's staleness.
+    "dead-over-stale": (
+        {"alertname": "FeedSymbolDead", "severity": "critical", "feed": "stocks", "symbol": "AAPL"},
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"}],
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "MSFT"}],
+    ),
+    # The exporter down silences everything computed from its metrics, but not the pipeline's
+    # own Watchdog, nor itself.
+    "exporter-down": (
+        {"alertname": "FeedwatchExporterDown", "severity": "critical"},
+        [{"alertname": "FeedDown", "severity": "critical", "feed": "stocks"},
+         {"alertname": "FeedPriceMove", "severity": "info", "feed": "binance", "symbol": "ETHUSDT"},
+         {"alertname": "TradingKillSwitchActive", "severity": "critical", "team": "trading", "account": "main"}],
+        [{"alertname": "Watchdog", "severity": "none"}],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_inhibition(alertmanager: str, case: str) -> None:
+    source, silenced, kept = CASES[case]
+    everything = [source, *silenced, *kept]
+    _post(alertmanager, [_alert(labels) for labels in everything])
+    try:
+        def settled() -> dict[tuple[tuple[str, str], ...], str] | None:
+            states = _states(alertmanager)
+            return states if all(_key(l) in states for l in everything) else None
+
+        states = wait_for(settled, timeout=10, what="the posted alerts in Alertmanager")
+        assert states[_key(source)] == "active"
+        for labels in silenced:
+            assert states[_key(labels)] == "suppressed", f"{case}: {labels} should be inhibited"
+        for labels in kept:
+            assert states[_key(labels)] == "active", f"{case}: {labels} must not be inhibited"
+    finally:
+        _post(alertmanager, [_alert(labels, ends_in=-0.5) for labels in everything])
+        wait_for(lambda: not _states(alertmanager), timeout=10, what="the alerts to resolve")
