@@ -178,6 +178,24 @@ def test_alertmanager_loads_its_config_from_the_mount():
     assert (ROOT / "alertmanager" / "alertmanager.yml").exists()
 
 
+def test_alertmanager_can_load_every_time_zone_its_config_names():
+    # The prom/alertmanager image has no zoneinfo; Go reads ZONEINFO first, so every location the
+    # time intervals use must be a real TZif file under the mounted directory ZONEINFO names.
+    target = mount_target("alertmanager", "./alertmanager")
+    zoneinfo = SERVICES["alertmanager"]["environment"]["ZONEINFO"]
+    assert zoneinfo.startswith(target + "/")
+    local = ROOT / "alertmanager" / zoneinfo[len(target) + 1:]
+    config = (ROOT / "alertmanager" / "alertmanager.yml").read_text()
+    locations = set(re.findall(r"location:\s*([A-Za-z_]+/[A-Za-z_]+)", config))
+    assert locations == {"America/New_York"}
+    for location in locations:
+        data = (local / location).read_bytes()
+        assert data.startswith(b"TZif"), f"{location} is not a TZif file"
+        system = Path("/usr/share/zoneinfo") / location
+        if system.exists():  # the committed copy is the same database the tests' binary uses
+            assert data == system.read_bytes(), f"{location} differs from {system}: refresh it"
+
+
 def test_grafana_provisioning_matches_the_mounts():
     assert mount_target("grafana", "./grafana/provisioning") == "/etc/grafana/provisioning"
     providers = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/feedwatch.yml").read_text())["providers"]
