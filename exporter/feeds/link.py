@@ -162,12 +162,20 @@ class Link:
             loop = asyncio.get_running_loop()
             for message in messages:
                 if rate:
-                    wait = self._next_control - loop.time()
-                    if wait > 0:
+                    # A loop, not one sleep: a pong may take the slot meanwhile (_take_control_slot).
+                    while (wait := self._next_control - loop.time()) > 0:
                         await asyncio.sleep(wait)
-                    self._next_control = max(loop.time(), self._next_control) + 1.0 / rate
+                    self._next_control = loop.time() + 1.0 / rate
                 if not await self.send(message):
                     return
+
+    def _take_control_slot(self) -> None:
+        """A pong is sent at once but uses a control slot: Binance counts pongs in the same
+        5-per-second budget as subscribe requests, so the next request waits its turn."""
+        rate = self.adapter.control_rate
+        if rate:
+            now = asyncio.get_running_loop().time()
+            self._next_control = max(now, self._next_control) + 1.0 / rate
 
     async def send(self, text: str) -> bool:
         ws = self.ws
@@ -330,6 +338,7 @@ class Link:
             self.rx += 1
             if self.primary:
                 self.feed.heartbeat(self.name, self.clock.time())
+            self._take_control_slot()
             try:
                 await self.ws.pong(msg.data)  # type: ignore[union-attr]
             except (ConnectionError, aiohttp.ClientError, RuntimeError):
@@ -371,7 +380,7 @@ class Link:
                 if self.primary:
                     self.feed.heartbeat(self.name, now)
             elif kind is Reply:
-                self._spawn(self.send(signal.text))  # type: ignore[attr-defined]
+                self._spawn(self.send_control([signal.text]))  # type: ignore[attr-defined]
             elif kind is Authenticated:
                 self.authenticated.set()
             elif kind is AuthFailed:

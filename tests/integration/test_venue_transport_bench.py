@@ -1,0 +1,14 @@
+"""The transport benchmark still runs (a toy size, one round, a real blaster process and real
+sockets). No speed is asserted: the figures live in bench/README.md."""
+
+from __future__ import annotations
+
+from bench import transport
+
+
+def test_transport_benchmark_runs() -> None:
+    result = transport.measure(messages=4_000, rounds=1, pin=False, progress=False)
+    assert set(result.rates) == set(transport.CONTENDERS)
+    assert all(rate > 0 for rate in result.rates.values())
+    text = transport.report(result)
+    assert "msgs/s" in text and "feedwatch / websockets" in text
