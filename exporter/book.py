@@ -310,6 +310,42 @@ class FeedBook:
             if oldest:
                 self.observe_latency(now - to_seconds(oldest))
 
+    def apply_one(self, item: Update, now: float) -> None:
+        """``apply`` for a frame that carries one event (Binance and Bybit send one per frame).
+
+        The same checks and writes as ``apply``'s loop body, without the loop, the frame
+        bookkeeping and the tuple: 0.30 instead of 0.52 us per frame, ~10 % of a single-message
+        venue's end-to-end cost (bench/README.md). Kept identical to ``apply`` by
+        tests/unit/test_book.py::test_apply_one_matches_apply.
+        """
+        state = self.symbols.get(item.symbol)
+        if item.is_quote:
+            self.messages["quote"] += 1
+            bid = item.bid
+            ask = item.ask
+            if state is None or not (0.0 < bid <= ask < _INF):
+                price = self._salvage_quote(state, bid, ask)
+                if price != price:
+                    return
+            else:
+                price = (bid + ask) * 0.5
+        else:
+            self.messages["trade"] += 1
+            price = item.price
+            if state is None or not (0.0 < price < _INF):
+                self._reject(state, price)
+                return
+            if state.guard and not self._confirm_first(state, price):
+                return
+        ts = item.ts
+        state.price = price
+        state.last_update = now
+        state.last_event = ts
+        state.updates += 1
+        self.last_update = now
+        if ts:
+            self.observe_latency(now - to_seconds(ts))
+
     def observe_latency(self, latency: float) -> None:
         if latency < 0.0:
             latency = 0.0  # clock skew: count it as instant rather than corrupt the sum

@@ -16,6 +16,7 @@ durations accept ``250ms``, ``180s``, ``5m``, ``1h``, ``1d``, ``1h30m`` or a bar
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -362,8 +363,6 @@ def _describe(value: Any) -> str:
 
 
 def _suggest(key: str, known: Mapping[str, Any]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(key, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(known))})"
 
@@ -459,11 +458,17 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
     options = build_dataclass(options_cls, option_part, path, errors, environ)
     if feed is None or options is None:
         return None
-    # Unknown keys were reported against FeedConfig; tell the user which keys this kind takes.
+    # A key unknown at the top of the feed was reported against FeedConfig alone: unless a close
+    # match was suggested, tell the user which venue keys this kind takes. Nested unknown keys
+    # (inside a venue option's own mapping) keep their own hint.
     for j in range(count, len(errors)):
-        if errors[j].endswith(")") and ": unknown key" in errors[j] and option_keys:
-            errors[j] = errors[j][: errors[j].rindex(" (")] + (
-                f" (for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))})")
+        key, sep, rest = errors[j][len(path) + 1:].partition(": unknown key")
+        if (errors[j].startswith(path + ".") and sep and "." not in key and "[" not in key
+                and "did you mean" not in rest and option_keys):
+            close = difflib.get_close_matches(key, sorted(option_keys), n=1)
+            hint = (f"did you mean {close[0]!r}?" if close
+                    else f"for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))}")
+            errors[j] = f"{path}.{key}: unknown key ({hint})"
     if feed.name is not None and not _NAME.match(feed.name):
         errors.append(f"{path}.name: {feed.name!r} is not a valid name (letters, digits, _ . : -; not starting with a digit)")
     resolved = feed.thresholds.apply(defaults)

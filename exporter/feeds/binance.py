@@ -179,7 +179,7 @@ class BinanceAdapter(Adapter):
         # Bound once for the hot path. (`feedwatch check-config` builds adapters without a book,
         # only to ask their capacity: hence the defaults.)
         self._symbols = getattr(feed, "symbols", {})
-        self._apply = getattr(feed, "apply", None)
+        self._apply_one = getattr(feed, "apply_one", None)
 
     # --- limits the runner enforces -----------------------------------------------------------
 
@@ -249,7 +249,7 @@ class BinanceAdapter(Adapter):
                     state.last_seq = seq  # the next id, as nearly always: no call needed
                 elif not self._in_sequence(state, seq):
                     return NOTHING
-        self._apply((item,), now)
+        self._apply_one(item, now)
         return NOTHING
 
     def _in_sequence(self, state: "SymbolState", seq: int) -> bool:

@@ -215,9 +215,9 @@ class BybitAdapter(Adapter):
                 merged[i] = _number(value)
         last, bid, ask = merged
         if bid == bid and ask == ask:
-            self.feed.apply((_Quote(ticker.symbol, bid, ask, envelope.ts),), now)
+            self.feed.apply_one(_Quote(ticker.symbol, bid, ask, envelope.ts), now)
         elif last == last:
-            self.feed.apply((_Last(ticker.symbol, last, envelope.ts),), now)
+            self.feed.apply_one(_Last(ticker.symbol, last, envelope.ts), now)
         else:
             self.feed.messages["other"] += 1
         return NOTHING

@@ -304,3 +304,27 @@ def test_symbols_added_and_removed_at_run_time(clock):
 def test_label_values_are_escaped(clock):
     feed = make_book(clock, symbols=['we"ird\\sym']).feed("stocks")
     assert feed.symbols['we"ird\\sym'].labels == 'feed="stocks",symbol="we\\"ird\\\\sym"'
+
+
+def test_apply_one_matches_apply(clock):
+    # apply_one is apply's loop body without the loop (a hot-path specialisation for venues that
+    # send one event per frame). Feed the same events both ways and compare every observable.
+    events = [T("AAPL", 16.1, 1_700_000_000_000), T("AAPL", 1.64, 1_700_000_000_100),
+              T("AAPL", 16.2, 1_700_000_000_200), Q("MSFT", 10.0, 10.2, 1_700_000_000_300),
+              Q("MSFT", 10.3, 10.1, 0), Q("MSFT", 0.0, 10.4, 1_700_000_000_400), T("MSFT", 55.0),
+              T("MSFT", 10.25, 1_700_000_000_500), T("NOPE", 1.0), Q("NOPE", 1.0, 2.0),
+              T("PMN", math.nan), T("PMN", math.inf), T("PMN", -2.0), Q("PMN", math.nan, 1.0)]
+    one, batch = make_book(clock).feed("stocks"), make_book(clock).feed("stocks")
+    for i, event in enumerate(events):
+        now = clock.time() + i
+        one.apply_one(event, now)
+        batch.apply([event], now)
+    for name in ("rejected", "messages", "latency_counts", "latency_sum", "last_update"):
+        assert getattr(one, name) == getattr(batch, name), name
+    for symbol in one.symbols:
+        a, b = one.symbols[symbol], batch.symbols[symbol]
+        for slot in ("last_update", "last_event", "updates", "guard", "acknowledged"):
+            assert getattr(a, slot) == getattr(b, slot), (symbol, slot)
+        assert a.price == b.price or (math.isnan(a.price) and math.isnan(b.price))
+        assert a.pending == b.pending or (math.isnan(a.pending) and math.isnan(b.pending))
+    assert one.symbols["MSFT"].price == 10.25 and one.rejected["crossed_quote"] == 1

@@ -105,7 +105,7 @@ def test_every_error_reported_at_once_with_its_path():
         "bogus: unknown key (known keys: feeds, listen, telemetry_path, thresholds, trading, watchlist)",
         "thresholds.stael: unknown key (did you mean 'stale'?)",
         "thresholds.degraded: invalid duration '3q': use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m",
-        "feeds[0].chanels: unknown key (for kind 'polygon' the venue keys are: channels)",
+        "feeds[0].chanels: unknown key (did you mean 'channels'?)",
         "feeds[0].heartbeat_timeout: invalid duration 'soon': use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m",
         "feeds[0].symbol_thresholds.MSFT: 'MSFT' is not in feeds[0].symbols",
         "feeds[0].symbols[1]: duplicate symbol 'AAPL'",
@@ -121,6 +121,17 @@ def _known_kinds() -> str:
     from exporter.feeds import registry
 
     return ", ".join(registry.kinds())
+
+
+def test_unknown_feed_key_hints():
+    # Close to a venue key: suggested. Nowhere near anything: the venue's keys are listed.
+    # Inside a nested mapping: the nested mapping's own suggestion is kept.
+    assert errors_of({"feeds": [dict(POLYGON, chanels=["T"], colour="red")]}) == [
+        "feeds[0].chanels: unknown key (did you mean 'channels'?)",
+        "feeds[0].colour: unknown key (for kind 'polygon' the venue keys are: channels)",
+    ]
+    assert errors_of({"feeds": [dict(POLYGON, reconnect={"max_dleay": "1m"})]}) == [
+        "feeds[0].reconnect.max_dleay: unknown key (did you mean 'max_delay'?)"]
 
 
 def test_threshold_order_is_checked_after_inheritance():
