@@ -28,10 +28,9 @@ some of them is an error naming what is missing):
     FEEDWATCH_<CHANNEL>_SEVERITIES        any       severities a channel gets, comma-separated
                                                     (defaults: slack and webhook critical,warning,info;
                                                     telegram critical,warning; email critical)
-    FEEDWATCH_STOCK_FEEDS                 -         comma-separated names of US stock feeds whose
-                                                    staleness alerts the closed-market interval mutes
-                                                    (default: feeds named stocks*; empty: none;
-                                                    `--exporter-config` derives it from `market:`)
+
+The closed-market mute needs no setting: it matches the ``market`` label the rules copy from the
+exporter's ``feedwatch_feed_info``, so the routing is the committed one whatever the feeds are called.
 
 Secrets: Slack's URL and the SMTP password never enter the rendered file (Alertmanager 0.25 reads
 them from ``api_url_file`` / ``auth_password_file`` when it sends). Alertmanager 0.25 has no file
@@ -78,7 +77,6 @@ CONFIG_KEYS = {"slack": "slack_configs", "telegram": "telegram_configs", "email"
                "webhook": "webhook_configs"}
 
 TEST_ALERTNAME = "FeedwatchAlertTest"
-STOCK_MUTE_INTERVAL = "us-equities-closed"
 RUNBOOK = "https://github.com/feedwatch/feedwatch/blob/main/docs/runbook.md"
 
 
@@ -258,50 +256,15 @@ def channels_from_env(env: Mapping[str, str]) -> list[Channel]:
     return found
 
 
-def stock_feeds_from_env(env: Mapping[str, str]) -> list[str] | None:
-    """FEEDWATCH_STOCK_FEEDS as a list of feed names; None when unset (keep the committed pattern)."""
-    if "FEEDWATCH_STOCK_FEEDS" not in env:
-        return None
-    return [n.strip() for n in env["FEEDWATCH_STOCK_FEEDS"].split(",") if n.strip()]
-
-
-def stock_feeds_from_config(raw: Mapping[str, Any]) -> list[str]:
-    """Names of the feeds on a US equities calendar in a parsed feedwatch config (YAML mapping)."""
-    return [str(feed.get("name")) for feed in raw.get("feeds", []) or []
-            if str(feed.get("market") or "").startswith("us-equities")]
-
-
-def _set_stock_feeds(route: dict[str, Any], names: list[str]) -> None:
-    """Point the closed-market mute routes at exactly these feeds (none: drop those routes)."""
-    pattern = "|".join(re.escape(n) for n in names)
-    children = []
-    for child in route.get("routes", []) or []:
-        if STOCK_MUTE_INTERVAL in (child.get("mute_time_intervals") or []):
-            if not names:
-                continue
-            child["matchers"] = [m for m in child.get("matchers", []) if not m.startswith("feed")]
-            child["matchers"].append(f'feed=~"{pattern}"')
-        _set_stock_feeds(child, names)
-        children.append(child)
-    if "routes" in route:
-        if children:
-            route["routes"] = children
-        else:
-            del route["routes"]
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 def render(base_text: str, env: Mapping[str, str], base_dir: Path,
-           templates: list[str] | None = None,
-           stock_feeds: list[str] | None = None) -> tuple[dict[str, Any], list[Channel]]:
+           templates: list[str] | None = None) -> tuple[dict[str, Any], list[Channel]]:
     """The committed config with the environment's channels added; returns (config, channels).
 
     ``templates`` replaces the config's template globs (as Alertmanager will see them); by
     default the committed globs are resolved against ``base_dir`` so the rendered file works
-    from any directory. ``stock_feeds`` names the US stock feeds whose staleness alerts the
-    closed-market interval mutes (default: FEEDWATCH_STOCK_FEEDS, else the committed pattern
-    ``stocks.*``); an empty list removes that mute.
+    from any directory.
     """
     config = yaml.safe_load(base_text)
     channels = channels_from_env(env)
@@ -328,11 +291,6 @@ def render(base_text: str, env: Mapping[str, str], base_dir: Path,
     watchdog_url = _get(env, "FEEDWATCH_WATCHDOG_URL") or _get(env, "FEEDWATCH_WEBHOOK_URL")
     if watchdog_url and "watchdog" in receivers:
         receivers["watchdog"]["webhook_configs"] = [{"send_resolved": False, "url": watchdog_url}]
-
-    if stock_feeds is None:
-        stock_feeds = stock_feeds_from_env(env)
-    if stock_feeds is not None:
-        _set_stock_feeds(config["route"], stock_feeds)
 
     if templates is not None:
         config["templates"] = list(templates)
@@ -361,9 +319,9 @@ def write(path: Path, text: str) -> None:
     os.replace(tmp, path)  # atomic: a reloading Alertmanager never reads half a file
 
 
-def render_file(base: Path, env: Mapping[str, str], templates: list[str] | None = None,
-                stock_feeds: list[str] | None = None) -> tuple[str, list[Channel]]:
-    config, channels = render(base.read_text(), env, base.parent, templates, stock_feeds)
+def render_file(base: Path, env: Mapping[str, str],
+                templates: list[str] | None = None) -> tuple[str, list[Channel]]:
+    config, channels = render(base.read_text(), env, base.parent, templates)
     return dump(config, channels), channels
 
 

@@ -10,7 +10,7 @@ Used by ``feedwatch demo`` (when the binaries are installed) and by the end-to-e
   ``feedwatch alertmanager-config``'s own environment variable, FEEDWATCH_WEBHOOK_URL);
 - intervals: scrape and evaluation every second;
 - time compression by ``time_scale`` (30: 1m -> 2s) of the rules' ``for:`` durations and of
-  Alertmanager's group_wait and group_interval (30s -> 1s, 5m -> 10s). The rule
+  Alertmanager's group_wait and group_interval (30s -> 1s, 1m -> 2s). The rule
   expressions stay byte-for-byte identical, so thresholds inside them (FeedSilent's 120 s, the
   5-minute rate windows) are *not* compressed; the exporter's own thresholds are compressed in
   its config instead. promtool tests cover the real ``for:`` values.
@@ -143,17 +143,16 @@ def speed_up_routes(config: dict[str, Any], time_scale: float) -> dict[str, Any]
     return config
 
 
-def derive_alertmanager_config(webhook_url: str, stock_feeds: list[str], time_scale: float,
+def derive_alertmanager_config(webhook_url: str, time_scale: float,
                                environ: Mapping[str, str] | None = None,
                                base: Path = ALERTMANAGER_CONFIG) -> dict[str, Any]:
     """The committed config rendered with a webhook channel (as a user would), then sped up.
 
-    ``stock_feeds``: the feeds on a US equities calendar (``alerting.stock_feeds_from_config``);
-    the closed-market mute applies to them only, so a simulated always-open feed named
-    "stocks" still alerts at night.
+    The closed-market mute matches the alerts' ``market`` label (from the exporter's
+    ``feedwatch_feed_info``), so a simulated always-open feed named "stocks" still alerts at night.
     """
     env = {"FEEDWATCH_WEBHOOK_URL": webhook_url, **(environ or {})}
-    config, _ = alerting.render(base.read_text(), env, base.parent, stock_feeds=stock_feeds)
+    config, _ = alerting.render(base.read_text(), env, base.parent)
     return speed_up_routes(config, time_scale)
 
 
@@ -361,8 +360,7 @@ class AlertingDemo:
         await self.webhook.start()
         am_port, prom_port = free_port(9093), free_port(9090)
         exporter = ctx.exporter.base_url.split("://", 1)[1]
-        stock_feeds = [f.name for f in ctx.config.feeds if (f.market or "").startswith("us-equities")]
-        am = start_alertmanager(derive_alertmanager_config(self.webhook.url, stock_feeds, self.time_scale),
+        am = start_alertmanager(derive_alertmanager_config(self.webhook.url, self.time_scale),
                                 self.workdir / "alertmanager", am_port)
         self.processes.append(am)
         rules = derive_rules(self.workdir / "rules", self.time_scale)

@@ -31,6 +31,9 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_symbol_price Last accepted price (a quote counts as its bid/ask mid); absent until the first.
     # TYPE feedwatch_symbol_price gauge
     feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5
+    # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended).
+    # TYPE feedwatch_feed_info gauge
+    feedwatch_feed_info{feed="stocks",kind="polygon",market="us-equities"} 1
     # HELP feedwatch_feed_up Whether the connection is open (1) or not (0); a feed with no connection yet shows connection "0" at 0.
     # TYPE feedwatch_feed_up gauge
     feedwatch_feed_up{feed="stocks",connection="0"} 1
@@ -137,6 +140,11 @@ SYMBOL_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Last accepted price (a quote counts as its bid/ask mid); absent until the first."),
 }
 FEED_FAMILIES: dict[str, tuple[str, str]] = {
+    # An info metric: rules join it (``* on (job, instance, feed) group_left (market)``) to give
+    # alerts the feed's market, which Alertmanager's closed-market mute matches on.
+    "feedwatch_feed_info": (
+        "gauge", "Always 1; the labels say the feed's adapter (kind) and session calendar "
+                 "(market: always, us-equities, us-equities-extended)."),
     "feedwatch_feed_up": (
         "gauge", 'Whether the connection is open (1) or not (0); a feed with no connection yet shows connection "0" at 0.'),
     "feedwatch_feed_connects_total": ("counter", "Connections opened."),
@@ -249,6 +257,9 @@ class BookCollector:
                 f'{name}{{{feed.labels},{label}="{escape_label(key)}"}} {format_value(count)}\n'
                 for key, count in values(feed).items()))
 
+        family("feedwatch_feed_info", lambda feed, _: (
+            f'feedwatch_feed_info{{{feed.labels},kind="{escape_label(feed.config.kind)}",'
+            f'market="{escape_label(feed.calendar.name)}"}} 1\n',))
         family("feedwatch_feed_up", lambda feed, _: (
             f"feedwatch_feed_up{{{conn.labels}}} {1 if conn.up else 0}\n"
             for conn in feed.connections.values()) if feed.connections else (

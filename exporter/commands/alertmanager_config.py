@@ -42,9 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--templates", action="append", default=None, metavar="GLOB",
                         help="template glob as Alertmanager will see it (repeatable; default: the "
                              "committed templates, resolved to absolute paths)")
-    parser.add_argument("--exporter-config", type=Path, default=None, metavar="FILE",
-                        help="feedwatch's own config: the feeds with a us-equities market become the "
-                             "stock feeds muted outside the session (instead of FEEDWATCH_STOCK_FEEDS)")
     parser.add_argument("--check", action="store_true",
                         help="validate the result with amtool check-config (needs --output)")
     parser.set_defaults(func=main)
@@ -53,10 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     prog = "feedwatch alertmanager-config"
     try:
-        stock_feeds = None
-        if args.exporter_config is not None:
-            stock_feeds = alerting.stock_feeds_from_config(yaml.safe_load(args.exporter_config.read_text()) or {})
-        text, channels = alerting.render_file(args.base, os.environ, args.templates, stock_feeds)
+        text, channels = alerting.render_file(args.base, os.environ, args.templates)
     except alerting.AlertingConfigError as exc:
         print(f"{prog}: {len(exc.errors)} problem(s) in the environment:", file=sys.stderr)
         for error in exc.errors:
@@ -66,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prog}: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except yaml.YAMLError as exc:
-        print(f"{prog}: {args.exporter_config}: not valid YAML: {exc}", file=sys.stderr)
+        print(f"{prog}: {args.base}: not valid YAML: {exc}", file=sys.stderr)
         return 2
     names = ", ".join(c.name for c in channels) or "none: every receiver stays off"
     for channel in channels:

@@ -10,7 +10,7 @@ Configs are *derived* from the committed ones (``exporter/alertstack.py`` does i
 exactly what changes): the same rule files with ``for:`` divided by ``time_scale`` (default 30:
 1m -> 2s; the expressions are identical), scrape and evaluation every second, Alertmanager
 rendered by the real ``alertmanager-config`` logic with a webhook channel and its group_wait and
-group_interval divided by the same ``time_scale`` (30s -> 1s, 5m -> 10s). The exporter's own thresholds are compressed in its config (``E2E_EXPORTER_CONFIG``:
+group_interval divided by the same ``time_scale`` (30s -> 1s, 1m -> 2s). The exporter's own thresholds are compressed in its config (``E2E_EXPORTER_CONFIG``:
 degraded 5s, stale 8s), so a stalled symbol alerts within about ten seconds.
 
 API::
@@ -53,9 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-import yaml
-
-from exporter import alerting, alertstack
+from exporter import alertstack
 from tests.waiting import free_port, wait_for
 
 E2E_API_KEY = "e2e-key"
@@ -250,11 +248,8 @@ def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CON
     webhook = alertstack.WebhookReceiver()
     loop.run(webhook.start())
     am_port, prom_port = free_port(), free_port()
-    # The closed-market mute applies to the feeds on a US equities calendar, as
-    # `feedwatch alertmanager-config --exporter-config` would render it.
-    stock_feeds = alerting.stock_feeds_from_config(yaml.safe_load(exporter_config or "") or {})
     am = alertstack.start_alertmanager(
-        alertstack.derive_alertmanager_config(webhook.url, stock_feeds, time_scale, alertmanager_env),
+        alertstack.derive_alertmanager_config(webhook.url, time_scale, alertmanager_env),
         workdir / "alertmanager", am_port)
     stack = Stack(workdir, prometheus=None, alertmanager=am, webhook=webhook, _loop=loop)  # type: ignore[arg-type]
     try:

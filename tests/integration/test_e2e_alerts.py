@@ -61,6 +61,8 @@ def test_stalled_symbol_notifies_then_resolves(stack: Stack) -> None:
     alert = stack.wait_for_alert(stale, timeout=40, since=mark, what="FeedSymbolStale for AAPL")
     labels = _labels(alert)
     assert (labels["feed"], labels["symbol"], labels["team"]) == ("stocks", "AAPL", "data")
+    # From the exporter's feedwatch_feed_info (no market: in the config): never muted, at any hour.
+    assert labels["market"] == "always"
     assert labels["severity"] in ("warning", "critical")
     assert alert["receiver"] == f"data-{labels['severity']}"
     assert "AAPL on stocks has not updated for" in alert["annotations"]["description"]

@@ -102,10 +102,11 @@ def test_grouping_and_timings_follow_the_design() -> None:
 
     def visit(node: dict[str, Any], inherited: dict[str, str]) -> None:
         opts = {**inherited, **{k: node[k] for k in ("group_interval", "repeat_interval") if k in node}}
-        # At most one message per group per 5 minutes, repeats included.
+        # A group sends at most one update a minute, and repeats a still-firing alert at most
+        # once per 5 minutes (the Watchdog, for the dead man's switch); the others hourly or less.
         assert seconds(opts["group_interval"]) >= 60 and seconds(opts["repeat_interval"]) >= 300, node
         if node.get("matchers") != ['alertname="Watchdog"']:
-            assert seconds(opts["group_interval"]) >= 300, node
+            assert seconds(opts["repeat_interval"]) >= 3600, node
         for child in node.get("routes", []):
             visit(child, opts)
 
@@ -129,6 +130,29 @@ def test_inhibitions_the_design_asks_for() -> None:
     pattern = re.compile(exporter["target_matchers"][0].split("=~", 1)[1].strip('"') + r"\Z")
     assert pattern.match("FeedSymbolStale") and pattern.match("TradingKillSwitchActive")
     assert not pattern.match("FeedwatchExporterDown") and not pattern.match("Watchdog")
+
+
+def test_every_alert_the_closed_market_mute_names_carries_the_market_label() -> None:
+    """The mute matches market="us-equities"; an alert it names without that label would never
+    be muted. Each such rule must join feedwatch_feed_info for the feed's market."""
+    muted: set[str] = set()
+
+    def visit(route: dict[str, Any]) -> None:
+        if "us-equities-closed" in (route.get("mute_time_intervals") or []):
+            assert 'market="us-equities"' in route["matchers"], route["matchers"]
+            names = next(m for m in route["matchers"] if m.startswith("alertname=~"))
+            muted.update(names.split("=~", 1)[1].strip('"').split("|"))
+        for child in route.get("routes", []):
+            visit(child)
+
+    visit(load_config()["route"])
+    assert muted == {"FeedSymbolStale", "FeedSymbolDead", "FeedSilent"}
+    rules = [r for group in yaml.safe_load((ROOT / "prometheus" / "rules" / "feeds.yml").read_text())["groups"]
+             for r in group["rules"] if r.get("alert") in muted]
+    assert len(rules) == 4  # FeedSymbolStale warning and critical, FeedSymbolDead, FeedSilent
+    for rule in rules:
+        expr = " ".join(rule["expr"].split())
+        assert expr.endswith("* on (job, instance, feed) group_left (market) feedwatch_feed_info"), rule["alert"]
 
 
 # --- templates --------------------------------------------------------------------------------

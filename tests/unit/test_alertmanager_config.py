@@ -173,20 +173,14 @@ def _mute_matchers(config: dict[str, Any]) -> list[list[str]]:
     return found
 
 
-def test_stock_feeds_for_the_closed_market_mute() -> None:
-    committed = _mute_matchers(render({}))
-    assert len(committed) == 2 and all('feed=~"stocks.*"' in m for m in committed)
-    named = _mute_matchers(render({"FEEDWATCH_STOCK_FEEDS": "equities, us.eq"}))
-    assert all(m[-1] == r'feed=~"equities|us\.eq"' for m in named) and len(named) == 2
-    assert _mute_matchers(render({}, stock_feeds=[])) == []
-    assert _mute_matchers(render({"FEEDWATCH_STOCK_FEEDS": ""})) == []
-    raw = yaml.safe_load("""
-feeds:
-  - {name: nyse, kind: polygon, market: us-equities}
-  - {name: pre, kind: polygon, market: us-equities-extended}
-  - {name: binance, kind: binance}
-""")
-    assert alerting.stock_feeds_from_config(raw) == ["nyse", "pre"]
+def test_the_closed_market_mute_matches_the_market_label_not_feed_names() -> None:
+    """The mute routes are the committed ones, by market: rendering neither adds nor drops them."""
+    committed = _mute_matchers(yaml.safe_load(BASE.read_text()))
+    assert committed == _mute_matchers(render({"FEEDWATCH_WEBHOOK_URL": "https://hooks.example.com/x"}))
+    assert len(committed) == 2
+    for matchers in committed:
+        assert 'market="us-equities"' in matchers
+        assert not any(m.startswith("feed") for m in matchers), matchers
 
 
 def test_command_line(secrets: dict[str, str], tmp_path: Path) -> None:
@@ -201,12 +195,9 @@ def test_command_line(secrets: dict[str, str], tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert yaml.safe_load(out.read_text())["route"]["receiver"] == "data-warning"
 
-    exporter_config = tmp_path / "feedwatch.yml"
-    exporter_config.write_text("feeds:\n  - {name: nyse, kind: polygon, market: us-equities}\n")
-    done = subprocess.run([*cmd, "--exporter-config", str(exporter_config)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert 'feed=~"nyse"' in done.stdout and "channels: none" in done.stderr
+    assert 'market="us-equities"' in done.stdout and "channels: none" in done.stderr
 
     done = subprocess.run(cmd, env={**env, "FEEDWATCH_TELEGRAM_CHAT_ID": "5"},
                           capture_output=True, text=True, timeout=60)

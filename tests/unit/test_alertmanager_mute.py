@@ -4,9 +4,11 @@
    around the current New York time (muted), one around the current UTC wall-clock time
    (4-5 hours away in New York: not muted). If the binary ignored ``location`` and read the times
    as UTC, the outcome would be reversed.
-2. The committed routing: a stock feed's FeedSymbolStale is muted exactly when
-   exporter/markets.py says the US equities session is closed right now, while the same alert on
-   a crypto feed is delivered either way.
+2. The committed routing mutes by the alert's ``market`` label (which the rules copy from the
+   exporter's feedwatch_feed_info), not by the feed's name: FeedSymbolStale on a feed named
+   "equities" with market="us-equities" is muted exactly when exporter/markets.py says the US
+   equities session is closed right now, while the same alert on a feed named "stocks" with
+   market="always" (a simulator, say) and on an extended-hours feed is delivered either way.
 
 "Muted" is read from Alertmanager's own debug log line ("route is within mute time"), logged at
 the moment the group would have notified; "delivered" from a webhook on 127.0.0.1.
@@ -104,8 +106,7 @@ async def test_location_is_honoured(webhook: alertstack.WebhookReceiver, tmp_pat
 async def test_stock_staleness_is_muted_when_the_session_is_closed(
         webhook: alertstack.WebhookReceiver, tmp_path: Path) -> None:
     base = alertstack.ALERTMANAGER_CONFIG
-    config, _ = alerting.render(base.read_text(), {"FEEDWATCH_WEBHOOK_URL": webhook.url}, base.parent,
-                                stock_feeds=["stocks"])
+    config, _ = alerting.render(base.read_text(), {"FEEDWATCH_WEBHOOK_URL": webhook.url}, base.parent)
     alertstack.speed_up_routes(config, 30.0)  # group_wait 1s: the verdict comes quickly
     am = _start(config, tmp_path)
     try:
@@ -113,21 +114,26 @@ async def test_stock_staleness_is_muted_when_the_session_is_closed(
         closed_before = not calendar("us-equities").is_open(time.time())
         common = {"alertname": "FeedSymbolStale", "severity": "critical", "team": "data",
                   "job": "feedwatch", "instance": "feedwatch:10119"}
-        _post(am.url, [{**common, "feed": "stocks", "symbol": "AAPL"},
-                       {**common, "feed": "binance", "symbol": "BTCUSDT"}])
+        # One group per feed (group_by alertname, feed): each is muted or delivered on its own.
+        _post(am.url, [{**common, "feed": "equities", "market": "us-equities", "symbol": "AAPL"},
+                       {**common, "feed": "stocks", "market": "always", "symbol": "AAPL"},
+                       {**common, "feed": "premarket", "market": "us-equities-extended", "symbol": "AAPL"},
+                       {**common, "feed": "binance", "market": "always", "symbol": "BTCUSDT"}])
 
         def feeds() -> set[str]:
             return {a["labels"]["feed"] for n in webhook.received for a in n["alerts"]}
 
-        await async_wait_for(lambda: "binance" in feeds(), timeout=20, what="the crypto feed's notification")
+        never_muted = {"stocks", "premarket", "binance"}
+        await async_wait_for(lambda: never_muted <= feeds(), timeout=20,
+                             what="the notifications of the feeds not on the us-equities calendar")
         if closed_before:
-            await async_wait_for(lambda: _muted_lines(am) >= 1, timeout=20, what="the stock alert muted")
+            await async_wait_for(lambda: _muted_lines(am) >= 1, timeout=20, what="the us-equities alert muted")
         else:
-            await async_wait_for(lambda: "stocks" in feeds(), timeout=20, what="the stock alert delivered")
+            await async_wait_for(lambda: "equities" in feeds(), timeout=20, what="the us-equities alert delivered")
         closed_after = not calendar("us-equities").is_open(time.time())
         if closed_before != closed_after:  # the session opened or closed meanwhile: no verdict
             pytest.fail("the US equities session changed state during the test; run it again")
-        assert ("stocks" in feeds()) == (not closed_before)
+        assert feeds() == (never_muted if closed_before else never_muted | {"equities"})
         assert (_muted_lines(am) >= 1) == closed_before
     finally:
         am.stop()
