@@ -1,4 +1,4 @@
-"""feedwatch benchmarks: ingest, /metrics render, memory per symbol (``python -m bench``).
+"""feedwatch benchmarks: ingest, /metrics render, memory per symbol, WebSocket transport (``python -m bench``).
 
 Each benchmark measures its ratios side by side in one run (same process, same data), uses
 best-of-N ``time.perf_counter`` timings, and prints a table. Figures are recorded in

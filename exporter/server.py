@@ -28,6 +28,7 @@ import dataclasses
 import gzip
 import html
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,16 +137,22 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     return app
 
 
-async def serve(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+async def serve(app: web.Application, listen: str,
+                ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``listen`` (``":10119"``, ``"127.0.0.1:0"``); returns the runner and the bound port.
 
     Stop it with ``await runner.cleanup()`` (ends status-page streams, then the background tasks).
+    If the site cannot start (port taken, ...) the runner is cleaned up and the OSError raised.
     """
     host, port = listen_address(listen)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     server = site._server  # aiohttp exposes the bound sockets only here
     bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
     return runner, bound
@@ -240,8 +247,14 @@ async def ready(request: web.Request) -> web.Response:
 
 # --- JSON API -----------------------------------------------------------------------------------
 
-def _json(value: Any, status_code: int = 200) -> web.Response:
-    return web.Response(body=_encode(value), status=status_code, content_type="application/json")
+def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """``value`` (a msgspec struct, dict or list) as JSON; every JSON route answers through here."""
+    return web.Response(body=_encode(value), status=status_code, content_type="application/json", headers=headers)
+
+
+def json_problem(message: str, status_code: int, headers: dict[str, str] | None = None) -> web.Response:
+    """An API error: ``{"error": "..."}``, the one error shape of every JSON route."""
+    return json_response(status.Problem(message), status_code, headers)
 
 
 def _int_query(request: web.Request, name: str, default: int, high: int) -> int:
@@ -259,7 +272,7 @@ def _int_query(request: web.Request, name: str, default: int, high: int) -> int:
 async def api_status(request: web.Request) -> web.Response:
     app = request.app
     worst = _int_query(request, "worst", 10, 1000)
-    return _json(status.book_status(app[BOOK], app[CLOCK].time(), __version__, readiness(app), worst))
+    return json_response(status.book_status(app[BOOK], app[CLOCK].time(), __version__, readiness(app), worst))
 
 
 async def api_symbol(request: web.Request) -> web.Response:
@@ -270,20 +283,19 @@ async def api_symbol(request: web.Request) -> web.Response:
     feed = book.feeds.get(feed_name)
     if feed is None:
         known = ", ".join(sorted(book.feeds)) or "none configured"
-        return _json(status.Problem(f"unknown feed {feed_name!r} (known feeds: {known})"), 404)
+        return json_problem(f"unknown feed {feed_name!r} (known feeds: {known})", 404)
     state = feed.symbols.get(symbol)
     if state is None:
-        return _json(status.Problem(f"symbol {symbol!r} is not watched on feed {feed_name!r} "
-                                    f"({len(feed.symbols)} symbols are; add it to the feed's symbols "
-                                    "or the watchlist)"), 404)
+        return json_problem(f"symbol {symbol!r} is not watched on feed {feed_name!r} "
+                            f"({len(feed.symbols)} symbols are; add it to the feed's symbols or the watchlist)", 404)
     max_staleness = None
     raw = request.query.get("max_staleness")
     if raw is not None:
         try:
             max_staleness = parse_duration(raw)
         except ValueError as exc:
-            return _json(status.Problem(f"max_staleness: {exc}"), 400)
-    return _json(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness))
+            return json_problem(f"max_staleness: {exc}", 400)
+    return json_response(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness))
 
 
 def _snapshot_bytes(app: web.Application, limit: int) -> bytes:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
 import msgspec
 
 from exporter.book import to_seconds
+from exporter.feeds.base import preview
 
 if TYPE_CHECKING:
     from exporter.config import Config, FeedConfig
@@ -543,7 +544,7 @@ class Tracker:
             try:
                 event = decode_event(raw)
             except EventError as exc:
-                self._count(result, exc.reason, f"{exc} in {_preview(bytes(raw))}")
+                self._count(result, exc.reason, f"{exc} in {preview(bytes(raw), 160)}")
                 continue
             if event is HEARTBEAT:
                 result.heartbeats += 1
@@ -641,11 +642,6 @@ class Tracker:
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _preview(data: bytes, limit: int = 160) -> str:
-    text = data[:limit * 2].decode("utf-8", "replace")
-    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 # --- one tracker per configuration ------------------------------------------------------------

@@ -29,7 +29,6 @@ import logging
 import time
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from exporter import server, trading
@@ -44,8 +43,6 @@ EVENTS_PATH = "/api/v1/events"
 TIMESTAMP_HEADER = "X-Feedwatch-Timestamp"
 SIGNATURE_HEADER = "X-Feedwatch-Signature"
 _LOG_EVERY = 60.0
-
-_encode = msgspec.json.encode
 
 
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
@@ -142,11 +139,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(EVENTS_PATH, post_events)
 
 
-def _problem(message: str, status: int, **headers: str) -> web.Response:
-    return web.Response(body=_encode({"error": message}), status=status, content_type="application/json",
-                        headers=headers or None)
-
-
 async def post_events(request: web.Request) -> web.Response:
     app = request.app
     tracker = app[TRACKER]
@@ -157,7 +149,7 @@ async def post_events(request: web.Request) -> web.Response:
         tracker.reject(reason)
         _throttle.warn(reason, "trading push API: refused a request from %s (%s): %s",
                        request.remote, reason, message)
-        return _problem(message, 401, **{"WWW-Authenticate": 'Bearer realm="feedwatch"'})
+        return server.json_problem(message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
     try:
         raws = trading.split_payload(body)
     except trading.EventError:
@@ -165,14 +157,13 @@ async def post_events(request: web.Request) -> web.Response:
     else:
         limit = tracker.config.api.max_batch
         if len(raws) > limit:
-            return _problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)", 413)
+            return server.json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)",
+                                       413)
         result = tracker.ingest_raw(raws, now)
     for problem in result.problems:
         _throttle.warn(problem.partition(":")[0], "trading push API: skipped an event: %s", problem)
     duplicates = result.rejected.get("duplicate", 0)
     others = {k: v for k, v in result.rejected.items() if k != "duplicate"}
     status = 400 if not result.accepted and not duplicates and others else 200
-    return web.Response(
-        body=_encode({"accepted": result.accepted, "duplicates": duplicates, "rejected": others,
-                      "problems": result.problems}),
-        status=status, content_type="application/json")
+    return server.json_response({"accepted": result.accepted, "duplicates": duplicates, "rejected": others,
+                                 "problems": result.problems}, status)

@@ -16,7 +16,7 @@ dashboards.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar, Union
+from typing import Any, Sequence, TypeVar, Union
 
 from grafana_foundation_sdk.builders import bargauge, common as common_builders, dashboard, prometheus
 from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
@@ -106,7 +106,7 @@ def flag_mappings(on: str, off: str, *, on_colour: str = "green", off_colour: st
 
 def staleness_thresholds() -> dashboard.ThresholdsConfig:
     """Seconds since the last update, coloured at the default health boundaries."""
-    return _steps([
+    return threshold_steps([
         (None, STATE_COLOURS[HEALTHY]),
         (_DEFAULT_THRESHOLDS.degraded, STATE_COLOURS[DEGRADED]),
         (_DEFAULT_THRESHOLDS.stale, STATE_COLOURS[STALE]),
@@ -116,14 +116,15 @@ def staleness_thresholds() -> dashboard.ThresholdsConfig:
 
 def plain_thresholds(colour: str = "green") -> dashboard.ThresholdsConfig:
     """No threshold: a single base colour."""
-    return _steps([(None, colour)])
+    return threshold_steps([(None, colour)])
 
 
 def warn_above(value: float, base: str = "green", warn: str = "red") -> dashboard.ThresholdsConfig:
-    return _steps([(None, base), (value, warn)])
+    return threshold_steps([(None, base), (value, warn)])
 
 
-def _steps(steps: Sequence[tuple[float | None, str]]) -> dashboard.ThresholdsConfig:
+def threshold_steps(steps: Sequence[tuple[float | None, str]]) -> dashboard.ThresholdsConfig:
+    """Absolute thresholds from (lower bound, colour) pairs; the first bound is None (the base)."""
     return (dashboard.ThresholdsConfig().mode(models.ThresholdsMode.ABSOLUTE)
             .steps([models.Threshold(value=value, color=colour) for value, colour in steps]))
 
@@ -248,3 +249,13 @@ def table_panel(title: str, description: str, targets: Sequence[prometheus.Dataq
 
 def row(title: str) -> dashboard.Row:
     return dashboard.Row(title)
+
+
+def merged_table(panel: table.Panel, rename: dict[str, str], order: dict[str, int] | None = None) -> table.Panel:
+    """One row per label set from a table's several instant queries: merge them, hide ``Time``,
+    name the value columns (``{"Value #A": "Position", ...}``) and optionally order the columns."""
+    organize: dict[str, Any] = {"excludeByName": {"Time": True}, "renameByName": rename}
+    if order is not None:
+        organize["indexByName"] = order
+    return (panel.with_transformation(models.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(models.DataTransformerConfig(id_val="organize", options=organize)))

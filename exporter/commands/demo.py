@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -33,6 +34,7 @@ from exporter.alertstack import AlertingDemo
 from exporter.commands import common_flags, stop_event
 from exporter.config import ConfigError, load_file
 from exporter.simulator import trading as trading_demo
+from exporter.simulator.timeline import Step, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -131,32 +133,15 @@ SCENARIO: list[tuple[float, str, str | None, str]] = [
 SCENARIO_CYCLE = 45.0  # then it plays again
 
 
-class ScenarioComponent:
+class ScenarioComponent(Timeline):
+    """Plays ``SCENARIO``'s faults on the demo's simulator, again every ``SCENARIO_CYCLE`` seconds."""
+
     name = "scenario"
+    cycle = SCENARIO_CYCLE
 
-    def __init__(self, ctx: DemoContext) -> None:
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self, ctx: DemoContext) -> None:
-        self.task = asyncio.create_task(self._play(ctx), name="demo-scenario")
-
-    async def _play(self, ctx: DemoContext) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        cycle = 0
-        while True:
-            for at, fault, symbol, description in SCENARIO:
-                delay = started + cycle * SCENARIO_CYCLE + at - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                ctx.say(f"demo: {description}")
-                ctx.sim.fault(fault, symbol)
-            cycle += 1
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+    def steps(self, ctx: DemoContext) -> list[Step]:
+        return [(at, description, functools.partial(ctx.sim.fault, fault, symbol))
+                for at, fault, symbol, description in SCENARIO]
 
 
 class SummaryComponent:

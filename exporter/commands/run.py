@@ -1,7 +1,7 @@
 """``feedwatch run -c FILE``: the exporter.
 
 Wiring: config -> ``Service`` (book, feed runners, sweeper, watchlist) -> ``server.create_app``
--> aiohttp ``AppRunner``/``TCPSite`` (TLS and basic auth from ``--web.config.file``). SIGINT or
+-> ``server.serve`` (aiohttp; TLS and basic auth from ``--web.config.file``). SIGINT or
 SIGTERM stops it cleanly: the HTTP server first (no scrape sees a half-stopped book), then the
 runners (sockets closed with reason ``shutdown``); the exit status is 0.
 
@@ -120,13 +120,7 @@ class Exporter:
 
                 webconfig.apply(app, self.web_config)
                 ssl_context = webconfig.ssl_context(self.web_config)
-            host, port = listen_address(self.config.listen)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-            await site.start()
-            sockets = site._server.sockets if site._server is not None else ()  # aiohttp keeps them here
-            self.port = sockets[0].getsockname()[1] if sockets else port
+            self._runner, self.port = await server.serve(app, self.config.listen, ssl_context)
             # Feeds connect only once the port is ours: a taken port fails fast, venue untouched.
             await self.service.start()
         except BaseException:

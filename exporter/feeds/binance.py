@@ -72,6 +72,7 @@ from exporter.feeds.base import (
     Reply,
     Signal,
     Unsubscribed,
+    preview,
 )
 
 if TYPE_CHECKING:
@@ -386,8 +387,3 @@ def _sample(names: Any, limit: int = 5) -> str:
     names = list(names)
     more = f", ... {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
-
-
-def preview(data: str | bytes, limit: int = 120) -> str:
-    text = data if isinstance(data, str) else data[:limit * 2].decode("utf-8", "replace")
-    return text[:limit] + ("..." if len(text) > limit else "")

@@ -47,7 +47,16 @@ from urllib.parse import urlsplit
 import msgspec
 
 from exporter.feeds import registry
-from exporter.feeds.base import NOTHING, Acknowledged, Adapter, Heartbeat, Problem, Signal, Unsubscribed
+from exporter.feeds.base import (
+    NOTHING,
+    Acknowledged,
+    Adapter,
+    Heartbeat,
+    Problem,
+    Signal,
+    Unsubscribed,
+    preview,
+)
 
 CHANNELS = ("publicTrade", "tickers")
 CATEGORIES = ("spot", "linear", "inverse")
@@ -289,8 +298,3 @@ def _number(text: str) -> float:
         return float(text) if text else _NAN
     except ValueError:
         return _NAN
-
-
-def preview(data: str | bytes, limit: int = 120) -> str:
-    text = data if isinstance(data, str) else data[:limit * 2].decode("utf-8", "replace")
-    return text[:limit] + ("..." if len(text) > limit else "")

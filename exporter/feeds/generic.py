@@ -47,13 +47,15 @@ from typing import Any, ClassVar, Literal, Sequence
 import msgspec
 
 from exporter.feeds import registry
-from exporter.feeds.base import NOTHING, Acknowledged, Adapter, Heartbeat, Problem, Signal
+from exporter.feeds.base import NOTHING, Acknowledged, Adapter, Heartbeat, Problem, Signal, preview
 
 # Frames received before a field that has never appeared is reported as missing: control frames
 # (a greeting, a subscription reply) legitimately come first.
 MISSING_FIELD_GRACE = 5
 UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _MISSING = object()
+# Frames of a shape nobody wrote an adapter for: show a little more of them than the venues do.
+PREVIEW_CHARS = 160
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class GenericAdapter(Adapter):
         try:
             message = msgspec.json.decode(data)
         except msgspec.DecodeError as exc:
-            return (Problem("decode", f"undecodable frame ({exc}): {preview(data)}"),)
+            return (Problem("decode", f"undecodable frame ({exc}): {preview(data, PREVIEW_CHARS)}"),)
         self._frames += 1
         if self._pong and _all_match(self._pong, message, message):
             return (Heartbeat(),)
@@ -204,8 +206,8 @@ class GenericAdapter(Adapter):
             records = (records,)
         elif not isinstance(records, list):
             self.feed.messages["other"] += 1
-            return (Problem("protocol", f"records path {self.options.records!r} holds "
-                                        f"{type(records).__name__}, not an object or array: {preview(data)}"),)
+            return (Problem("protocol", f"records path {self.options.records!r} holds {type(records).__name__}, "
+                                        f"not an object or array: {preview(data, PREVIEW_CHARS)}"),)
         items: list[_Trade | _Quote] = []
         signals: list[Signal] = []
         missing: tuple[str, str, Any] | None = None
@@ -219,7 +221,7 @@ class GenericAdapter(Adapter):
             try:
                 items.append(self._item(record))
             except (TypeError, ValueError) as exc:
-                signals.append(Problem("decode", f"bad value in record ({exc}): {preview(str(record))}"))
+                signals.append(Problem("decode", f"bad value in record ({exc}): {preview(str(record), PREVIEW_CHARS)}"))
         if items:
             self.feed.apply(items, now)
             if self._unacknowledged:
@@ -264,7 +266,8 @@ class GenericAdapter(Adapter):
         what = "records" if role == "records" else f"fields.{role}"
         return (Problem("missing_field", (
             f"{what} path {path!r} has not appeared in any of the {self._frames} frames received "
-            f"on connection {self.connection}; check the feed's config. Sample: {preview(_dump(sample))}")),)
+            f"on connection {self.connection}; check the feed's config. "
+            f"Sample: {preview(_dump(sample), PREVIEW_CHARS)}")),)
 
     def _acknowledge(self, items: list[_Trade | _Quote]) -> list[Signal]:
         fresh = tuple(dict.fromkeys(i.symbol for i in items if i.symbol in self._unacknowledged))
@@ -346,8 +349,3 @@ def _dump(value: Any) -> str:
         return msgspec.json.encode(value).decode()
     except (TypeError, msgspec.EncodeError):
         return repr(value)
-
-
-def preview(data: str | bytes, limit: int = 160) -> str:
-    text = data if isinstance(data, str) else data[:limit * 2].decode("utf-8", "replace")
-    return text[:limit] + ("..." if len(text) > limit else "")

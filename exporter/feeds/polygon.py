@@ -37,6 +37,7 @@ from exporter.feeds.base import (
     Problem,
     Signal,
     Unsubscribed,
+    preview,
 )
 
 CHANNELS = ("T", "Q")
@@ -134,7 +135,7 @@ class PolygonAdapter(Adapter):
                 items = [msgspec.Raw(data.encode() if isinstance(data, str) else data)]
                 _event_decoder.decode(items[0])
             except msgspec.DecodeError:
-                return (Problem("decode", f"undecodable frame ({exc}): {_preview(data)}"),)
+                return (Problem("decode", f"undecodable frame ({exc}): {preview(data)}"),)
         signals: list[Signal] = []
         updates, statuses = [], []
         unknown = 0
@@ -151,7 +152,7 @@ class PolygonAdapter(Adapter):
             signals.extend(self._statuses(statuses))
         if unknown:
             self.feed.messages["other"] += unknown
-            signals.append(Problem("protocol", f"{unknown} event(s) of unknown shape in frame: {_preview(data)}"))
+            signals.append(Problem("protocol", f"{unknown} event(s) of unknown shape in frame: {preview(data)}"))
         return signals
 
     def _statuses(self, statuses: list[Status]) -> list[Signal]:
@@ -205,8 +206,3 @@ def _symbol_of(param: str) -> str:
     """``"T.AAPL"`` -> ``"AAPL"`` (symbols may contain dots: ``"T.BRK.A"`` -> ``"BRK.A"``)."""
     _, _, symbol = param.partition(".")
     return symbol or param
-
-
-def _preview(data: str | bytes, limit: int = 120) -> str:
-    text = data if isinstance(data, str) else data[:limit * 2].decode("utf-8", "replace")
-    return text[:limit] + ("..." if len(text) > limit else "")

@@ -28,20 +28,30 @@ and list the module in ``DIALECT_MODULES``. The fault switches (``session.sim.fa
 framework applies for every dialect: stalls, garbage frames, bad prices, ignored pings, drops.
 Two are for the dialect to express in its own words, because venues refuse differently:
 ``reject_auth`` and ``max_connections`` (see ``polygon.py``).
+
+A dialect that enforces a venue's own rules (message rates, ping deadlines, limits) derives from
+``StrictDialect`` instead: ``drop(reason, message)`` closes the socket once and counts the drop,
+``stream_while_pinged(timeout)`` drops a client that stopped sending application pings, and
+``per_simulator`` / ``option`` keep the per-simulator counters and settings tests read and set
+(``rules(sim).drops``, ``sim.options``).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections import deque
+import asyncio
 import json
+import logging
 import math
 import random
+import weakref
+from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Coroutine, TypeVar
+
+from exporter.plugins import Registry
 
 if TYPE_CHECKING:
-    from exporter.simulator.server import Session
+    from exporter.simulator.server import Session, Simulator
 
 # Modules that register a dialect when imported; a new venue adds its module name here.
 DIALECT_MODULES = ("polygon", "binance", "bybit", "generic", "trading")
@@ -215,47 +225,114 @@ class Dialect:
 
     def pack(self, events: list[Any]) -> list[str]:
         """Frames for a batch of events: by default one compact JSON text frame per event."""
-        return [json.dumps(e, separators=(",", ":")) for e in events]
+        return [compact_json(e) for e in events]
 
     async def stream(self) -> None:
         """Push data to the client; by default price ticks for the subscribed symbols."""
         await self.session.stream_ticks()
 
+    async def send_json(self, message: Any) -> None:
+        """Send one message as a compact JSON text frame (replies, errors, acknowledgements)."""
+        await self.session.send(compact_json(message))
 
-_DIALECTS: dict[str, type[Dialect]] = {}
-_loaded = False
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, as venues send it."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+# --- for dialects that enforce a venue's rules ---------------------------------------------------
+
+S = TypeVar("S")
+
+
+def per_simulator(factory: Callable[[], S]) -> Callable[["Simulator"], S]:
+    """An accessor for venue state kept per simulator (``rules(sim)``), made on first use and
+    forgotten with the simulator, so tests running several simulators never share counters."""
+    states: "weakref.WeakKeyDictionary[Simulator, S]" = weakref.WeakKeyDictionary()
+
+    def state_of(sim: "Simulator") -> S:
+        found = states.get(sim)
+        if found is None:
+            found = states[sim] = factory()
+        return found
+
+    return state_of
+
+
+def option(sim: "Simulator", name: str, default: float) -> float:
+    """A venue setting from ``sim.options`` (a dict a test sets to compress time), else ``default``."""
+    options = getattr(sim, "options", None) or {}
+    return float(options.get(name, default))
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def in_background(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` to completion even after the session's own tasks are cancelled (a close
+    handshake started by the dialect that is about to end the session)."""
+    task = asyncio.create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+class StrictDialect(Dialect):
+    """A dialect that enforces its venue's rules by dropping connections that break them.
+
+    Subclasses set ``self.rules`` (per-simulator state with a ``drops`` Counter) and, when
+    they watch application pings, refresh ``self.last_ping`` (loop time) on each one.
+    """
+
+    rules: Any
+
+    def __init__(self, session: "Session") -> None:
+        super().__init__(session)
+        self.closing: str | None = None       # the rule this connection was dropped for
+        self.last_ping = 0.0
+
+    def drop(self, reason: str, message: str) -> None:
+        """Close this connection (code 1008) for breaking, or reaching, a venue rule; once."""
+        if self.closing is not None:
+            return
+        self.closing = reason
+        self.rules.drops[reason] += 1
+        # Logged under the venue's module, as the dialect's own lines are.
+        logging.getLogger(type(self).__module__).info(
+            "%s simulator: dropping connection %d: %s", self.name, self.session.number, message)
+        in_background(self.session.close(1008, message[:120]))
+
+    async def stream_while_pinged(self, timeout: float) -> None:
+        """Stream ticks; drop the client (``no_ping``) once ``last_ping`` is ``timeout`` seconds old."""
+        streamer = asyncio.create_task(self.session.stream_ticks())
+        try:
+            loop = asyncio.get_running_loop()
+            tick = max(0.01, timeout / 4)
+            while self.closing is None and not streamer.done():
+                await asyncio.sleep(tick)
+                if loop.time() - self.last_ping > timeout:
+                    self.drop("no_ping", f"no ping for {timeout:g}s")
+            await self.session.ws.wait_closed()
+        finally:
+            streamer.cancel()
+            await asyncio.gather(streamer, return_exceptions=True)
+
+
+_DIALECTS: Registry[type[Dialect]] = Registry("exporter.simulator", DIALECT_MODULES, key="name", what="dialect")
 D = TypeVar("D", bound=type[Dialect])
 
 
 def register(cls: D) -> D:
     """Class decorator: make ``cls`` selectable as ``--venue <cls.name>``."""
-    if cls.name in _DIALECTS and _DIALECTS[cls.name] is not cls:
-        raise ValueError(f"dialect {cls.name!r} registered twice")
-    _DIALECTS[cls.name] = cls
-    return cls
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in DIALECT_MODULES:
-        try:
-            importlib.import_module(f"exporter.simulator.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"exporter.simulator.{module}":
-                raise
+    return _DIALECTS.register(cls)
 
 
 def get(name: str) -> type[Dialect]:
-    _load()
-    try:
-        return _DIALECTS[name]
-    except KeyError:
-        raise ValueError(f"unknown simulator venue {name!r} (known: {', '.join(names())})") from None
+    dialect = _DIALECTS.get(name)
+    if dialect is None:
+        raise ValueError(f"unknown simulator venue {name!r} (known: {', '.join(names())})")
+    return dialect
 
 
 def names() -> list[str]:
-    _load()
-    return sorted(_DIALECTS)
+    return _DIALECTS.names()

@@ -42,10 +42,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 import math
 import time
-import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,12 +51,10 @@ from typing import TYPE_CHECKING, Any
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 
-from exporter.simulator.base import Dialect, Tick, register
+from exporter.simulator.base import StrictDialect, Tick, compact_json, option, per_simulator, register
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Session, Simulator
-
-log = logging.getLogger(__name__)
 
 STREAM_TYPES = ("trade", "aggTrade", "bookTicker")
 DEFAULTS: dict[str, float] = {
@@ -73,8 +69,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def setting(sim: "Simulator", name: str) -> float:
-    options = getattr(sim, "options", None) or {}
-    return float(options.get(name, DEFAULTS[name]))
+    return option(sim, name, DEFAULTS[name])
 
 
 @dataclass
@@ -90,14 +85,7 @@ class Rules:
     broadcaster: asyncio.Task | None = None
 
 
-_RULES: "weakref.WeakKeyDictionary[Simulator, Rules]" = weakref.WeakKeyDictionary()
-
-
-def rules(sim: "Simulator") -> Rules:
-    found = _RULES.get(sim)
-    if found is None:
-        found = _RULES[sim] = Rules()
-    return found
+rules = per_simulator(Rules)
 
 
 def expire(sim: "Simulator") -> int:
@@ -130,7 +118,7 @@ def parse_stream(name: str) -> tuple[str, str] | None:
 
 
 @register
-class BinanceDialect(Dialect):
+class BinanceDialect(StrictDialect):
     name = "binance"
     # Pings are sent by this dialect (with a pong deadline), not by the framework.
     ping_interval = None
@@ -152,19 +140,9 @@ class BinanceDialect(Dialect):
         self.combined = not session.path.startswith("/ws")
         self.received_at: deque[float] = deque()
         self.opened_at = 0.0
-        self.closing: str | None = None
         self._timers: list[asyncio.Task[None]] = []
 
     # --- the venue's rules ---------------------------------------------------------------------
-
-    def drop(self, reason: str, message: str) -> None:
-        """Close this connection for breaking (or reaching) a venue rule; once."""
-        if self.closing is not None:
-            return
-        self.closing = reason
-        self.rules.drops[reason] += 1
-        log.info("binance simulator: dropping connection %d: %s", self.session.number, message)
-        _background(self.session.close(1008, message[:120]))
 
     def count_message(self) -> None:
         """One incoming message (request, ping or pong): at most max_messages per window."""
@@ -180,7 +158,7 @@ class BinanceDialect(Dialect):
 
     def announce_shutdown(self, grace: float) -> None:
         event = {"event": {"e": "serverShutdown", "E": int(time.time() * 1000)}}
-        self._timers.append(asyncio.create_task(self._shutdown(json.dumps(event, separators=(",", ":")), grace)))
+        self._timers.append(asyncio.create_task(self._shutdown(compact_json(event), grace)))
 
     async def _shutdown(self, frame: str, grace: float) -> None:
         await self.session.send(frame)
@@ -213,7 +191,7 @@ class BinanceDialect(Dialect):
             request = json.loads(message)
             method = request["method"]
         except (ValueError, KeyError, TypeError) as exc:
-            await self._reply({"code": 3, "msg": f"Invalid JSON: {exc}"})
+            await self.send_json({"code": 3, "msg": f"Invalid JSON: {exc}"})
             return
         request_id = request.get("id")
         params = request.get("params", [])
@@ -224,33 +202,34 @@ class BinanceDialect(Dialect):
                 parsed = parse_stream(name) if isinstance(name, str) else None
                 if parsed is not None:
                     self.session.unsubscribe(*parsed)
-            await self._reply({"result": None, "id": request_id})
+            await self.send_json({"result": None, "id": request_id})
         elif method == "LIST_SUBSCRIPTIONS":
-            await self._reply({"result": self.stream_names(), "id": request_id})
+            await self.send_json({"result": self.stream_names(), "id": request_id})
         else:
-            await self._reply({"code": 2, "msg": f"Invalid request: unknown variant `{method}`, expected one of "
-                                                 "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`", "id": request_id})
+            await self.send_json({"code": 2, "msg": f"Invalid request: unknown variant `{method}`, expected one of "
+                                                    "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`", "id": request_id})
 
     async def _subscribe_request(self, params: Any, request_id: Any) -> None:
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-            await self._reply({"code": 2, "msg": "Invalid request: params must be a list of stream names", "id": request_id})
+            await self.send_json({"code": 2, "msg": "Invalid request: params must be a list of stream names",
+                                  "id": request_id})
             return
         parsed = [parse_stream(p) for p in params]
         bad = [p for p, ok in zip(params, parsed) if ok is None]
         if bad:
-            await self._reply({"code": 2, "msg": f"Invalid request: unknown stream(s) {bad[:5]}", "id": request_id})
+            await self.send_json({"code": 2, "msg": f"Invalid request: unknown stream(s) {bad[:5]}", "id": request_id})
             return
         current = set(self.stream_names())
         total = len(current | set(params))
         limit = setting(self.sim, "max_streams")
         if total > limit:
             self.rules.refused["too_many_streams"] += 1
-            await self._reply({"code": 2, "msg": f"Invalid request: a connection may carry at most {limit:g} "
-                                                 f"streams ({total} requested)", "id": request_id})
+            await self.send_json({"code": 2, "msg": f"Invalid request: a connection may carry at most {limit:g} "
+                                                    f"streams ({total} requested)", "id": request_id})
             return
         for symbol, kind in parsed:  # type: ignore[misc]
             self._subscribe(symbol, kind)
-        await self._reply({"result": None, "id": request_id})
+        await self.send_json({"result": None, "id": request_id})
 
     def _subscribe(self, symbol: str, kind: str) -> None:
         self.session.subscribe(symbol, kind)
@@ -259,9 +238,6 @@ class BinanceDialect(Dialect):
     def stream_names(self) -> list[str]:
         return [f"{symbol.lower()}@{kind}" for symbol, kinds in self.session.subscriptions.items()
                 for kind in sorted(kinds)]
-
-    async def _reply(self, message: dict[str, Any]) -> None:
-        await self.session.send(json.dumps(message, separators=(",", ":")))
 
     def events(self, tick: Tick) -> list[Any]:
         kinds = self.session.subscriptions.get(tick.symbol, ())
@@ -344,16 +320,6 @@ class BinanceDialect(Dialect):
         protocol.recv_frame = recv_frame  # type: ignore[method-assign]
 
 
-_BACKGROUND: set[asyncio.Task[Any]] = set()
-
-
-def _background(coro: Any) -> None:
-    """Run a close handshake to completion even after the session's own tasks are cancelled."""
-    task = asyncio.create_task(coro)
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-
 def _serving(sim: "Simulator") -> bool:
     server = getattr(sim, "_server", None)
     return server is not None and server.is_serving()
@@ -399,7 +365,7 @@ async def _broadcast(sim: "Simulator", state: Rules) -> None:
                 if symbol not in dialect.session.subscriptions:
                     continue
                 for event in dialect.events(tick):
-                    if not await dialect.session.send(json.dumps(event, separators=(",", ":"))):
+                    if not await dialect.session.send(compact_json(event)):
                         break
                     stats.sent[symbol] = stats.sent.get(symbol, 0) + 1
                     if bad:

@@ -31,19 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exporter.simulator.base import Dialect, Tick, register
+from exporter.simulator.base import StrictDialect, Tick, option, per_simulator, register
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Session, Simulator
-
-log = logging.getLogger(__name__)
 
 CHANNELS = ("publicTrade", "tickers")
 DEFAULTS: dict[str, float] = {
@@ -54,8 +50,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def setting(sim: "Simulator", name: str) -> float:
-    options = getattr(sim, "options", None) or {}
-    return float(options.get(name, DEFAULTS[name]))
+    return option(sim, name, DEFAULTS[name])
 
 
 @dataclass
@@ -66,18 +61,11 @@ class Rules:
     subscribe_args: list = field(default_factory=list)    # args per subscribe request, in order
 
 
-_RULES: "weakref.WeakKeyDictionary[Simulator, Rules]" = weakref.WeakKeyDictionary()
-
-
-def rules(sim: "Simulator") -> Rules:
-    found = _RULES.get(sim)
-    if found is None:
-        found = _RULES[sim] = Rules()
-    return found
+rules = per_simulator(Rules)
 
 
 @register
-class BybitDialect(Dialect):
+class BybitDialect(StrictDialect):
     name = "bybit"
 
     def __init__(self, session: "Session") -> None:
@@ -86,19 +74,7 @@ class BybitDialect(Dialect):
         path = session.path.rstrip("/")
         self.category = path.rsplit("/", 1)[-1] if "/v5/public/" in path else "spot"
         self.conn_id = f"sim-{session.number}"
-        self.last_ping = 0.0
-        self.closing: str | None = None
         self.ticker_sent: dict[str, dict[str, str]] = {}  # symbol -> the book last sent (linear)
-
-    def drop(self, reason: str, message: str) -> None:
-        if self.closing is not None:
-            return
-        self.closing = reason
-        self.rules.drops[reason] += 1
-        log.info("bybit simulator: dropping connection %d: %s", self.session.number, message)
-        task = asyncio.create_task(self.session.close(1008, message[:120]))
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
 
     async def opened(self) -> None:
         self.last_ping = asyncio.get_running_loop().time()
@@ -110,19 +86,19 @@ class BybitDialect(Dialect):
             request = json.loads(message)
             op = request["op"]
         except (ValueError, KeyError, TypeError) as exc:
-            await self._reply({"success": False, "ret_msg": f"error:invalid request: {exc}",
-                               "conn_id": self.conn_id, "op": ""})
+            await self.send_json({"success": False, "ret_msg": f"error:invalid request: {exc}",
+                                  "conn_id": self.conn_id, "op": ""})
             return
         req_id = str(request.get("req_id", ""))
         if op == "ping":
             self.last_ping = asyncio.get_running_loop().time()
             self.rules.pings += 1
             if self.category == "spot":
-                await self._reply({"success": True, "ret_msg": "pong", "conn_id": self.conn_id,
-                                   "req_id": req_id, "op": "ping"})
+                await self.send_json({"success": True, "ret_msg": "pong", "conn_id": self.conn_id,
+                                      "req_id": req_id, "op": "ping"})
             else:
-                await self._reply({"req_id": req_id, "op": "pong", "args": [str(int(time.time() * 1000))],
-                                   "conn_id": self.conn_id})
+                await self.send_json({"req_id": req_id, "op": "pong", "args": [str(int(time.time() * 1000))],
+                                      "conn_id": self.conn_id})
         elif op in ("subscribe", "unsubscribe"):
             args = request.get("args", [])
             if op == "subscribe":
@@ -137,11 +113,11 @@ class BybitDialect(Dialect):
                         self.session.unsubscribe(symbol, channel)
                         self.ticker_sent.pop(symbol, None)
             ret_msg = error or ("subscribe" if op == "subscribe" and self.category == "spot" else "")
-            await self._reply({"success": error is None, "ret_msg": ret_msg, "conn_id": self.conn_id,
-                               "req_id": req_id, "op": op})
+            await self.send_json({"success": error is None, "ret_msg": ret_msg, "conn_id": self.conn_id,
+                                  "req_id": req_id, "op": op})
         else:
-            await self._reply({"success": False, "ret_msg": f"error:unknown op {op}", "conn_id": self.conn_id,
-                               "req_id": req_id, "op": op})
+            await self.send_json({"success": False, "ret_msg": f"error:unknown op {op}", "conn_id": self.conn_id,
+                                  "req_id": req_id, "op": op})
 
     def _check(self, op: str, args: Any) -> str | None:
         """The venue's refusal message for this request, or None when it is acceptable."""
@@ -168,9 +144,6 @@ class BybitDialect(Dialect):
                 self.rules.refused["duplicate"] += 1
                 return f"error:already subscribed,topic:{topic}"
         return None
-
-    async def _reply(self, message: dict[str, Any]) -> None:
-        await self.session.send(json.dumps(message, separators=(",", ":")))
 
     def events(self, tick: Tick) -> list[Any]:
         channels = self.session.subscriptions.get(tick.symbol, ())
@@ -211,19 +184,4 @@ class BybitDialect(Dialect):
 
     async def stream(self) -> None:
         """Stream ticks while dropping a client that stopped pinging."""
-        streamer = asyncio.create_task(self.session.stream_ticks())
-        try:
-            loop = asyncio.get_running_loop()
-            timeout = setting(self.sim, "ping_timeout")
-            tick = max(0.01, timeout / 4)
-            while self.closing is None and not streamer.done():
-                await asyncio.sleep(tick)
-                if loop.time() - self.last_ping > timeout:
-                    self.drop("no_ping", f"no ping for {timeout:g}s")
-            await self.session.ws.wait_closed()
-        finally:
-            streamer.cancel()
-            await asyncio.gather(streamer, return_exceptions=True)
-
-
-_BACKGROUND: set[asyncio.Task[Any]] = set()
+        await self.stream_while_pinged(setting(self.sim, "ping_timeout"))

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from exporter.simulator.base import Dialect, Tick, register
+from exporter.simulator.base import StrictDialect, Tick, option, per_simulator, register
 
 if TYPE_CHECKING:
-    from exporter.simulator.server import Session, Simulator
+    from exporter.simulator.server import Session
 
 
 @dataclass
@@ -38,30 +37,16 @@ class Rules:
     pings: int = 0
 
 
-_RULES: "weakref.WeakKeyDictionary[Simulator, Rules]" = weakref.WeakKeyDictionary()
-_BACKGROUND: set[asyncio.Task[Any]] = set()
-
-
-def rules(sim: "Simulator") -> Rules:
-    found = _RULES.get(sim)
-    if found is None:
-        found = _RULES[sim] = Rules()
-    return found
-
-
-def _ping_timeout(sim: "Simulator") -> float:
-    return float((getattr(sim, "options", None) or {}).get("ping_timeout", 0.0))
+rules = per_simulator(Rules)
 
 
 @register
-class GenericDialect(Dialect):
+class GenericDialect(StrictDialect):
     name = "generic"
 
     def __init__(self, session: "Session") -> None:
         super().__init__(session)
         self.rules = rules(self.sim)
-        self.last_ping = 0.0
-        self.closing = False
 
     async def opened(self) -> None:
         self.last_ping = asyncio.get_running_loop().time()
@@ -74,29 +59,26 @@ class GenericDialect(Dialect):
             request = json.loads(message)
             kind = request["type"]
         except (ValueError, KeyError, TypeError) as exc:
-            await self._send({"type": "error", "message": f"malformed request: {exc}"})
+            await self.send_json({"type": "error", "message": f"malformed request: {exc}"})
             return
         if kind == "ping":
             self.last_ping = asyncio.get_running_loop().time()
             self.rules.pings += 1
-            await self._send({"type": "pong"})
+            await self.send_json({"type": "pong"})
         elif kind in ("subscribe", "unsubscribe"):
             products = request.get("product_ids", [])
             if not isinstance(products, list):
-                await self._send({"type": "error", "message": "product_ids must be a list"})
+                await self.send_json({"type": "error", "message": "product_ids must be a list"})
                 return
             for symbol in products:
                 if kind == "subscribe":
                     self.session.subscribe(str(symbol))
                 else:
                     self.session.unsubscribe(str(symbol))
-            await self._send({"type": "subscriptions",
-                              "channels": [{"name": "ticker", "product_ids": sorted(self.session.subscriptions)}]})
+            await self.send_json({"type": "subscriptions",
+                                  "channels": [{"name": "ticker", "product_ids": sorted(self.session.subscriptions)}]})
         else:
-            await self._send({"type": "error", "message": f"unknown type {kind!r}"})
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        await self.session.send(json.dumps(message, separators=(",", ":")))
+            await self.send_json({"type": "error", "message": f"unknown type {kind!r}"})
 
     def events(self, tick: Tick) -> list[Any]:
         if tick.symbol not in self.session.subscriptions:
@@ -107,22 +89,8 @@ class GenericDialect(Dialect):
                  "time": when.replace("+00:00", "Z"), "trade_id": tick.seq}]
 
     async def stream(self) -> None:
-        timeout = _ping_timeout(self.sim)
-        if timeout <= 0:
+        timeout = option(self.sim, "ping_timeout", 0.0)
+        if timeout <= 0:  # the default: no heartbeat required
             await self.session.stream_ticks()
-            return
-        streamer = asyncio.create_task(self.session.stream_ticks())
-        try:
-            loop = asyncio.get_running_loop()
-            while not self.closing and not streamer.done():
-                await asyncio.sleep(max(0.01, timeout / 4))
-                if loop.time() - self.last_ping > timeout:
-                    self.closing = True
-                    self.rules.drops["no_ping"] += 1
-                    task = asyncio.create_task(self.session.close(1008, f"no ping for {timeout:g}s"))
-                    _BACKGROUND.add(task)
-                    task.add_done_callback(_BACKGROUND.discard)
-            await self.session.ws.wait_closed()
-        finally:
-            streamer.cancel()
-            await asyncio.gather(streamer, return_exceptions=True)
+        else:
+            await self.stream_while_pinged(timeout)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from exporter.simulator.base import Dialect, Tick, register
+from exporter.simulator.base import Dialect, Tick, compact_json, register
 
 CHANNELS = ("T", "Q")
 
@@ -32,7 +32,8 @@ def _status(status: str, message: str) -> dict[str, str]:
 
 
 def _frame(events: list[Any]) -> str:
-    return json.dumps(events, separators=(",", ":"))
+    """Polygon sends every message as a JSON array of events."""
+    return compact_json(events)
 
 
 @register

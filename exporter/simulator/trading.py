@@ -43,6 +43,7 @@ and ``replay`` resends them on demand. The exporter must count each event once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import random
@@ -50,7 +51,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from exporter.simulator.base import Dialect, register
+from exporter.simulator.base import Dialect, compact_json, register
+from exporter.simulator.timeline import Step, Timeline
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Simulator
@@ -280,7 +282,7 @@ class TradingDialect(Dialect):
 
     def pack(self, events: list[Any]) -> list[str]:
         # Batches of up to 100 events per frame: a replay arrives as a few arrays, like a real bot's.
-        return [json.dumps(events[i:i + 100], separators=(",", ":")) for i in range(0, len(events), 100)]
+        return [compact_json(events[i:i + 100]) for i in range(0, len(events), 100)]
 
 
 # --- `feedwatch demo` ---------------------------------------------------------------------------
@@ -324,31 +326,13 @@ class DemoBot:
             await self.sim.stop()
 
 
-class DemoTradingScenario:
+class DemoTradingScenario(Timeline):
     """Plays ``DEMO_SCENARIO`` on the demo's bot, again every ``DEMO_CYCLE`` seconds."""
 
     name = "trading scenario"
+    cycle = DEMO_CYCLE
 
-    def __init__(self, ctx: Any) -> None:
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self, ctx: Any) -> None:
-        self.task = asyncio.create_task(self._play(ctx), name="demo-trading-scenario")
-
-    async def _play(self, ctx: Any) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        cycle = 0
-        while True:
-            for at, scenario, description in DEMO_SCENARIO:
-                delay = started + cycle * DEMO_CYCLE + at - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                ctx.say(f"demo: {description}")
-                run_scenario(ctx.extras["trading_sim"], scenario)
-            cycle += 1
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+    def steps(self, ctx: Any) -> list[Step]:
+        sim = ctx.extras["trading_sim"]  # published by DemoBot, which starts before this
+        return [(at, description, functools.partial(run_scenario, sim, scenario))
+                for at, scenario, description in DEMO_SCENARIO]

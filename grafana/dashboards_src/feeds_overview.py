@@ -186,15 +186,11 @@ def worst_symbols_table() -> table.Panel:
          p.query(f"max by (feed, symbol) (feedwatch_symbol_state{FEED}) and on (feed, symbol) {WORST_STALENESS}",
                  instant=True, as_table=True, ref="B")],
         unit=units.Seconds, height=10)
+    panel = p.merged_table(panel, rename={"Value #A": "Staleness", "Value #B": "State"},
+                           order={"feed": 0, "symbol": 1, "Value #A": 2, "Value #B": 3})
     panel = (panel.thresholds(p.staleness_thresholds())
              .data_links([p.data_link("Symbol detail: ${__data.fields.feed} ${__data.fields.symbol}",
                                       SYMBOL_DETAIL_URL)])
-             .with_transformation(models.DataTransformerConfig(id_val="merge", options={}))
-             .with_transformation(models.DataTransformerConfig(id_val="organize", options={
-                 "excludeByName": {"Time": True},
-                 "indexByName": {"feed": 0, "symbol": 1, "Value #A": 2, "Value #B": 3},
-                 "renameByName": {"Value #A": "Staleness", "Value #B": "State"},
-             }))
              .with_transformation(models.DataTransformerConfig(id_val="sortBy", options={
                  "sort": [{"field": "Staleness", "desc": True}],
              }))

@@ -50,19 +50,14 @@ def build() -> models.Dashboard:
                      unit=units.NoUnit, width=6)
         .mappings(p.flag_mappings("OPEN", "CLOSED", on_colour="orange", off_colour="green"))
         .thresholds(p.plain_thresholds("green")))
-    dash = dash.with_panel(
-        p.table_panel("Reasons", "The reason the bot gave with the last change of each switch "
-                      "(\"none\" before any).",
-                      [p.query(f"max by (account, reason) (feedwatch_trading_circuit_breaker_info{ACCOUNT})",
-                               instant=True, as_table=True, ref="A"),
-                       p.query(f"max by (account, reason) (feedwatch_trading_kill_switch_info{ACCOUNT})",
-                               instant=True, as_table=True, ref="B")],
-                      unit=units.NoUnit, width=12, height=4)
-        .with_transformation(models.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(models.DataTransformerConfig(id_val="organize", options={
-            "excludeByName": {"Time": True},
-            "renameByName": {"Value #A": "Circuit breaker", "Value #B": "Kill switch"},
-        })))
+    reasons = p.table_panel("Reasons", "The reason the bot gave with the last change of each switch "
+                            "(\"none\" before any).",
+                            [p.query(f"max by (account, reason) (feedwatch_trading_circuit_breaker_info{ACCOUNT})",
+                                     instant=True, as_table=True, ref="A"),
+                             p.query(f"max by (account, reason) (feedwatch_trading_kill_switch_info{ACCOUNT})",
+                                     instant=True, as_table=True, ref="B")],
+                            unit=units.NoUnit, width=12, height=4)
+    dash = dash.with_panel(p.merged_table(reasons, rename={"Value #A": "Circuit breaker", "Value #B": "Kill switch"}))
     dash = dash.with_panel(
         p.state_timeline_panel("Switches over time", "When the kill switch was on and the circuit breaker open.",
                                [p.query(f"max by (account) (feedwatch_trading_kill_switch_active{ACCOUNT})",
@@ -78,7 +73,7 @@ def build() -> models.Dashboard:
                           [p.query(f"max by (account) (feedwatch_trading_positions_utilization_ratio{ACCOUNT})",
                                    "{{account}}", instant=True)],
                           unit=units.PercentUnit, width=8)
-        .min(0).max(1).thresholds(p._steps([(None, "green"), (0.8, "orange"), (1, "red")])))
+        .min(0).max(1).thresholds(p.threshold_steps([(None, "green"), (0.8, "orange"), (1, "red")])))
     dash = dash.with_panel(trading_performance.limit_lines(
         p.timeseries_panel("Open positions and limit", "Symbols with an open position; dashed: the limit the "
                            "bot reports.",
@@ -87,20 +82,17 @@ def build() -> models.Dashboard:
                             p.query(f"max by (account) (feedwatch_trading_positions_limit{ACCOUNT})",
                                     "{{account}} limit", ref="B")],
                            unit=units.Short, width=8)))
+    positions = p.table_panel(
+        "Open positions and their price", "Each open position (signed quantity) and the health "
+        "state of its price on the mapped feed: stale or worse fires TradingStalePricePosition.",
+        [p.query(f"max by (account, symbol, feed) (feedwatch_trading_position{ACCOUNT} != 0)",
+                 instant=True, as_table=True, ref="A"),
+         p.query(f"max by (account, symbol, feed) ({POSITION_PRICE_STATE})",
+                 instant=True, as_table=True, ref="B")],
+        unit=units.Short, width=8, height=8)
     dash = dash.with_panel(
-        p.table_panel("Open positions and their price", "Each open position (signed quantity) and the health "
-                      "state of its price on the mapped feed: stale or worse fires TradingStalePricePosition.",
-                      [p.query(f"max by (account, symbol, feed) (feedwatch_trading_position{ACCOUNT} != 0)",
-                               instant=True, as_table=True, ref="A"),
-                       p.query(f"max by (account, symbol, feed) ({POSITION_PRICE_STATE})",
-                               instant=True, as_table=True, ref="B")],
-                      unit=units.Short, width=8, height=8)
-        .with_transformation(models.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(models.DataTransformerConfig(id_val="organize", options={
-            "excludeByName": {"Time": True},
-            "indexByName": {"account": 0, "symbol": 1, "feed": 2, "Value #A": 3, "Value #B": 4},
-            "renameByName": {"Value #A": "Position", "Value #B": "Price state"},
-        }))
+        p.merged_table(positions, rename={"Value #A": "Position", "Value #B": "Price state"},
+                       order={"account": 0, "symbol": 1, "feed": 2, "Value #A": 3, "Value #B": 4})
         .override_by_name("Price state", [
             models.DynamicConfigValue(id_val="unit", value=units.NoUnit),
             models.DynamicConfigValue(id_val="mappings", value=p.state_mappings()),

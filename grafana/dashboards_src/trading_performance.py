@@ -79,7 +79,7 @@ def build() -> models.Dashboard:
                      [p.query(f"max by (account) (feedwatch_trading_sharpe_ratio{ACCOUNT})", "{{account}}",
                               instant=True)],
                      unit=units.NoUnit, width=4)
-        .decimals(2).thresholds(p._steps([(None, "red"), (0, "orange"), (1, "green")])))
+        .decimals(2).thresholds(p.threshold_steps([(None, "red"), (0, "orange"), (1, "green")])))
     dash = dash.with_panel(
         p.stat_panel("Win rate", "Winning trades (net of fees) over all closed trades.",
                      [p.query(f"max by (account) (feedwatch_trading_win_rate_ratio{ACCOUNT})", "{{account}}",
@@ -93,7 +93,7 @@ def build() -> models.Dashboard:
                               f" / on (job, instance, account) feedwatch_trading_limit_consecutive_losses{ACCOUNT})",
                               "{{account}}", instant=True)],
                      unit=units.PercentUnit, width=4)
-        .decimals(0).thresholds(p._steps([(None, "green"), (0.5, "orange"), (1, "red")])))
+        .decimals(0).thresholds(p.threshold_steps([(None, "green"), (0.5, "orange"), (1, "red")])))
 
     dash = dash.with_row(p.row("Equity and P&L"))
     dash = dash.with_panel(
