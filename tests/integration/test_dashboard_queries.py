@@ -43,12 +43,6 @@ PANEL_QUERIES = [q for dash in DASHBOARDS.values() for q in queries.panel_querie
 VARIABLE_QUERIES = [q for dash in DASHBOARDS.values() for q in queries.variable_queries(dash)]
 
 
-def feedwatch_command() -> list[str]:
-    """The console script of the installed package (the image's ENTRYPOINT), from this venv."""
-    script = Path(sys.executable).with_name("feedwatch")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "exporter.cli"]
-
-
 class Prometheus:
     """The stack's Prometheus HTTP API, the way Grafana's datasource calls it."""
 

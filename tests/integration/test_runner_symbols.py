@@ -151,8 +151,13 @@ async def test_control_messages_are_paced_at_the_venue_rate(clock):
         times = [t for t, _ in h.sim.stats.control_log]
         assert len(times) == 7                                 # auth + one subscribe per symbol
         spacing = [b - a for a, b in zip(times, times[1:])]
-        # Pacing is a lower bound (never faster than 20/s), so a slow machine cannot fail it.
-        assert min(spacing) >= 1 / 20 * 0.9, spacing
+        # Pacing is a lower bound (never faster than 20/s), so a slow machine cannot fail it. The
+        # times are the simulator's receive times, so one message read late (a busy loop) can
+        # shorten the next gap by that delay: the span of all six gaps takes the rate itself
+        # (at most 5 % lost to jitter at its two ends); each gap must still show pacing at all
+        # (an unpaced burst arrives with gaps of a millisecond or less).
+        assert times[-1] - times[0] >= (len(times) - 1) / 20 * 0.95, spacing
+        assert min(spacing) >= 1 / 20 * 0.5, spacing
 
 
 async def test_watchlist_trigger_files_add_and_expire_symbols(clock, tmp_path):

@@ -135,7 +135,7 @@ def test_a_field_that_never_appears_is_a_missing_field_error():
     for _ in range(MISSING_FIELD_GRACE):  # the first frames may be control messages: quiet
         assert adapter.handle(ticker, NOW) == ()
     [problem] = adapter.handle(ticker, NOW)
-    assert problem.kind == "missing_field"
+    assert isinstance(problem, Problem) and problem.kind == "missing_field"
     assert "fields.price path 'last_price' has not appeared" in problem.message
     assert '"product_id":"ETH-USD"' in problem.message  # a sample of what did arrive
     assert feed.symbols["ETH-USD"].updates == 0
@@ -160,7 +160,7 @@ def test_once_seen_a_missing_field_means_a_control_frame():
 def test_bad_values_and_frames():
     feed, adapter = make(fields={"symbol": "s", "price": "p", "timestamp": "t"}, timestamp_unit="iso")
     [problem] = adapter.handle('{"s":"BTC-USD","p":"abc","t":"2024-01-01T00:00:00Z"}', NOW)
-    assert problem.kind == "decode" and "abc" in problem.message
+    assert isinstance(problem, Problem) and problem.kind == "decode" and "abc" in problem.message
     [problem] = adapter.handle('{"s":"BTC-USD","p":"1","t":12}', NOW)
     assert problem.kind == "decode" and "ISO-8601" in problem.message
     [problem] = adapter.handle("{nope", NOW)

@@ -335,3 +335,30 @@ async def test_two_apps_can_share_a_registry(book, config, clock) -> None:
         assert sum(1 for name, _ in values if name == "feedwatch_build_info") == 1
     finally:
         await client.close()
+
+
+async def test_symbol_api_matches_metrics_for_every_symbol(client: TestClient, book: Book, clock: FakeClock) -> None:
+    """A bot's answer (/api/v1/symbols) and Prometheus' (/metrics) agree, symbol by symbol, at
+    several ages: every state, the never-priced symbols, and a symbol updated with an event time."""
+    feed = book.feeds["stocks"]
+    states = set()
+    for step in (0, 200, 150, 3500):
+        clock.advance(step)
+        if step == 150:
+            feed.record("MSFT", 371.0, 1_700_000_100_000, clock.time(), quote=True)
+        values = await get_metrics(client)
+        for symbol in SYMBOLS:
+            body = await (await client.get(f"/api/v1/symbols/stocks/{symbol}")).json()
+            labels = {"feed": "stocks", "symbol": symbol}
+            states.add(body["state"])
+            assert sample(values, "feedwatch_symbol_state", **labels) == body["state_value"], (step, symbol)
+            assert sample(values, "feedwatch_symbol_staleness_seconds", **labels) == body["staleness_seconds"]
+            assert sample(values, "feedwatch_symbol_updates_total", **labels) == body["update_count"]
+            price = values.get(("feedwatch_symbol_price", frozenset(labels.items())))
+            assert price == body["price"], (step, symbol)   # both absent (None) until priced
+            last_update = values.get(("feedwatch_symbol_last_update_timestamp_seconds", frozenset(labels.items())))
+            if body["last_update"] is not None:
+                assert last_update == body["last_update"], (step, symbol)
+            event = values.get(("feedwatch_symbol_last_event_timestamp_seconds", frozenset(labels.items())))
+            assert event == body["last_event"], (step, symbol)
+    assert states == {"healthy", "degraded", "stale", "critical"}  # the comparison covered every state
