@@ -104,7 +104,7 @@ The complete output for a fixed book is kept in ``tests/golden/metrics.txt``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from exporter.book import (
     CLOSED,
@@ -288,13 +288,19 @@ class BookCollector:
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
 
 
-def _histogram_lines(feed: FeedBook) -> list[str]:
-    labels = feed.labels
+def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],
+                    total_sum: float) -> list[str]:
+    """A histogram's samples from per-bucket (not cumulative) counts; ``bucket_le`` ends in +Inf."""
     lines = []
     total = 0
-    for le, count in zip(_BUCKET_LE, feed.latency_counts):
+    for le, count in zip(bucket_le, counts):
         total += count
-        lines.append(f'feedwatch_feed_latency_seconds_bucket{{{labels},le="{le}"}} {total}\n')
-    lines.append(f"feedwatch_feed_latency_seconds_sum{{{labels}}} {format_value(feed.latency_sum)}\n")
-    lines.append(f"feedwatch_feed_latency_seconds_count{{{labels}}} {total}\n")
+        lines.append(f'{name}_bucket{{{labels},le="{le}"}} {total}\n')
+    lines.append(f"{name}_sum{{{labels}}} {format_value(total_sum)}\n")
+    lines.append(f"{name}_count{{{labels}}} {total}\n")
     return lines
+
+
+def _histogram_lines(feed: FeedBook) -> list[str]:
+    return histogram_lines("feedwatch_feed_latency_seconds", feed.labels, _BUCKET_LE,
+                           feed.latency_counts, feed.latency_sum)

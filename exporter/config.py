@@ -23,7 +23,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Collection, Literal, Mapping, Union
 
 import yaml
 
@@ -118,6 +118,16 @@ class Thresholds:
             )
 
 
+def overlay(base: Any, partial: Any) -> Any:
+    """``base`` with the fields a partial override (a dataclass of optionals) sets.
+
+    Partial overrides (feed and symbol thresholds here, trading limits and Sharpe settings in
+    trading_config) name the same fields as their full dataclass, every one defaulting to None.
+    """
+    given = {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial)}
+    return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
 @dataclass(frozen=True)
 class ThresholdOverride:
     """A partial Thresholds: only the keys given replace the inherited ones."""
@@ -127,11 +137,7 @@ class ThresholdOverride:
     critical: Duration | None = None
 
     def apply(self, base: Thresholds) -> Thresholds:
-        return Thresholds(
-            degraded=base.degraded if self.degraded is None else self.degraded,
-            stale=base.stale if self.stale is None else self.stale,
-            critical=base.critical if self.critical is None else self.critical,
-        )
+        return overlay(base, self)
 
 
 @dataclass(frozen=True)
@@ -320,8 +326,14 @@ def build(tp: Any, value: Any, path: str, errors: list[str], environ: Mapping[st
 
 
 def build_dataclass(tp: Any, value: Any, path: str, errors: list[str], environ: Mapping[str, str],
-                    skip: frozenset[str] = frozenset()) -> Any:
-    """Build a dataclass from a mapping: unknown keys and missing required keys are errors."""
+                    skip: frozenset[str] = frozenset(), more_keys: Collection[str] = (),
+                    otherwise: str | None = None) -> Any:
+    """Build a dataclass from a mapping: unknown keys and missing required keys are errors.
+
+    An unknown key's hint suggests the closest field, else the closest of ``more_keys`` (keys
+    accepted at the same level but built elsewhere, like a venue's options), else says
+    ``otherwise`` (or lists the fields).
+    """
     prefix = f"{path}." if path else ""
     if value is None:
         value = {}
@@ -333,7 +345,7 @@ def build_dataclass(tp: Any, value: Any, path: str, errors: list[str], environ: 
     fields = {name: f for name, f in all_fields.items() if name not in skip}
     for key in value:
         if key not in all_fields:
-            errors.append(f"{prefix}{key}: unknown key{_suggest(str(key), all_fields)}")
+            errors.append(f"{prefix}{key}: unknown key ({_suggest(str(key), all_fields, more_keys, otherwise)})")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name in value:
@@ -362,9 +374,12 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def _suggest(key: str, known: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(known))})"
+def _suggest(key: str, known: Collection[str], more: Collection[str] = (), otherwise: str | None = None) -> str:
+    for candidates in (known, more):
+        close = difflib.get_close_matches(key, sorted(candidates), n=1)
+        if close:
+            return f"did you mean {close[0]!r}?"
+    return otherwise or f"known keys: {', '.join(sorted(known))}"
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -452,23 +467,14 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
     option_keys = {f.name for f in dataclasses.fields(options_cls)}
     common_part = {k: v for k, v in raw.items() if k in common or k not in option_keys}
     option_part = {k: v for k, v in raw.items() if k in option_keys and k not in common}
-    count = len(errors)
+    # Keys unknown to both end up in common_part: their hint also looks among the venue's keys.
+    venue_keys = f"for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))}" if option_keys else None
     feed = build_dataclass(FeedConfig, common_part, path, errors, environ,
-                           skip=frozenset({"options", "resolved_thresholds"}))
+                           skip=frozenset({"options", "resolved_thresholds"}),
+                           more_keys=option_keys, otherwise=venue_keys)
     options = build_dataclass(options_cls, option_part, path, errors, environ)
     if feed is None or options is None:
         return None
-    # A key unknown at the top of the feed was reported against FeedConfig alone: unless a close
-    # match was suggested, tell the user which venue keys this kind takes. Nested unknown keys
-    # (inside a venue option's own mapping) keep their own hint.
-    for j in range(count, len(errors)):
-        key, sep, rest = errors[j][len(path) + 1:].partition(": unknown key")
-        if (errors[j].startswith(path + ".") and sep and "." not in key and "[" not in key
-                and "did you mean" not in rest and option_keys):
-            close = difflib.get_close_matches(key, sorted(option_keys), n=1)
-            hint = (f"did you mean {close[0]!r}?" if close
-                    else f"for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))}")
-            errors[j] = f"{path}.{key}: unknown key ({hint})"
     if feed.name is not None and not _NAME.match(feed.name):
         errors.append(f"{path}.name: {feed.name!r} is not a valid name (letters, digits, _ . : -; not starting with a digit)")
     resolved = feed.thresholds.apply(defaults)

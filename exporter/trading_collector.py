@@ -111,7 +111,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from exporter.book import escape_label
-from exporter.collector import format_value, header
+from exporter.collector import format_value, header, histogram_lines
 from exporter.trading import API_LATENCY_BUCKETS, EVENT_TYPES, RESULTS, Account, Tracker
 
 # name -> (type, help): one table for the renderer, docs/metrics.md and the tests.
@@ -278,10 +278,5 @@ class TradingCollector:
 
     @staticmethod
     def _latency(account: Account, labels: str) -> Iterable[str]:
-        name = "feedwatch_trading_api_request_duration_seconds"
-        total = 0
-        for le, count in zip(_BUCKET_LE, account.latency_counts):
-            total += count
-            yield f'{name}_bucket{{{labels},le="{le}"}} {total}\n'
-        yield f"{name}_sum{{{labels}}} {format_value(float(account.latency_sum))}\n"
-        yield f"{name}_count{{{labels}}} {total}\n"
+        return histogram_lines("feedwatch_trading_api_request_duration_seconds", labels, _BUCKET_LE,
+                               account.latency_counts, float(account.latency_sum))

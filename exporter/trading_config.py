@@ -38,18 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from exporter.config import Duration, FeedConfig, build_dataclass
+from exporter.config import Duration, FeedConfig, build_dataclass, overlay
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _DAY_START = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.:@-]+$")
-
-
-def _overlay(base: Any, partial: Any) -> Any:
-    """``base`` with the fields that ``partial`` (a same-named dataclass of optionals) sets."""
-    given = {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial)}
-    return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ class LimitsOverride:
     api_errors_per_minute: float | None = None
 
     def apply(self, base: Limits) -> Limits:
-        return _overlay(base, self)
+        return overlay(base, self)
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ class SharpeOverride:
     min_returns: int | None = None
 
     def apply(self, base: Sharpe) -> Sharpe:
-        return _overlay(base, self)
+        return overlay(base, self)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from typing import Sequence
 
 LEVELS = ("debug", "info", "warn", "error")
 FORMATS = ("logfmt", "json")
@@ -76,6 +77,13 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     if level != "debug":
         for name in ("aiohttp.access", "websockets", "asyncio"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def report_problems(heading: str, errors: Sequence[str]) -> None:
+    """Print a heading and every problem (config paths, environment variables) on stderr."""
+    print(heading, file=sys.stderr)
+    for error in errors:
+        print(f"  {error}", file=sys.stderr)
 
 
 def stop_event() -> asyncio.Event:

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from exporter import alerting
-from exporter.commands import common_flags
+from exporter.commands import common_flags, report_problems
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +52,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         text, channels = alerting.render_file(args.base, os.environ, args.templates)
     except alerting.AlertingConfigError as exc:
-        print(f"{prog}: {len(exc.errors)} problem(s) in the environment:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        report_problems(f"{prog}: {len(exc.errors)} problem(s) in the environment:", exc.errors)
         return 2
     except OSError as exc:
         print(f"{prog}: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)

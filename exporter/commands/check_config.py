@@ -7,9 +7,8 @@ exit status is 1; a valid file prints a short summary (feeds, symbols, connectio
 from __future__ import annotations
 
 import argparse
-import sys
 
-from exporter.commands import common_flags
+from exporter.commands import common_flags, report_problems
 from exporter.config import ConfigError, format_duration, load_file
 
 
@@ -25,9 +24,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = load_file(args.file)
     except ConfigError as exc:
-        print(f"{args.file}: {len(exc.errors)} problem(s):", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        report_problems(f"{args.file}: {len(exc.errors)} problem(s):", exc.errors)
         return 1
     from exporter.feeds import registry
 

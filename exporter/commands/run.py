@@ -24,7 +24,7 @@ import sys
 
 from aiohttp import web
 
-from exporter.commands import common_flags, stop_event
+from exporter.commands import common_flags, report_problems, stop_event
 from exporter.config import Config, ConfigError, listen_address, load_file
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ def main(args: argparse.Namespace) -> int:
         config = apply_web_flags(load_file(args.config_file), args)
         web_config = load_web_config(args.web_config_file)
     except ConfigError as exc:
-        print(f"feedwatch: invalid configuration ({len(exc.errors)} problem(s)):", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        report_problems(f"feedwatch: invalid configuration ({len(exc.errors)} problem(s)):", exc.errors)
         return 1
     except ValueError as exc:
         print(f"feedwatch: {exc}", file=sys.stderr)

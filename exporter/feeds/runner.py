@@ -215,33 +215,29 @@ class Shard:
 
     async def add(self, symbols: Sequence[str]) -> None:
         self.symbols.update(dict.fromkeys(symbols))
-        self._sync_connection_symbols()
-        link = self.link
-        if link is None or not link.is_open:
-            self._wake.set()  # a waiting reconnect may as well go now
-            return
-        if link.adapter.subscribed_in_url():
-            self.replace_link(link, "resharding")
-            return
-        # A replacement past its subscribe step would otherwise take over without them.
-        for live in (link, self.successor):
-            if live is not None and live.live:
-                await live.subscribe(symbols)
-        # A link still before its subscribe step subscribes the whole (updated) set itself.
+        await self._follow_symbols(symbols, subscribe=True)
 
     async def remove(self, symbols: Sequence[str]) -> None:
         for symbol in symbols:
             self.symbols.pop(symbol, None)
+        await self._follow_symbols(symbols, subscribe=False)
+
+    async def _follow_symbols(self, symbols: Sequence[str], subscribe: bool) -> None:
+        """Bring the open link(s) in line with ``self.symbols`` after ``symbols`` were added or removed."""
         self._sync_connection_symbols()
         link = self.link
         if link is None or not link.is_open:
+            if subscribe:
+                self._wake.set()  # a waiting reconnect may as well go now
             return
         if link.adapter.subscribed_in_url():
             self.replace_link(link, "resharding")
             return
+        # A replacement past its subscribe step would otherwise take over without the change; a
+        # link still before its subscribe step subscribes the whole (updated) set itself.
         for live in (link, self.successor):
             if live is not None and live.live:
-                await live.unsubscribe(symbols)
+                await (live.subscribe(symbols) if subscribe else live.unsubscribe(symbols))
 
     async def resubscribe(self, symbols: Sequence[str]) -> None:
         link = self.link
