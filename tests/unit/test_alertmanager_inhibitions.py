@@ -101,10 +101,15 @@ def test_inhibition(alertmanager: str, case: str) -> None:
     _post(alertmanager, [_alert(labels) for labels in everything])
     try:
         def settled() -> dict[tuple[tuple[str, str], ...], str] | None:
+            # Alertmanager computes "suppressed" when asked, against its inhibitor's view of the
+            # source alerts, which learns of a new source asynchronously: wait until that view
+            # holds our source (one target suppressed), then judge every alert in one snapshot.
             states = _states(alertmanager)
-            return states if all(_key(l) in states for l in everything) else None
+            if not all(_key(l) in states for l in everything):
+                return None
+            return states if any(states[_key(l)] == "suppressed" for l in silenced) else None
 
-        states = wait_for(settled, timeout=10, what="the posted alerts in Alertmanager")
+        states = wait_for(settled, timeout=10, what="the posted alerts, with the source's inhibition in effect")
         assert states[_key(source)] == "active"
         for labels in silenced:
             assert states[_key(labels)] == "suppressed", f"{case}: {labels} should be inhibited"
