@@ -9,7 +9,13 @@ prints, once listening (stdout, one line each, flushed)::
     control: http://127.0.0.1:41234
 
 Faults can be switched at run time over the control URL (``POST /faults/stall?symbol=AAPL``,
-``GET /state``; see ``exporter/simulator/control.py``). Runs until SIGINT or SIGTERM.
+``GET /state``; see ``exporter/simulator/control.py``). Dialects with scripted scenarios (the
+trading bot: ``drawdown``, ``kill_switch``, ...) take ``--scenario NAME[:ACCOUNT]``, applied in order
+once listening, or ``POST /scenarios/NAME`` later::
+
+    feedwatch simulate --venue trading --api-key K --scenario drawdown --scenario api_errors:desk
+
+Runs until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
+    from exporter.simulator.trading import SCENARIOS as TRADING_SCENARIOS
+
     parser.add_argument("--venue", default="polygon", help="dialect to speak (default: polygon)")
     parser.add_argument("--symbols", default="",
                         help="comma-separated symbols that trade (default: any symbol subscribed)")
@@ -48,6 +56,10 @@ def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
                              "(default: the venue's habit)")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME[:SYMBOL]",
                         help="a fault active from the start, e.g. stall:AAPL, garbage (repeatable)")
+    parser.add_argument("--scenario", action="append", default=[], metavar="NAME[:ACCOUNT]",
+                        help="a scripted scenario applied once listening, for one account or every "
+                             "bot, e.g. kill_switch (repeatable; the trading venue's: "
+                             + ", ".join(TRADING_SCENARIOS) + ")")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,7 +68,9 @@ def main(args: argparse.Namespace) -> int:
             parse_fault(spec)
         from exporter.simulator import base
 
-        base.get(args.venue)
+        dialect = base.get(args.venue)
+        for spec in args.scenario:
+            dialect.check_scenario(spec.partition(":")[0])
     except ValueError as exc:
         print(f"feedwatch simulate: {exc}", file=sys.stderr)
         return 2
@@ -79,6 +93,9 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"feedwatch simulate: cannot listen: {exc}", file=sys.stderr)
         await sim.stop()
         return 1
+    for spec in args.scenario:
+        name, _, account = spec.partition(":")
+        sim.dialect_class.scenario(sim, name, {"account": account} if account else {})
     print(f"ws: {sim.ws_url}", flush=True)
     print(f"control: {control.url}", flush=True)
     await stopping.wait()

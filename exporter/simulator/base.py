@@ -201,6 +201,8 @@ class Dialect:
     ping_interval: ClassVar[float | None] = None
     # Undecodable bytes sent under the ``garbage`` fault.
     garbage_frame: ClassVar[str] = "\x00\x01 this is not a frame {"
+    # Names ``scenario`` accepts (listed by the control API and checked by ``--scenario``).
+    scenarios: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def scenario(cls, sim: Any, name: str, params: dict[str, str]) -> dict[str, Any]:
@@ -208,6 +210,14 @@ class Dialect:
         triggered by ``POST /scenarios/NAME`` on the control API. Returns a summary for the
         caller; ValueError for an unknown name."""
         raise ValueError(f"the {cls.name} dialect has no scenarios")
+
+    @classmethod
+    def check_scenario(cls, name: str) -> None:
+        """ValueError naming the known scenarios unless ``name`` is one of them."""
+        if not cls.scenarios:
+            raise ValueError(f"the {cls.name} dialect has no scenarios")
+        if name not in cls.scenarios:
+            raise ValueError(f"unknown {cls.name} scenario {name!r} (known: {', '.join(cls.scenarios)})")
 
     def __init__(self, session: "Session") -> None:
         self.session = session

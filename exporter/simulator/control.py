@@ -54,6 +54,7 @@ async def _index(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     lines = [f"feedwatch simulator ({sim.venue}) at {sim.ws_url}", "", "GET  /state"]
     lines += [f"POST /faults/{name}" + ("?symbol=SYMBOL" if name == "stall" else "") for name in FAULTS]
+    lines += [f"POST /scenarios/{name}[?account=ACCOUNT]" for name in sim.dialect_class.scenarios]
     return web.Response(text="\n".join(lines) + "\n")
 
 

@@ -22,8 +22,8 @@ always held, so a stalled price feed makes ``TradingStalePricePosition`` fire)::
 Frames are JSON arrays of up to 100 events. Ids are ``<account>-<run>-<n>``: ``run`` (the start
 time in hex) keeps a restarted simulator from reusing ids an exporter has already stored.
 
-Scenarios (``POST /scenarios/NAME[?account=A]`` on the control API, ``run_scenario`` in
-process) change what the bot does from then on, for every connection:
+Scenarios (``--scenario NAME[:ACCOUNT]`` on the command line, ``POST /scenarios/NAME[?account=A]``
+on the control API, ``run_scenario`` in process) change what the bot does from then on, for every connection:
 
     drawdown         equity falls to 75 % of its peak (breaches the 5 % / 10 % / 20 % limits)
     circuit_breaker  the circuit breaker opens ("volatility halt"); no trades while open
@@ -213,8 +213,7 @@ def bot(sim: "Simulator", account: str = DEFAULT_ACCOUNT) -> Bot:
 
 def run_scenario(sim: "Simulator", name: str, account: str | None = None) -> dict[str, Any]:
     """Apply a scenario to one account's bot (or every bot of this simulator); returns a summary."""
-    if name not in SCENARIOS:
-        raise ValueError(f"unknown trading scenario {name!r} (known: {', '.join(SCENARIOS)})")
+    TradingDialect.check_scenario(name)
     bots = [bot(sim, account)] if account else (list(_BOTS.get(sim, {}).values()) or [bot(sim)])
     now = time.time()
     for b in bots:
@@ -229,6 +228,7 @@ def run_scenario(sim: "Simulator", name: str, account: str | None = None) -> dic
 class TradingDialect(Dialect):
     name = "trading"
     requires_auth = True
+    scenarios = SCENARIOS
 
     @classmethod
     def scenario(cls, sim: "Simulator", name: str, params: dict[str, str]) -> dict[str, Any]:

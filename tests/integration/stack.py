@@ -145,6 +145,33 @@ class Stack:
             raise AssertionError(f"{exc}\nreceived so far:\n{self.describe_received()}\n"
                                  f"{self.logs()}") from None
 
+    def unresolved(self, alertname_prefix: str) -> list[str]:
+        """Alerts whose latest notification (of those named ``alertname_prefix*``) is still "firing".
+
+        Alertmanager notifies a resolution in a later group flush than the one that resolved the
+        alert, so "resolved in Alertmanager" and "resolution notified" are different moments; a
+        test that breaks something again must wait for the second or it sees the previous
+        episode's resolution arrive inside its own window.
+        """
+        latest: dict[str, str] = {}
+        for alert in self.alerts():
+            if alert["labels"]["alertname"].startswith(alertname_prefix):
+                latest[alert["fingerprint"]] = alert["status"]
+        return sorted(fp for fp, status in latest.items() if status == "firing")
+
+    def wait_quiet(self, alertname_prefix: str, timeout: float = 30.0) -> None:
+        """Until no ``alertname_prefix*`` alert is active in Alertmanager or awaiting its resolution notice."""
+        def quiet() -> bool:
+            active = [a for a in self.alertmanager_alerts()
+                      if a["labels"]["alertname"].startswith(alertname_prefix)]
+            return not active and not self.unresolved(alertname_prefix)
+
+        try:
+            wait_for(quiet, timeout=timeout, interval=0.2,
+                     what=f"every {alertname_prefix}* alert resolved and its resolution notified")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nreceived so far:\n{self.describe_received()}") from None
+
     def describe_received(self) -> str:
         return "\n".join(alertstack.format_notification(n) for n in self.webhook.received) or "(nothing)"
 

@@ -171,3 +171,46 @@ async def test_simulate_command_rejects_an_unknown_fault():
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
     assert b"unknown fault 'meltdown'" in err
+
+
+async def test_simulate_command_applies_scenarios_from_the_command_line():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter.cli", "simulate", "--venue", "trading", "--symbols", "BTCUSDT",
+        "--rate", "20", "--api-key", "K", "--scenario", "kill_switch:desk",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        ws_url = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split(" ", 1)[1].strip()
+        control_url = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().split(" ", 1)[1].strip()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(control_url) as resp:
+                assert "POST /scenarios/kill_switch[?account=ACCOUNT]" in await resp.text()
+            async with http.ws_connect(f"{ws_url}?account=desk") as ws:
+                await ws.send_str('{"type":"auth","token":"K"}')
+                # The desk's stream carries the switch thrown before anyone connected.
+                async def kill_switch_event() -> dict:
+                    while True:
+                        for event in await read_json(ws):
+                            if event["type"] == "safety" and event.get("kill_switch"):
+                                return event
+
+                safety = await asyncio.wait_for(kill_switch_event(), 10)
+                assert (safety["account"], safety["reason"]) == ("desk", "operator stop")
+            async with http.get(f"{control_url}/state") as resp:
+                assert (await resp.json())["connections_total"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 10)
+    assert rc == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--venue", "trading", "--scenario", "meteor"], b"unknown trading scenario 'meteor' (known: drawdown,"),
+    (["--venue", "polygon", "--scenario", "kill_switch"], b"the polygon dialect has no scenarios"),
+])
+async def test_simulate_command_rejects_a_scenario_the_dialect_lacks(argv, message):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter.cli", "simulate", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert message in err
