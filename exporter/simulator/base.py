@@ -209,7 +209,8 @@ class Dialect:
         """A scripted behaviour beyond the faults (the trading bot's drawdown, kill switch, ...),
         triggered by ``POST /scenarios/NAME`` on the control API. Returns a summary for the
         caller; ValueError for an unknown name."""
-        raise ValueError(f"the {cls.name} dialect has no scenarios")
+        cls.check_scenario(name)
+        raise NotImplementedError(f"the {cls.name} dialect lists scenarios but does not play them")
 
     @classmethod
     def check_scenario(cls, name: str) -> None:

@@ -194,7 +194,8 @@ class Bot:
             self.emit("safety", now, kill_switch=False, circuit_breaker="closed", reason="recovered")
             self.emit("equity", now, equity=round(self.equity, 2))
         else:
-            raise ValueError(f"unknown trading scenario {name!r} (known: {', '.join(SCENARIOS)})")
+            TradingDialect.check_scenario(name)  # raises, naming the known ones
+            raise NotImplementedError(f"scenario {name!r} is listed but not played")
 
 
 # One set of bots per simulator (weak: a stopped simulator takes its bots with it).
