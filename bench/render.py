@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from bench.common import best_of, priced_book, table
 from exporter.book import Book
 from exporter.collector import BookCollector
-from exporter.server import GZIP_LEVEL
+from exporter.web.app import GZIP_LEVEL
 
 NOW = 1_700_000_000.0
 

@@ -1,9 +1,12 @@
 """feedwatch: a Prometheus exporter for market-data freshness and trading risk.
 
 The import package is ``exporter``; the distribution and console script are ``feedwatch``.
+``docs/architecture.md`` shows the subpackages and the one-way dependencies between them.
 """
 
-__version__ = "0.1.0"
+from exporter.version import __version__
+
+__all__ = ["Monitor", "__version__"]
 
 
 def __getattr__(name: str):

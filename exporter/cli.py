@@ -20,7 +20,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from exporter import __version__
+from exporter.version import __version__
 from exporter.commands import setup_logging
 
 # Subcommand modules under exporter/commands/, in the order `feedwatch --help` lists them.

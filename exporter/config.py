@@ -6,8 +6,10 @@ collects every problem with its path (``feeds[1].symbols[3]: ...``) instead of s
 first, so ``feedwatch check-config`` can show a user all their mistakes in one go.
 
 Strictness: unknown keys are errors. A feed's venue-specific keys (Polygon ``channels``, Binance
-``streams``, ...) are declared by the venue's adapter as its ``Options`` dataclass, so adding a
-venue never touches this file.
+``streams``, ...) are declared by the venue's adapter as its ``Options`` dataclass, and optional
+top-level sections (``trading:``) by the component that owns them; both are found through the
+extension points in ``exporter/plugins.py``, so this module never imports a venue or a component
+and adding one never touches it.
 
 Values: ``${NAME}`` and ``${NAME:-default}`` are expanded from the environment in every string;
 durations accept ``250ms``, ``180s``, ``5m``, ``1h``, ``1d``, ``1h30m`` or a bare number of seconds.
@@ -26,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Collection, Literal, Mapping, Union
 
 import yaml
+
+from exporter import markets
+from exporter.plugins import CONFIG_SECTIONS, VENUES, PluginError
 
 
 class ConfigError(Exception):
@@ -208,8 +213,9 @@ class Config:
     thresholds: Thresholds = Thresholds()
     feeds: tuple[FeedConfig, ...] = ()
     watchlist: WatchlistConfig = WatchlistConfig()
-    # The trading section is declared by exporter/trading_config.py (kept beside the tracker).
-    trading: Any = None
+    # Sections built by the component that registers them (``feedwatch.sections`` entry points):
+    # ``trading`` by exporter/trading/config.py, kept beside the tracker.
+    trading: Any = field(default=None, metadata={"section": True})
 
 
 # --- the generic walker -----------------------------------------------------------------------
@@ -411,9 +417,9 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"<top>: expected a mapping of settings, got {_describe(data)}"])
     feeds_raw = data.get("feeds", [])
-    trading_raw = data.get("trading")
-    top = {k: v for k, v in data.items() if k not in ("feeds", "trading")}
-    config = build_dataclass(Config, top, "", errors, environ, skip=frozenset({"feeds", "trading"}))
+    sections = [f.name for f in dataclasses.fields(Config) if f.metadata.get("section")]
+    top = {k: v for k, v in data.items() if k != "feeds" and k not in sections}
+    config = build_dataclass(Config, top, "", errors, environ, skip=frozenset({"feeds", *sections}))
     if config is None:
         config = Config()
     config.thresholds.validate("thresholds", errors)
@@ -432,13 +438,21 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         seen[feed.name] = i
         feeds.append(feed)
 
-    trading = None
-    if trading_raw is not None:
-        from exporter import trading_config  # declared beside the tracker; imported lazily
-
-        trading = trading_config.build_section(trading_raw, "trading", errors, environ, feeds)
-    elif any(f.kind == "trading" for f in feeds):
-        errors.append("trading: required when a feed has kind 'trading' (it lists the accounts; see docs/trading-events.md)")
+    built: dict[str, Any] = {}
+    for name in sections:
+        try:
+            build_section = CONFIG_SECTIONS.get(name)
+        except PluginError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        if build_section is None:
+            if name in data:
+                errors.append(f"{name}: no installed component handles this section "
+                              f"(nothing registered it in the {CONFIG_SECTIONS.group!r} entry points)")
+            continue
+        # The builder sees the section's raw value (None when absent: it decides whether it is
+        # required, e.g. by a feed kind) and the built feeds.
+        built[name] = build_section(data.get(name), name, errors, environ, tuple(feeds))
 
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
@@ -446,20 +460,23 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         errors.append(f"telemetry_path: must start with '/', got {config.telemetry_path!r}")
     if errors:
         raise ConfigError(errors)
-    return dataclasses.replace(config, feeds=tuple(feeds), trading=trading)
+    return dataclasses.replace(config, feeds=tuple(feeds), **built)
 
 
 def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
                 environ: Mapping[str, str]) -> FeedConfig | None:
-    from exporter.feeds import registry  # venues register themselves; imported lazily
-
     if not isinstance(raw, dict):
         errors.append(f"{path}: expected a mapping, got {_describe(raw)}")
         return None
     kind = raw.get("kind")
-    adapter = registry.get(kind) if isinstance(kind, str) else None
+    try:
+        adapter = VENUES.get(kind) if isinstance(kind, str) else None
+    except PluginError as exc:  # a plugin venue that is installed but broken
+        errors.append(f"{path}.kind: {exc}")
+        return None
     if adapter is None:
-        known = ", ".join(sorted(registry.kinds()))
+        known = ", ".join(VENUES.names()) or ("none: install the feedwatch package (pip install .) "
+                                              "so its venues' entry points exist")
         errors.append(f"{path}.kind: {'unknown feed kind ' + repr(kind) if kind is not None else 'required key is missing'} (known kinds: {known})")
         return None
     common = {f.name for f in dataclasses.fields(FeedConfig) if f.name not in ("options", "resolved_thresholds")}
@@ -492,8 +509,6 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
             errors.append(f"{path}.symbols[{j}]: duplicate symbol {symbol!r}")
         seen.add(symbol)
     if feed.market is not None:
-        from exporter import markets
-
         if feed.market not in markets.CALENDARS:
             errors.append(f"{path}.market: unknown market {feed.market!r} (known: {', '.join(sorted(markets.CALENDARS))})")
     if not 0 < feed.first_print_max_deviation:

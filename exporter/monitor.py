@@ -34,12 +34,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable, Mapping
 
-from exporter import status, trading
+from exporter.web import status
 from exporter.book import Book
 from exporter.clock import SystemClock
 from exporter.collector import BookCollector
 from exporter.config import Config, ConfigError, FeedConfig, Thresholds, build_dataclass
-from exporter.trading_collector import TradingCollector
+from exporter.trading.collector import TradingCollector
+from exporter.trading.tracker import Account, attach, detach, event_from_mapping
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 IN_PROCESS_KIND = "in-process"
@@ -65,7 +66,7 @@ class Monitor:
             for name, symbols in (feeds or {}).items())
         trading_section = None
         if trading is not None:
-            from exporter import trading_config
+            from exporter.trading import config as trading_config
 
             trading_section = trading_config.build_section(dict(trading), "trading", errors, environ, feed_configs)
         if errors:
@@ -84,7 +85,7 @@ class Monitor:
         self.clock = clock or SystemClock()
         now = self.clock.time()
         self.book = Book(config.feeds, now)
-        self.tracker = trading.attach(config, now)
+        self.tracker = attach(config, now)
         self._lock = threading.RLock()
         self._collectors: list[Any] = [BookCollector(self.book)]
         if self.tracker is not None:
@@ -151,7 +152,7 @@ class Monitor:
         with self._lock:
             now = self.clock.time()
             data.setdefault("ts", now)
-            parsed = trading.event_from_mapping(data)
+            parsed = event_from_mapping(data)
             result = self.tracker.ingest([parsed], now)
         if result.accepted:
             return True
@@ -188,7 +189,7 @@ class Monitor:
         return self.record_event({"type": "api_call", "account": account, "endpoint": endpoint, "ok": ok,
                                   "latency": latency, **extra})
 
-    def account(self, name: str) -> trading.Account:
+    def account(self, name: str) -> Account:
         """The live trading state of one account (read-only use: equity, drawdowns, sharpe(now)...)."""
         if self.tracker is None or name not in self.tracker.accounts:
             raise KeyError(f"unknown account {name!r}")
@@ -238,10 +239,10 @@ class Monitor:
     def app(self):
         """The exporter's aiohttp app (``/metrics``, status page, JSON API, push API) on this state.
 
-        Start it with ``runner, port = await exporter.server.serve(app, "127.0.0.1:9110")``. Use
+        Start it with ``runner, port = await exporter.web.app.serve(app, "127.0.0.1:9110")``. Use
         it from the event loop thread that also updates the monitor.
         """
-        from exporter.server import create_app
+        from exporter.web.app import create_app
 
         return create_app(self.book, self.config, self.clock)
 
@@ -252,7 +253,7 @@ class Monitor:
             self._http.server_close()
             self._http = None
         if self.tracker is not None:
-            trading.detach(self.config)
+            detach(self.config)
             self.tracker = None
             self._collectors = self._collectors[:1]
 

@@ -14,7 +14,7 @@ produces the transition events.
 
 Service is generic over feed kinds: every adapter gets its feed's ``FeedBook``. The one
 exception is the ``trading:`` section, whose tracker must exist before the ``trading`` feed's
-adapter runs; it is attached here when configured (``exporter.trading.attach``).
+adapter runs; it is attached here when configured (``exporter.trading.tracker.attach``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from exporter.book import CRITICAL, Book, Transition
 from exporter.clock import SystemClock
 from exporter.config import Config
 from exporter.feeds.runner import FeedRunner
-from exporter.watchlist import Watchlist
+from exporter.feeds.watchlist import Watchlist
+from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,8 @@ class Service:
 
     async def start(self) -> None:
         if self.config.trading is not None:
-            from exporter import trading  # the tracker the trading feed delivers to
-
-            trading.attach(self.config, self.clock.time())
+            # The tracker the trading feed delivers to must exist before its adapter runs.
+            attach_tracker(self.config, self.clock.time())
             self._trading_attached = True
         for runner in self.runners.values():
             await runner.start()
@@ -73,9 +73,7 @@ class Service:
         self._sweeper = None
         await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
         if self._trading_attached:
-            from exporter import trading
-
-            trading.detach(self.config)
+            detach_tracker(self.config)
             self._trading_attached = False
 
     def sweep(self) -> list[Transition]:

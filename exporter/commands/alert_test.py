@@ -22,7 +22,7 @@ import asyncio
 import os
 import sys
 
-from exporter import alerting
+from exporter.alerting import receivers
 from exporter.commands import common_flags
 from exporter.config import parse_duration
 
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        report = asyncio.run(alerting.alert_test(args.alertmanager_url, args.timeout, args.receiver))
+        report = asyncio.run(receivers.alert_test(args.alertmanager_url, args.timeout, args.receiver))
     except (LookupError, RuntimeError) as exc:
         print(f"feedwatch alert-test: {exc}", file=sys.stderr)
         return 2

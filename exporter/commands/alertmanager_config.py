@@ -5,7 +5,7 @@
 
 reads the committed ``alertmanager/alertmanager.yml`` (routes, inhibitions, time intervals,
 templates; every receiver off) and adds to its receivers only the channels whose variables are
-set (the list is in ``exporter/alerting.py`` and docs/alerting.md). Prints to stdout without
+set (the list is in ``exporter/alerting/receivers.py`` and docs/alerting.md). Prints to stdout without
 ``--output``; with it, writes the file with mode 0600 and reports the channels on stderr::
 
     feedwatch alertmanager-config: wrote /etc/alertmanager/generated/alertmanager.yml (channels: slack, webhook)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter import alerting
+from exporter.alerting import receivers
 from exporter.commands import common_flags, report_problems
 
 
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render Alertmanager's configuration from the committed alertmanager/alertmanager.yml, "
                     "adding only the channels (Slack, Telegram, email, webhook) whose FEEDWATCH_* "
                     "variables are set. See docs/alerting.md.")
-    parser.add_argument("--base", type=Path, default=alerting.BASE_CONFIG,
+    parser.add_argument("--base", type=Path, default=receivers.BASE_CONFIG,
                         help="the committed config to start from (default: %(default)s)")
     parser.add_argument("--output", "-o", type=Path, default=None,
                         help="write here (mode 0600) instead of stdout")
@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     prog = "feedwatch alertmanager-config"
     try:
-        text, channels = alerting.render_file(args.base, os.environ, args.templates)
-    except alerting.AlertingConfigError as exc:
+        text, channels = receivers.render_file(args.base, os.environ, args.templates)
+    except receivers.AlertingConfigError as exc:
         report_problems(f"{prog}: {len(exc.errors)} problem(s) in the environment:", exc.errors)
         return 2
     except OSError as exc:
@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         print(f"{prog}: channels: {names}", file=sys.stderr)
         return 0
-    alerting.write(args.output, text)
+    receivers.write(args.output, text)
     print(f"{prog}: wrote {args.output} (channels: {names})", file=sys.stderr)
     if args.check:
         amtool = shutil.which("amtool")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
-from exporter.alertstack import AlertingDemo
+from exporter.alerting.stack import AlertingDemo
 from exporter.commands import common_flags, stop_event
 from exporter.config import ConfigError, load_file
 from exporter.simulator import trading as trading_demo

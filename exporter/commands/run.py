@@ -1,7 +1,7 @@
 """``feedwatch run -c FILE``: the exporter.
 
-Wiring: config -> ``Service`` (book, feed runners, sweeper, watchlist) -> ``server.create_app``
--> ``server.serve`` (aiohttp; TLS and basic auth from ``--web.config.file``). SIGINT or
+Wiring: config -> ``Service`` (book, feed runners, sweeper, watchlist) -> ``web.app.create_app``
+-> ``web.app.serve`` (aiohttp; TLS and basic auth from ``--web.config.file``). SIGINT or
 SIGTERM stops it cleanly: the HTTP server first (no scrape sees a half-stopped book), then the
 runners (sockets closed with reason ``shutdown``); the exit status is 0.
 
@@ -10,7 +10,7 @@ Flags follow the Prometheus exporter conventions::
     --config.file, -c          the YAML configuration (docs/configuration.md)
     --web.listen-address       overrides the config's `listen` (default ":10119")
     --web.telemetry-path       overrides the config's `telemetry_path` (default "/metrics")
-    --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/webconfig.py)
+    --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/web/webconfig.py)
     --log.level, --log.format  see exporter/commands/__init__.py
 """
 
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
 def load_web_config(path: str | None):
     if not path:
         return None
-    from exporter import webconfig
+    from exporter.web import webconfig
 
     return webconfig.load(path)
 
@@ -107,18 +107,18 @@ class Exporter:
     async def start(self) -> None:
         from prometheus_client import REGISTRY
 
-        from exporter import server
+        from exporter.web.app import create_app, serve
 
         try:
-            app = server.create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
-                                    service=self.service)
+            app = create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
+                             service=self.service)
             ssl_context = None
             if self.web_config is not None:
-                from exporter import webconfig
+                from exporter.web import webconfig
 
                 webconfig.apply(app, self.web_config)
                 ssl_context = webconfig.ssl_context(self.web_config)
-            self._runner, self.port = await server.serve(app, self.config.listen, ssl_context)
+            self._runner, self.port = await serve(app, self.config.listen, ssl_context)
             # Feeds connect only once the port is ours: a taken port fails fast, venue untouched.
             await self.service.start()
         except BaseException:

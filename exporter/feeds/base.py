@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from exporter.config import FeedConfig, NoOptions
+from exporter.text import preview  # noqa: F401 (adapters take it from here)
 
 if TYPE_CHECKING:
     from exporter.book import FeedBook
@@ -164,10 +165,3 @@ class Adapter:
     def check_config(cls, config: FeedConfig) -> list[str]:
         """Venue rules on the config, as "key: problem" strings relative to the feed."""
         return []
-
-
-def preview(data: str | bytes, limit: int = 120) -> str:
-    """The start of a frame for a Problem message or a log line: at most ``limit`` characters
-    (bytes decoded leniently, only as many as needed), with "..." when cut."""
-    text = data if isinstance(data, str) else data[:limit * 2].decode("utf-8", "replace")
-    return text[:limit] + ("..." if len(text) > limit else "")

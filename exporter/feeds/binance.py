@@ -62,7 +62,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import msgspec
 
 from exporter.config import Duration
-from exporter.feeds import registry
 from exporter.feeds.base import (
     NOTHING,
     Acknowledged,
@@ -157,7 +156,6 @@ class _Request:
     symbols: tuple[str, ...]
 
 
-@registry.register
 class BinanceAdapter(Adapter):
     kind = "binance"
     Options = BinanceOptions

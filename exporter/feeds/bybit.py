@@ -46,7 +46,6 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from exporter.feeds import registry
 from exporter.feeds.base import (
     NOTHING,
     Acknowledged,
@@ -135,7 +134,6 @@ class _Request:
     symbols: tuple[str, ...]
 
 
-@registry.register
 class BybitAdapter(Adapter):
     kind = "bybit"
     Options = BybitOptions

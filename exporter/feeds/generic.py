@@ -46,7 +46,6 @@ from typing import Any, ClassVar, Literal, Sequence
 
 import msgspec
 
-from exporter.feeds import registry
 from exporter.feeds.base import NOTHING, Acknowledged, Adapter, Heartbeat, Problem, Signal, preview
 
 # Frames received before a field that has never appeared is reported as missing: control frames
@@ -130,7 +129,6 @@ def lookup(value: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-@registry.register
 class GenericAdapter(Adapter):
     kind = "generic"
     Options = GenericOptions

@@ -29,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 
 import aiohttp
 from aiohttp import WSMsgType
 
 from exporter.feeds.base import (
     Acknowledged,
+    Adapter,
     Authenticated,
     AuthFailed,
     Close,
@@ -47,7 +48,8 @@ from exporter.feeds.base import (
 )
 
 if TYPE_CHECKING:
-    from exporter.feeds.runner import Shard
+    from exporter.book import FeedBook
+    from exporter.config import FeedConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,37 @@ _NO_DECODE = {"decode_text": False} if "decode_text" in inspect.signature(
     aiohttp.ClientSession.ws_connect).parameters else {}
 
 
+class Reporter(Protocol):
+    def report(self, kind: str, message: str) -> None:
+        """Log a problem of this kind once (then rate-limited), with context."""
+
+
+class RunnerView(Protocol):
+    """What a link uses of the feed's runner (``runner.FeedRunner``): shared by its shards."""
+
+    feed: "FeedBook"
+    config: "FeedConfig"
+    clock: Any
+    adapter_class: type[Adapter]
+    session: aiohttp.ClientSession | None
+    problems: Reporter
+
+    def note_connected(self, now: float) -> None:
+        """A primary link opened at book time ``now`` (the silent-stall reference)."""
+
+
+class Owner(Protocol):
+    """The shard a link serves (``runner.Shard``). Declared here so the link never imports the
+    runner: ``runner.py`` builds links; a link only calls back through this interface."""
+
+    name: str
+    symbols: dict[str, None]          # the shard's symbols, an ordered set
+    runner: RunnerView
+
+    def replace_link(self, old: "Link", reason: str) -> None:
+        """Start a make-before-break replacement of ``old``."""
+
+
 class ConnectFailed(Exception):
     """The socket never opened (refused, DNS, TLS, handshake status, timeout)."""
 
@@ -67,7 +100,7 @@ class ConnectFailed(Exception):
 class Link:
     """One socket of one shard (connection label ``shard.name``)."""
 
-    def __init__(self, shard: "Shard", primary: bool) -> None:
+    def __init__(self, shard: Owner, primary: bool) -> None:
         runner = shard.runner
         self.shard = shard
         self.runner = runner

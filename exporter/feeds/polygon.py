@@ -26,7 +26,6 @@ from typing import ClassVar, Sequence, Union
 
 import msgspec
 
-from exporter.feeds import registry
 from exporter.feeds.base import (
     NOTHING,
     Acknowledged,
@@ -81,7 +80,6 @@ class PolygonOptions:
     channels: tuple[str, ...] = CHANNELS
 
 
-@registry.register
 class PolygonAdapter(Adapter):
     kind = "polygon"
     Options = PolygonOptions

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import aiohttp
 
-from exporter.backoff import Backoff
+from exporter.feeds.backoff import Backoff
 from exporter.book import FeedBook
 from exporter.config import FeedConfig
 from exporter.feeds import registry

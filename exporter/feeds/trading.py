@@ -11,7 +11,7 @@ docs/trading-events.md (the same body ``POST /api/v1/events`` takes)::
 With ``api_key`` set, feedwatch sends ``{"type":"auth","token":"<api_key>"}`` when the socket
 opens (bots that want one). There is nothing to subscribe: the feed has no symbols, and its
 connection metrics (up, reconnects, heartbeats, errors) come from the shared runner like any
-feed's. The events go to the process's ``Tracker`` (``exporter.trading.attach`` registers it for
+feed's. The events go to the process's ``Tracker`` (``exporter.trading.tracker.attach`` registers it for
 this feed's config); replays after a reconnect are recognised by event id and counted once.
 
 Frames are counted as ``feedwatch_feed_messages_total{kind="other"}``; refused events are
@@ -26,21 +26,19 @@ from typing import Sequence
 
 import msgspec
 
-from exporter import trading
-from exporter.feeds import registry
+from exporter.trading.tracker import tracker_for_feed
 from exporter.feeds.base import NOTHING, Adapter, Heartbeat, Problem, Signal
 
 _encode = msgspec.json.encode
 
 
-@registry.register
 class TradingAdapter(Adapter):
     kind = "trading"
     description = "A trading bot's event stream (docs/trading-events.md)"
 
     def __init__(self, config, feed, connection: str = "0") -> None:
         super().__init__(config, feed, connection)
-        self.tracker = trading.tracker_for_feed(config)
+        self.tracker = tracker_for_feed(config)
 
     def open_messages(self) -> list[str]:
         if not self.config.api_key:
@@ -53,10 +51,10 @@ class TradingAdapter(Adapter):
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
         tracker = self.tracker
         if tracker is None:
-            tracker = self.tracker = trading.tracker_for_feed(self.config)
+            tracker = self.tracker = tracker_for_feed(self.config)
             if tracker is None:
                 return (Problem("protocol", "no trading tracker for this feed: the config needs a trading: "
-                                            "section (and the service must call exporter.trading.attach)"),)
+                                            "section (and the service must call exporter.trading.tracker.attach)"),)
         result = tracker.ingest_json(data, now)
         self.feed.messages["other"] += result.accepted + result.total_rejected
         if not result.problems and not result.heartbeats:

@@ -4,9 +4,8 @@ A *dialect* is how one venue speaks on the wire. The framework (``server.py``) o
 the clock and the fault switches; a dialect only says what to send when a client connects, how
 to answer what the client sends, and how one price tick looks on the wire. Writing a dialect::
 
-    from exporter.simulator.base import Dialect, Tick, register
+    from exporter.simulator.base import Dialect, Tick
 
-    @register
     class EchoDialect(Dialect):
         name = "echo"                       # selected with `feedwatch simulate --venue echo`
 
@@ -24,7 +23,8 @@ to answer what the client sends, and how one price tick looks on the wire. Writi
         # stream(): default sends ticks at `rate` per symbol per second; override for event
         # streams that are not price ticks (the trading bot dialect).
 
-and list the module in ``DIALECT_MODULES``. The fault switches (``session.sim.faults``) the
+and declare it in the ``feedwatch.dialects`` entry-point group (``pyproject.toml``; a plugin
+package declares its own the same way): ``echo = "exporter.simulator.echo:EchoDialect"``. The fault switches (``session.sim.faults``) the
 framework applies for every dialect: stalls, garbage frames, bad prices, ignored pings, drops.
 Two are for the dialect to express in its own words, because venues refuse differently:
 ``reject_auth`` and ``max_connections`` (see ``polygon.py``).
@@ -46,15 +46,9 @@ import random
 import weakref
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Coroutine, TypeVar
+from typing import Any, Callable, ClassVar, Coroutine, Protocol, TypeVar
 
 from exporter.plugins import Registry
-
-if TYPE_CHECKING:
-    from exporter.simulator.server import Session, Simulator
-
-# Modules that register a dialect when imported; a new venue adds its module name here.
-DIALECT_MODULES = ("polygon", "binance", "bybit", "generic", "trading")
 
 # Fault names accepted on the command line (``--fault NAME[:SYMBOL]``) and by the control API
 # (``POST /faults/NAME?symbol=...``).
@@ -69,6 +63,30 @@ FAULTS = (
     "bad_prices",       # send non-positive trade prices and crossed quotes
     "ignore_pings",     # stop answering WebSocket pings (with stall_all: a half-open socket)
 )
+
+
+class Session(Protocol):
+    """One client connection as a dialect sees it (implemented by ``server.Session``).
+
+    Declared here, not imported from the server, so the building blocks never depend on the
+    framework built from them: ``server.py`` imports this module, never the other way round.
+    """
+
+    sim: Any                                 # the Simulator: faults, market, stats, options, ...
+    number: int                              # connection number, for log lines
+    path: str                                # the URL path the client connected to
+    query: dict[str, list[str]]              # the URL query (subscriptions in the URL)
+    subscriptions: dict[str, set[str]]       # symbol -> channels
+    authenticated: bool
+    ws: Any                                  # the websockets connection (pings, close state)
+
+    @property
+    def ready(self) -> bool: ...
+    def subscribe(self, symbol: str, channel: str = "") -> None: ...
+    def unsubscribe(self, symbol: str, channel: str = "") -> bool: ...
+    async def send(self, frame: str | bytes) -> bool: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    async def stream_ticks(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -257,12 +275,12 @@ def compact_json(value: Any) -> str:
 S = TypeVar("S")
 
 
-def per_simulator(factory: Callable[[], S]) -> Callable[["Simulator"], S]:
+def per_simulator(factory: Callable[[], S]) -> Callable[[Any], S]:
     """An accessor for venue state kept per simulator (``rules(sim)``), made on first use and
     forgotten with the simulator, so tests running several simulators never share counters."""
-    states: "weakref.WeakKeyDictionary[Simulator, S]" = weakref.WeakKeyDictionary()
+    states: "weakref.WeakKeyDictionary[Any, S]" = weakref.WeakKeyDictionary()
 
-    def state_of(sim: "Simulator") -> S:
+    def state_of(sim: Any) -> S:
         found = states.get(sim)
         if found is None:
             found = states[sim] = factory()
@@ -271,7 +289,7 @@ def per_simulator(factory: Callable[[], S]) -> Callable[["Simulator"], S]:
     return state_of
 
 
-def option(sim: "Simulator", name: str, default: float) -> float:
+def option(sim: Any, name: str, default: float) -> float:
     """A venue setting from ``sim.options`` (a dict a test sets to compress time), else ``default``."""
     options = getattr(sim, "options", None) or {}
     return float(options.get(name, default))
@@ -329,12 +347,13 @@ class StrictDialect(Dialect):
             await asyncio.gather(streamer, return_exceptions=True)
 
 
-_DIALECTS: Registry[type[Dialect]] = Registry("exporter.simulator", DIALECT_MODULES, key="name", what="dialect")
+# Dialects are found through the ``feedwatch.dialects`` entry points (exporter/plugins.py).
+_DIALECTS: Registry[type[Dialect]] = Registry("feedwatch.dialects", "simulator venue", key="name")
 D = TypeVar("D", bound=type[Dialect])
 
 
 def register(cls: D) -> D:
-    """Class decorator: make ``cls`` selectable as ``--venue <cls.name>``."""
+    """Class decorator: make ``cls`` selectable as ``--venue <cls.name>`` without an entry point."""
     return _DIALECTS.register(cls)
 
 

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 
-from exporter.simulator.base import StrictDialect, Tick, compact_json, option, per_simulator, register
+from exporter.simulator.base import StrictDialect, Tick, compact_json, option, per_simulator
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Session, Simulator
@@ -117,7 +117,6 @@ def parse_stream(name: str) -> tuple[str, str] | None:
     return symbol.upper(), kind
 
 
-@register
 class BinanceDialect(StrictDialect):
     name = "binance"
     # Pings are sent by this dialect (with a pong deadline), not by the framework.

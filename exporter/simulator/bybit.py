@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exporter.simulator.base import StrictDialect, Tick, option, per_simulator, register
+from exporter.simulator.base import StrictDialect, Tick, option, per_simulator
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Session, Simulator
@@ -64,7 +64,6 @@ class Rules:
 rules = per_simulator(Rules)
 
 
-@register
 class BybitDialect(StrictDialect):
     name = "bybit"
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from exporter.simulator.base import StrictDialect, Tick, option, per_simulator, register
+from exporter.simulator.base import StrictDialect, Tick, option, per_simulator
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Session
@@ -40,7 +40,6 @@ class Rules:
 rules = per_simulator(Rules)
 
 
-@register
 class GenericDialect(StrictDialect):
     name = "generic"
 

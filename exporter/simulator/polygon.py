@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from exporter.simulator.base import Dialect, Tick, compact_json, register
+from exporter.simulator.base import Dialect, Tick, compact_json
 
 CHANNELS = ("T", "Q")
 
@@ -36,7 +36,6 @@ def _frame(events: list[Any]) -> str:
     return compact_json(events)
 
 
-@register
 class PolygonDialect(Dialect):
     name = "polygon"
     requires_auth = True

@@ -51,7 +51,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from exporter.simulator.base import Dialect, compact_json, register
+from exporter.simulator.base import Dialect, compact_json
 from exporter.simulator.timeline import Step, Timeline
 
 if TYPE_CHECKING:
@@ -225,7 +225,6 @@ def run_scenario(sim: "Simulator", name: str, account: str | None = None) -> dic
             "events_logged": {b.account: len(b.log) for b in bots}}
 
 
-@register
 class TradingDialect(Dialect):
     name = "trading"
     requires_auth = True

@@ -6,7 +6,7 @@ Real binaries throughout: ``feedwatch simulate`` and ``feedwatch run`` as subpro
 so sync and async tests alike can use it). If Prometheus or Alertmanager is missing the stack
 fails with the apt-get line to fix it; it never skips.
 
-Configs are *derived* from the committed ones (``exporter/alertstack.py`` does it and says
+Configs are *derived* from the committed ones (``exporter/alerting/stack.py`` does it and says
 exactly what changes): the same rule files with ``for:`` divided by ``time_scale`` (default 30:
 1m -> 2s; the expressions are identical), scrape and evaluation every second, Alertmanager
 rendered by the real ``alertmanager-config`` logic with a webhook channel and its group_wait and
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from exporter import alertstack
+from exporter.alerting import stack as alertstack
 from tests.waiting import free_port, wait_for
 
 E2E_API_KEY = "e2e-key"

@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
-from exporter import alerting, alertstack
+from exporter.alerting import receivers as alerting, stack as alertstack
 from tests.waiting import async_wait_for, free_port
 
 pytestmark = pytest.mark.integration

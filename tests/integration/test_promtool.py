@@ -20,7 +20,7 @@ from exporter.clock import FakeClock
 from exporter.config import load_data
 from exporter.feeds.base import Acknowledged, Problem
 from exporter.feeds.polygon import PolygonAdapter
-from exporter.server import create_app, serve
+from exporter.web.app import create_app, serve
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ import pytest
 from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import FeedConfig, Thresholds, load_data
-from exporter.server import Settings, create_app, serve
+from exporter.web.app import Settings, create_app, serve
 from tests.waiting import async_wait_for, free_port
 
 pytestmark = pytest.mark.integration

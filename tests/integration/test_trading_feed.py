@@ -11,11 +11,11 @@ import pytest
 
 from exporter.clock import SystemClock
 from exporter.config import load_data
-from exporter.server import create_app, serve
+from exporter.web.app import create_app, serve
 from exporter.service import Service
 from exporter.simulator import trading as bot_sim
 from exporter.simulator.server import Simulator
-from exporter.trading_api import TRACKER
+from exporter.trading.api import TRACKER
 from tests.integration.feedharness import FAST
 from tests.waiting import async_wait_for
 

@@ -10,7 +10,7 @@ import aiohttp
 from exporter.feeds.binance import BinanceAdapter
 from exporter.simulator import binance as venue
 from exporter.simulator.control import ControlServer
-from exporter.status import feed_status
+from exporter.web.status import feed_status
 from tests.integration.venues import closed_with, next_json, raw_client, venue_feed
 
 # Heartbeat periods compressed 40x: a ping every 0.5 s, answered within 1.5 s (the venue: 20 s / 60 s).

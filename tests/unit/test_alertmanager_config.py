@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import alerting
+from exporter.alerting import receivers as alerting
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "alertmanager" / "alertmanager.yml"

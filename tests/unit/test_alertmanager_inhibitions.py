@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from exporter import alertstack
+from exporter.alerting import stack as alertstack
 from tests.waiting import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

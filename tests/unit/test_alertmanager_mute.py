@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from exporter import alerting, alertstack
+from exporter.alerting import receivers as alerting, stack as alertstack
 from exporter.markets import NEW_YORK, calendar
 from tests.waiting import async_wait_for, free_port
 

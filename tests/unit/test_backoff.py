@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from exporter.backoff import JITTER, Backoff, delays
+from exporter.feeds.backoff import JITTER, Backoff, delays
 
 
 def take(it, n):

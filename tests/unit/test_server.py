@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import load_data
-from exporter.server import CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
+from exporter.web.app import CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
 from tests.waiting import async_wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]

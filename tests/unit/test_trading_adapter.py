@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from exporter import trading
+from exporter.trading import tracker as trading
 from exporter.book import FeedBook
 from exporter.config import load_data
 from exporter.feeds import registry

@@ -9,8 +9,8 @@ import pytest
 
 from exporter.book import Book
 from exporter.config import load_data
-from exporter.server import create_app, serve
-from exporter.trading_api import SIGNATURE_HEADER, TIMESTAMP_HEADER, TRACKER, sign
+from exporter.web.app import create_app, serve
+from exporter.trading.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, TRACKER, sign
 
 TOKEN = "t0ken-for-tests"
 SECRET = "hmac-secret-for-tests"

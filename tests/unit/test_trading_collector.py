@@ -7,10 +7,10 @@ import re
 import subprocess
 from pathlib import Path
 
-from exporter import trading_collector
+from exporter.trading import collector as trading_collector
 from exporter.config import load_data
-from exporter.trading import Tracker
-from exporter.trading_collector import TRADING_FAMILIES, TradingCollector
+from exporter.trading.tracker import Tracker
+from exporter.trading.collector import TRADING_FAMILIES, TradingCollector
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_709_553_600.0  # 2024-03-04 12:00 UTC

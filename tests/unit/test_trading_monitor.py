@@ -11,7 +11,7 @@ import pytest
 
 from exporter import Monitor
 from exporter.config import ConfigError
-from exporter.server import serve
+from exporter.web.app import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TRADING = {"accounts": [{"name": "main", "symbols": {"BTCUSDT": "binance"}}]}

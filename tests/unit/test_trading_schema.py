@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from exporter import trading
+from exporter.trading import tracker as trading
 
 SCHEMA = json.loads((Path(trading.__file__).parent / "schemas" / "trading-event.schema.json").read_text())
 
@@ -35,7 +35,7 @@ def test_schema_lists_every_type_once():
 
 def test_documented_examples_decode():
     """Every JSON example in docs/trading-events.md is accepted by the decoder."""
-    doc = (Path(trading.__file__).resolve().parents[1] / "docs" / "trading-events.md").read_text()
+    doc = (Path(trading.__file__).resolve().parents[2] / "docs" / "trading-events.md").read_text()
     blocks = [b.split("```", 1)[0] for b in doc.split("```json\n")[1:]]
     decoder, examples = json.JSONDecoder(), []
     for block in blocks:  # one or more objects per block, each possibly over several lines

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from exporter.trading_store import SCHEMA_VERSION, MemoryStore, SqliteStore, open_store
+from exporter.trading.store import SCHEMA_VERSION, MemoryStore, SqliteStore, open_store
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load_data
-from exporter.trading import Tracker
-from exporter.trading_collector import TradingCollector
-from exporter.trading_store import SqliteStore
+from exporter.trading.tracker import Tracker
+from exporter.trading.collector import TradingCollector
+from exporter.trading.store import SqliteStore
 
 # Monday 2024-03-04 12:00 UTC; day d of the sequence is this plus d days (Mon..Wed of next week).
 MONDAY_NOON = dt.datetime(2024, 3, 4, 12, 0, tzinfo=dt.timezone.utc).timestamp()
@@ -381,7 +381,7 @@ def test_positions_safety_and_api_metrics():
 
 
 def test_a_failing_state_file_is_counted_and_loses_no_state():
-    from exporter.trading_store import MemoryStore
+    from exporter.trading.store import MemoryStore
 
     class BrokenDisk(MemoryStore):
         def commit(self) -> None:

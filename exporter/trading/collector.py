@@ -112,7 +112,7 @@ from typing import Callable, Iterable
 
 from exporter.book import escape_label
 from exporter.collector import format_value, header, histogram_lines
-from exporter.trading import API_LATENCY_BUCKETS, EVENT_TYPES, RESULTS, Account, Tracker
+from exporter.trading.tracker import API_LATENCY_BUCKETS, EVENT_TYPES, RESULTS, Account, Tracker
 
 # name -> (type, help): one table for the renderer, docs/metrics.md and the tests.
 TRADING_FAMILIES: dict[str, tuple[str, str]] = {

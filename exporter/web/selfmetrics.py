@@ -31,7 +31,7 @@ import weakref
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client import gc_collector, platform_collector, process_collector
 
-from exporter import __version__
+from exporter.version import __version__
 
 log = logging.getLogger(__name__)
 

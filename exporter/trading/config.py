@@ -1,8 +1,8 @@
 """The ``trading:`` configuration section: accounts, risk limits, the trading day, Sharpe, push API.
 
-Declared beside the tracker (``exporter/trading.py``) and built by ``exporter.config.load_data``
-through ``build_section``, with the same strict walker as the rest of the file: unknown keys are
-errors, defaults are the dataclass field defaults below (documented in docs/trading-events.md),
+Declared beside the tracker (``exporter/trading/tracker.py``) and built by
+``exporter.config.load_data`` through ``section`` (registered in the ``feedwatch.sections`` entry
+points), with the same strict walker as the rest of the file: unknown keys are errors, defaults are the dataclass field defaults below (documented in docs/trading-events.md),
 and every problem is reported with its path (``trading.accounts[1].limits.drawdown_daily: ...``).
 
 Shape::
@@ -184,6 +184,18 @@ class TradingConfig:
     @property
     def rules(self) -> dict[str, AccountRules]:
         return {a.name: a.resolved for a in self.accounts}
+
+
+def section(raw: Any, path: str, errors: list[str], environ: Mapping[str, str],
+            feeds: Sequence[FeedConfig]) -> TradingConfig | None:
+    """The ``trading:`` section as the config loader asks for it (the ``feedwatch.sections`` entry
+    point): absent is fine unless a feed has ``kind: trading``, which needs the accounts."""
+    if raw is None:
+        if any(f.kind == "trading" for f in feeds):
+            errors.append(f"{path}: required when a feed has kind 'trading' (it lists the accounts; "
+                          "see docs/trading-events.md)")
+        return None
+    return build_section(raw, path, errors, environ, feeds)
 
 
 def build_section(raw: Any, path: str, errors: list[str], environ: Mapping[str, str],

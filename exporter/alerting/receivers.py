@@ -60,7 +60,7 @@ from typing import Any, Mapping
 import aiohttp
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
 
 CHANNELS = ("slack", "telegram", "email", "webhook")

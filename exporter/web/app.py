@@ -13,7 +13,7 @@ awaited on exit. Routes:
     GET /api/v1/status             per-feed health, connections, state counts, worst symbols
     GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
                                    "is this price fresh enough to trade on?"
-    GET /status                    the live status page (exporter/static/status.html)
+    GET /status                    the live status page (exporter/web/static/status.html)
     GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
 
@@ -38,12 +38,14 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter import __version__, status
 from exporter.book import STATE_NAMES, STATES, Book
 from exporter.clock import SystemClock
 from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
-from exporter.selfmetrics import SelfMetrics
+from exporter.plugins import WEB_EXTENSIONS
+from exporter.version import __version__
+from exporter.web import status
+from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ GZIP_IN_THREAD_ABOVE = 256 * 1024
 GZIP_LEVEL = 1  # ~6x smaller than plain at a fraction of level 9's cost (bench/README.md)
 
 Renderer = Callable[[float], str]
+# An extension adds routes, state and renderers to a new app; it decides from the app's config
+# whether it applies (the trading ingest API: only with a ``trading:`` section).
+Extension = Callable[[web.Application], None]
 
 
 @dataclass
@@ -95,12 +100,15 @@ _encode = msgspec.json.encode
 
 def create_app(book: Book, config: Config, clock: Any = None, registry: CollectorRegistry | None = None,
                renderers: Sequence[Renderer] = (), service: Any = None, *,
-               settings: Settings | None = None) -> web.Application:
+               settings: Settings | None = None,
+               extensions: Sequence[Extension] | None = None) -> web.Application:
     """Build the application; nothing runs until it is started (``serve`` or aiohttp's runner).
 
     ``registry`` defaults to a fresh ``CollectorRegistry`` (so building two apps in one process
     never collides); ``service`` is kept for routes that need the runners (``SERVICE`` key) but
-    its lifecycle belongs to the caller.
+    its lifecycle belongs to the caller. ``extensions`` add routes of their own after the core
+    ones; by default every one registered in the ``feedwatch.web`` entry points (the trading
+    ingest API among them), so this module never imports the components it serves.
     """
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
@@ -130,10 +138,8 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app.router.add_get("/api/v1/snapshot", api_snapshot)
     app.router.add_get("/api/v1/stream", api_stream)
     app.router.add_get("/status", status_page)
-    if config.trading is not None:
-        from exporter import trading_api  # owned by the trading engineer; only needed with trading
-
-        trading_api.add_routes(app)
+    for extend in (WEB_EXTENSIONS.all().values() if extensions is None else extensions):
+        extend(app)
     return app
 
 

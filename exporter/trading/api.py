@@ -1,9 +1,10 @@
 """``POST /api/v1/events``: trading bots that prefer to push their events over HTTP.
 
-``add_routes(app)`` is called by ``exporter.server.create_app`` when the config has a
-``trading:`` section. It attaches the shared ``Tracker`` (``TRACKER`` app key; the same object
-the ``kind: trading`` feed writes to), adds the trading collector to the app's renderers unless
-the caller already passed one, and adds the route.
+``add_routes(app)`` is an extension of ``exporter.web.app.create_app`` (registered in the
+``feedwatch.web`` entry points); it does nothing unless the config has a ``trading:`` section.
+It attaches the shared ``Tracker`` (``TRACKER`` app key; the same object the ``kind: trading``
+feed writes to), adds the trading collector to the app's renderers unless the caller already
+passed one, and adds the route.
 
 The body is one event object or a JSON array of them (docs/trading-events.md). Every request
 must be authenticated, by either
@@ -31,10 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import server, trading
-from exporter.trading import Tracker
-from exporter.trading_collector import TradingCollector
-from exporter.trading_config import ApiConfig
+from exporter.trading.collector import TradingCollector
+from exporter.trading.config import ApiConfig
+from exporter.trading.tracker import EventError, Tracker, attach, split_payload
+from exporter.web.app import CLOCK, CONFIG, RENDERERS, json_problem, json_response
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,13 @@ _throttle = _Throttle()
 
 def add_routes(app: web.Application) -> None:
     """Attach the tracker, its renderer and ``POST /api/v1/events`` to a ``create_app`` app."""
-    config = app[server.CONFIG]
-    tracker = app.get(TRACKER) or trading.attach(config, app[server.CLOCK].time())
+    config = app[CONFIG]
+    if config.trading is None:
+        return
+    tracker = app.get(TRACKER) or attach(config, app[CLOCK].time())
     app[TRACKER] = tracker
-    if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[server.RENDERERS]):
-        app[server.RENDERERS] = app[server.RENDERERS] + (TradingCollector(tracker),)
+    if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[RENDERERS]):
+        app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker),)
     app[AUTH] = Authenticator(config.trading.api)
     if not config.trading.api.enabled:
         log.info("trading push API (%s) refuses every request: no trading.api.token or hmac_secret configured",
@@ -142,22 +145,22 @@ def add_routes(app: web.Application) -> None:
 async def post_events(request: web.Request) -> web.Response:
     app = request.app
     tracker = app[TRACKER]
-    now = app[server.CLOCK].time()
+    now = app[CLOCK].time()
     body = await request.read()
     reason, message = app[AUTH].check(request.headers, body, now)
     if reason is not None:
         tracker.reject(reason)
         _throttle.warn(reason, "trading push API: refused a request from %s (%s): %s",
                        request.remote, reason, message)
-        return server.json_problem(message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
+        return json_problem(message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
     try:
-        raws = trading.split_payload(body)
-    except trading.EventError:
+        raws = split_payload(body)
+    except EventError:
         result = tracker.ingest_json(body, now)  # counts and describes the broken body
     else:
         limit = tracker.config.api.max_batch
         if len(raws) > limit:
-            return server.json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)",
+            return json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)",
                                        413)
         result = tracker.ingest_raw(raws, now)
     for problem in result.problems:
@@ -165,5 +168,5 @@ async def post_events(request: web.Request) -> web.Response:
     duplicates = result.rejected.get("duplicate", 0)
     others = {k: v for k, v in result.rejected.items() if k != "duplicate"}
     status = 400 if not result.accepted and not duplicates and others else 200
-    return server.json_response({"accepted": result.accepted, "duplicates": duplicates, "rejected": others,
+    return json_response({"accepted": result.accepted, "duplicates": duplicates, "rejected": others,
                                  "problems": result.problems}, status)

@@ -19,7 +19,7 @@ refused as ``expired``, and one stamped more than 5 minutes ahead of our clock a
 Problems are counted by reason and described in the returned
 ``IngestResult``; callers log them (the runner for the WebSocket feed, the push API for HTTP).
 
-Persistence goes through an injected store (``exporter/trading_store.py``): ids are claimed and
+Persistence goes through an injected store (``exporter/trading/store.py``): ids are claimed and
 the touched accounts saved in one transaction per batch, so a restart neither forgets the peak,
 the day's P&L or the losing streak, nor double-counts a replay.
 """
@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
 import msgspec
 
 from exporter.book import to_seconds
-from exporter.feeds.base import preview
+from exporter.text import preview
 
 if TYPE_CHECKING:
     from exporter.config import Config, FeedConfig
-    from exporter.trading_config import AccountRules, TradingConfig
-    from exporter.trading_store import Store
+    from exporter.trading.config import AccountRules, TradingConfig
+    from exporter.trading.store import Store
 
 EVENT_TYPES = ("trade", "equity", "positions", "safety", "api_call")
 # Why an event (or a push request) was refused; every value starts at 0.
@@ -509,7 +509,7 @@ class Tracker:
     """All configured accounts, the ingest counters, and the store that keeps them."""
 
     def __init__(self, config: "TradingConfig", now: float, store: "Store | None" = None) -> None:
-        from exporter.trading_store import MemoryStore
+        from exporter.trading.store import MemoryStore
 
         self.config = config
         self.store = store if store is not None else MemoryStore()
@@ -665,7 +665,7 @@ def attach(config: "Config", now: float) -> Tracker | None:
     if entry is not None and entry[0]() is trading:
         tracker = entry[1]
     else:
-        from exporter.trading_store import open_store
+        from exporter.trading.store import open_store
 
         tracker = Tracker(trading, now, open_store(trading.state_file))
         _TRACKERS[id(trading)] = (weakref.ref(trading, _forget(_TRACKERS, id(trading))), tracker)

@@ -36,11 +36,11 @@ from typing import Any, Callable, Mapping
 import yaml
 from aiohttp import web
 
-from exporter import alerting
+from exporter.alerting import receivers
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = alerting.REPO_ROOT
+REPO_ROOT = receivers.REPO_ROOT
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
 
@@ -152,7 +152,7 @@ def derive_alertmanager_config(webhook_url: str, time_scale: float,
     ``feedwatch_feed_info``), so a simulated always-open feed named "stocks" still alerts at night.
     """
     env = {"FEEDWATCH_WEBHOOK_URL": webhook_url, **(environ or {})}
-    config, _ = alerting.render(base.read_text(), env, base.parent)
+    config, _ = receivers.render(base.read_text(), env, base.parent)
     return speed_up_routes(config, time_scale)
 
 
@@ -220,7 +220,7 @@ def start_alertmanager(config: dict[str, Any] | Path, workdir: Path, port: int,
         path = config
     else:
         path = workdir / "alertmanager.yml"
-        alerting.write(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        receivers.write(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     url = f"http://127.0.0.1:{port}"
     return _spawn("alertmanager", [
         binary, f"--config.file={path}", f"--storage.path={workdir / 'data'}",
