@@ -12,7 +12,8 @@ A shard's life::
 
 Reconnect decisions follow python-websockets: ``classify`` is the one place that says whether
 retrying soon can help; retryable failures wait the backoff delay (random first delay, growth to
-``reconnect.max_delay``, reset after a connection that lasted ``reconnect.reset_after``); fatal
+``reconnect.max_delay``; reset after a connection that lasted ``reconnect.reset_after`` or that
+delivered data, at most one such reset per ``reset_after``: ``backoff.py``); fatal
 ones (a refused key, a URL the venue says does not exist) wait the full cap every time and are
 logged as errors, so a misconfigured feed does not hammer the venue but recovers by itself when
 the venue is fixed.
@@ -156,7 +157,7 @@ class Shard:
                 break
             if self.stopping:
                 return
-            self.backoff.connection_ended(link.uptime())
+            self.backoff.connection_ended(link.uptime(), link.delivered, asyncio.get_running_loop().time())
             cause = link.cause if link.cause is not None else link.reason
             retryable = classify(cause)
             delay = self.backoff.next_delay() if retryable else self.backoff.cap()
@@ -164,6 +165,8 @@ class Shard:
             why = link.reason if link.opened_at is not None else f"connect failed: {_describe(link.cause)}"
             if link.opened_at is not None and link.cause is not None:
                 why = f"{why}: {_describe(link.cause)}"
+            elif link.close_detail:
+                why = f"{why}: {link.close_detail}"
             if retryable:
                 log.info("%s: reconnecting in %.2fs (%s; attempt %d)", self.label, delay, why, self.backoff.attempts)
             else:
