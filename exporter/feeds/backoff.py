@@ -13,8 +13,11 @@ venue restarted for a second must not cost a minute of data). Flapping stays pro
 
 - a venue that accepts the socket and drops it before delivering anything never resets the
   sequence, so its delays grow to the cap;
-- a venue that delivers a little and drops, over and over, gets one such "delivered" reset per
-  ``reset_after`` seconds; in between its delays grow as if nothing had been delivered.
+- a venue that delivers a little and drops, over and over, gets at most ``QUICK_RESETS`` such
+  "delivered" resets within any ``reset_after`` seconds; past that its delays grow as if nothing
+  had been delivered, until a connection stays up ``reset_after`` or the window has passed.
+  (Two quick restarts of a venue are recovered from at once; a subscription that makes the venue
+  drop us every time does not turn into a reconnect per second.)
 
     >>> import random
     >>> b = Backoff(initial=1.0, max_delay=8.0, multiplier=2.0, reset_after=30.0, rng=random.Random(1))
@@ -32,6 +35,8 @@ from typing import Iterator
 # Later delays are drawn from [nominal * (1 - JITTER), nominal]: never above the cap, and spread
 # enough that shards of one feed do not hit the venue in the same millisecond.
 JITTER = 0.2
+# "Delivered data" resets allowed within any reset_after seconds (see the module docstring).
+QUICK_RESETS = 3
 
 
 def delays(initial: float, max_delay: float, multiplier: float,
@@ -61,7 +66,7 @@ class Backoff:
         self._rng = rng or random.Random()
         self._delays = self._fresh()
         self.attempts = 0  # consecutive failures since the last reset
-        self._delivered_reset_at: float | None = None  # loop time of the last "delivered data" reset
+        self._quick: list[float] = []  # loop times of the recent "delivered data" resets
 
     def _fresh(self) -> Iterator[float]:
         return delays(self.initial, self.max_delay, self.multiplier, self._rng)
@@ -79,15 +84,17 @@ class Backoff:
 
         ``uptime``: seconds it stayed open (0 for a connect that failed); ``delivered``: the
         venue acknowledged a subscription or sent an accepted update on it; ``now``: loop time,
-        to allow one "delivered" reset per ``reset_after`` (see the module docstring).
+        to allow ``QUICK_RESETS`` "delivered" resets per ``reset_after`` (the module docstring).
         """
         if uptime >= self.reset_after:
             self.reset()
             return True
-        if delivered and (self._delivered_reset_at is None or now - self._delivered_reset_at >= self.reset_after):
-            self._delivered_reset_at = now
-            self.reset()
-            return True
+        if delivered:
+            self._quick = [t for t in self._quick if now - t < self.reset_after]
+            if len(self._quick) < QUICK_RESETS:
+                self._quick.append(now)
+                self.reset()
+                return True
         return False
 
     def reset(self) -> None:
