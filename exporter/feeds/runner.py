@@ -31,6 +31,10 @@ Silent-stall protection: if the socket is up but no symbol of the feed has updat
 per critical period; on an adapter whose URL carries the subscriptions the only way is a
 make-before-break replacement of that connection (counted as ``resharding``).
 
+A configuration reload that leaves the feed's connection settings alone hands the runner its
+new ``FeedConfig`` (``reconfigure``): links read the ping and deadline settings from it as they
+go, shards get the new backoff settings, the silence watch its new timeout; the sockets stay.
+
 Timestamps written into the book come from the injected clock; asyncio timers use the loop.
 """
 
@@ -312,14 +316,29 @@ class FeedRunner:
         if self.config.silence_timeout > 0:
             self._watch = asyncio.create_task(self._silence_watch(), name=f"silence {self.feed.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Close every socket with ``reason`` (``shutdown``; ``reload`` for a feed restarted by a reload)."""
         self.stopping = True
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
-        await asyncio.gather(*(shard.stop("shutdown") for shard in list(self.shards.values())))
+        await asyncio.gather(*(shard.stop(reason) for shard in list(self.shards.values())))
         if self.session is not None:
             await self.session.close()
+
+    def reconfigure(self, config: FeedConfig) -> None:
+        """A reloaded config whose connection settings (url, kind, credentials, venue keys,
+        connect timeout) are unchanged: take it without touching the sockets."""
+        old, self.config = self.config, config
+        if config.reconnect != old.reconnect:
+            c = config.reconnect
+            for shard in self.shards.values():
+                shard.backoff = Backoff(c.initial_delay, c.max_delay, c.multiplier, c.reset_after)
+        if config.silence_timeout > 0 and self._watch is None:
+            self._watch = asyncio.create_task(self._silence_watch(), name=f"silence {self.feed.name}")
+        elif config.silence_timeout <= 0 and self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def note_connected(self, now: float) -> None:
         self._up_since = now
@@ -405,11 +424,10 @@ class FeedRunner:
 
     async def _silence_watch(self) -> None:
         """Reconnect a feed whose socket is up but whose symbols all went quiet."""
-        feed, config = self.feed, self.config
-        timeout = config.silence_timeout
-        tick = min(0.25, max(timeout / 4, 0.01))
+        feed = self.feed
         while True:
-            await asyncio.sleep(tick)
+            timeout = self.config.silence_timeout  # read each time: a reload may change it
+            await asyncio.sleep(min(0.25, max(timeout / 4, 0.01)))
             if not feed.symbols or not feed.is_up():
                 continue
             now = self.clock.time()

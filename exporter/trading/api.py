@@ -35,7 +35,7 @@ from aiohttp import web
 from exporter.trading.collector import TradingCollector
 from exporter.trading.config import ApiConfig
 from exporter.trading.tracker import EventError, Tracker, attach, split_payload
-from exporter.web.app import CLOCK, CONFIG, RENDERERS, json_problem, json_response
+from exporter.web.app import CLOCK, CONFIG, RELOAD_HOOKS, RENDERERS, json_problem, json_response
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,17 @@ def add_routes(app: web.Application) -> None:
     if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[RENDERERS]):
         app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker),)
     app[AUTH] = Authenticator(config.trading.api)
+    app[RELOAD_HOOKS].append(lambda new: _reload_credentials(app, new))
     if not config.trading.api.enabled:
         log.info("trading push API (%s) refuses every request: no trading.api.token or hmac_secret configured",
                  EVENTS_PATH)
     app.router.add_post(EVENTS_PATH, post_events)
+
+
+def _reload_credentials(app: web.Application, config: Any) -> None:
+    """A configuration reload: the push API takes the new token, secret and limits."""
+    if config.trading is not None:
+        app[AUTH].api = config.trading.api
 
 
 async def post_events(request: web.Request) -> web.Response:
