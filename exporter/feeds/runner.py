@@ -307,6 +307,7 @@ class FeedRunner:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        _warn_about_liveness(self.config)
         # limit=0: a feed with many shards must not queue behind aiohttp's connection pool cap.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         symbols = list(self.feed.symbols)
@@ -330,6 +331,8 @@ class FeedRunner:
         """A reloaded config whose connection settings (url, kind, credentials, venue keys,
         connect timeout) are unchanged: take it without touching the sockets."""
         old, self.config = self.config, config
+        if (config.ping_interval, config.heartbeat_timeout) != (old.ping_interval, old.heartbeat_timeout):
+            _warn_about_liveness(config)
         if config.reconnect != old.reconnect:
             c = config.reconnect
             for shard in self.shards.values():
@@ -443,6 +446,15 @@ class FeedRunner:
             for shard in self.shards.values():
                 if shard.link is not None and shard.link.is_open:
                     shard.link.close("silent_stall")
+
+
+def _warn_about_liveness(config: FeedConfig) -> None:
+    """Say once if a quiet but healthy connection could be cut between two of our pings."""
+    ping, deadline = config.ping_interval, config.heartbeat_timeout
+    if ping > 0 and deadline > 0 and ping > 0.5 * deadline:
+        log.warning("feed %s: ping_interval (%gs) is more than half of heartbeat_timeout (%gs): a quiet "
+                    "connection may be cut between two pongs; keep it at most about 40 %% of the deadline",
+                    config.name, ping, deadline)
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -170,8 +170,9 @@ async def test_post_reload_applies_the_file_behind_basic_auth(tmp_path, clock):
             assert status == 500 and "listen: changed from '127.0.0.1:0' to '127.0.0.1:1'" in body
             assert set(stocks.symbols) == {"AAPL", "MSFT"}
 
-            write(path, original)   # back to the start: successful again, MSFT gone
-            assert (await post())[0] == 200
+            write(path, original)   # back to the start (PUT works too): successful again, MSFT gone
+            async with http.put(url, headers=auth) as resp:
+                assert resp.status == 200
             assert sample(await metrics(), "feedwatch_config_last_reload_successful") == 1
             assert set(stocks.symbols) == {"AAPL"} and stocks.symbols["AAPL"] is aapl
     finally:
