@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 import aiohttp
 from aiohttp import WSMsgType
 
-from exporter.feeds.keepalive import Keepalive
 from exporter.feeds.base import (
     Acknowledged,
     Adapter,
@@ -64,6 +63,7 @@ from exporter.feeds.base import (
     Signal,
     Unsubscribed,
 )
+from exporter.feeds.keepalive import Keepalive
 
 if TYPE_CHECKING:
     from exporter.book import FeedBook
@@ -533,7 +533,7 @@ class Link:
         while True:
             now = loop.time()
             wake = keeper.next_wake(now)
-            if rollover_at is not None and not self._rollover_asked:
+            if rollover_at is not None and self.primary and not self._rollover_asked:
                 wake = min(wake, max(rollover_at, now + 0.005))
             await asyncio.sleep(wake - now)
             now = loop.time()

@@ -13,7 +13,7 @@ A shard's life::
 Reconnect decisions follow python-websockets: ``classify`` is the one place that says whether
 retrying soon can help; retryable failures wait the backoff delay (random first delay, growth to
 ``reconnect.max_delay``; reset after a connection that lasted ``reconnect.reset_after`` or that
-delivered data, at most one such reset per ``reset_after``: ``backoff.py``); fatal
+delivered data, at most 3 such resets per ``reset_after``: ``backoff.py``); fatal
 ones (a refused key, a URL the venue says does not exist) wait the full cap every time and are
 logged as errors, so a misconfigured feed does not hammer the venue but recovers by itself when
 the venue is fixed.
