@@ -54,9 +54,9 @@ def exposition(h: Harness) -> str:
 
 
 async def test_a_black_holed_connection_goes_down_and_is_replaced(clock):
-    # Compressed: pings every 100 ms, dead after 1 s of nothing. The proxy keeps both TCP
+    # Compressed: pings every 100 ms, dead after 2 s of nothing. The proxy keeps both TCP
     # connections open but forwards nothing either way: no FIN, no RST, no close frame.
-    async with feed_through_proxy(clock, heartbeat_timeout="1s") as (h, proxy):
+    async with feed_through_proxy(clock, heartbeat_timeout="2s") as (h, proxy):
         await h.wait(lambda: h.feed.is_up() and h.acked("AAPL", "MSFT"), "connected through the proxy")
         await h.flowing("AAPL", "MSFT")
         assert 'feedwatch_feed_up{feed="stocks",connection="0"} 1' in exposition(h)

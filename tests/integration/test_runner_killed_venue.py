@@ -99,7 +99,8 @@ async def test_a_venue_restarted_twice_is_retried_from_the_first_delay_each_time
     port, processes = venue_port
     first, url = await start_venue(port)
     processes.append(first)
-    config = load_data({"feeds": [feed_config(url, reconnect={})]})   # the default backoff
+    # The default backoff; a deadline long enough that a busy machine cannot add an outage.
+    config = load_data({"feeds": [feed_config(url, reconnect={}, heartbeat_timeout="10s")]})
     assert config.feeds[0].reconnect.reset_after == 30.0
     service = Service(config, clock, sweep_interval=0.05)
     await service.start()
