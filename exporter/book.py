@@ -271,9 +271,9 @@ class FeedBook:
         """
         self.config = config
         if calendar(config.market) is not self.calendar:
+            # session_start stays: restarting it now would make every stale symbol look fresh.
             self.calendar = calendar(config.market)
             self.market_open = self.calendar.is_open(now)
-            self.session_start = now
         self.deviation = config.first_print_max_deviation
         for symbol, state in self.symbols.items():
             state.th = config.thresholds_for(symbol)

@@ -124,3 +124,32 @@ def test_the_reload_metrics_pass_promtool():
     done = subprocess.run(["promtool", "check", "metrics"], input=reloader.render(0).encode(),
                           capture_output=True, timeout=60)
     assert done.returncode == 0 and not done.stdout and not done.stderr, done
+
+
+def test_a_feed_book_takes_new_thresholds_and_market_keeping_its_symbols():
+    from exporter.book import Book, CLOSED, DEGRADED, HEALTHY, STALE
+
+    clock = FakeClock(1_700_000_000.0)   # a Tuesday, 17:13 in New York: the stock market is closed
+    book = Book(config(POLYGON).feeds, clock.time())
+    feed = book.feeds["stocks"]
+    feed.record("AAPL", 190.0, 0, clock.time(), quote=True)
+    aapl = feed.symbols["AAPL"]
+    clock.advance(200)                     # 200 s without an update: degraded by the defaults
+    assert feed.classify(aapl, clock.time()) == DEGRADED
+
+    feed.reconfigure(config({**POLYGON, "thresholds": {"degraded": "10m", "stale": "20m"}}).feeds[0], clock.time())
+    assert feed.symbols["AAPL"] is aapl and aapl.updates == 1 and aapl.price == 190.0
+    assert feed.classify(aapl, clock.time()) == HEALTHY
+
+    feed.reconfigure(config({**POLYGON, "thresholds": {"degraded": "1m", "stale": "2m"}}).feeds[0], clock.time())
+    assert feed.classify(aapl, clock.time()) == STALE
+    assert feed.staleness(aapl, clock.time()) == 200.0
+
+    # A session calendar now: closed at this hour. Switching it never restarts the symbols'
+    # clocks (that would make a stale symbol look fresh).
+    feed.reconfigure(config({**POLYGON, "market": "us-equities"}).feeds[0], clock.time())
+    feed.refresh_market(clock.time())
+    assert feed.classify(aapl, clock.time()) == CLOSED
+    feed.reconfigure(config(POLYGON).feeds[0], clock.time())
+    feed.refresh_market(clock.time())
+    assert feed.staleness(aapl, clock.time()) == 200.0
