@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 
 from exporter.commands import common_flags, report_problems
+from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import ConfigError, format_duration, load_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("check-config", parents=[common_flags()],
                                    help="validate a configuration file",
-                                   description="Validate a configuration file and list every problem.")
+                                   description="Validate a configuration file and list every problem.",
+                                   formatter_class=HelpFormatter, epilog=config_epilog)
     parser.add_argument("file", help="the YAML configuration file")
     parser.set_defaults(func=main)
 
