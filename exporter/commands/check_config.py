@@ -38,6 +38,9 @@ def main(args: argparse.Namespace) -> int:
         connections = max(1, -(-len(feed.symbols) // capacity)) if capacity else 1
         th = feed.resolved_thresholds
         market = feed.market or "24/7"
+        cal = feed.resolved_calendar
+        if cal is not None and cal.end is not None:
+            market += f" (holidays known to {cal.end})"
         print(f"  {feed.name} ({feed.kind}): {len(feed.symbols)} symbol(s) on {connections} connection(s), "
               f"market {market}, degraded/stale/critical {format_duration(th.degraded)}/"
               f"{format_duration(th.stale)}/{format_duration(th.critical)}")
