@@ -179,3 +179,17 @@ def test_add_market_mutes_copies_the_us_equities_routes() -> None:
         mutes.add_market_mutes(config, [cal])
     with pytest.raises(ValueError, match="nothing to copy"):
         mutes.add_market_mutes({"route": {"receiver": "x"}}, [Calendar("x", NEW_YORK, (Session(frozenset({0}), 0, 60),))])
+
+
+def test_the_runtime_needs_neither_pandas_nor_exchange_calendars() -> None:
+    """exchange_calendars (and pandas under it) is a development tool: the exporter, its command
+    line and its calendars load from the generated table without importing either."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from exporter.cli import build_parser; import exporter.service, exporter.alerting.mutes; "
+            "from exporter.markets import calendar; build_parser().format_help(); calendar('cme-globex').is_open(0); "
+            "bad = [m for m in ('pandas', 'exchange_calendars', 'numpy') if m in sys.modules]; "
+            "sys.exit(f'imported: {bad}' if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr + done.stdout
