@@ -114,9 +114,7 @@ def closed_entries(cal: Calendar) -> list[tuple[dict[str, Any], str]]:
         if not extra:
             continue
         entry = {"years": [str(day.year)], "months": [str(day.month)], "days_of_month": [str(day.day)]}
-        if not cal.open_intervals(day):
-            pass  # closed all day: no times (the whole date matches)
-        else:
+        if cal.open_intervals(day):  # closed all day: no times, the whole date matches
             entry["times"] = _times(extra)
         entry["location"] = location
         entries.append((entry, _date_kind(cal, day)))
