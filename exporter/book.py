@@ -227,7 +227,7 @@ class FeedBook:
         self.labels = f'feed="{escape_label(config.name)}"'
         self.symbols: dict[str, SymbolState] = {}
         self.connections: dict[str, ConnectionState] = {}
-        self.calendar = calendar(config.market)
+        self.calendar = config.resolved_calendar or calendar(config.market)
         self.market_open = self.calendar.is_open(now)
         self.session_start = now          # when the current session opened (or we started)
         self.started_at = now
@@ -270,10 +270,11 @@ class FeedBook:
         them here as it subscribes).
         """
         self.config = config
-        if calendar(config.market) is not self.calendar:
+        new_calendar = config.resolved_calendar or calendar(config.market)
+        if new_calendar != self.calendar:
             # session_start stays: restarting it now would make every stale symbol look fresh.
-            self.calendar = calendar(config.market)
-            self.market_open = self.calendar.is_open(now)
+            self.calendar = new_calendar
+            self.market_open = new_calendar.is_open(now)
         self.deviation = config.first_print_max_deviation
         for symbol, state in self.symbols.items():
             state.th = config.thresholds_for(symbol)
