@@ -44,7 +44,7 @@ from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
 from exporter.plugins import WEB_EXTENSIONS
 from exporter.version import __version__
-from exporter.web import status
+from exporter.web import guard, status
 from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class Settings:
     stream_limit: int = 1000         # symbols per feed in a snapshot (the stalest past this)
     loop_lag_interval: float = 0.5   # how often the loop-lag watcher wakes
     started_at: float = 0.0          # injected-clock time the app was created
+    lingering_time: float = 2.0      # seconds an unread request body (a refused push) is drained before closing
 
 
 @dataclass
@@ -147,14 +148,25 @@ async def serve(app: web.Application, listen: str,
                 ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``listen`` (``":10119"``, ``"127.0.0.1:0"``); returns the runner and the bound port.
 
+    Connections pass through a ``guard.ConnectionGuard`` (header and idle deadlines, a cap on
+    open connections: the config's ``http:`` section); handlers of clients that hang up are
+    cancelled; an unread request body is drained for at most ``Settings.lingering_time``.
     Stop it with ``await runner.cleanup()`` (ends status-page streams, then the background tasks).
     If the site cannot start (port taken, ...) the runner is cleaned up and the OSError raised.
     """
     host, port = listen_address(listen)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    limits = app[CONFIG].http
+    metrics = app[SELF_METRICS]
+    connection_guard = guard.ConnectionGuard(limits, guard.connection_cap(limits.max_connections),
+                                             metrics.reject_http)
+    app.middlewares.insert(0, connection_guard.middleware)  # outermost: auth time counts as active
+    metrics.watch_connections(lambda: connection_guard.open, connection_guard.max_connections)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True,
+                           keepalive_timeout=limits.idle_timeout, read_bufsize=guard.READ_SIZE,
+                           lingering_time=app[SETTINGS].lingering_time)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        site = guard.GuardedSite(runner, host, port, connection_guard, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -252,6 +264,18 @@ async def ready(request: web.Request) -> web.Response:
 
 
 # --- JSON API -----------------------------------------------------------------------------------
+
+def own_auth(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a route handler that authenticates every request itself (the push API: its token or
+    HMAC signature, stronger than a password): the web config's basic auth leaves it alone."""
+    handler.feedwatch_own_auth = True  # type: ignore[attr-defined]
+    return handler
+
+
+def reject_http(app: web.Application, reason: str) -> None:
+    """Count a refused request in ``feedwatch_http_requests_rejected_total{reason}``."""
+    app[SELF_METRICS].reject_http(reason)
+
 
 def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """``value`` (a msgspec struct, dict or list) as JSON; every JSON route answers through here."""

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from exporter.trading.store import SCHEMA_VERSION, MemoryStore, SqliteStore, open_store
+from exporter.trading.store import SCHEMA_VERSION, MemoryStore, SqliteStore, StateFileError, open_store
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -59,7 +59,7 @@ def test_a_newer_schema_is_refused(tmp_path):
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     db.commit()
     db.close()
-    with pytest.raises(RuntimeError, match="newer than this feedwatch understands"):
+    with pytest.raises(StateFileError, match="newer than this feedwatch understands"):
         SqliteStore(path)
 
 
