@@ -63,12 +63,15 @@ DEFAULT_BACKUP_INTERVAL = 60.0
 
 
 class StateFileError(Exception):
-    """The state file cannot be used. The message names the file, the problem and the way out."""
+    """The state file cannot be used. The message names the file, the problem and, when its
+    content is lost or damaged (``damaged``), the ways to recover."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, damaged: bool = True) -> None:
         self.path = path
         self.problem = problem
-        super().__init__(f"trading state file {path} {problem}. {recovery_hint(path)}")
+        self.damaged = damaged
+        advice = recovery_hint(path) if damaged else "Fix the permissions or the path (trading.state_file)"
+        super().__init__(f"trading state file {path} {problem}. {advice}")
 
 
 class StoreError(RuntimeError):
@@ -166,19 +169,19 @@ class SqliteStore:
         self.backup_interval = backup_interval
         self._dirty = False
         self._last_backup = time.monotonic()
-        problem = _file_problem(path)
-        if problem is not None:
-            raise StateFileError(path, problem)
+        error = _file_problem(path)
+        if error is not None:
+            raise error
         fresh = not os.path.exists(path)
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         except OSError as exc:
-            raise StateFileError(path, f"cannot be created: {exc.strerror or exc}") from None
+            raise StateFileError(path, f"cannot be created: {exc.strerror or exc}", damaged=False) from None
         try:
             # isolation_level=None: transactions are explicit (begin/commit), one per batch.
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StateFileError(path, f"cannot be opened: {exc}") from None
+            raise StateFileError(path, f"cannot be opened: {exc}", damaged=False) from None
         try:
             self.db.execute("PRAGMA busy_timeout=2000")
             if not fresh:
@@ -189,9 +192,9 @@ class SqliteStore:
             self.db.execute("PRAGMA journal_mode=DELETE")
             self.db.execute("PRAGMA synchronous=FULL")
             self._migrate()
-        except sqlite3.Error as exc:
+        except sqlite3.Error as exc:  # e.g. "disk I/O error", "attempt to write a readonly database"
             self.db.close()
-            raise StateFileError(path, f"cannot be used: {exc}") from None
+            raise StateFileError(path, f"cannot be used: {exc}", damaged=False) from None
         except BaseException:
             self.db.close()
             raise
@@ -204,7 +207,8 @@ class SqliteStore:
                 self.backup()
             except StoreError as exc:
                 self.db.close()
-                raise StateFileError(path, f"is usable but its backup cannot be written ({exc})") from None
+                raise StateFileError(path, f"is usable but its backup cannot be written ({exc})",
+                                     damaged=False) from None
 
     def _migrate(self) -> None:
         db = self.db
@@ -313,15 +317,12 @@ def _remove(path: str) -> None:
 
 # --- checks -----------------------------------------------------------------------------------
 
-def _file_problem(path: str) -> str | None:
-    """What the file system says is wrong (no SQLite involved); None when usable or new."""
+def _access_problem(path: str) -> str | None:
+    """Why feedwatch could not create, read or write the file (its content aside); None if it can."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         return "is a directory"
     if not os.path.exists(path):
-        if os.path.exists(backup_path(path)):
-            return (f"is missing, but its backup {backup_path(path)} shows that it held trading state "
-                    f"(kill switch, losing streak, peaks): it was deleted or lost")
         existing = directory
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)
@@ -331,19 +332,39 @@ def _file_problem(path: str) -> str | None:
             return f"cannot be created: directory {existing} is not writable"
         return None
     try:
-        with open(path, "rb") as fh:
-            header = fh.read(len(_SQLITE_HEADER))
+        with open(path, "rb"):
+            pass
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}"
-    if not header:
-        return "is empty (0 bytes): it was truncated, and the trading state it held is gone"
-    if header != _SQLITE_HEADER:
-        return "is not a SQLite database (overwritten or truncated)"
     if not os.access(path, os.W_OK):
         return "is not writable"
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"cannot be written: its directory {directory} is not writable (SQLite keeps its journal there)"
     return None
+
+
+def _content_problem(path: str) -> str | None:
+    """What the bytes on disk say is lost or damaged, before SQLite opens it; None if nothing."""
+    if not os.path.exists(path):
+        if os.path.exists(backup_path(path)):
+            return (f"is missing, but its backup {backup_path(path)} shows that it held trading state "
+                    f"(kill switch, losing streak, peaks): it was deleted or lost")
+        return None
+    with open(path, "rb") as fh:
+        header = fh.read(len(_SQLITE_HEADER))
+    if not header:
+        return "is empty (0 bytes): it was truncated, and the trading state it held is gone"
+    if header != _SQLITE_HEADER:
+        return "is not a SQLite database (overwritten or truncated)"
+    return None
+
+
+def _file_problem(path: str) -> StateFileError | None:
+    problem = _access_problem(path)
+    if problem is not None:
+        return StateFileError(path, problem, damaged=False)
+    problem = _content_problem(path)
+    return StateFileError(path, problem) if problem is not None else None
 
 
 def _database_problem(db: sqlite3.Connection) -> str | None:
@@ -374,22 +395,23 @@ def _database_problem(db: sqlite3.Connection) -> str | None:
     return None
 
 
-def diagnose(path: str) -> str | None:
-    """The problem ``open_store`` would refuse ``path`` for, found without changing anything
+def diagnose(path: str) -> StateFileError | None:
+    """The error ``open_store`` would refuse ``path`` with, found without changing anything
     (``feedwatch check-config``); None when the file is sound or would be created."""
-    problem = _file_problem(path)
-    if problem is not None or not os.path.exists(path):
-        return problem
+    error = _file_problem(path)
+    if error is not None or not os.path.exists(path):
+        return error
     if os.path.exists(path + "-journal"):
         return None  # an unfinished transaction (killed mid-write): rolled back at the next open
     try:
         db = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        return f"cannot be opened: {exc}"
+        return StateFileError(path, f"cannot be opened: {exc}", damaged=False)
     try:
-        return _database_problem(db)
+        problem = _database_problem(db)
     finally:
         db.close()
+    return StateFileError(path, problem) if problem is not None else None
 
 
 def set_aside(path: str) -> list[str]:
@@ -419,7 +441,7 @@ def open_store(path: str | None, *, reset: bool = False,
     try:
         store = SqliteStore(path, backup_interval)
     except StateFileError as exc:
-        if not reset:
+        if not reset or not exc.damaged:  # a reset cannot fix permissions or a path
             raise
         try:
             moved = set_aside(path)
