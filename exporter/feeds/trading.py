@@ -43,8 +43,11 @@ class TradingAdapter(Adapter):
     def __init__(self, config, feed, connection: str = "0") -> None:
         super().__init__(config, feed, connection)
         self.tracker = tracker_for_feed(config)
-        # This feed's own disconnect reason, at 0 from the start like the common ones.
-        feed.disconnects.setdefault(STATE_STORE, 0)
+        # This feed's own disconnect reason, at 0 from the start like the common ones (check-config
+        # builds adapters on a stand-in book that has no counters).
+        disconnects = getattr(feed, "disconnects", None)
+        if disconnects is not None:
+            disconnects.setdefault(STATE_STORE, 0)
 
     def open_messages(self) -> list[str]:
         if not self.config.api_key:

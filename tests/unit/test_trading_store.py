@@ -4,6 +4,7 @@ silently replaced; commits durable in the file itself; failed writes rolled back
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -230,3 +231,29 @@ def test_a_failed_commit_rolls_back_cleanly_and_raises_store_error(tmp_path):
     assert store.claim("main", "a", 1.0)  # nothing of the failed transaction was kept
     store.commit()
     store.close()
+
+
+def backed_up(path: str) -> dict:
+    db = sqlite3.connect(f"file:{path}.backup?mode=ro", uri=True)
+    try:
+        return {account: json.loads(state) for account, state in db.execute("SELECT account, state FROM account_state")}
+    finally:
+        db.close()
+
+
+def test_the_backup_follows_commits_at_most_every_interval(tmp_path):
+    from exporter.trading.config import build_section
+    from exporter.trading.tracker import Tracker
+
+    path = str(tmp_path / "state.sqlite")
+    config = build_section({"accounts": [{"name": "main"}]}, "trading", [], {}, ())
+    store = SqliteStore(path, backup_interval=3600)
+    tracker = Tracker(config, 1_700_000_000, store)
+    event = b'{"type":"safety","account":"main","id":"k","ts":1700000000,"kill_switch":true}'
+    assert tracker.ingest_json(event, 1_700_000_000).accepted == 1
+    assert not store.backup_due()                       # committed, but the interval has not passed
+    assert backed_up(path) == {}                        # the copy made when the file was created
+    store.backup_interval = 0
+    assert store.backup_due() and tracker.housekeeping(1_700_000_001) is None
+    assert not store.backup_due()
+    assert backed_up(path)["main"]["kill_switch"] is True
