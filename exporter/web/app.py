@@ -14,7 +14,8 @@ awaited on exit. Routes:
     GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
                                    "is this price fresh enough to trade on?"
     GET /status                    the live status page (exporter/web/static/status.html)
-    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second
+    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second (at most a
+                                   quarter of http.max_connections at once; 503 beyond)
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
@@ -82,6 +83,7 @@ class StreamHub:
     cached_at: float = -1.0
     cached_key: int = -1
     cached: bytes = b""
+    clients: int = 0  # streams open now (a stream holds its connection active: they are capped)
 
 
 BOOK = web.AppKey("feedwatch.book", Book)
@@ -95,6 +97,7 @@ SERVICE = web.AppKey("feedwatch.service", Any)
 SETTINGS = web.AppKey("feedwatch.settings", Settings)
 HUB = web.AppKey("feedwatch.stream_hub", StreamHub)
 STATUS_PAGE = web.AppKey("feedwatch.status_page", bytes)
+CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
 
 _encode = msgspec.json.encode
 
@@ -160,6 +163,7 @@ async def serve(app: web.Application, listen: str,
     connection_guard = guard.ConnectionGuard(limits, guard.connection_cap(limits.max_connections),
                                              metrics.reject_http)
     app.middlewares.insert(0, connection_guard.middleware)  # outermost: auth time counts as active
+    app[CONNECTION_GUARD] = connection_guard
     metrics.watch_connections(lambda: connection_guard.open, connection_guard.max_connections)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True,
                            keepalive_timeout=limits.idle_timeout, read_bufsize=guard.READ_SIZE,
@@ -349,11 +353,20 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
     limit = _int_query(request, "limit", app[SETTINGS].stream_limit, 1_000_000)
     interval = app[SETTINGS].stream_interval
-    closing = app[HUB].closing
+    hub = app[HUB]
+    closing = hub.closing
+    # A stream keeps its connection busy for as long as it is open, out of the guard's reach:
+    # at most a quarter of the connections, so streams can never crowd out the scrapes.
+    cap = max(1, app[CONFIG].http.max_connections // 4)
+    if hub.clients >= cap:
+        reject_http(app, "connection_limit")
+        return json_problem(f"{hub.clients} status streams are open, the most allowed (a quarter of "
+                            f"http.max_connections); retry later", 503, {"Retry-After": "30"})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-    await response.prepare(request)
+    hub.clients += 1
     try:
+        await response.prepare(request)
         await response.write(f"retry: {int(max(interval, 1.0) * 2000)}\n\n".encode())
         while not closing.is_set():
             await response.write(b"data: " + _snapshot_bytes(app, limit) + b"\n\n")
@@ -363,6 +376,8 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
                 pass
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away: nothing to clean up
+    finally:
+        hub.clients -= 1
     return response
 
 

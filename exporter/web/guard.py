@@ -111,6 +111,13 @@ class ConnectionGuard:
     def open(self) -> int:
         return len(self._order)
 
+    def phases(self) -> dict[str, int]:
+        """How many open connections are waiting, active and idle."""
+        counts = dict.fromkeys((WAITING, ACTIVE, IDLE), 0)
+        for conn in self._order:
+            counts[conn.phase] += 1
+        return counts
+
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """Wrap aiohttp's protocol factory (the runner's ``Server``)."""
         return lambda: _Connection(self, inner)

@@ -14,13 +14,18 @@ import pytest
 
 from exporter.book import Book
 from exporter.config import load_data
-from exporter.web.app import create_app, serve
+from exporter.web.app import CONNECTION_GUARD, create_app, serve
 from tests.waiting import async_wait_for
+
+
+TOKEN = "guard-test-token"
+GUARDS: dict = {}  # port -> the app's connection guard
 
 
 def make_config(**http):
     return load_data({"listen": "127.0.0.1:0", "http": http, "feeds": [
-        {"name": "stocks", "kind": "polygon", "url": "wss://stocks.invalid", "symbols": ["AAPL"]}]}, {})
+        {"name": "stocks", "kind": "polygon", "url": "wss://stocks.invalid", "symbols": ["AAPL"]}],
+        "trading": {"accounts": [{"name": "main"}], "api": {"token": TOKEN}}}, {})
 
 
 @pytest.fixture
@@ -32,6 +37,7 @@ async def start(clock):
         app = create_app(Book(config.feeds, clock.time()), config, clock)
         runner, port = await serve(app, "127.0.0.1:0")
         runners.append(runner)
+        GUARDS[port] = app[CONNECTION_GUARD]
         return port
 
     yield start
@@ -113,22 +119,36 @@ async def test_half_open_clients_are_evicted_so_a_scrape_gets_through(start):
 
 async def test_when_every_connection_is_busy_a_new_one_gets_503(start):
     port = await start(max_connections=8)
-    streams = []
-    for _ in range(8):  # status-page streams: active for as long as they are open
+    busy = []
+    for _ in range(2):  # status-page streams: active for as long as they are open, a quarter at most
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        streams.append(writer)
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 200 ")
+        busy.append(writer)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 503 ")
+    writer.close()
+    for _ in range(6):  # authenticated pushes whose bodies are on their way (http.body_timeout: 1m)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Length: 100\r\n\r\n[".encode())
+        busy.append(writer)
+    await async_wait_for(lambda: _all_active(port), what="8 busy connections")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = await asyncio.wait_for(read_until_closed(reader), 10)
     assert answer.startswith(b"HTTP/1.1 503 ")
     writer.close()
-    streams.pop().close()
-    text = await async_wait_for(lambda: _scrape_or_none(port), what="a slot after a stream closed")
-    assert rejected(text, "connection_limit") >= 1  # each try before the slot was free counts too
-    for w in streams:
+    busy.pop().close()
+    text = await async_wait_for(lambda: _scrape_or_none(port), what="a slot after a push gave up")
+    assert rejected(text, "connection_limit") >= 2  # the stream and the scrape, and any try before the slot was free
+    for w in busy:
         w.close()
+
+
+def _all_active(port: int) -> bool:
+    return GUARDS[port].phases() == {"waiting": 0, "active": 8, "idle": 0}
 
 
 async def _scrape_or_none(port: int) -> str | None:
