@@ -571,8 +571,9 @@ class Tracker:
         self.events = {(name, kind): 0 for name in self.accounts for kind in EVENT_TYPES}
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
         self.store_errors = 0
-        self.last_prune = now
-        self.store.prune(now - config.dedup_window)
+        self.last_prune = now - _PRUNE_EVERY
+        # Forget expired ids now; on a full disk this fails, is counted, and is retried later.
+        self.housekeeping(now)
 
     # --- ingest -------------------------------------------------------------------------------
 

@@ -428,3 +428,16 @@ def test_an_all_or_nothing_batch_names_each_invalid_event_and_applies_none():
     assert tracker.accounts["main"].equity is None
     # The same frame on a stream (nobody to answer): the valid event is applied.
     assert tracker.ingest_json(_json(batch), now).accepted == 1
+
+
+def test_a_store_that_cannot_prune_at_start_is_counted_not_fatal():
+    from exporter.trading.store import MemoryStore, StoreError
+
+    class FullDisk(MemoryStore):
+        def prune(self, before: float) -> None:
+            raise StoreError("trading state file /x: DELETE failed: database or disk is full")
+
+    tracker = Tracker(trading_config(), MONDAY_NOON, FullDisk())
+    assert tracker.store_errors == 1
+    assert tracker.ingest_json(_json({"type": "equity", "account": "main", "id": 1, "ts": MONDAY_NOON,
+                                      "equity": 5.0}), MONDAY_NOON).accepted == 1
