@@ -13,7 +13,14 @@ Flags follow the Prometheus exporter conventions::
     --web.listen-address       overrides the config's `listen` (default ":10119")
     --web.telemetry-path       overrides the config's `telemetry_path` (default "/metrics")
     --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/web/webconfig.py)
+    --reset-trading-state      replace a missing or damaged trading state file with an empty one
+                               (moved aside, never deleted); a sound file is kept
     --log.level, --log.format  see exporter/commands/__init__.py
+
+A trading state file that cannot be used (missing while its backup exists, truncated, corrupt)
+stops the start with exit status 1 and one log line naming the file and the ways to recover
+(exporter/trading/store.py, docs/runbook.md#trading-state-file). The soft open files limit is
+raised to the hard one at start (exporter/web/guard.py).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_web_flags(parser)
     parser.add_argument("-c", "--config.file", dest="config_file", required=True, metavar="FILE",
                         help="the YAML configuration file (required; docs/configuration.md)")
+    parser.add_argument("--reset-trading-state", dest="reset_trading_state", action="store_true",
+                        help="if the trading state file is missing or damaged, move it aside and start with "
+                             "empty trading state instead of refusing to start (a sound file is kept)")
     parser.set_defaults(func=main)
 
 
@@ -93,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
     load = lambda: apply_web_flags(load_file(args.config_file), args)  # noqa: E731 (what a reload re-reads)
-    return asyncio.run(serve(config, web_config, load=load, source=args.config_file, early=early))
+    return asyncio.run(serve(config, web_config, load=load, source=args.config_file, early=early,
+                             reset_trading_state=args.reset_trading_state))
 
 
 def load_web_config(path: str | None):
@@ -111,13 +122,14 @@ class Exporter:
     ``await exporter.reload(trigger)``, SIGHUP and ``POST /-/reload`` all end up there.
     """
 
-    def __init__(self, config: Config, web_config=None, clock=None,
+    def __init__(self, config: Config, web_config=None, clock=None, *, reset_trading_state: bool = False,
                  load: Callable[[], Config] | None = None, source: str = "the configuration file") -> None:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
         self.config = config
         self.web_config = web_config
+        self.reset_trading_state = reset_trading_state
         self.clock = clock or SystemClock()
         self.service = Service(config, self.clock)
         self.reloader = Reloader(load, self.apply, self.clock, source) if load is not None else None
@@ -136,9 +148,14 @@ class Exporter:
     async def start(self) -> None:
         from prometheus_client import REGISTRY
 
+        from exporter.trading.tracker import attach
         from exporter.web.app import create_app, serve
+        from exporter.web.guard import raise_open_files_limit
 
+        raise_open_files_limit()
         try:
+            # The trading state first: a damaged file stops the start before anything listens.
+            attach(self.config, self.clock.time(), reset_state=self.reset_trading_state)
             reloader = self.reloader
             app = self.app = create_app(
                 self.service.book, self.config, self.clock, registry=REGISTRY, service=self.service,
@@ -181,16 +198,22 @@ class Exporter:
         return []
 
     async def stop(self) -> None:
+        from exporter.trading.tracker import detach
+
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.service.stop()
+        detach(self.config)  # closes the state file (and writes its backup) if start opened it
 
 
-async def serve(config: Config, web_config=None, load: Callable[[], Config] | None = None,
-                source: str = "the configuration file", early: _EarlyHangup | None = None) -> int:
+async def serve(config: Config, web_config=None, *, reset_trading_state: bool = False,
+                load: Callable[[], Config] | None = None, source: str = "the configuration file",
+                early: _EarlyHangup | None = None) -> int:
+    from exporter.trading.store import StateFileError
+
     stopping = stop_event()
-    exporter = Exporter(config, web_config, load=load, source=source)
+    exporter = Exporter(config, web_config, reset_trading_state=reset_trading_state, load=load, source=source)
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def reload_on_sighup() -> None:
@@ -206,6 +229,9 @@ async def serve(config: Config, web_config=None, load: Callable[[], Config] | No
             reload_on_sighup()
     try:
         await exporter.start()
+    except StateFileError as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
     except OSError as exc:  # the port is taken, the certificate unreadable, ...
         log.error("cannot serve on %s: %s", config.listen, exc)
         return 1
