@@ -115,6 +115,9 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, Sequence
 
+# ``wants(name, type)``: whether a scrape asked for a family (``exposition.Exposition.wants``).
+Wants = Callable[[str, str], bool]
+
 from exporter.book import (
     CLOSED,
     CRITICAL,
@@ -216,18 +219,26 @@ class BookCollector:
     def __init__(self, book: Book) -> None:
         self.book = book
 
-    def render(self, now: float) -> str:
+    def render(self, now: float, wants: Wants | None = None) -> str:
+        """The text of every family, or only of those ``wants`` (a scrape's ``name[]``) accepts:
+        the per-symbol pass, the expensive part, runs only if one of its families is wanted."""
         feeds = list(self.book.feeds.values())
         for feed in feeds:
             feed.refresh_market(now)  # a session that just opened restarts the symbol clocks
+        wants = wants or _everything
         out: list[str] = []
-        counts = self._render_symbols(feeds, now, out)
-        self._render_feeds(feeds, now, counts, out)
-        self._render_markets(feeds, out)
+        counts: list[dict[int, int]] = []
+        if wants("feedwatch_feed_symbols", "gauge") or any(
+                wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
+            counts = self._render_symbols(feeds, now, out, wants)
+        self._render_feeds(feeds, now, counts, out, wants)
+        self._render_markets(feeds, out, wants)
         return "".join(out)
 
-    def _render_markets(self, feeds: list[FeedBook], out: list[str]) -> None:
+    def _render_markets(self, feeds: list[FeedBook], out: list[str], wants: Wants) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
+        if not wants(name, MARKET_FAMILIES[name][0]):
+            return
         out.append(header(name, *MARKET_FAMILIES[name]))
         seen: set[str] = set()
         for feed in feeds:
@@ -240,7 +251,8 @@ class BookCollector:
 
     # --- per symbol: one pass over every symbol fills six families at once -------------------
 
-    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str]) -> list[dict[int, int]]:
+    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str],
+                        wants: Wants) -> list[dict[int, int]]:
         updated: list[str] = []
         event: list[str] = []
         staleness: list[str] = []
@@ -268,6 +280,8 @@ class BookCollector:
             all_counts.append(counts)
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(),
                                                    (updated, event, staleness, states, updates, prices)):
+            if not wants(name, kind):
+                continue
             out.append(header(name, kind, help_text))
             out.extend(lines)
         return all_counts
@@ -275,9 +289,11 @@ class BookCollector:
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[str]) -> None:
+                      out: list[str], wants: Wants) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
+            if not wants(name, kind):
+                return
             out.append(header(name, kind, help_text))
             for i, feed in enumerate(feeds):
                 out.extend(lines(feed, i))
@@ -324,6 +340,10 @@ class BookCollector:
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
+
+
+def _everything(name: str, kind: str) -> bool:
+    return True
 
 
 def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],

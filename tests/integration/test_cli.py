@@ -83,7 +83,12 @@ def test_version():
     from exporter import __version__
 
     result = feedwatch("--version")
-    assert result.returncode == 0 and result.stdout.strip() == f"feedwatch {__version__}"
+    # Running from the checkout: revision and branch come from git (exporter/version.py).
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"feedwatch {__version__} (revision {revision}, branch {branch})"
 
 
 # --- feedwatch run ----------------------------------------------------------------------------
