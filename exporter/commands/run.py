@@ -177,7 +177,8 @@ class Exporter:
             await self.stop()
             raise
         self._started.set()
-        log.info("serving %s%s", self.base_url, self.config.telemetry_path)
+        log.info("serving %s%s", self.base_url, self.config.telemetry_path,
+                 extra={"listen": self.config.listen, "tls": self.scheme == "https"})
 
     async def reload(self, trigger: str) -> list[str]:
         """Re-read the configuration file and apply it; the problems if it was not applied."""
@@ -220,7 +221,7 @@ async def serve(config: Config, web_access=None, *, reset_trading_state: bool = 
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def reload_on_sighup() -> None:
-        log.info("SIGHUP: reloading %s", source)
+        log.info("SIGHUP: reloading %s", source, extra={"trigger": "SIGHUP", "file": source})
         task = asyncio.create_task(exporter.reload("SIGHUP"))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
@@ -233,10 +234,10 @@ async def serve(config: Config, web_access=None, *, reset_trading_state: bool = 
     try:
         await exporter.start()
     except StateFileError as exc:
-        log.error("refusing to start: %s", exc)
+        log.error("refusing to start: %s", exc, extra={"file": exc.path})
         return 1
     except OSError as exc:  # the port is taken, the certificate unreadable, ...
-        log.error("cannot serve on %s: %s", config.listen, exc)
+        log.error("cannot serve on %s: %s", config.listen, exc, extra={"listen": config.listen})
         return 1
     await stopping.wait()
     if load is not None:

@@ -242,7 +242,7 @@ def render_metrics(app: web.Application, exposition: Exposition = Exposition()) 
             if time.monotonic() - _renderer_failures.get(name, -1e9) > 60.0:
                 _renderer_failures[name] = time.monotonic()
                 log.exception("metrics renderer %s failed; its series are missing from this scrape "
-                              "(repeats are logged once a minute)", name)
+                              "(repeats are logged once a minute)", name, extra={"renderer": name})
     app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
     parts.append(exposition.registry_text(app[REGISTRY]))
     return exposition.finish(parts)

@@ -61,7 +61,8 @@ class Throttle:
         self.last: dict[str, float] = {}
         self.quiet: dict[str, int] = {}
 
-    def warn(self, key: str, message: str, *args: Any) -> None:
+    def warn(self, key: str, message: str, *args: Any, **fields: Any) -> None:
+        """``fields`` become log fields (``remote``, ``reason``, ...), with ``suppressed`` when repeats were."""
         now = time.monotonic()
         if now - self.last.get(key, -1e9) < self.interval:
             self.quiet[key] = self.quiet.get(key, 0) + 1
@@ -69,7 +70,17 @@ class Throttle:
         self.last[key] = now
         suppressed = self.quiet.pop(key, 0)
         suffix = f" ({suppressed} similar not logged in the last {self.interval:g}s)" if suppressed else ""
-        self.logger.warning(message + suffix, *args, stacklevel=2)
+        if suppressed:
+            fields["suppressed"] = suppressed
+        self.logger.warning(message + suffix, *args, stacklevel=2, extra=fields)
+
+
+def _address(peer: Any) -> str:
+    """A peer as one log field: ``127.0.0.1:5555``, ``[::1]:5555``."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return str(peer)
 
 
 def raise_open_files_limit() -> int:
@@ -145,12 +156,14 @@ class ConnectionGuard:
             if victim is None:
                 self.count("connection_limit")
                 self.throttle.warn("connection_limit", "HTTP: refused a connection from %s: all %d connections "
-                                   "are busy with requests (http.max_connections)", peer, self.max_connections)
+                                   "are busy with requests (http.max_connections)", peer, self.max_connections,
+                                   remote=_address(peer), reason="connection_limit")
                 return False
             if victim.phase == WAITING:
                 self.count("connection_limit")
             self.throttle.warn("evicted", "HTTP: %d connections open (http.max_connections): closed the one "
-                               "%s longest (from %s) to make room", self.max_connections, victim.phase, victim.peer)
+                               "%s longest (from %s) to make room", self.max_connections, victim.phase, victim.peer,
+                               remote=_address(victim.peer), reason="connection_limit")
             victim.drop()
         self._order[conn] = None
         self._by_transport[conn.transport] = conn
@@ -169,7 +182,8 @@ class ConnectionGuard:
     def timed_out(self, conn: "_Connection") -> None:
         self.count("header_timeout")
         self.throttle.warn("header_timeout", "HTTP: closed a connection from %s that did not send its request "
-                           "headers within %gs (http.header_timeout)", conn.peer, self.limits.header_timeout)
+                           "headers within %gs (http.header_timeout)", conn.peer, self.limits.header_timeout,
+                           remote=_address(conn.peer), reason="header_timeout")
 
 
 class _Connection(asyncio.BufferedProtocol):

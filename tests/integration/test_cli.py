@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import signal
 import ssl
@@ -158,7 +159,8 @@ async def test_run_serves_metrics_with_data_and_exits_zero_on_sigterm(tmp_path, 
     finally:
         rc, err = await stop(proc)
     assert rc == 0, err
-    assert '"msg": "stopped"' in err                      # --log.format json
+    records = [json.loads(line) for line in err.splitlines()]   # --log.format json: every line is JSON
+    assert {"level": "info", "logger": "exporter.commands.run", "msg": "stopped"}.items() <= records[-1].items()
     await async_wait_for(lambda: venue.stats.connections_open == 0, what="socket closed by the exporter")
 
 
