@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "alertmanager_config",
     "alert_test",
     "init",
+    "healthcheck",
 ]
 
 
