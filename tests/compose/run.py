@@ -11,13 +11,15 @@ under those names ("stand-ins"), then the stack runs as a user would run it:
                an address pool of its own. The host's iptables rules are saved before and
                restored after (dockerd adds chains and a FORWARD policy and never removes them).
  3. base       a minimal Debian bookworm made with debootstrap, loaded with ``docker import``
- 4. stand-ins  the Dockerfile's Python base (Debian's python3, trusting the host's CA store so
-               pip reaches the index through an intercepting proxy), prom/prometheus and
+ 4. images     built side by side: the Dockerfile's Python base (Debian's python3, trusting the
+               host's CA store so pip reaches the index through an intercepting proxy), then
+               feedwatch:local from the repository's own Dockerfile; prom/prometheus and
                prom/alertmanager from Debian's packages of exactly the pinned releases
-               (tests/compose/standins/); each rebuilt only when its recipe changes
- 5. image      feedwatch:local from the repository's own Dockerfile
- 6. grafana    Grafana has no build here: its provisioning is validated structurally instead
- 7. up         every service but grafana (``up`` with the service list), plus what
+               (tests/compose/standins/). A stand-in is rebuilt only when its recipe changes.
+ 5. grafana    Grafana has no build here: its provisioning is validated structurally instead
+ 6. stall      the exporter and the simulators up; once the exporter has AAPL's prices, AAPL is
+               stalled through the simulator's control API (docker-compose exec, as the docs say)
+ 7. up         every other service but grafana (``up`` with the service list), plus what
                docs/deployment.md tells a user to add in docker-compose.override.yml to turn
                notifications on: Alertmanager's config rendered by ``feedwatch alertmanager-config``
                with a webhook, mounted read-only; and two test services: the webhook receiver
@@ -27,10 +29,10 @@ under those names ("stand-ins"), then the stack runs as a user would run it:
  9. inspect    every container runs as a non-root user, on a read-only root filesystem, with
                every bind mount read-only (docker inspect); the basic-auth exporter refuses an
                anonymous request (401) while its health check passes
-10. stall      AAPL stalled through the simulator's control API (docker-compose exec, as the docs say)
-11. notify     Watchdog, then FeedSymbolStale for AAPL reach the webhook receiver on the compose
-               network: exporter -> Prometheus -> Alertmanager -> webhook
-12. teardown   ``down -v``, the daemon stopped, iptables restored (also after a failure)
+10. notify     Watchdog, then FeedSymbolStale for AAPL reach the webhook receiver on the compose
+               network: exporter -> Prometheus -> Alertmanager -> webhook, with the committed
+               thresholds and for: (AAPL degraded after 180 s, for: 1m, group_wait 30s)
+11. teardown   ``down -v``, the daemon stopped, iptables restored (also after a failure)
 
 Each step prints a progress line; a failure prints the step, the services' logs and the daemon's
 log tail, and exits 1. Bounded: every wait has a deadline. FEEDWATCH_COMPOSE_CACHE sets the cache
@@ -51,6 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,6 +71,7 @@ ADDRESS_POOL = "base=172.30.0.0/16,size=24"
 SERVICES = ["simulator", "simulator-bot", "feedwatch", "prometheus", "alertmanager"]
 TEST_SERVICES = ["webhook", "feedwatch-auth"]
 STALLED = "AAPL"
+STEPS = 11
 AUTH_USER, AUTH_PASSWORD = "healthcheck", secrets.token_hex(12)
 
 START = time.monotonic()
@@ -350,6 +355,20 @@ def check_hardening(daemon: Daemon, ids: dict[str, str]) -> list[str]:
     return problems
 
 
+def symbol_updates(symbol: str) -> float:
+    """The exporter's update count for a stocks symbol, from its published /metrics (0 if unknown)."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:10119/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    prefix = f'feedwatch_symbol_updates_total{{feed="stocks",symbol="{symbol}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return 0.0
+
+
 def python_in(daemon: Daemon, cid: str, code: str) -> str:
     return daemon.docker("exec", cid, "python", "-c", code, timeout=60).stdout
 
@@ -431,17 +450,17 @@ def print_logs(daemon: Daemon, files: list[Path]) -> None:
 # --- the run ------------------------------------------------------------------------------------
 
 def step(number: int, name: str, action: Callable[[], str | None]) -> None:
-    say(f"step {number}/12 {name}: ...")
+    say(f"step {number}/{STEPS} {name}: ...")
     began = time.monotonic()
     try:
         result = action()
     except StepFailed as exc:
-        raise StepFailed(f"step {number}/12 {name} failed: {exc}") from None
+        raise StepFailed(f"step {number}/{STEPS} {name} failed: {exc}") from None
     except subprocess.TimeoutExpired as exc:
-        raise StepFailed(f"step {number}/12 {name} failed: {exc}") from None
+        raise StepFailed(f"step {number}/{STEPS} {name} failed: {exc}") from None
     took = time.monotonic() - began
     TIMINGS.append((name, took))
-    say(f"step {number}/12 {name}: ok in {took:.1f}s" + (f" ({result})" if result else ""))
+    say(f"step {number}/{STEPS} {name}: ok in {took:.1f}s" + (f" ({result})" if result else ""))
 
 
 def ensure_tools() -> str:
@@ -479,38 +498,54 @@ def main() -> int:
         step(2, "dockerd", start)
         step(3, "base", lambda: build_base(daemon))
 
-        def standins() -> str:
-            images = compose_images()
+        def images() -> str:
+            # Three independent chains, built side by side: most of the time is apt and pip downloads.
+            tags = compose_images()
             ca = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
-            done = []
-            done.append(build_standin(daemon, dockerfile_base(), "python.Dockerfile",
-                                      {"host-ca-certificates.crt": ca}))
-            for service, recipe in (("prometheus", "prometheus.Dockerfile"), ("alertmanager", "alertmanager.Dockerfile")):
-                version = images[service].rsplit(":v", 1)[1]
-                done.append(build_standin(daemon, images[service], recipe, {}, version=version))
-            return ", ".join(f"{tag} {how}" for tag, how in
-                             zip([dockerfile_base(), images["prometheus"], images["alertmanager"]], done))
-        step(4, "stand-ins", standins)
 
-        def image() -> str:
-            tag = compose_images()["feedwatch"]
-            daemon.docker("build", "--network", "host", "-q", "-t", tag, str(ROOT), timeout=900)
-            return tag
-        step(5, "image", image)
+            def python_and_project() -> str:
+                how = build_standin(daemon, dockerfile_base(), "python.Dockerfile", {"host-ca-certificates.crt": ca})
+                daemon.docker("build", "--network", "host", "-q", "-t", tags["feedwatch"], str(ROOT), timeout=900)
+                return f"{dockerfile_base()} {how}, {tags['feedwatch']} built from the Dockerfile"
+
+            def operator_image(service: str) -> str:
+                version = tags[service].rsplit(":v", 1)[1]
+                return f"{tags[service]} {build_standin(daemon, tags[service], f'{service}.Dockerfile', {}, version=version)}"
+
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                futures = [pool.submit(python_and_project), pool.submit(operator_image, "prometheus"),
+                           pool.submit(operator_image, "alertmanager")]
+                return "; ".join(f.result() for f in futures)
+        step(4, "images", images)
 
         def grafana() -> str:
             problems = validate_grafana()
             if problems:
                 raise StepFailed("; ".join(problems))
             return "provisioning matches the mounts and the dashboards"
-        step(6, "grafana", grafana)
+        step(5, "grafana", grafana)
 
-        def up() -> str:
+        def stall() -> str:
+            # The exporter and the simulators first, so AAPL is seen healthy, then stalled: the
+            # rules' 180 s + for: 1m run while the rest of the stack comes up and is inspected.
             files.append(write_override(workdir))
             for port in (10119, 9090, 9093):
                 with socket.socket() as sock:
                     if sock.connect_ex(("127.0.0.1", port)) == 0:
                         raise StepFailed(f"127.0.0.1:{port} is taken: the compose file publishes it")
+            daemon.compose(files, "up", "-d", "--no-build", "feedwatch", timeout=300)
+            wait_until(f"the exporter to receive {STALLED}", lambda: symbol_updates(STALLED) > 0, timeout=120)
+            out = daemon.compose(files, "exec", "-T", "simulator", "python", "-c",
+                                 "import sys, urllib.request; print(urllib.request.urlopen(urllib.request.Request("
+                                 "sys.argv[1], method='POST', data=b'')).read().decode())",
+                                 f"http://127.0.0.1:8775/faults/stall?symbol={STALLED}", timeout=60).stdout
+            stalled = json.loads(out)["faults"]["stalled"]
+            if STALLED not in stalled:
+                raise StepFailed(f"the simulator did not stall {STALLED}: {out[:500]}")
+            return f"{STALLED} had {symbol_updates(STALLED):.0f} updates; stalled now: {', '.join(stalled)}"
+        step(6, "stall", stall)
+
+        def up() -> str:
             daemon.compose(files, "up", "-d", "--no-build", *SERVICES, *TEST_SERVICES, timeout=300)
             return " ".join(SERVICES + TEST_SERVICES) + " (grafana left out)"
         step(7, "up", up)
@@ -537,17 +572,6 @@ def main() -> int:
             return f"non-root, read-only root, read-only mounts; basic auth on and its probe says {log!r}"
         step(9, "inspect", hardening)
 
-        def stall() -> str:
-            out = daemon.compose(files, "exec", "-T", "simulator", "python", "-c",
-                                 "import sys, urllib.request; print(urllib.request.urlopen(urllib.request.Request("
-                                 "sys.argv[1], method='POST', data=b'')).read().decode())",
-                                 f"http://127.0.0.1:8775/faults/stall?symbol={STALLED}", timeout=60).stdout
-            stalled = json.loads(out)["faults"]["stalled"]
-            if STALLED not in stalled:
-                raise StepFailed(f"the simulator did not stall {STALLED}: {out[:500]}")
-            return f"stalled now: {', '.join(stalled)}"
-        step(10, "stall", stall)
-
         def notify() -> str:
             wait_until("Watchdog at the webhook",
                        lambda: firing(notifications(daemon, ids["webhook"]), "Watchdog"), timeout=180, interval=5)
@@ -558,7 +582,7 @@ def main() -> int:
                                                symbol=STALLED, feed="stocks"),
                                 timeout=420, interval=5)
             return f"FeedSymbolStale {alerts[0]['labels'].get('severity')}: {alerts[0]['annotations']['description']}"
-        step(11, "notify", notify)
+        step(10, "notify", notify)
     except StepFailed as exc:
         failed = str(exc)
     except Exception as exc:  # a bug in this script: still tear down, still fail loudly
@@ -580,7 +604,7 @@ def main() -> int:
                 shutil.rmtree(workdir, ignore_errors=True)
                 return "stack removed, dockerd stopped, iptables restored"
             try:
-                step(12, "teardown", teardown)
+                step(11, "teardown", teardown)
             except StepFailed as exc:
                 failed = failed or str(exc)
     total = time.monotonic() - START
