@@ -5,11 +5,11 @@ under those names ("stand-ins"), then the stack runs as a user would run it:
 
  1. tools      Debian's docker.io, docker-compose (v1; a v2 ``docker compose`` is used instead
                when present) and debootstrap, installed with apt when missing (as root)
- 2. dockerd    a daemon of our own: its own socket, exec root and pidfile in a temporary
-               directory, its data root in the cache (built images survive for the next run);
-               no default bridge (a system daemon's docker0 is left alone), compose networks from
-               an address pool of its own. The host's iptables rules are saved before and
-               restored after (dockerd adds chains and a FORWARD policy and never removes them).
+ 2. dockerd    a daemon of our own, in a network namespace of its own (the stack's published
+               ports and dockerd's iptables rules stay inside it; a veth pair and a MASQUERADE
+               rule let builds reach the package mirrors): its own socket, exec root and pidfile
+               in a temporary directory, its data root in the cache (built images survive for the
+               next run), no default bridge, compose networks from an address pool of its own
  3. base       a minimal Debian bookworm made with debootstrap, loaded with ``docker import``
  4. images     built side by side: the Dockerfile's Python base (Debian's python3, trusting the
                host's CA store so pip reaches the index through an intercepting proxy), then
@@ -32,7 +32,8 @@ under those names ("stand-ins"), then the stack runs as a user would run it:
 10. notify     Watchdog, then FeedSymbolStale for AAPL reach the webhook receiver on the compose
                network: exporter -> Prometheus -> Alertmanager -> webhook, with the committed
                thresholds and for: (AAPL degraded after 180 s, for: 1m, group_wait 30s)
-11. teardown   ``down -v``, the daemon stopped, iptables restored (also after a failure)
+11. teardown   ``down -v``, the daemon stopped, the namespace and the host's rules removed
+               (also after a failure)
 
 Each step prints a progress line; a failure prints the step, the services' logs and the daemon's
 log tail, and exits 1. Bounded: every wait has a deadline. FEEDWATCH_COMPOSE_CACHE sets the cache
@@ -48,12 +49,10 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -109,7 +108,13 @@ def wait_until(what: str, condition: Callable[[], Any], timeout: float, interval
 # --- the daemon ---------------------------------------------------------------------------------
 
 class Daemon:
-    """A dockerd of our own, and the docker / compose commands that talk to it."""
+    """A dockerd of our own, in a network namespace of its own, and the commands that talk to it.
+
+    The namespace keeps the stack's published ports (127.0.0.1:9090, 9093, 10119) and dockerd's
+    iptables rules inside it: nothing on the host can take a port the stack needs, and the stack
+    takes none from the host. A veth pair and one MASQUERADE rule on the host give builds their
+    way out to the package mirrors; both are removed at the end.
+    """
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -117,20 +122,50 @@ class Daemon:
         self.pidfile = workdir / "docker.pid"
         self.log = workdir / "dockerd.log"
         self.popen: subprocess.Popen | None = None
-        self.iptables: dict[str, str] = {}
+        tag = os.getpid()
+        self.netns = f"fwct-{tag}"
+        self.veth = (f"fwct{tag}h"[-15:], f"fwct{tag}n"[-15:])
+        base = f"10.213.{tag % 256}.{4 * ((tag // 256) % 64)}"
+        octets = base.split(".")
+        self.subnet = f"{base}/30"
+        self.host_ip = ".".join(octets[:3] + [str(int(octets[3]) + 1)])
+        self.ns_ip = ".".join(octets[:3] + [str(int(octets[3]) + 2)])
+        self.host_rules: list[tuple[str, ...]] = []
+        self.ip_forward: str | None = None
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "COMPOSE_PROJECT_NAME": PROJECT,
                     "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(12), "DOCKER_BUILDKIT": "0"}
         self.compose_cmd: list[str] = []
 
+    def _network(self) -> None:
+        host, inside = self.veth
+        mtu = Path(f"/sys/class/net/{default_interface()}/mtu").read_text().strip()
+        run("ip", "netns", "add", self.netns)
+        run("ip", "link", "add", host, "mtu", mtu, "type", "veth", "peer", "name", inside, "mtu", mtu)
+        run("ip", "link", "set", inside, "netns", self.netns)
+        run("ip", "addr", "add", f"{self.host_ip}/30", "dev", host)
+        run("ip", "link", "set", host, "up")
+        ns = ("ip", "netns", "exec", self.netns)
+        run(*ns, "ip", "link", "set", "lo", "up")
+        run(*ns, "ip", "addr", "add", f"{self.ns_ip}/30", "dev", inside)
+        run(*ns, "ip", "link", "set", inside, "up")
+        run(*ns, "ip", "route", "add", "default", "via", self.host_ip)
+        self.ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        for rule in (("-t", "nat", "POSTROUTING", "-s", self.subnet, "-j", "MASQUERADE"),
+                     ("-t", "filter", "FORWARD", "-i", host, "-j", "ACCEPT"),
+                     ("-t", "filter", "FORWARD", "-o", host, "-j", "ACCEPT")):
+            run("iptables", rule[0], rule[1], "-I", *rule[2:])
+            self.host_rules.append(rule)
+
     def start(self) -> None:
-        for table in ("filter", "nat"):
-            saved = run("iptables-save", "-t", table, check=False)
-            if saved.returncode == 0:
-                self.iptables[table] = saved.stdout
+        self._network()
         (CACHE / "docker").mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
             self.popen = subprocess.Popen(
-                ["dockerd", "--host", f"unix://{self.socket}", "--data-root", str(CACHE / "docker"),
+                # nsenter, not `ip netns exec`: that one also remounts /sys, hiding the cgroup
+                # mounts dockerd needs (it exits "Unable to find ... cgroup in mounts").
+                ["nsenter", f"--net=/run/netns/{self.netns}",
+                 "dockerd", "--host", f"unix://{self.socket}", "--data-root", str(CACHE / "docker"),
                  "--exec-root", str(self.workdir / "exec"), "--pidfile", str(self.pidfile),
                  "--bridge", "none", "--default-address-pool", ADDRESS_POOL],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -174,8 +209,21 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
-        for table, rules in self.iptables.items():
-            run("iptables-restore", "-T", table, input=rules, check=False)
+        for rule in reversed(self.host_rules):
+            run("iptables", rule[0], rule[1], "-D", *rule[2:], check=False)
+        if self.ip_forward is not None:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward)
+        run("ip", "link", "del", self.veth[0], check=False)
+        run("ip", "netns", "del", self.netns, check=False)
+
+
+def default_interface() -> str:
+    """The interface of the host's default route (its MTU is what the veth pair must use)."""
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return fields[0]
+    raise StepFailed("no default route: the builds need the package mirrors")
 
 
 # --- images -------------------------------------------------------------------------------------
@@ -355,15 +403,12 @@ def check_hardening(daemon: Daemon, ids: dict[str, str]) -> list[str]:
     return problems
 
 
-def symbol_updates(symbol: str) -> float:
-    """The exporter's update count for a stocks symbol, from its published /metrics (0 if unknown)."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:10119/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return 0.0
+def symbol_updates(daemon: Daemon, cid: str, symbol: str) -> float:
+    """The exporter's update count for a stocks symbol, from its /metrics (0 while unknown)."""
+    done = daemon.docker("exec", cid, "python", "-c", "import urllib.request; print(urllib.request.urlopen("
+                         "'http://127.0.0.1:10119/metrics', timeout=5).read().decode())", check=False, timeout=60)
     prefix = f'feedwatch_symbol_updates_total{{feed="stocks",symbol="{symbol}"}} '
-    for line in text.splitlines():
+    for line in done.stdout.splitlines():
         if line.startswith(prefix):
             return float(line[len(prefix):])
     return 0.0
@@ -529,12 +574,10 @@ def main() -> int:
             # The exporter and the simulators first, so AAPL is seen healthy, then stalled: the
             # rules' 180 s + for: 1m run while the rest of the stack comes up and is inspected.
             files.append(write_override(workdir))
-            for port in (10119, 9090, 9093):
-                with socket.socket() as sock:
-                    if sock.connect_ex(("127.0.0.1", port)) == 0:
-                        raise StepFailed(f"127.0.0.1:{port} is taken: the compose file publishes it")
             daemon.compose(files, "up", "-d", "--no-build", "feedwatch", timeout=300)
-            wait_until(f"the exporter to receive {STALLED}", lambda: symbol_updates(STALLED) > 0, timeout=120)
+            exporter = daemon.compose(files, "ps", "-q", "feedwatch").stdout.strip()
+            updates = lambda: symbol_updates(daemon, exporter, STALLED)  # noqa: E731
+            wait_until(f"the exporter to receive {STALLED}", lambda: updates() > 0, timeout=120)
             out = daemon.compose(files, "exec", "-T", "simulator", "python", "-c",
                                  "import sys, urllib.request; print(urllib.request.urlopen(urllib.request.Request("
                                  "sys.argv[1], method='POST', data=b'')).read().decode())",
@@ -542,7 +585,7 @@ def main() -> int:
             stalled = json.loads(out)["faults"]["stalled"]
             if STALLED not in stalled:
                 raise StepFailed(f"the simulator did not stall {STALLED}: {out[:500]}")
-            return f"{STALLED} had {symbol_updates(STALLED):.0f} updates; stalled now: {', '.join(stalled)}"
+            return f"{STALLED} had {updates():.0f} updates; stalled now: {', '.join(stalled)}"
         step(6, "stall", stall)
 
         def up() -> str:
@@ -602,7 +645,7 @@ def main() -> int:
                     daemon.compose(files, "down", "-v", "--remove-orphans", "--timeout", "10", check=False, timeout=300)
                 daemon.stop()
                 shutil.rmtree(workdir, ignore_errors=True)
-                return "stack removed, dockerd stopped, iptables restored"
+                return "stack removed, dockerd stopped, namespace and host rules removed"
             try:
                 step(11, "teardown", teardown)
             except StepFailed as exc:

@@ -1,9 +1,10 @@
 """docker-compose.yml, the Dockerfile and the configs they mount: valid, pinned, read-only, healthy,
 and consistent with each other (service names, ports, paths).
 
-No Docker daemon here: the compose file is validated by Debian's ``docker-compose config -q``
+The fast, daemon-free half: the compose file is validated by Debian's ``docker-compose config -q``
 (the real parser), and the configs it mounts are the very files the other tests run (the exporter
 config is loaded by the real loader here and run by tests/integration/test_dashboard_queries.py).
+``make compose-test`` (tests/compose/run.py) runs the stack itself on a real Docker engine.
 """
 
 from __future__ import annotations
