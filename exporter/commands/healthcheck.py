@@ -31,7 +31,6 @@ import argparse
 import base64
 import os
 import ssl
-import sys
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit

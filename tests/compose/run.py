@@ -510,7 +510,7 @@ def step(number: int, name: str, action: Callable[[], str | None]) -> None:
 
 def ensure_tools() -> str:
     needed = {"dockerd": "docker.io", "docker": "docker.io", "docker-compose": "docker-compose",
-              "debootstrap": "debootstrap", "iptables": "iptables"}
+              "debootstrap": "debootstrap", "iptables": "iptables", "ip": "iproute2", "nsenter": "util-linux"}
     missing = sorted({pkg for binary, pkg in needed.items() if shutil.which(binary) is None})
     if not missing:
         return "present"
@@ -528,6 +528,11 @@ def main() -> int:
         print("compose-test: dockerd needs root (run as root, as CI does)", file=sys.stderr)
         return 1
     keep = os.environ.get("FEEDWATCH_COMPOSE_KEEP") == "1"
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")   # unwinds through the teardown below
+
+    signal.signal(signal.SIGTERM, interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="fwct-", dir="/tmp"))
     workdir.chmod(0o755)
     daemon = Daemon(workdir)
@@ -557,10 +562,14 @@ def main() -> int:
                 version = tags[service].rsplit(":v", 1)[1]
                 return f"{tags[service]} {build_standin(daemon, tags[service], f'{service}.Dockerfile', {}, version=version)}"
 
-            with ThreadPoolExecutor(max_workers=3) as pool:
+            pool = ThreadPoolExecutor(max_workers=3)
+            try:
                 futures = [pool.submit(python_and_project), pool.submit(operator_image, "prometheus"),
                            pool.submit(operator_image, "alertmanager")]
                 return "; ".join(f.result() for f in futures)
+            finally:
+                # Stopped or failed: do not wait for the other builds; the teardown stops dockerd.
+                pool.shutdown(wait=False, cancel_futures=True)
         step(4, "images", images)
 
         def grafana() -> str:
@@ -628,7 +637,7 @@ def main() -> int:
         step(10, "notify", notify)
     except StepFailed as exc:
         failed = str(exc)
-    except Exception as exc:  # a bug in this script: still tear down, still fail loudly
+    except (Exception, KeyboardInterrupt) as exc:  # a bug here, or stopped: still tear down, still fail loudly
         failed = f"{type(exc).__name__}: {exc}"
     finally:
         if failed:
