@@ -43,6 +43,7 @@ daemon running for a look (the socket is printed).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -523,6 +524,14 @@ def ensure_tools() -> str:
     return "installed " + " ".join(missing)
 
 
+def _try_lock(lock: Any) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("compose-test: dockerd needs root (run as root, as CI does)", file=sys.stderr)
@@ -533,6 +542,14 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")   # unwinds through the teardown below
 
     signal.signal(signal.SIGTERM, interrupted)
+    # One daemon per data root: a second compose-test on this machine waits for the first.
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lock = open(CACHE / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say(f"another compose-test is using {CACHE}: waiting for it (at most 20 minutes)")
+        wait_until(f"the lock on {CACHE}", lambda: _try_lock(lock), timeout=1200, interval=5)
     workdir = Path(tempfile.mkdtemp(prefix="fwct-", dir="/tmp"))
     workdir.chmod(0o755)
     daemon = Daemon(workdir)
