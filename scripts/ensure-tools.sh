@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
-# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml) and
-# systemd-analyze (verifies deploy/systemd/feedwatch.service). `make compose-test` installs its own
-# (docker.io, debootstrap) when it runs.
+# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
+# (tmpfs for the disk-full test) and systemd-analyze (verifies deploy/systemd/feedwatch.service).
+# `make compose-test` installs its own (docker.io, debootstrap) when it runs.
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 #
 #   scripts/ensure-tools.sh        every tool the tests need (make test)
@@ -19,6 +19,8 @@ declare -A PACKAGE_FOR=(
   [chromium]=chromium
   [docker-compose]=docker-compose
   [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
+  [mount]=mount              # a small tmpfs under the trading state file: the disk-full test
+  [umount]=mount
   [systemd-analyze]=systemd  # tests/unit/test_systemd.py
 )
 
