@@ -42,7 +42,7 @@ def documents() -> dict[str, dict[str, Any]]:
 
 
 DOCS = documents()
-CORE_KINDS = ["ConfigMap", "Deployment", "Service"]
+CORE_KINDS = ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Service"]
 
 
 def _generator():
@@ -176,6 +176,9 @@ def test_the_pod_runs_restricted():
     assert mounts["config"]["readOnly"] is True
     # What the read-only root filesystem still needs writable: the state directory and /tmp.
     assert {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")} == {"/var/lib/feedwatch", "/tmp"}
+    # The trading state outlives the pod: never an emptyDir (a rescheduled pod would forget the kill switch).
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == DOCS["PersistentVolumeClaim"]["metadata"]["name"]
 
 
 def test_the_configmap_config_loads_and_listens_on_the_container_port(tmp_path):
