@@ -218,6 +218,14 @@ class Daemon:
         run("ip", "netns", "del", self.netns, check=False)
 
 
+def unmount_under(path: Path) -> None:
+    """Unmount what dockerd left mounted in its exec root (it keeps exec/netns/default bound)."""
+    prefix = str(path) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        run("umount", "--lazy", target, check=False)
+
+
 def default_interface() -> str:
     """The interface of the host's default route (its MTU is what the veth pair must use)."""
     for line in Path("/proc/net/route").read_text().splitlines()[1:]:
@@ -670,7 +678,11 @@ def main() -> int:
                 if daemon.compose_cmd and len(files) > 1:
                     daemon.compose(files, "down", "-v", "--remove-orphans", "--timeout", "10", check=False, timeout=300)
                 daemon.stop()
-                shutil.rmtree(workdir, ignore_errors=True)
+                unmount_under(workdir)
+                try:
+                    shutil.rmtree(workdir)
+                except OSError as exc:
+                    raise StepFailed(f"cannot remove {workdir}: {exc}") from None
                 return "stack removed, dockerd stopped, namespace and host rules removed"
             try:
                 step(11, "teardown", teardown)
