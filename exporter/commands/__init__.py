@@ -3,7 +3,7 @@
 Log output goes to stderr in ``logfmt`` (default) or ``json``, one line per record, context as
 fields (``exporter/commands/logformat.py``)::
 
-    ts=2024-05-01T14:03:07.120Z level=info logger=exporter.feeds.runner msg="stocks[0]: reconnecting in 0.84s (network_error; attempt 1)" feed=stocks connection=0 delay=0.84 reason=network_error attempt=1
+    ts=2024-05-01T14:03:07.120Z level=info logger=exporter.feeds.runner msg="stocks[0]: reconnecting in 0.84s (network_error; attempt 1)" feed=stocks connection=0 reason=network_error delay=0.84 attempt=1
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ The flags are Prometheus': ``--log.level`` (debug, info, warn, error) and ``--lo
 (logfmt, json). Context travels as fields, not only inside the message, so a log pipeline can
 select by feed, symbol or connection::
 
-    ts=2024-05-01T14:03:07.120Z level=info logger=exporter.feeds.runner msg="stocks[0]: reconnecting in 0.84s (network_error; attempt 1)" feed=stocks connection=0 delay=0.84 reason=network_error attempt=1
-    {"ts":"2024-05-01T14:03:07.120Z","level":"info","logger":"exporter.feeds.runner","msg":"stocks[0]: reconnecting ...","feed":"stocks","connection":"0","delay":0.84,"reason":"network_error","attempt":1}
+    ts=2024-05-01T14:03:07.120Z level=info logger=exporter.feeds.runner msg="stocks[0]: reconnecting in 0.84s (network_error; attempt 1)" feed=stocks connection=0 reason=network_error delay=0.84 attempt=1
+    {"ts":"2024-05-01T14:03:07.120Z","level":"info","logger":"exporter.feeds.runner","msg":"stocks[0]: reconnecting ...","feed":"stocks","connection":"0","reason":"network_error","delay":0.84,"attempt":1}
 
 Fields are whatever a call site passes with ``extra=`` (``log.info(..., extra={"feed": name})``):
 ``feed``, ``symbol``/``symbols``, ``connection``, ``reason``, ``kind``, ``delay`` (seconds),

@@ -23,6 +23,7 @@ renders it, OpenMetrics too, without the ``_created`` samples the library adds t
     feedwatch_http_requests_rejected_total{reason="body_timeout"} 0.0
     feedwatch_http_requests_rejected_total{reason="body_too_large"} 0.0
     feedwatch_http_requests_rejected_total{reason="unauthorized"} 0.0
+    feedwatch_http_requests_rejected_total{reason="rate_limited"} 0.0
     # HELP feedwatch_http_connections Open HTTP connections.
     # TYPE feedwatch_http_connections gauge
     feedwatch_http_connections 3.0
@@ -58,7 +59,8 @@ HTTP_REJECT_REASONS = (
     "header_timeout",     # request line and headers not complete within http.header_timeout (408)
     "body_timeout",       # a request body not complete within http.body_timeout (408)
     "body_too_large",     # a request body over the route's limit (413; trading.api.max_body_size)
-    "unauthorized",       # basic auth (--web.config.file) or the push API's token/signature refused (401)
+    "unauthorized",       # basic auth or client certificate SANs (--web.config.file; 401, 403), or the push API's token/signature (401)
+    "rate_limited",       # over the web config's rate_limit (429)
 )
 
 
