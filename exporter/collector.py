@@ -115,9 +115,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, Sequence
 
-# ``wants(name, type)``: whether a scrape asked for a family (``exposition.Exposition.wants``).
-Wants = Callable[[str, str], bool]
-
 from exporter.book import (
     CLOSED,
     CRITICAL,
@@ -130,6 +127,8 @@ from exporter.book import (
     FeedBook,
     escape_label,
 )
+from exporter.exposition import DEFAULT, Exposition
+from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
 _INF = math.inf
 
@@ -205,11 +204,6 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def header(name: str, kind: str, help_text: str) -> str:
-    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
-
-
 _BUCKET_LE = tuple(format_value(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 
 
@@ -219,27 +213,27 @@ class BookCollector:
     def __init__(self, book: Book) -> None:
         self.book = book
 
-    def render(self, now: float, wants: Wants | None = None) -> str:
-        """The text of every family, or only of those ``wants`` (a scrape's ``name[]``) accepts:
-        the per-symbol pass, the expensive part, runs only if one of its families is wanted."""
+    def render(self, now: float, ask: Exposition = DEFAULT) -> str:
+        """Every family in the text format, or what ``ask`` (a scrape's ``Accept`` and ``name[]``)
+        asked for: headers written in its format, only its families; the per-symbol pass, the
+        expensive part, runs only if one of its families is wanted."""
         feeds = list(self.book.feeds.values())
         for feed in feeds:
             feed.refresh_market(now)  # a session that just opened restarts the symbol clocks
-        wants = wants or _everything
         out: list[str] = []
         counts: list[dict[int, int]] = []
-        if wants("feedwatch_feed_symbols", "gauge") or any(
-                wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
-            counts = self._render_symbols(feeds, now, out, wants)
-        self._render_feeds(feeds, now, counts, out, wants)
-        self._render_markets(feeds, out, wants)
+        if ask.wants("feedwatch_feed_symbols", "gauge") or any(
+                ask.wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
+            counts = self._render_symbols(feeds, now, out, ask)
+        self._render_feeds(feeds, now, counts, out, ask)
+        self._render_markets(feeds, out, ask)
         return "".join(out)
 
-    def _render_markets(self, feeds: list[FeedBook], out: list[str], wants: Wants) -> None:
+    def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
-        if not wants(name, MARKET_FAMILIES[name][0]):
+        if not ask.wants(name, MARKET_FAMILIES[name][0]):
             return
-        out.append(header(name, *MARKET_FAMILIES[name]))
+        out.append(ask.header(name, *MARKET_FAMILIES[name]))
         seen: set[str] = set()
         for feed in feeds:
             cal = feed.calendar
@@ -252,7 +246,7 @@ class BookCollector:
     # --- per symbol: one pass over every symbol fills six families at once -------------------
 
     def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str],
-                        wants: Wants) -> list[dict[int, int]]:
+                        ask: Exposition) -> list[dict[int, int]]:
         updated: list[str] = []
         event: list[str] = []
         staleness: list[str] = []
@@ -280,21 +274,21 @@ class BookCollector:
             all_counts.append(counts)
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(),
                                                    (updated, event, staleness, states, updates, prices)):
-            if not wants(name, kind):
+            if not ask.wants(name, kind):
                 continue
-            out.append(header(name, kind, help_text))
+            out.append(ask.header(name, kind, help_text))
             out.extend(lines)
         return all_counts
 
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[str], wants: Wants) -> None:
+                      out: list[str], ask: Exposition) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
-            if not wants(name, kind):
+            if not ask.wants(name, kind):
                 return
-            out.append(header(name, kind, help_text))
+            out.append(ask.header(name, kind, help_text))
             for i, feed in enumerate(feeds):
                 out.extend(lines(feed, i))
 
@@ -340,10 +334,6 @@ class BookCollector:
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
-
-
-def _everything(name: str, kind: str) -> bool:
-    return True
 
 
 def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],

@@ -16,9 +16,10 @@ registry holds the exporter's own metrics. A scrape chooses, as with Prometheus'
 newlines) and copies the samples untouched. For OpenMetrics only the headers change: a counter's
 family is named without ``_total``, ``"`` is escaped in HELP, a ``# UNIT`` line declares the
 base unit its name ends in (``_seconds``, ``_bytes``, ``_ratio``: the naming contract is the
-declaration), ``untyped`` becomes ``unknown``; ``finish`` appends ``# EOF``. Collectors that can
-skip work take ``wants`` (the book collector skips its per-symbol pass when no family of it is
-asked for). prometheus_client's part goes through ``registry_text``, which also drops the
+declaration), ``untyped`` becomes ``unknown``; ``finish`` appends ``# EOF``. The book collector,
+whose text is megabytes, takes the ``Exposition`` itself: it writes its headers in the format
+asked for (``Exposition.header``: no conversion pass over its samples) and skips its per-symbol
+pass when no family of it is asked for. prometheus_client's part goes through ``registry_text``, which also drops the
 ``_created`` samples the library adds to counters (they are not part of our contract, and the
 library's switch for that is global to the process, which may be a bot's).
 """
@@ -70,6 +71,13 @@ class Exposition:
     def is_default(self) -> bool:
         return not self.openmetrics and self.names is None
 
+    def header(self, name: str, kind: str, help_text: str) -> str:
+        """A family's header in this format, for collectors that render straight into it
+        (the book's, so its megabytes of samples need no conversion pass)."""
+        if self.openmetrics:
+            return openmetrics_header(name, kind, _escape_help(help_text))
+        return text_header(name, kind, help_text)
+
     def wants(self, name: str, kind: str) -> bool:
         """Whether the family ``name`` (either format's name) of type ``kind`` is asked for."""
         names = self.names
@@ -107,6 +115,19 @@ class Exposition:
         """The whole body of a scrape: the parts, and ``# EOF`` for OpenMetrics."""
         body = "".join(parts)
         return (body + "# EOF\n").encode() if self.openmetrics else body.encode()
+
+
+DEFAULT = Exposition()
+
+
+def _escape_help(help_text: str) -> str:
+    """HELP text escaped as the text format 0.0.4 wants it (backslash and line feed)."""
+    return help_text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def text_header(name: str, kind: str, help_text: str) -> str:
+    """``# HELP`` and ``# TYPE`` of a family in the text format 0.0.4."""
+    return f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} {kind}\n"
 
 
 def negotiate(accept: str | None, names: Sequence[str] = ()) -> Exposition:

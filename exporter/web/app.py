@@ -232,7 +232,7 @@ def render_metrics(app: web.Application, exposition: Exposition = Exposition()) 
     now = app[CLOCK].time()
     started = time.perf_counter()
     render = exposition.render
-    parts = [render(app[COLLECTOR].render(now, None if exposition.names is None else exposition.wants))]
+    parts = [app[COLLECTOR].render(now, exposition)]   # already in the format and families asked for
     for renderer in app[RENDERERS]:
         try:
             parts.append(render(renderer(now)))

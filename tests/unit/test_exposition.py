@@ -71,6 +71,12 @@ def samples(families) -> dict:
     return {(s.name, frozenset(s.labels.items())): s.value for f in families for s in f.samples}
 
 
+def test_the_book_renders_openmetrics_headers_itself(clock: FakeClock) -> None:
+    book = golden_book(clock)
+    om = Exposition(openmetrics=True)
+    assert BookCollector(book).render(clock.time(), om) == om.render(GOLDEN.read_text())
+
+
 def test_openmetrics_is_the_same_data_in_the_strict_format(clock: FakeClock) -> None:
     text = GOLDEN.read_text() + trading_text()
     om = Exposition(openmetrics=True).finish([Exposition(openmetrics=True).render(text)]).decode()
@@ -96,9 +102,11 @@ def test_name_filter_gives_exactly_that_family_and_the_collector_skips_the_rest(
     kind = ALL_FAMILIES[name][0]
     asked = {"counter": name[:-6], "histogram": name + "_bucket"}.get(kind, name)   # any of its names
     exposition = negotiate(None, [asked])
-    direct = BookCollector(book).render(clock.time(), exposition.wants)
+    direct = BookCollector(book).render(clock.time(), exposition)
     filtered = exposition.render(full)
     assert direct == filtered
+    om = Exposition(openmetrics=True, names=exposition.names)
+    assert BookCollector(book).render(clock.time(), om) == om.render(full)   # headers written straight in
     assert [n for n, *_ in split_families(filtered)] == [name]
     assert filtered == next(full[s:e] for n, _, _, s, _, e in split_families(full) if n == name)
 
@@ -107,7 +115,7 @@ def test_a_filter_without_symbol_families_skips_the_symbol_pass(clock: FakeClock
     book = golden_book(clock)
     for feed in book.feeds.values():   # a symbol the per-symbol pass cannot classify
         feed.classify = None           # type: ignore[method-assign]
-    text = BookCollector(book).render(clock.time(), negotiate(None, ["feedwatch_feed_up"]).wants)
+    text = BookCollector(book).render(clock.time(), negotiate(None, ["feedwatch_feed_up"]))
     assert [n for n, *_ in split_families(text)] == ["feedwatch_feed_up"]
 
 
