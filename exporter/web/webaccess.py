@@ -93,6 +93,7 @@ class WebAccess:
             self._listener = self._current = server_context(tls)
             self._listener.sni_callback = self._on_handshake
         self._signature = self._stat()
+        self._loaded_tls = self._signature[1:]   # the TLS files the current context was built from
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -101,8 +102,9 @@ class WebAccess:
 
     # --- re-reading ---------------------------------------------------------------------------
 
-    def _stat(self) -> tuple[Any, ...]:
-        tls = self.config.tls_server_config
+    def _stat(self, config: WebConfig | None = None) -> tuple[Any, ...]:
+        """What identifies the file and the TLS files it names as they are now (first: the file)."""
+        tls = (config or self.config).tls_server_config
         signature = []
         for path in (self.path, *(tls.files() if tls is not None else ())):
             try:
@@ -126,7 +128,12 @@ class WebAccess:
             problems = restart_only(self.config, new)
             if problems:
                 raise ConfigError([f"{self.path}: {p}" for p in problems])
-            context = server_context(new.tls_server_config) if new.tls_server_config is not None else None
+            # New certificates, keys or client CAs (in the file, or in the files it names) mean a
+            # new context for new connections; a change of users or headers alone does not.
+            tls_changed = new.tls_server_config is not None and (
+                new.tls_server_config != self.config.tls_server_config
+                or self._stat(new)[1:] != self._loaded_tls)
+            context = server_context(new.tls_server_config) if tls_changed else None
         except ConfigError as exc:
             self.successful = False
             log.error("web config %s changed but was not applied (%d problem(s)); the previous one keeps "
@@ -136,6 +143,8 @@ class WebAccess:
         old = self.config
         self.config, self.successful, self.success_at = new, True, self.now()
         self._signature = self._stat()   # the new config may name other files
+        if context is not None:
+            self._loaded_tls = self._signature[1:]
         if new.basic_auth_users != old.basic_auth_users:
             self.users = BasicAuth(new.basic_auth_users)
         if new.rate_limit != old.rate_limit:
