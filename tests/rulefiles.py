@@ -4,8 +4,9 @@ Every Feed* and Trading* alert reads a ``*_held`` recording rule (its condition 
 while the exporter is unobserved; prometheus/rules/feeds.yml explains the pattern). Tests that
 check what an alert *computes* (its joins, its thresholds) look at that record's expression:
 ``condition(rule)`` returns it, or the alert's own expression when the alert reads no record;
-``live_condition(rule)`` only its first part, what the exporter's series say now (the records
-write it first, then the hold after a line holding only ``or``).
+``live_condition(rule)`` only the part that reads what the exporter's series say now (the
+records write their branches between lines holding only ``or``; the live one is the branch that
+does not read the record itself).
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ def condition(rule: dict[str, Any], known: dict[str, tuple[str, dict[str, Any]]]
 
 
 def live_condition(rule: dict[str, Any], known: dict[str, tuple[str, dict[str, Any]]] | None = None) -> str:
-    """The alert's condition without its hold: the record's lines before the first bare ``or``."""
-    lines = condition(rule, known).splitlines()
-    bare = [i for i, line in enumerate(lines) if line.strip() == "or"]
-    return "\n".join(lines[:bare[0]] if bare else lines)
+    """The alert's condition without its hold: the branch of its record that is not the record."""
+    branches, current = [], []
+    for line in condition(rule, known).splitlines():
+        if line.strip() == "or":
+            branches.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    branches.append("\n".join(current))
+    live = [b for b in branches if rule["expr"].strip() not in b]
+    assert len(live) == 1, f"{rule['alert']}: expected one live branch, got {live}"
+    return live[0]
