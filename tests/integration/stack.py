@@ -3,7 +3,8 @@ Prometheus -> Alertmanager -> a webhook receiver that records every notification
 
 Real binaries throughout: ``feedwatch simulate`` and ``feedwatch run`` as subprocesses, Debian's
 ``prometheus`` and ``prometheus-alertmanager``, and an aiohttp webhook (in a background thread,
-so sync and async tests alike can use it). If Prometheus or Alertmanager is missing the stack
+so sync and async tests alike can use it). Every process dies with the test run, even a killed
+one (``alertstack.die_with_parent``). If Prometheus or Alertmanager is missing the stack
 fails with the apt-get line to fix it; it never skips.
 
 Configs are *derived* from the committed ones (``exporter/alerting/stack.py`` does it and says
@@ -134,7 +135,8 @@ class Stack:
         with open(self.workdir / "exporter.log", "ab") as log:
             self.exporter_popen = subprocess.Popen(_feedwatch(*self._exporter_args), stdout=log,
                                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                   env=self._exporter_env)
+                                                   env=self._exporter_env,
+                                                   preexec_fn=alertstack.die_with_parent())
 
         def exporter_ready() -> bool:
             if self.exporter_popen.poll() is not None:  # type: ignore[union-attr]
@@ -316,7 +318,8 @@ def _start_simulator(name: str, args: list[str], workdir: Path) -> SimulatorProc
     log_path = workdir / f"simulator-{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(_feedwatch("simulate", *args, "--port", "0", "--control-port", "0"),
-                                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+                                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+                                 preexec_fn=alertstack.die_with_parent())
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 20
     assert popen.stdout is not None

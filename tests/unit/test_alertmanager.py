@@ -119,8 +119,8 @@ def test_grouping_and_timings_follow_the_design() -> None:
         opts = {**inherited, **{k: node[k] for k in ("group_wait", "group_interval", "repeat_interval") if k in node}}
         fast = tuple(node.get("matchers", [])) in FAST_ROUTES
         fast_seen.update([tuple(node["matchers"])] if fast else [])
-        # A group sends at most one update a minute (the critical path: every 2s at most, each a
-        # change worth a message), and repeats a still-firing alert at most once per 5 minutes
+        # A group sends at most one update a minute (the critical path and the exporter-down
+        # page: every 2s at most, each a change worth a message), and repeats a still-firing alert at most once per 5 minutes
         # (the Watchdog, for the dead man's switch); the others hourly or less.
         assert seconds(opts["group_interval"]) >= (2 if fast else 60), node
         assert seconds(opts["repeat_interval"]) >= 300, node
