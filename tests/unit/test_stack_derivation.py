@@ -31,10 +31,20 @@ def test_a_starting_prometheus_cannot_page_the_exporter_down(tmp_path: Path) -> 
     assert _exporter_down(derived["exporter.yml"]) == {"scrape_failing": "333ms", "no_target": "1m"}
     committed = yaml.safe_load((ROOT / "prometheus/rules/exporter.yml").read_text())["groups"]
     assert _exporter_down(committed) == {"scrape_failing": "10s", "no_target": "1m"}
-    # Only that one keeps its value: every other for: of every file is divided by 30.
-    kept = [rule["alert"] for groups in derived.values() for group in groups for rule in group["rules"]
-            if "for" in rule and rule["for"] not in ("0s", "0ms") and alertstack.prom_seconds(rule["for"]) >= 60]
-    assert kept == ["FeedwatchExporterDown"]
+    # Only that one keeps its value: every other non-zero for: of every file is divided by 30.
+    originals = _rules(ROOT / "prometheus/rules")
+    kept = []
+    for name, groups in derived.items():
+        for group, original in zip(groups, originals[name]):
+            for rule, before in zip(group["rules"], original["rules"]):
+                if alertstack.prom_seconds(before.get("for", "0s")) == 0:
+                    continue
+                ratio = alertstack.prom_seconds(before["for"]) / alertstack.prom_seconds(rule["for"])
+                if ratio == 1:
+                    kept.append((rule["alert"], rule["labels"].get("reason")))
+                else:
+                    assert abs(ratio - 30) < 0.1, (rule["alert"], before["for"], rule["for"])  # ms rounding
+    assert kept == [("FeedwatchExporterDown", "no_target")]
 
 
 def test_compressed_for_keeps_the_rest_of_the_file_byte_for_byte() -> None:
