@@ -21,6 +21,22 @@ acknowledged), and the opening of the current market session (so a stock is not 
 
 Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
 writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
+
+Edges sanitize, cores trust: an update is stored only if its price is a finite number above 0 and
+its venue timestamp is *plausible*, so the collector, the status page and the JSON API never meet
+a value they cannot render. Plausible means 0 (the venue gave no time), or, in any Unix unit (s,
+ms, us, ns), from 2000-01-01T00:00:00Z (``TIMESTAMP_FLOOR``) to one hour ahead of the receive
+clock (``TIMESTAMP_AHEAD``). Anything else (negative, NaN, infinite, a 320-digit integer, a date
+in 1970 or in 9999, a clock running an hour fast) is rejected as ``implausible_timestamp``: not
+stored, not observed as latency. The window is one-sided on purpose: an old but real timestamp
+(a lagging venue, a delayed feed) is information and shows as latency, which
+``FeedHighLatency`` watches; a future one would read as zero latency, a lie. The check is one
+chained comparison against the range of the unit the feed last used; only a value outside it
+takes the slow branch (``_timestamp_ok``), which finds the unit and moves the range with the clock.
+
+Every rejection is counted by reason and leaves a short note (``notes``: symbol, value, why) that
+the adapter turns into a ``Rejected`` signal, so the runner logs it, rate-limited, with a preview
+of the frame. Notes are capped (``MAX_NOTES``): callers that never drain them lose nothing else.
 """
 
 from __future__ import annotations
@@ -68,11 +84,19 @@ REJECT_REASONS = (
     "crossed_quote",             # bid > ask
     "first_print_unconfirmed",   # a first print far from its reference, dropped when not confirmed
     "unknown_symbol",            # an update for a symbol this feed does not watch
+    "implausible_timestamp",     # a venue time outside [TIMESTAMP_FLOOR, receive clock + TIMESTAMP_AHEAD]
 )
 MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
 
 # Exchange-timestamp-to-receive latency buckets (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# The plausible window of a venue timestamp (see the module docstring), in seconds.
+TIMESTAMP_FLOOR = 946_684_800.0     # 2000-01-01T00:00:00Z
+TIMESTAMP_AHEAD = 3600.0            # a venue clock further ahead of ours than this is wrong
+_UNIT_SCALES = (1.0, 1e3, 1e6, 1e9)  # s, ms, us, ns: the ranges cannot overlap
+# Rejection notes kept until an adapter takes them (one frame rarely holds more than a few).
+MAX_NOTES = 8
 
 _INF = math.inf
 _NAN = math.nan
@@ -197,6 +221,23 @@ def to_seconds(ts: float) -> float:
     return float(ts)
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """A symbol cut for a log line."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def value_text(value: object, limit: int = 40) -> str:
+    """A venue's value for a log line, never raising: a 5,000-digit integer cannot even be
+    ``repr``-ed (Python's integer string limit), so huge integers are described by size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    try:
+        text = repr(value)
+    except Exception:  # an object whose repr fails is described by its type
+        return f"a {type(value).__name__}"
+    return _short(text, limit)
+
+
 class _Trade:
     """An update handed to ``FeedBook.record`` as values, shaped like a venue's decoded trade."""
 
@@ -246,6 +287,12 @@ class FeedBook:
         self.last_error = ""
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        # The plausible range of a raw venue timestamp in the unit this feed last used (seconds
+        # until one arrives); ``_timestamp_ok`` moves it. Cached so the hot path compares only.
+        self.ts_low = TIMESTAMP_FLOOR
+        self.ts_high = now + TIMESTAMP_AHEAD
+        # (reason, detail) of recent rejections, for the adapter to report (``take_notes``).
+        self.notes: list[tuple[str, str]] = []
         for symbol in config.symbols:
             self.add_symbol(symbol, now)
 
@@ -296,26 +343,35 @@ class FeedBook:
         symbols = self.symbols
         oldest = _NEVER
         quotes = 0
+        low, high = self.ts_low, self.ts_high
         for item in items:
             state = symbols.get(item.symbol)
+            ts = item.ts
             if item.is_quote:
                 quotes += 1
                 bid = item.bid
                 ask = item.ask
                 if state is None or not (0.0 < bid <= ask < _INF):
-                    price = self._salvage_quote(state, bid, ask)
+                    price = self._salvage_quote(state, item.symbol, bid, ask)
                     if price != price:
                         continue
                 else:
                     price = (bid + ask) * 0.5
+                if not (low <= ts < high) and ts:
+                    if not self._timestamp_ok(state, ts, now):
+                        continue
+                    low, high = self.ts_low, self.ts_high
             else:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
-                    self._reject(state, price)
+                    self._reject(state, item.symbol, price)
                     continue
+                if not (low <= ts < high) and ts:
+                    if not self._timestamp_ok(state, ts, now):
+                        continue
+                    low, high = self.ts_low, self.ts_high
                 if state.guard and not self._confirm_first(state, price):
                     continue
-            ts = item.ts
             state.price = price
             state.last_update = now
             state.last_event = ts
@@ -339,25 +395,29 @@ class FeedBook:
         tests/unit/test_book.py::test_apply_one_matches_apply. Returns whether it was accepted.
         """
         state = self.symbols.get(item.symbol)
+        ts = item.ts
         if item.is_quote:
             self.messages["quote"] += 1
             bid = item.bid
             ask = item.ask
             if state is None or not (0.0 < bid <= ask < _INF):
-                price = self._salvage_quote(state, bid, ask)
+                price = self._salvage_quote(state, item.symbol, bid, ask)
                 if price != price:
                     return False
             else:
                 price = (bid + ask) * 0.5
+            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts, now):
+                return False
         else:
             self.messages["trade"] += 1
             price = item.price
             if state is None or not (0.0 < price < _INF):
-                self._reject(state, price)
+                self._reject(state, item.symbol, price)
+                return False
+            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts, now):
                 return False
             if state.guard and not self._confirm_first(state, price):
                 return False
-        ts = item.ts
         state.price = price
         state.last_update = now
         state.last_event = ts
@@ -381,6 +441,10 @@ class FeedBook:
         that price (same checks, same reject reasons, mid = price), so it skips the first-print
         guard the way a two-sided quote does.
         """
+        try:
+            price = float(price)  # venues' decoders give floats; an in-process caller may not
+        except OverflowError:     # an integer past a float's range: rejected as infinite_price
+            price = _INF if price > 0 else -_INF
         item = _Quote(symbol, price, price, event_ts) if quote else _Trade(symbol, price, event_ts)
         return self.apply_one(item, now)
 
@@ -395,34 +459,63 @@ class FeedBook:
 
     # --- the slow branches (off the hot path by construction) -------------------------------
 
-    def _reject(self, state: SymbolState | None, price: float) -> None:
-        if state is None:
-            self.rejected["unknown_symbol"] += 1
-        elif price != price:
-            self.rejected["nan_price"] += 1
-        elif price in (_INF, -_INF):
-            self.rejected["infinite_price"] += 1
-        else:
-            self.rejected["nonpositive_price"] += 1
+    def _note(self, reason: str, symbol: str, detail: str) -> None:
+        """Count a rejection and keep a short note of it for the adapter to report."""
+        self.rejected[reason] += 1
+        notes = self.notes
+        if len(notes) < MAX_NOTES:
+            notes.append((reason, f"{_short(symbol)}: {detail}"))
 
-    def _salvage_quote(self, state: SymbolState | None, bid: float, ask: float) -> float:
+    def take_notes(self) -> list[tuple[str, str]]:
+        """The notes of the rejections since the last call (an adapter reports them as signals)."""
+        notes, self.notes = self.notes, []
+        return notes
+
+    def _timestamp_ok(self, state: SymbolState, ts: float, now: float) -> bool:
+        """Slow branch of the timestamp check: is ``ts`` plausible in some unit (then the cached
+        range moves to that unit and the current clock)? Otherwise count and note the rejection.
+        Comparisons only: a NaN fails every one, and Python compares a huge integer with a float
+        exactly, so no value can raise here."""
+        ahead = now + TIMESTAMP_AHEAD
+        for scale in _UNIT_SCALES:
+            low = TIMESTAMP_FLOOR * scale
+            high = ahead * scale
+            if low <= ts < high:
+                self.ts_low, self.ts_high = low, high
+                return True
+        self._note("implausible_timestamp", state.symbol,
+                   f"venue timestamp {value_text(ts)} is not a Unix time between 2000-01-01 and "
+                   f"{TIMESTAMP_AHEAD:.0f}s ahead of the receive clock (in s, ms, us or ns)")
+        return False
+
+    def _reject(self, state: SymbolState | None, symbol: str, price: float) -> None:
+        if state is None:
+            self._note("unknown_symbol", symbol, "update for a symbol this feed does not watch")
+        elif price != price:
+            self._note("nan_price", symbol, "price is NaN")
+        elif price in (_INF, -_INF):
+            self._note("infinite_price", symbol, f"price is {value_text(price)}")
+        else:
+            self._note("nonpositive_price", symbol, f"price {value_text(price)} is not above 0")
+
+    def _salvage_quote(self, state: SymbolState | None, symbol: str, bid: float, ask: float) -> float:
         """Price of a quote that failed the fast check: a one-sided quote uses its side; NaN = rejected."""
         if state is None:
-            self.rejected["unknown_symbol"] += 1
+            self._note("unknown_symbol", symbol, "quote for a symbol this feed does not watch")
             return _NAN
         if bid != bid or ask != ask:
-            self.rejected["nan_price"] += 1
+            self._note("nan_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}")
             return _NAN
         if _INF in (bid, ask) or -_INF in (bid, ask):
-            self.rejected["infinite_price"] += 1
+            self._note("infinite_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}")
             return _NAN
         if bid > 0.0 and ask > 0.0:  # both sides valid, so bid > ask
-            self.rejected["crossed_quote"] += 1
+            self._note("crossed_quote", symbol, f"quote bid {value_text(bid)} above ask {value_text(ask)}")
             return _NAN
         side = bid if bid > 0.0 else ask
         if side > 0.0:
             return side
-        self.rejected["nonpositive_price"] += 1
+        self._note("nonpositive_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}: no side above 0")
         return _NAN
 
     def _confirm_first(self, state: SymbolState, price: float) -> bool:
@@ -442,7 +535,8 @@ class FeedBook:
                 state.guard = False
                 state.pending = _NAN
                 return True
-            self.rejected["first_print_unconfirmed"] += 1
+            self._note("first_print_unconfirmed", state.symbol,
+                       f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
             return False
         pending = state.pending
         if pending != pending:
@@ -452,7 +546,8 @@ class FeedBook:
             state.guard = False
             state.pending = _NAN
             return True
-        self.rejected["first_print_unconfirmed"] += 1
+        self._note("first_print_unconfirmed", state.symbol,
+                   f"held first trade {value_text(pending)} not confirmed by the next, {value_text(price)}")
         state.pending = price
         return False
 

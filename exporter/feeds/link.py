@@ -42,6 +42,7 @@ from exporter.feeds.base import (
     Close,
     Heartbeat,
     Problem,
+    Rejected,
     Reply,
     Signal,
     Unsubscribed,
@@ -433,6 +434,9 @@ class Link:
                 problems = True
                 self.feed.error(signal.kind, signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}")  # type: ignore[attr-defined]
+            elif kind is Rejected:  # counted by the book already: only logged, not an error
+                self.runner.problems.report(signal.reason, f"{self.label}: {signal.message}",  # type: ignore[attr-defined]
+                                            what="rejected update")
         if not problems:
             self.feed.frame_ok()
 

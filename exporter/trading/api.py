@@ -35,7 +35,7 @@ from aiohttp import web
 from exporter.trading.collector import TradingCollector
 from exporter.trading.config import ApiConfig
 from exporter.trading.tracker import EventError, Tracker, attach, split_payload
-from exporter.web.app import CLOCK, CONFIG, RENDERERS, json_problem, json_response
+from exporter.web.app import CLOCK, COLLECTOR, CONFIG, RENDERERS, json_problem, json_response
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def add_routes(app: web.Application) -> None:
     tracker = app.get(TRACKER) or attach(config, app[CLOCK].time())
     app[TRACKER] = tracker
     if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[RENDERERS]):
-        app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker),)
+        app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker, app[COLLECTOR].errors),)
     app[AUTH] = Authenticator(config.trading.api)
     if not config.trading.api.enabled:
         log.info("trading push API (%s) refuses every request: no trading.api.token or hmac_secret configured",

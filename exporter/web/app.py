@@ -201,6 +201,8 @@ def render_metrics(app: web.Application) -> bytes:
                 _renderer_failures[name] = time.monotonic()
                 log.exception("metrics renderer %s failed; its series are missing from this scrape "
                               "(repeats are logged once a minute)", name)
+    # After every collector: the samples any of them had to leave out of this very scrape.
+    parts.append(app[COLLECTOR].errors.render())
     app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
     parts.append(generate_latest(app[REGISTRY]).decode())
     return "".join(parts).encode()

@@ -206,7 +206,8 @@ def test_invalid_prices_are_counted_by_reason(clock):
                 Q("AAPL", 10.0, 9.0), Q("AAPL", math.nan, 9.0), T("NOPE", 5.0), Q("NOPE", 1.0, 2.0)],
                clock.time())
     assert feed.rejected == {"nonpositive_price": 2, "nan_price": 2, "infinite_price": 1,
-                             "crossed_quote": 1, "first_print_unconfirmed": 0, "unknown_symbol": 2}
+                             "crossed_quote": 1, "first_print_unconfirmed": 0, "unknown_symbol": 2,
+                             "implausible_timestamp": 0}
     assert feed.symbols["AAPL"].price == 100.0 and feed.symbols["AAPL"].updates == 1
 
 
