@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test unit bench lint dashboards dashboards-check venv tools clean
+.PHONY: demo test unit bench fuzz lint dashboards dashboards-check venv tools clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ unit: venv
 
 bench: venv
 	$(PY) -m bench
+
+# The long fuzz run of the five adapters' handle(): FUZZ_CASES mutated frames each (a progress
+# line every 5 s, then cases and escapes per adapter; tests/fuzz/__main__.py), then the
+# hypothesis tests under their "long" profile. CI runs the same tests bounded (profile "ci").
+FUZZ_CASES ?= 1000000
+fuzz: venv tools
+	$(PY) -m tests.fuzz --cases $(FUZZ_CASES)
+	FEEDWATCH_FUZZ_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
 
 dashboards: venv
 	$(PY) -m grafana.generate

@@ -24,15 +24,17 @@ writes per message, nothing else (no metric library, no logging, no unit convers
 
 Edges sanitize, cores trust: an update is stored only if its price is a finite number above 0 and
 its venue timestamp is *plausible*, so the collector, the status page and the JSON API never meet
-a value they cannot render. Plausible means 0 (the venue gave no time), or, in any Unix unit (s,
-ms, us, ns), from 2000-01-01T00:00:00Z (``TIMESTAMP_FLOOR``) to one hour ahead of the receive
-clock (``TIMESTAMP_AHEAD``). Anything else (negative, NaN, infinite, a 320-digit integer, a date
-in 1970 or in 9999, a clock running an hour fast) is rejected as ``implausible_timestamp``: not
-stored, not observed as latency. The window is one-sided on purpose: an old but real timestamp
-(a lagging venue, a delayed feed) is information and shows as latency, which
-``FeedHighLatency`` watches; a future one would read as zero latency, a lie. The check is one
-chained comparison against the range of the unit the feed last used; only a value outside it
-takes the slow branch (``_timestamp_ok``), which finds the unit and moves the range with the clock.
+a value they cannot render. Plausible means 0 (the venue gave no time), or a Unix time from
+2000-01-01T00:00:00Z (``TIMESTAMP_FLOOR``) to 2100-01-01T00:00:00Z (``TIMESTAMP_CEILING``) in
+any unit (s, ms, us, ns: the four ranges cannot overlap). Anything else (negative, NaN, infinite,
+a 320-digit integer, 1970, the year 9999, a number between two units' ranges) is rejected as
+``implausible_timestamp``: not stored, not observed as latency. The window is fixed, not relative
+to the receive clock, on purpose: the clock is injected (tests run a fake clock against venues
+stamping real time, and a replayed recording keeps its own time), and a venue whose clock is
+merely wrong by hours is better seen than hidden: a late one shows as latency
+(``FeedHighLatency``), and ``feedwatch_symbol_last_event_timestamp_seconds`` shows one that runs
+ahead. The check is one chained comparison against the range of the unit the feed last used;
+only a value outside it takes the slow branch (``_timestamp_ok``), which finds the unit.
 
 Every rejection is counted by reason and leaves a short note (``notes``: symbol, value, why) that
 the adapter turns into a ``Rejected`` signal, so the runner logs it, rate-limited, with a preview
@@ -84,7 +86,7 @@ REJECT_REASONS = (
     "crossed_quote",             # bid > ask
     "first_print_unconfirmed",   # a first print far from its reference, dropped when not confirmed
     "unknown_symbol",            # an update for a symbol this feed does not watch
-    "implausible_timestamp",     # a venue time outside [TIMESTAMP_FLOOR, receive clock + TIMESTAMP_AHEAD]
+    "implausible_timestamp",     # a venue time outside [2000-01-01, 2100-01-01) in every unit
 )
 MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
 
@@ -92,9 +94,10 @@ MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # The plausible window of a venue timestamp (see the module docstring), in seconds.
-TIMESTAMP_FLOOR = 946_684_800.0     # 2000-01-01T00:00:00Z
-TIMESTAMP_AHEAD = 3600.0            # a venue clock further ahead of ours than this is wrong
-_UNIT_SCALES = (1.0, 1e3, 1e6, 1e9)  # s, ms, us, ns: the ranges cannot overlap
+TIMESTAMP_FLOOR = 946_684_800.0       # 2000-01-01T00:00:00Z
+TIMESTAMP_CEILING = 4_102_444_800.0   # 2100-01-01T00:00:00Z
+# [floor, ceiling) in s, ms, us and ns: disjoint, so a value's unit is the range it falls in.
+TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * scale, TIMESTAMP_CEILING * scale) for scale in (1.0, 1e3, 1e6, 1e9))
 # Rejection notes kept until an adapter takes them (one frame rarely holds more than a few).
 MAX_NOTES = 8
 
@@ -288,9 +291,8 @@ class FeedBook:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         # The plausible range of a raw venue timestamp in the unit this feed last used (seconds
-        # until one arrives); ``_timestamp_ok`` moves it. Cached so the hot path compares only.
-        self.ts_low = TIMESTAMP_FLOOR
-        self.ts_high = now + TIMESTAMP_AHEAD
+        # until one arrives); ``_timestamp_ok`` switches it. Cached so the hot path compares only.
+        self.ts_low, self.ts_high = TIMESTAMP_RANGES[0]
         # (reason, detail) of recent rejections, for the adapter to report (``take_notes``).
         self.notes: list[tuple[str, str]] = []
         for symbol in config.symbols:
@@ -358,7 +360,7 @@ class FeedBook:
                 else:
                     price = (bid + ask) * 0.5
                 if not (low <= ts < high) and ts:
-                    if not self._timestamp_ok(state, ts, now):
+                    if not self._timestamp_ok(state, ts):
                         continue
                     low, high = self.ts_low, self.ts_high
             else:
@@ -367,7 +369,7 @@ class FeedBook:
                     self._reject(state, item.symbol, price)
                     continue
                 if not (low <= ts < high) and ts:
-                    if not self._timestamp_ok(state, ts, now):
+                    if not self._timestamp_ok(state, ts):
                         continue
                     low, high = self.ts_low, self.ts_high
                 if state.guard and not self._confirm_first(state, price):
@@ -406,7 +408,7 @@ class FeedBook:
                     return False
             else:
                 price = (bid + ask) * 0.5
-            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts, now):
+            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts):
                 return False
         else:
             self.messages["trade"] += 1
@@ -414,7 +416,7 @@ class FeedBook:
             if state is None or not (0.0 < price < _INF):
                 self._reject(state, item.symbol, price)
                 return False
-            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts, now):
+            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts):
                 return False
             if state.guard and not self._confirm_first(state, price):
                 return False
@@ -471,21 +473,17 @@ class FeedBook:
         notes, self.notes = self.notes, []
         return notes
 
-    def _timestamp_ok(self, state: SymbolState, ts: float, now: float) -> bool:
-        """Slow branch of the timestamp check: is ``ts`` plausible in some unit (then the cached
-        range moves to that unit and the current clock)? Otherwise count and note the rejection.
-        Comparisons only: a NaN fails every one, and Python compares a huge integer with a float
-        exactly, so no value can raise here."""
-        ahead = now + TIMESTAMP_AHEAD
-        for scale in _UNIT_SCALES:
-            low = TIMESTAMP_FLOOR * scale
-            high = ahead * scale
+    def _timestamp_ok(self, state: SymbolState, ts: float) -> bool:
+        """Slow branch of the timestamp check: is ``ts`` plausible in another unit (then the
+        cached range switches to it)? Otherwise count and note the rejection. Comparisons only:
+        a NaN fails every one, and Python compares a huge integer with a float exactly, so no
+        value can raise here."""
+        for low, high in TIMESTAMP_RANGES:
             if low <= ts < high:
                 self.ts_low, self.ts_high = low, high
                 return True
         self._note("implausible_timestamp", state.symbol,
-                   f"venue timestamp {value_text(ts)} is not a Unix time between 2000-01-01 and "
-                   f"{TIMESTAMP_AHEAD:.0f}s ahead of the receive clock (in s, ms, us or ns)")
+                   f"venue timestamp {value_text(ts)} is not a Unix time from 2000 to 2100 (in s, ms, us or ns)")
         return False
 
     def _reject(self, state: SymbolState | None, symbol: str, price: float) -> None:

@@ -261,6 +261,7 @@ class BinanceAdapter(Adapter):
         last = state.last_seq
         if seq <= last:
             if seq > last - ID_RESTART:
+                self.feed.messages["trade"] += 1  # received (and counted), not applied twice
                 return False
             state.last_seq = seq  # the venue restarted its ids: resume counting from here
             return True

@@ -206,6 +206,8 @@ class BybitAdapter(Adapter):
                 feed.apply(trades, now)
                 if feed.notes:
                     return rejections(feed, data)
+            else:  # no trades in it: a message all the same
+                self.feed.messages["other"] += 1
             return NOTHING
         if topic.startswith("tickers."):
             return self._ticker(envelope, data, now)

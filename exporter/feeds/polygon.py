@@ -120,6 +120,8 @@ class PolygonAdapter(Adapter):
             feed.apply(events, now)
             if feed.notes:
                 return rejections(feed, data)
+        else:  # an empty array: nothing to apply, but a message all the same
+            self.feed.messages["other"] += 1
         return NOTHING
 
     def _handle_general(self, data: str | bytes, now: float) -> Sequence[Signal]:

@@ -56,7 +56,9 @@ class TradingAdapter(Adapter):
                 return (Problem("protocol", "no trading tracker for this feed: the config needs a trading: "
                                             "section (and the service must call exporter.trading.tracker.attach)"),)
         result = tracker.ingest_json(data, now)
-        self.feed.messages["other"] += result.accepted + result.total_rejected
+        # One per event; a frame with none (an empty array) counts as one message itself.
+        self.feed.messages["other"] += (result.accepted + result.total_rejected
+                                        or (0 if result.heartbeats else 1))
         if not result.problems and not result.heartbeats:
             return NOTHING
         signals: list[Signal] = []
