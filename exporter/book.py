@@ -469,8 +469,11 @@ class FeedBook:
             notes.append((reason, f"{_short(symbol)}: {detail}"))
 
     def take_notes(self) -> list[tuple[str, str]]:
-        """The notes of the rejections since the last call (an adapter reports them as signals)."""
-        notes, self.notes = self.notes, []
+        """The notes of the rejections since the last call (an adapter reports them as signals).
+
+        Emptied in place: an adapter may hold ``feed.notes`` itself and test it after each frame."""
+        notes = self.notes[:]
+        self.notes.clear()
         return notes
 
     def _timestamp_ok(self, state: SymbolState, ts: float) -> bool:
@@ -523,24 +526,32 @@ class FeedBook:
         ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
         the first print is held back (``pending``) and accepted only when the next trade lands
         within the deviation of it; otherwise the held print is dropped and the newer one is held
-        instead. A quote arriving meanwhile becomes the reference. Drops are counted as
-        ``first_print_unconfirmed``. Once a print is accepted the guard is off for that symbol.
+        instead. A quote arriving meanwhile becomes the reference (a print still held then is
+        dropped). Drops are counted as ``first_print_unconfirmed``; a held print that the next
+        one confirms counts as accepted, so every print is counted exactly once (the soak checks
+        that nothing is lost). Once a print is accepted the guard is off for that symbol.
         """
         limit = self.deviation
         ref = state.price
+        pending = state.pending
         if ref == ref:  # a quote mid is known
             if abs(price - ref) <= limit * ref:
+                if pending == pending:  # a print held before the quote came: never confirmed
+                    self._note("first_print_unconfirmed", state.symbol,
+                               f"held first trade {value_text(pending)} dropped: a quote came first")
                 state.guard = False
                 state.pending = _NAN
                 return True
             self._note("first_print_unconfirmed", state.symbol,
                        f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
             return False
-        pending = state.pending
         if pending != pending:
             state.pending = price
             return False
         if abs(price - pending) <= limit * min(price, pending):
+            # The held print is confirmed: it counts as accepted too (every print ends up
+            # counted once, accepted or rejected), though the newer price is the one kept.
+            state.updates += 1
             state.guard = False
             state.pending = _NAN
             return True

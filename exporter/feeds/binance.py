@@ -183,6 +183,7 @@ class BinanceAdapter(Adapter):
         # only to ask their capacity: hence the defaults.)
         self._symbols = getattr(feed, "symbols", {})
         self._apply_one = getattr(feed, "apply_one", None)
+        self._notes = getattr(feed, "notes", [])  # rejections to report (emptied in place)
 
     # --- limits the runner enforces -----------------------------------------------------------
 
@@ -252,9 +253,10 @@ class BinanceAdapter(Adapter):
                     state.last_seq = seq  # the next id, as nearly always: no call needed
                 elif not self._in_sequence(state, seq):
                     return NOTHING
-        if self._apply_one(item, now) or not self.feed.notes:
-            return NOTHING
-        return rejections(self.feed, data)
+        self._apply_one(item, now)
+        if self._notes:  # something was rejected (slow path)
+            return rejections(self.feed, data)
+        return NOTHING
 
     def _in_sequence(self, state: "SymbolState", seq: int) -> bool:
         """Count a gap if ids were skipped; False for a duplicate (already applied)."""
