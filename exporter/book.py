@@ -358,7 +358,7 @@ class FeedBook:
                     if price != price:
                         continue
                 else:
-                    price = (bid + ask) * 0.5
+                    price = bid * 0.5 + ask * 0.5  # halves first: two near-max sides cannot sum to inf
                 if not (low <= ts < high) and ts:
                     if not self._timestamp_ok(state, ts):
                         continue
@@ -407,7 +407,7 @@ class FeedBook:
                 if price != price:
                     return False
             else:
-                price = (bid + ask) * 0.5
+                price = bid * 0.5 + ask * 0.5  # halves first: two near-max sides cannot sum to inf
             if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts):
                 return False
         else:

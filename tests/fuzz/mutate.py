@@ -149,7 +149,20 @@ def _set(tree: Any, path: tuple, value: Any) -> Any:
     return tree
 
 
+def _all_numbers(tree: Any, value: Any) -> Any:
+    """Every number in the tree replaced by ``value`` (both sides of a quote at once, say)."""
+    if isinstance(tree, dict):
+        return {k: _all_numbers(v, value) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_all_numbers(v, value) for v in tree]
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return value
+    return tree
+
+
 def mutate_tree(rng: random.Random, tree: Any) -> Any:
+    if rng.random() < 0.05:
+        return _all_numbers(tree, rng.choice(NASTY_NUMBERS + NASTY_TIMESTAMPS))
     path = rng.choice(_slots(tree))
     target = _get(tree, path)
     roll = rng.random()

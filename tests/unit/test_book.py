@@ -429,3 +429,11 @@ def test_record_turns_a_price_no_float_can_hold_into_a_rejection(clock):
     feed = make_book(clock).feed("stocks")
     assert feed.record("AAPL", 10 ** 400, 0, clock.time(), quote=True) is False
     assert feed.rejected["infinite_price"] == 1 and math.isnan(feed.symbols["AAPL"].price)
+
+
+def test_the_mid_of_two_near_max_sides_is_finite(clock):
+    feed = make_book(clock).feed("stocks")
+    assert feed.apply_one(Q("AAPL", 1.7e308, 1.79e308), clock.time()) is True
+    feed.apply([Q("MSFT", 1.7e308, 1.79e308)], clock.time())
+    for symbol in ("AAPL", "MSFT"):
+        assert feed.symbols[symbol].price == pytest.approx(1.745e308) and math.isfinite(feed.symbols[symbol].price)

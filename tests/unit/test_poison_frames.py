@@ -26,6 +26,7 @@ CASES = [
     ("polygon", 0, "timestamp_1970.json", "rejected", "implausible_timestamp"),
     ("polygon", 0, "timestamp_year_2100_ns.json", "rejected", "implausible_timestamp"),
     ("polygon", 0, "invalid_utf8_in_symbol.json", "errors", "protocol"),
+    ("polygon", 0, "quote_sides_near_max_float.json", "messages", "quote"),  # accepted: a finite mid
     ("polygon", 0, "nested_1000_deep.json", "errors", "decode"),
     ("binance", 0, "huge_trade_time.json", "rejected", "implausible_timestamp"),
     ("binance", 0, "event_type_not_a_string.json", "errors", "protocol"),
@@ -74,7 +75,9 @@ def test_poison_frame_is_counted_and_the_scrape_survives(venue, variant, name, c
     assert after[key] == before.get(key, 0) + 1, (after, signals)
     assert sum(after.values()) == sum(before.values()) + 1  # counted once, under that reason only
     # Reported for the runner's log: a Problem (counted by the runner) or a Rejected (by the book).
-    if counter == "rejected":
+    if counter == "messages":  # accepted, and stored as a finite price (check_state said so)
+        assert signals == () and sum(s.updates for s in target.feed.symbols.values()) == 1
+    elif counter == "rejected":
         assert [(type(s), s.reason) for s in signals] == [(Rejected, key)]
         assert all(s.updates == 0 for s in target.feed.symbols.values())  # nothing stored
         assert sum(target.feed.latency_counts) == latency_before           # no latency observed
