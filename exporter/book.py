@@ -44,6 +44,7 @@ of the frame. Notes are capped (``MAX_NOTES``): callers that never drain them lo
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterable, Protocol, Sequence, Union
@@ -97,12 +98,15 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 TIMESTAMP_FLOOR = 946_684_800.0       # 2000-01-01T00:00:00Z
 TIMESTAMP_CEILING = 4_102_444_800.0   # 2100-01-01T00:00:00Z
 # [floor, ceiling) in s, ms, us and ns: disjoint, so a value's unit is the range it falls in.
-TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * scale, TIMESTAMP_CEILING * scale) for scale in (1.0, 1e3, 1e6, 1e9))
+_UNITS = (1.0, 1e3, 1e6, 1e9)  # stamps per second: s, ms, us, ns
+TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * unit, TIMESTAMP_CEILING * unit) for unit in _UNITS)
 # Rejection notes kept until an adapter takes them (one frame rarely holds more than a few).
 MAX_NOTES = 8
 
 _INF = math.inf
 _NAN = math.nan
+# Below this, bid + ask cannot overflow to inf; larger (finite) sides take the slow branch.
+_HALF_MAX = sys.float_info.max / 2
 _NEVER = 1 << 62  # larger than any timestamp in any unit
 
 
@@ -293,6 +297,7 @@ class FeedBook:
         # The plausible range of a raw venue timestamp in the unit this feed last used (seconds
         # until one arrives); ``_timestamp_ok`` switches it. Cached so the hot path compares only.
         self.ts_low, self.ts_high = TIMESTAMP_RANGES[0]
+        self.ts_unit = 1.0  # stamps per second in that range (1e3 for ms): converts for latency
         # (reason, detail) of recent rejections, for the adapter to report (``take_notes``).
         self.notes: list[tuple[str, str]] = []
         for symbol in config.symbols:
@@ -353,13 +358,13 @@ class FeedBook:
                 quotes += 1
                 bid = item.bid
                 ask = item.ask
-                if state is None or not (0.0 < bid <= ask < _INF):
+                if state is None or not (0.0 < bid <= ask < _HALF_MAX):
                     price = self._salvage_quote(state, item.symbol, bid, ask)
                     if price != price:
                         continue
                 else:
-                    price = bid * 0.5 + ask * 0.5  # halves first: two near-max sides cannot sum to inf
-                if not (low <= ts < high) and ts:
+                    price = (bid + ask) * 0.5
+                if ts and not (low <= ts < high):
                     if not self._timestamp_ok(state, ts):
                         continue
                     low, high = self.ts_low, self.ts_high
@@ -368,7 +373,7 @@ class FeedBook:
                 if state is None or not (0.0 < price < _INF):
                     self._reject(state, item.symbol, price)
                     continue
-                if not (low <= ts < high) and ts:
+                if ts and not (low <= ts < high):
                     if not self._timestamp_ok(state, ts):
                         continue
                     low, high = self.ts_low, self.ts_high
@@ -402,13 +407,13 @@ class FeedBook:
             self.messages["quote"] += 1
             bid = item.bid
             ask = item.ask
-            if state is None or not (0.0 < bid <= ask < _INF):
+            if state is None or not (0.0 < bid <= ask < _HALF_MAX):
                 price = self._salvage_quote(state, item.symbol, bid, ask)
                 if price != price:
                     return False
             else:
-                price = bid * 0.5 + ask * 0.5  # halves first: two near-max sides cannot sum to inf
-            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts):
+                price = (bid + ask) * 0.5
+            if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
                 return False
         else:
             self.messages["trade"] += 1
@@ -416,7 +421,7 @@ class FeedBook:
             if state is None or not (0.0 < price < _INF):
                 self._reject(state, item.symbol, price)
                 return False
-            if not (self.ts_low <= ts < self.ts_high) and ts and not self._timestamp_ok(state, ts):
+            if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
                 return False
             if state.guard and not self._confirm_first(state, price):
                 return False
@@ -425,8 +430,8 @@ class FeedBook:
         state.last_event = ts
         state.updates += 1
         self.last_update = now
-        if ts:
-            self.observe_latency(now - to_seconds(ts))
+        if ts:  # checked above, so its unit is the cached range's: a division, no to_seconds
+            self.observe_latency(now - ts / self.ts_unit)
         return True
 
     def observe_latency(self, latency: float) -> None:
@@ -481,9 +486,12 @@ class FeedBook:
         cached range switches to it)? Otherwise count and note the rejection. Comparisons only:
         a NaN fails every one, and Python compares a huge integer with a float exactly, so no
         value can raise here."""
-        for low, high in TIMESTAMP_RANGES:
+        for (low, high), unit in zip(TIMESTAMP_RANGES, _UNITS):
             if low <= ts < high:
-                self.ts_low, self.ts_high = low, high
+                # Bounds of the stamps' own type: comparing an int with a float is several
+                # times slower than int with int (measured on the ingest path).
+                self.ts_low, self.ts_high = (int(low), int(high)) if type(ts) is int else (low, high)
+                self.ts_unit = unit
                 return True
         self._note("implausible_timestamp", state.symbol,
                    f"venue timestamp {value_text(ts)} is not a Unix time from 2000 to 2100 (in s, ms, us or ns)")
@@ -510,6 +518,8 @@ class FeedBook:
         if _INF in (bid, ask) or -_INF in (bid, ask):
             self._note("infinite_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}")
             return _NAN
+        if 0.0 < bid <= ask:  # valid but past _HALF_MAX: halves first, so the mid stays finite
+            return bid * 0.5 + ask * 0.5
         if bid > 0.0 and ask > 0.0:  # both sides valid, so bid > ask
             self._note("crossed_quote", symbol, f"quote bid {value_text(bid)} above ask {value_text(ask)}")
             return _NAN
