@@ -18,7 +18,9 @@ awaited on exit. Routes:
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
-``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics).
+``feedwatch_render_errors_total`` (samples the collectors had to skip, ``collector.RenderErrors``) +
+``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics). No venue
+or bot value can make it answer 500: the collectors skip and count what they cannot render.
 """
 
 from __future__ import annotations
