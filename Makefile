@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test unit bench fuzz soak lint dashboards dashboards-check venv tools clean
+.PHONY: demo test unit bench fuzz soak lint dashboards dashboards-check calendars calendars-check venv tools clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ dashboards: venv
 
 dashboards-check: venv
 	$(PY) -m grafana.generate --check
+
+# Market calendars (exporter/markets.json and the generated time intervals of
+# alertmanager/alertmanager.yml) from exchange_calendars, a test-extra dependency.
+calendars: venv
+	$(PY) scripts/generate-calendars.py
+
+calendars-check: venv
+	$(PY) scripts/generate-calendars.py --check
 
 lint: venv
 	$(PY) -m compileall -q exporter

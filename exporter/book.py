@@ -274,7 +274,7 @@ class FeedBook:
         self.labels = f'feed="{escape_label(config.name)}"'
         self.symbols: dict[str, SymbolState] = {}
         self.connections: dict[str, ConnectionState] = {}
-        self.calendar = calendar(config.market)
+        self.calendar = config.resolved_calendar or calendar(config.market)
         self.market_open = self.calendar.is_open(now)
         self.session_start = now          # when the current session opened (or we started)
         self.started_at = now

@@ -33,13 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="send a test alert to every configured channel and report delivery",
         description="Send a test alert through Alertmanager's API and report, per channel, whether "
                     "Alertmanager delivered it (from its own notification counters).")
-    parser.add_argument("--alertmanager.url", dest="alertmanager_url",
+    parser.add_argument("--alertmanager.url", dest="alertmanager_url", metavar="URL",
                         default=os.environ.get("FEEDWATCH_ALERTMANAGER_URL", "http://127.0.0.1:9093"),
                         help="Alertmanager to send through (default: $FEEDWATCH_ALERTMANAGER_URL "
                              "or http://127.0.0.1:9093)")
-    parser.add_argument("--timeout", type=parse_duration, default=30.0,
+    parser.add_argument("--timeout", type=parse_duration, default=30.0, metavar="DURATION",
                         help="how long to wait for every channel, e.g. 30s (default: 30s)")
-    parser.add_argument("--receiver", default="alert-test",
+    parser.add_argument("--receiver", default="alert-test", metavar="NAME",
                         help="the receiver the test alert routes to (default: alert-test)")
     parser.set_defaults(func=main)
 

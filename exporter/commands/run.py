@@ -11,7 +11,14 @@ Flags follow the Prometheus exporter conventions::
     --web.listen-address       overrides the config's `listen` (default ":10119")
     --web.telemetry-path       overrides the config's `telemetry_path` (default "/metrics")
     --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/web/webconfig.py)
+    --reset-trading-state      replace a missing or damaged trading state file with an empty one
+                               (moved aside, never deleted); a sound file is kept
     --log.level, --log.format  see exporter/commands/__init__.py
+
+A trading state file that cannot be used (missing while its backup exists, truncated, corrupt)
+stops the start with exit status 1 and one log line naming the file and the ways to recover
+(exporter/trading/store.py, docs/runbook.md#trading-state-file). The soft open files limit is
+raised to the hard one at start (exporter/web/guard.py).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import sys
 from aiohttp import web
 
 from exporter.commands import common_flags, report_problems, stop_event
+from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import Config, ConfigError, listen_address, load_file
 
 log = logging.getLogger(__name__)
@@ -32,22 +40,26 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", parents=[common_flags()], help="run the exporter",
-                                   description="Run the exporter: watch the configured feeds, serve /metrics.")
+                                   description="Run the exporter: watch the configured feeds, serve /metrics.",
+                                   formatter_class=HelpFormatter, epilog=config_epilog)
     add_web_flags(parser)
-    parser.add_argument("-c", "--config.file", dest="config_file", required=True,
-                        help="the YAML configuration file")
+    parser.add_argument("-c", "--config.file", dest="config_file", required=True, metavar="FILE",
+                        help="the YAML configuration file (required; docs/configuration.md)")
+    parser.add_argument("--reset-trading-state", dest="reset_trading_state", action="store_true",
+                        help="if the trading state file is missing or damaged, move it aside and start with "
+                             "empty trading state instead of refusing to start (a sound file is kept)")
     parser.set_defaults(func=main)
 
 
 def add_web_flags(parser: argparse.ArgumentParser, listen_default: str | None = None) -> None:
     """The exporter's HTTP flags (shared with the demo)."""
     web_group = parser.add_argument_group("web")
-    web_group.add_argument("--web.listen-address", dest="listen", default=listen_default,
+    web_group.add_argument("--web.listen-address", dest="listen", default=listen_default, metavar="HOST:PORT",
                            help="address to listen on, host:port (default: the config's listen, ':10119')")
-    web_group.add_argument("--web.telemetry-path", dest="telemetry_path", default=None,
+    web_group.add_argument("--web.telemetry-path", dest="telemetry_path", default=None, metavar="PATH",
                            help="path under which to expose metrics (default: the config's telemetry_path, '/metrics')")
-    web_group.add_argument("--web.config.file", dest="web_config_file", default=None,
-                           help="exporter-toolkit web configuration (TLS, basic auth)")
+    web_group.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="FILE",
+                           help="exporter-toolkit web configuration (TLS, basic auth; default: none)")
 
 
 def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:
@@ -72,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(serve(config, web_config))
+    return asyncio.run(serve(config, web_config, reset_trading_state=args.reset_trading_state))
 
 
 def load_web_config(path: str | None):
@@ -86,12 +98,13 @@ def load_web_config(path: str | None):
 class Exporter:
     """The service plus its HTTP server; ``start``/``stop`` (used by ``run`` and ``demo``)."""
 
-    def __init__(self, config: Config, web_config=None, clock=None) -> None:
+    def __init__(self, config: Config, web_config=None, clock=None, *, reset_trading_state: bool = False) -> None:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
         self.config = config
         self.web_config = web_config
+        self.reset_trading_state = reset_trading_state
         self.clock = clock or SystemClock()
         self.service = Service(config, self.clock)
         self.port = 0
@@ -107,9 +120,14 @@ class Exporter:
     async def start(self) -> None:
         from prometheus_client import REGISTRY
 
+        from exporter.trading.tracker import attach
         from exporter.web.app import create_app, serve
+        from exporter.web.guard import raise_open_files_limit
 
+        raise_open_files_limit()
         try:
+            # The trading state first: a damaged file stops the start before anything listens.
+            attach(self.config, self.clock.time(), reset_state=self.reset_trading_state)
             app = create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
                              service=self.service)
             ssl_context = None
@@ -127,17 +145,25 @@ class Exporter:
         log.info("serving %s%s", self.base_url, self.config.telemetry_path)
 
     async def stop(self) -> None:
+        from exporter.trading.tracker import detach
+
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.service.stop()
+        detach(self.config)  # closes the state file (and writes its backup) if start opened it
 
 
-async def serve(config: Config, web_config=None) -> int:
+async def serve(config: Config, web_config=None, *, reset_trading_state: bool = False) -> int:
+    from exporter.trading.store import StateFileError
+
     stopping = stop_event()
-    exporter = Exporter(config, web_config)
+    exporter = Exporter(config, web_config, reset_trading_state=reset_trading_state)
     try:
         await exporter.start()
+    except StateFileError as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
     except OSError as exc:  # the port is taken, the certificate unreadable, ...
         log.error("cannot serve on %s: %s", config.listen, exc)
         return 1
