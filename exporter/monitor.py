@@ -88,9 +88,10 @@ class Monitor:
         self.book = Book(config.feeds, now)
         self.tracker = attach(config, now)
         self._lock = threading.RLock()
-        self._collectors: list[Any] = [BookCollector(self.book)]
+        book_collector = BookCollector(self.book)
+        self._collectors: list[Any] = [book_collector]
         if self.tracker is not None:
-            self._collectors.append(TradingCollector(self.tracker))
+            self._collectors.append(TradingCollector(self.tracker, book_collector.errors))
         self._http: ThreadingHTTPServer | None = None
 
     # --- prices -------------------------------------------------------------------------------
@@ -209,8 +210,9 @@ class Monitor:
         or some families only with an ``exporter.exposition.Exposition`` (what a scrape asks for)."""
         with self._lock:
             now = self.clock.time()
-            return exposition.finish(exposition.render(collector.render(now))
-                                     for collector in self._collectors).decode()
+            parts = [exposition.render(collector.render(now)) for collector in self._collectors]
+            parts.append(exposition.render(self._collectors[0].errors.render()))
+            return exposition.finish(parts).decode()
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` (and ``/-/healthy``) from a daemon thread; returns the bound port.

@@ -24,8 +24,10 @@ awaited on exit. Routes:
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
+``feedwatch_render_errors_total`` (samples the collectors had to skip, ``collector.RenderErrors``) +
 the registry's (build info, loop lag, scrape duration, process metrics), each in the format and
-with the families the scrape asked for (``exporter.exposition``).
+with the families the scrape asked for (``exporter.exposition``). No venue or bot value can make
+it answer 500: the collectors skip and count what they cannot render.
 """
 
 from __future__ import annotations
@@ -243,6 +245,8 @@ def render_metrics(app: web.Application, exposition: Exposition = Exposition()) 
                 _renderer_failures[name] = time.monotonic()
                 log.exception("metrics renderer %s failed; its series are missing from this scrape "
                               "(repeats are logged once a minute)", name, extra={"renderer": name})
+    # After every collector: the samples any of them had to leave out of this very scrape.
+    parts.append(render(app[COLLECTOR].errors.render()))
     app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
     parts.append(exposition.registry_text(app[REGISTRY]))
     return exposition.finish(parts)
