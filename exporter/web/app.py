@@ -55,6 +55,7 @@ from exporter.exposition import CONTENT_TYPE_TEXT, Exposition, negotiate
 from exporter.plugins import WEB_EXTENSIONS
 from exporter.version import __version__
 from exporter.web import guard, status
+from exporter.web.loopwatch import LoopWatch
 from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,6 @@ class Settings:
     ready_grace: float = 60.0        # /-/ready turns 200 this long after start even if a feed never connected
     stream_interval: float = 1.0     # seconds between status-page snapshots
     stream_limit: int = 1000         # symbols per feed in a snapshot (the stalest past this)
-    loop_lag_interval: float = 0.5   # how often the loop-lag watcher wakes
     started_at: float = 0.0          # injected-clock time the app was created
     lingering_time: float = 2.0      # seconds an unread request body (a refused push) is drained before closing
 
@@ -210,14 +210,10 @@ async def serve(app: web.Application, listen: str,
 # --- lifecycle --------------------------------------------------------------------------------
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
-    lag = asyncio.create_task(app[SELF_METRICS].watch_loop_lag(app[SETTINGS].loop_lag_interval),
-                              name="feedwatch-loop-lag")
+    watch = LoopWatch.start()   # times every loop iteration while the app serves (loopwatch.py)
+    app[SELF_METRICS].loop.watch = watch
     yield
-    lag.cancel()
-    try:
-        await lag
-    except asyncio.CancelledError:
-        pass
+    watch.stop()
 
 
 async def _end_streams(app: web.Application) -> None:
