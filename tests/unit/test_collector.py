@@ -256,3 +256,40 @@ def test_market_calendar_end_once_per_market_with_a_table(clock: FakeClock) -> N
         key("feedwatch_market_calendar_end_timestamp_seconds", market="lse"):
             dt.datetime(2027, 4, 1, tzinfo=ZoneInfo("Europe/London")).timestamp(),
     }
+
+
+def test_incremental_render_equals_a_fresh_render(clock: FakeClock, monkeypatch) -> None:
+    """The collector keeps text per chunk of symbols between scrapes (issue 14): whatever changes
+    between two scrapes (updates, the clock moving states, symbols added and removed, thresholds
+    reloaded, the market closing), its output is exactly what a fresh collector renders."""
+    monkeypatch.setattr(collector, "CHUNK", 3)   # several chunks per feed, some partly filled
+    config = load_data({"feeds": [{"name": "c", "kind": "polygon", "url": "wss://c.invalid",
+                                   "symbols": [f"S{i}" for i in range(10)]}]}, environ={})
+    book = Book(config.feeds, clock.time())
+    feed = book.feeds["c"]
+    kept = BookCollector(book)
+
+    def same() -> str:
+        text = kept.render(clock.time())
+        assert text == BookCollector(book).render(clock.time())
+        return text
+
+    same()
+    for i in range(10):
+        feed.record(f"S{i}", 100.0 + i, 1_700_000_000_000 + i, clock.time(), quote=True)
+    first = same()
+    clock.advance(200)                  # every symbol degraded: the state text changes, not the rest
+    assert "feedwatch_symbol_state{" in first and same() != first
+    feed.record("S4", 50.5, 0, clock.time(), quote=True)   # one chunk re-rendered
+    assert 'feedwatch_symbol_price{feed="c",symbol="S4"} 50.5' in same()
+    feed.remove_symbol("S1")             # every later chunk's members shift
+    feed.add_symbol("NEW", clock.time())
+    text = same()
+    assert 'symbol="S1"' not in text and 'symbol="NEW"' in text
+    feed.record("S7", 1.0, 0, clock.time(), quote=True)
+    feed.record("S7", 2.0, 0, clock.time(), quote=True)
+    assert 'feedwatch_symbol_updates_total{feed="c",symbol="S7"} 3' in same()
+    clock.advance(4000)                  # critical everywhere
+    same()
+    book.remove_feed("c")
+    assert 'symbol="S0"' not in same()

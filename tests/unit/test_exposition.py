@@ -113,8 +113,8 @@ def test_name_filter_gives_exactly_that_family_and_the_collector_skips_the_rest(
 
 def test_a_filter_without_symbol_families_skips_the_symbol_pass(clock: FakeClock) -> None:
     book = golden_book(clock)
-    for feed in book.feeds.values():   # a symbol the per-symbol pass cannot classify
-        feed.classify = None           # type: ignore[method-assign]
+    for feed in book.feeds.values():   # symbols the per-symbol pass cannot even list
+        feed.symbols = None            # type: ignore[assignment]
     text = BookCollector(book).render(clock.time(), negotiate(None, ["feedwatch_feed_up"]))
     assert [n for n, *_ in split_families(text)] == ["feedwatch_feed_up"]
 
