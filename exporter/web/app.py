@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import html
 import logging
 import ssl
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
@@ -62,9 +62,6 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE_METRICS = CONTENT_TYPE_TEXT   # the default; OpenMetrics when asked (exporter/exposition.py)
 STATIC_DIR = Path(__file__).parent / "static"
-# Bodies larger than this are gzipped in a worker thread (zlib releases the GIL) so a large
-# scrape does not stall the feeds' frames.
-GZIP_IN_THREAD_ABOVE = 256 * 1024
 GZIP_LEVEL = 1  # ~6x smaller than plain at a fraction of level 9's cost (bench/README.md)
 
 Renderer = Callable[[float], str]
@@ -113,6 +110,7 @@ RELOAD = web.AppKey("feedwatch.reload", Any)          # a ``Reload``, or None
 # built with (a started app's state is frozen); what may change at run time (the trading push
 # API's credentials, say) is handed over here by the extension that owns it.
 RELOAD_HOOKS = web.AppKey("feedwatch.reload_hooks", list)
+FLIGHTS = web.AppKey("feedwatch.scrape_flights", dict)   # (Exposition, gzip) -> the render in flight
 CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
 
 _encode = msgspec.json.encode
@@ -149,6 +147,7 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[STATUS_PAGE] = (STATIC_DIR / "status.html").read_bytes()
     app[RELOAD] = reload
     app[RELOAD_HOOKS] = []
+    app[FLIGHTS] = {}
     app.cleanup_ctx.append(_background_tasks)
     app.on_shutdown.append(_end_streams)
 
@@ -224,13 +223,25 @@ async def _end_streams(app: web.Application) -> None:
 
 _renderer_failures: dict[str, float] = {}
 
+# A scrape's render gives the event loop back after this much of its own time, so frames keep
+# flowing while 100k symbols render (issue 14: one 412 ms render stalled ingest 480 ms).
+RENDER_SLICE = 0.005
+
 
 def render_metrics(app: web.Application, exposition: Exposition = Exposition()) -> bytes:
-    """The full exposition of one scrape, uncompressed: text 0.0.4 with every family by default."""
+    """The full exposition of one scrape, uncompressed: text 0.0.4 with every family by default.
+
+    Rendered at once (tests, tools); ``/metrics`` renders through ``shared_render``."""
     now = app[CLOCK].time()
     started = time.perf_counter()
+    parts = app[COLLECTOR].render(now, exposition)   # already in the format and families asked for
+    return exposition.finish(_other_parts(app, exposition, now, [parts], started))
+
+
+def _other_parts(app: web.Application, exposition: Exposition, now: float, parts: list[str],
+                 started: float) -> list[str]:
+    """After the book's text: each extra renderer's, the render errors, the registry's."""
     render = exposition.render
-    parts = [app[COLLECTOR].render(now, exposition)]   # already in the format and families asked for
     for renderer in app[RENDERERS]:
         try:
             parts.append(render(renderer(now)))
@@ -245,7 +256,71 @@ def render_metrics(app: web.Application, exposition: Exposition = Exposition()) 
     parts.append(render(app[COLLECTOR].errors.render()))
     app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
     parts.append(exposition.registry_text(app[REGISTRY]))
-    return exposition.finish(parts)
+    return parts
+
+
+async def render_parts(app: web.Application, exposition: Exposition) -> list[str]:
+    """``render_metrics`` without holding the event loop: the book renders chunk by chunk and the
+    loop runs (reads frames, answers the API) every ``RENDER_SLICE`` seconds of rendering."""
+    now = app[CLOCK].time()
+    started = time.perf_counter()
+    steps = app[COLLECTOR].steps(now, exposition)
+    deadline = started + RENDER_SLICE
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            parts: list[str] = done.value
+            break
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + RENDER_SLICE
+    parts = _other_parts(app, exposition, now, parts, started)
+    if exposition.openmetrics:
+        parts.append("# EOF\n")
+    return parts
+
+
+def _body(parts: list[str], gzipped: bool) -> bytes:
+    """The response body from the rendered parts; runs in a worker thread (zlib releases the GIL,
+    and each part is small, so the event loop gets the GIL back between them)."""
+    if not gzipped:
+        return b"".join([part.encode() for part in parts])
+    deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)   # wbits 31: the gzip container
+    out = [deflate.compress(part.encode()) for part in parts]
+    out.append(deflate.flush())
+    return b"".join(out)
+
+
+async def shared_render(app: web.Application, exposition: Exposition, gzipped: bool) -> bytes:
+    """One render for every scrape that asks for the same thing while it runs (single flight).
+
+    500 concurrent scrapes cost one render and one body, not 500 (issue 14 measured 4 s each and
+    700 MB); a scrape that arrives during a render gets that render's body, no older than the
+    scrape itself. The render runs as a task of its own: a scraper that hangs up (its handler is
+    cancelled) does not cancel it for the others.
+    """
+    flights = app[FLIGHTS]
+    key = (exposition, gzipped)
+    flight = flights.get(key)
+    if flight is None:
+        flight = asyncio.get_running_loop().create_task(_render_flight(app, exposition, gzipped),
+                                                        name="feedwatch-render")
+        flights[key] = flight
+        flight.add_done_callback(lambda done: _landed(flights, key, done))
+    return await asyncio.shield(flight)
+
+
+async def _render_flight(app: web.Application, exposition: Exposition, gzipped: bool) -> bytes:
+    parts = await render_parts(app, exposition)
+    return await asyncio.get_running_loop().run_in_executor(None, _body, parts, gzipped)
+
+
+def _landed(flights: dict, key: tuple, done: asyncio.Task) -> None:
+    if flights.get(key) is done:
+        del flights[key]
+    if not done.cancelled():
+        done.exception()   # mark it retrieved: its waiters got it; with none left, no warning
 
 
 def _accepts_gzip(request: web.Request) -> bool:
@@ -258,13 +333,10 @@ def _accepts_gzip(request: web.Request) -> bool:
 
 async def metrics(request: web.Request) -> web.Response:
     exposition = negotiate(request.headers.get("Accept"), request.query.getall("name[]", ()))
-    body = render_metrics(request.app, exposition)
+    gzipped = _accepts_gzip(request)
+    body = await shared_render(request.app, exposition, gzipped)
     headers = {"Content-Type": exposition.content_type, "Vary": "Accept, Accept-Encoding"}
-    if _accepts_gzip(request):
-        if len(body) > GZIP_IN_THREAD_ABOVE:
-            body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, GZIP_LEVEL)
-        else:
-            body = gzip.compress(body, GZIP_LEVEL)
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=body, headers=headers)
 

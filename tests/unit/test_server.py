@@ -17,11 +17,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import collector
 from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import load_data
 from exporter.version import build_info
-from exporter.web.app import CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
+from exporter.web.app import COLLECTOR, CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
 from tests.waiting import async_wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]
@@ -436,3 +437,52 @@ async def test_symbol_api_matches_metrics_for_every_symbol(client: TestClient, b
             event = values.get(("feedwatch_symbol_last_event_timestamp_seconds", frozenset(labels.items())))
             assert event == body["last_event"], (step, symbol)
     assert states == {"healthy", "degraded", "stale", "critical"}  # the comparison covered every state
+
+
+async def test_concurrent_scrapes_share_one_render(book, config, clock, monkeypatch) -> None:
+    """Single flight (issue 14): scrapes that come while a render runs get its body; a scraper
+    that hangs up does not cancel the render for the others; the next scrape renders afresh."""
+    from exporter.exposition import DEFAULT
+    from exporter.web import app as web_app
+
+    monkeypatch.setattr(collector, "CHUNK", 1)          # a step per symbol ...
+    monkeypatch.setattr(web_app, "RENDER_SLICE", 0.0)   # ... and the loop runs after each
+    app = create_app(book, config, clock, CollectorRegistry())
+    renders = []
+    steps = app[COLLECTOR].steps
+    app[COLLECTOR].steps = lambda *args: (renders.append(1), steps(*args))[1]
+    waiters = [asyncio.ensure_future(web_app.shared_render(app, DEFAULT, gzipped=False)) for _ in range(50)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()                                  # one scraper hangs up mid-render
+    bodies = await asyncio.gather(*waiters[1:])
+    assert len(renders) == 1
+    assert len(set(bodies)) == 1 and b'feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5' in bodies[0]
+    assert waiters[0].cancelled()
+    # A render in flight is shared, a finished one is not: the next scrape sees new data.
+    book.feeds["stocks"].record("AAPL", 190.25, 0, clock.time(), quote=True)
+    body = await web_app.shared_render(app, DEFAULT, gzipped=False)
+    assert len(renders) == 2 and b'symbol="AAPL"} 190.25' in body
+    # Different asks (format, gzip) are different flights.
+    gz = await web_app.shared_render(app, DEFAULT, gzipped=True)
+    assert len(renders) == 3 and b'symbol="AAPL"} 190.25' in gzip.decompress(gz)
+
+
+async def test_a_render_gives_the_loop_back_between_chunks(book, config, clock, monkeypatch) -> None:
+    """A large book renders in slices: the loop runs other callbacks (frames, API requests)
+    before the render is done, instead of waiting for all of it."""
+    from exporter.exposition import DEFAULT
+    from exporter.web import app as web_app
+
+    monkeypatch.setattr(collector, "CHUNK", 1)
+    monkeypatch.setattr(web_app, "RENDER_SLICE", 0.0)
+    app = create_app(book, config, clock, CollectorRegistry())
+    flight = asyncio.ensure_future(web_app.shared_render(app, DEFAULT, gzipped=False))
+    seen_during: list[bool] = []
+
+    async def ingest_meanwhile() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+            seen_during.append(flight.done())
+
+    await asyncio.gather(flight, ingest_meanwhile())
+    assert seen_during[:2] == [False, False]
