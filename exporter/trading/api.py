@@ -185,7 +185,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
             await asyncio.sleep(_HOUSEKEEPING_EVERY)
-            problem = app[TRACKER].housekeeping(app[CLOCK].time())
+            problem = await app[TRACKER].housekeeping_async(app[CLOCK].time())
             if problem is not None:
                 _throttle.warn("housekeeping", "trading state: %s (retried every %gs)", problem, _HOUSEKEEPING_EVERY,
                                reason="state_store")
@@ -286,7 +286,7 @@ async def post_events(request: web.Request) -> web.Response:
         limit = tracker.config.api.max_batch
         if len(raws) > limit:
             return json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)", 413)
-        result = tracker.ingest_raw(raws, now, atomic=True)
+        result = await tracker.ingest_raw_async(raws, now, atomic=True)   # answered once committed
     if result.store_error is not None:
         _throttle.warn("state_store", "trading push API: answered 503, nothing applied: %s", result.store_error,
                        remote=request.remote, reason="state_store")

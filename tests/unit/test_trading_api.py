@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 
 import aiohttp
 import bcrypt
@@ -326,6 +327,51 @@ async def test_a_store_that_cannot_commit_answers_503_and_nothing_counts_twice(c
         assert 'feedwatch_trading_state_store_errors_total 2' in text
         assert 'feedwatch_trading_events_total{account="main",type="trade"} 1' in text
     finally:
+        await runner.cleanup()
+
+
+class SlowCommits(MemoryStore):
+    """A store whose commit waits until the test lets it finish (a slow fsync, made visible)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.committing = threading.Event()
+        self.threads: list[str] = []
+
+    def commit(self) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.committing.set()
+        assert self.release.wait(30), "the test never released the commit"
+        super().commit()
+
+
+async def test_a_commit_in_progress_holds_its_request_but_not_the_event_loop(clock):
+    """Issue 14: the state file's commit (fsyncs, ~19 ms) runs in the writer thread: while it
+    runs the exporter serves scrapes and probes, still showing the state before the batch (memory
+    never runs ahead of the file), and the push is answered only once its batch is committed."""
+    config = make_config({"token": TOKEN})
+    store = SlowCommits()
+    app = create_app(Book(config.feeds, clock.time()), config, clock)
+    app[TRACKER].store = store
+    runner, port = await serve(app, "127.0.0.1:0")
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        push = asyncio.ensure_future(post(url, json.dumps(equity(1, clock.time(), 1234.5)).encode(), auth))
+        assert await asyncio.get_running_loop().run_in_executor(None, store.committing.wait, 30)
+        # The loop is free while the commit waits: a probe and a scrape are answered ...
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/-/healthy") as response:
+                assert response.status == 200
+        assert 'feedwatch_trading_equity{account="main"} 1234.5' not in await scrape(url)
+        assert not push.done()                 # ... and the push is not answered before its commit
+        store.release.set()
+        status, reply = await asyncio.wait_for(push, 30)
+        assert (status, reply["accepted"]) == (200, 1)
+        assert 'feedwatch_trading_equity{account="main"} 1234.5' in await scrape(url)
+        assert store.threads and all(name.startswith("feedwatch-trading-store") for name in store.threads)
+    finally:
+        store.release.set()
         await runner.cleanup()
 
 
