@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [ingest] [render] [memory] [transport]`` (all by default).
+"""Run the benchmarks: ``python -m bench [ingest] [render] [memory] [transport] [scrape-load]`` (all by default).
 
 A progress line on stderr shows the round in flight; the tables go to stdout. Run it on an
 otherwise idle machine: the figures are best-of-N, but two cores are easily disturbed.
@@ -10,13 +10,14 @@ import argparse
 import sys
 import time
 
-from bench import common, ingest, memory, render, transport
+from bench import common, ingest, memory, render, scrape_load, transport
 
 BENCHMARKS = {
     "ingest": lambda: ingest.report(ingest.measure()),
     "render": lambda: render.report(render.measure()),
     "memory": lambda: memory.report(memory.measure()),
     "transport": lambda: transport.report(transport.measure()),
+    "scrape-load": lambda: scrape_load.report(scrape_load.measure()),
 }
 
 

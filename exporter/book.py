@@ -47,10 +47,11 @@ import math
 import sys
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Protocol, Sequence, Union
+from typing import Callable, ClassVar, Generator, Iterable, Protocol, Sequence, Union
 
 from exporter.config import FeedConfig, Thresholds
 from exporter.markets import calendar
+from exporter.slices import run_all
 
 HEALTHY, DEGRADED, STALE, CRITICAL, CLOSED = 0, 1, 2, 3, -1
 STATE_NAMES = {HEALTHY: "healthy", DEGRADED: "degraded", STALE: "stale", CRITICAL: "critical", CLOSED: "closed"}
@@ -103,6 +104,8 @@ _UNITS = (1.0, 1e3, 1e6, 1e9)  # stamps per second: s, ms, us, ns
 TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * unit, TIMESTAMP_CEILING * unit) for unit in _UNITS)
 # Rejection notes kept until an adapter takes them (one frame rarely holds more than a few).
 MAX_NOTES = 8
+# Symbols the sweep classifies between two chances for the event loop to run (exporter/slices.py).
+SWEEP_CHUNK = 2048
 
 _INF = math.inf
 _NAN = math.nan
@@ -689,14 +692,23 @@ class FeedBook:
 
     def sweep(self, now: float) -> list[Transition]:
         """Classify every symbol and report the ones whose state changed since the last sweep."""
+        return run_all(self.sweep_steps(now))
+
+    def sweep_steps(self, now: float) -> Generator[None, None, list[Transition]]:
+        """``sweep`` yielding after each ``SWEEP_CHUNK`` symbols (``exporter/slices.py``): 100k
+        symbols take ~100 ms, a stall if swept at once every second."""
         self.refresh_market(now)
         changes: list[Transition] = []
-        for state in self.symbols.values():
-            new = self.classify(state, now)
-            if new != state.last_state:
-                changes.append(Transition(self.name, state.symbol, state.last_state, new,
-                                          self.staleness(state, now), now))
-                state.last_state = new
+        members = list(self.symbols.values())   # the feed may change between two steps
+        classify = self.classify
+        for i in range(0, len(members), SWEEP_CHUNK):
+            for state in members[i:i + SWEEP_CHUNK]:
+                new = classify(state, now)
+                if new != state.last_state:
+                    changes.append(Transition(self.name, state.symbol, state.last_state, new,
+                                              self.staleness(state, now), now))
+                    state.last_state = new
+            yield
         return changes
 
 
@@ -720,9 +732,12 @@ class Book:
         self.feeds.pop(name, None)
 
     def sweep(self, now: float) -> list[Transition]:
+        return run_all(self.sweep_steps(now))
+
+    def sweep_steps(self, now: float) -> Generator[None, None, list[Transition]]:
         changes: list[Transition] = []
-        for feed in self.feeds.values():
-            changes.extend(feed.sweep(now))
+        for feed in list(self.feeds.values()):
+            changes.extend((yield from feed.sweep_steps(now)))
         for change in changes:
             for listener in self.listeners:
                 listener(change)

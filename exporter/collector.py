@@ -149,6 +149,7 @@ from exporter.book import (
     escape_label,
 )
 from exporter.exposition import DEFAULT, Exposition
+from exporter.slices import run_all
 from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
 _INF = math.inf
@@ -322,12 +323,7 @@ class BookCollector:
         """Every family in the text format, or what ``ask`` (a scrape's ``Accept`` and ``name[]``)
         asked for: headers written in its format, only its families; the per-symbol pass, the
         expensive part, runs only if one of its families is wanted."""
-        steps = self.steps(now, ask)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return "".join(done.value)
+        return "".join(run_all(self.steps(now, ask)))
 
     def steps(self, now: float, ask: Exposition = DEFAULT) -> Generator[None, None, list[str]]:
         """``render`` as a generator: yields after each chunk of symbols, returns the text's parts.

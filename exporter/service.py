@@ -33,6 +33,7 @@ from exporter.feeds.runner import FeedRunner
 from exporter.feeds.watchlist import Watchlist
 from exporter.markets import ending_within
 from exporter.reload import feed_changes
+from exporter.slices import run_sliced
 from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker, reattach as reattach_tracker
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,14 @@ class Service:
             await self.watchlist.start()
 
     def sweep(self) -> list[Transition]:
-        """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
-        changes = self.book.sweep(self.clock.time())
+        """Classify every symbol now; log and act on the changes."""
+        return self._after_sweep(self.book.sweep(self.clock.time()))
+
+    async def sweep_sliced(self) -> list[Transition]:
+        """``sweep`` in slices, the event loop running between them (the sweeper calls this)."""
+        return self._after_sweep(await run_sliced(self.book.sweep_steps(self.clock.time())))
+
+    def _after_sweep(self, changes: list[Transition]) -> list[Transition]:
         for change in changes[:MAX_TRANSITION_LINES]:
             log.info("%s", change.describe(), extra=change.fields())
         if len(changes) > MAX_TRANSITION_LINES:
@@ -210,7 +217,7 @@ class Service:
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
-                self.sweep()
+                await self.sweep_sliced()
             except Exception:  # a bug here must not stop the sweeps (or the process)
                 log.exception("sweep failed")
 

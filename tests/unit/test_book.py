@@ -159,6 +159,29 @@ def test_sweep_reports_each_transition_once(clock):
     assert "AAPL on stocks: degraded -> healthy" in recovered.describe()
 
 
+async def test_the_sweep_gives_the_event_loop_back_between_chunks(clock, monkeypatch):
+    """The service sweeps every second: over 100k symbols a pass at once is a ~100 ms stall
+    (issue 14), so it runs in slices; the loop runs in between, and the result is the same."""
+    import asyncio
+
+    from exporter import book as book_module, slices
+
+    monkeypatch.setattr(book_module, "SWEEP_CHUNK", 1)
+    monkeypatch.setattr(slices, "SLICE", 0.0)
+    book = make_book(clock)
+    prime(book.feed("stocks"), "AAPL")
+    clock.advance(181)
+    sweep = asyncio.ensure_future(slices.run_sliced(book.sweep_steps(clock.time())))
+    seen_during = []
+    for _ in range(2):
+        await asyncio.sleep(0)
+        seen_during.append(sweep.done())
+    changes = await sweep
+    assert seen_during == [False, False]
+    assert sorted(c.symbol for c in changes) == ["AAPL", "MSFT", "PMN"]
+    assert book.sweep(clock.time()) == []   # the sliced sweep recorded the new states
+
+
 # --- the garbage-first-print guard ------------------------------------------------------------
 
 def test_first_print_is_held_until_confirmed(clock):

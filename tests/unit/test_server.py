@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import collector
+from exporter import collector, slices
 from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import load_data
@@ -446,7 +446,7 @@ async def test_concurrent_scrapes_share_one_render(book, config, clock, monkeypa
     from exporter.web import app as web_app
 
     monkeypatch.setattr(collector, "CHUNK", 1)          # a step per symbol ...
-    monkeypatch.setattr(web_app, "RENDER_SLICE", 0.0)   # ... and the loop runs after each
+    monkeypatch.setattr(slices, "SLICE", 0.0)           # ... and the loop runs after each
     app = create_app(book, config, clock, CollectorRegistry())
     renders = []
     steps = app[COLLECTOR].steps
@@ -474,7 +474,7 @@ async def test_a_render_gives_the_loop_back_between_chunks(book, config, clock, 
     from exporter.web import app as web_app
 
     monkeypatch.setattr(collector, "CHUNK", 1)
-    monkeypatch.setattr(web_app, "RENDER_SLICE", 0.0)
+    monkeypatch.setattr(slices, "SLICE", 0.0)
     app = create_app(book, config, clock, CollectorRegistry())
     flight = asyncio.ensure_future(web_app.shared_render(app, DEFAULT, gzipped=False))
     seen_during: list[bool] = []

@@ -1,0 +1,421 @@
+"""Scrape load: does a scrape stall ingest? A blaster, the real exporter and a scraper, in processes.
+
+- **blaster** (its own process, on the second core): a loopback WebSocket server speaking enough
+  Polygon to log the exporter in, then writing frames of 100 quote events as fast as the socket
+  takes them, round-robin over every symbol; the first event of every frame is the same *hot*
+  symbol, so the API's staleness of that symbol is how far behind the exporter's view runs.
+- **exporter**: ``feedwatch run`` from a config like a user's (one Polygon feed, 100,000
+  symbols), pinned to the first core.
+- **client** (this process, second core): phases of ``PHASE`` seconds, alternating without and
+  with scrapes (interleaved, so the machine's other load hits both alike). "With" scrapes the
+  whole ``/metrics`` once a second the way Prometheus does (OpenMetrics, gzip); both poll the hot
+  symbol on the JSON API every 20 ms. Ingest is read from ``feedwatch_feed_messages_total``
+  with a ``name[]`` scrape (the per-symbol pass is skipped: it costs nothing worth counting).
+
+Then 500 concurrent scrapes of a 2,000-symbol exporter (every symbol priced, the feed then
+quiet): the 500 connections are opened first and the 500 requests sent at once; the exporter's
+resident memory before and its high-water mark after (``/proc/PID/status``: VmRSS, VmHWM), and
+each scrape's time (request sent to last byte) against the median of five lone scrapes.
+
+Targets (issue 14): longest event-loop stall <= 20 ms (the exporter's own
+``feedwatch_event_loop_lag_seconds``, the longest loop iteration of the last 60 s: read at the
+end of each scrape phase, so it covers the phase before it too: an upper bound); ingest with
+scrapes >= 85 % of without; the API's staleness of the hot symbol <= 50 ms; 500 concurrent
+scrapes: RSS growth <= 50 MB and none longer than two lone scrapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import multiprocessing
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.common import table
+
+PHASE = 10.0            # seconds per phase
+PHASES = 4              # without, with, without, with
+SYMBOLS = 100_000
+EVENTS_PER_FRAME = 100
+CONCURRENT = 500
+CONCURRENT_SYMBOLS = 2_000
+HOT = "HOT"
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+def symbols(n: int) -> list[str]:
+    return [HOT] + [f"S{i:05d}" for i in range(n - 1)]
+
+
+# --- the blaster ------------------------------------------------------------------------------------
+
+def _ws_frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + struct.pack("!H", n) + payload
+    return bytes((0x81, 127)) + struct.pack("!Q", n) + payload
+
+
+def _events(names: list[str]) -> list[tuple[bytes, bytes]]:
+    """Per symbol: a Polygon quote split around its millisecond timestamp."""
+    out = []
+    for i, sym in enumerate(names):
+        bid = 10.0 + (i % 5000) * 0.01
+        out.append((f'{{"ev":"Q","sym":"{sym}","bx":4,"bp":{bid:.2f},"bs":3,"ax":7,"ap":{bid + 0.02:.2f},'
+                    f'"as":2,"c":0,"t":'.encode(), b',"q":1,"z":3}'))
+    return out
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, names: list[str],
+                 rounds: int | None) -> None:
+    """One exporter's connection: log it in, then blast (``rounds`` times over every symbol, then
+    stay open and quiet; None: until it hangs up)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key"))
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    writer.write(_ws_frame(b'[{"ev":"status","status":"connected","message":"Connected Successfully"}]'))
+    await writer.drain()
+    await reader.read(65536)   # the login (any frame): accepted
+    writer.write(_ws_frame(b'[{"ev":"status","status":"auth_success","message":"authenticated"}]'))
+
+    async def discard() -> None:   # subscriptions, pings: read and dropped (nothing waits on them)
+        try:
+            while await reader.read(1 << 16):
+                pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+
+    drain = asyncio.create_task(discard())
+    events = _events(names)
+    hot, others = events[0], events[1:]
+    n, i = len(others), 0
+    frames_left = None if rounds is None else rounds * (n // (EVENTS_PER_FRAME - 1) + 1)
+    try:
+        while frames_left is None or frames_left > 0:
+            if frames_left is not None:
+                frames_left -= 20
+            stamp = str(int(time.time() * 1000)).encode()
+            frames = []
+            for _ in range(20):   # 20 frames per write
+                parts = [hot[0], stamp, hot[1]]
+                for _ in range(EVENTS_PER_FRAME - 1):
+                    head, tail = others[i]
+                    parts += (b",", head, stamp, tail)
+                    i = i + 1 if i + 1 < n else 0
+                frames.append(_ws_frame(b"[" + b"".join(parts) + b"]"))
+            writer.write(b"".join(frames))
+            await writer.drain()
+        await drain
+    except ConnectionError:
+        pass
+    finally:
+        drain.cancel()
+        writer.close()
+
+
+def _blaster(port_out: Any, n: int, cpu: int | None, rounds: int | None = None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    names = symbols(n)
+
+    async def main() -> None:
+        server = await asyncio.start_server(lambda r, w: _serve(r, w, names, rounds), "127.0.0.1", 0)
+        port_out.send(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- the exporter -----------------------------------------------------------------------------------
+
+class Exporter:
+    """``feedwatch run`` on a generated config, pinned to ``cpu``; stopped with SIGTERM."""
+
+    def __init__(self, blaster_port: int, n: int, cpu: int | None) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="feedwatch-scrape-load-")
+        with socket_free() as port:
+            self.port = port
+        config = os.path.join(self.dir.name, "feedwatch.yml")
+        with open(config, "w") as fh:
+            fh.write(f'listen: "127.0.0.1:{self.port}"\n'
+                     "http: {max_connections: 1024}\n"
+                     "feeds:\n  - name: bench\n    kind: polygon\n"
+                     f"    url: ws://127.0.0.1:{blaster_port}/stocks\n    api_key: bench\n"
+                     "    channels: [Q]\n    heartbeat_timeout: 1h\n    silence_timeout: 1h\n"
+                     "    symbols:\n" + "".join(f"      - {s}\n" for s in symbols(n)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter.cli", "run", "-c", config, "--log.level", "warn"],
+            preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (high-water mark) in bytes."""
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS", "VmHWM")):
+                    out[line.split(":")[0]] = int(line.split()[1]) * 1024
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.dir.cleanup()
+
+
+class socket_free:
+    def __enter__(self) -> int:
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        return self.sock.getsockname()[1]
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+_SAMPLE = re.compile(r"^(\w+)(?:\{[^}]*\})? (\S+)$", re.M)
+
+
+def _value(text: str, name: str) -> float:
+    return sum(float(v) for n, v in _SAMPLE.findall(text) if n == name)
+
+
+async def _metric(session: aiohttp.ClientSession, url: str, *names: str) -> dict[str, float]:
+    query = "&".join(f"name[]={n}" for n in names)
+    async with session.get(f"{url}/metrics?{query}") as response:
+        text = await response.text()
+    return {n: _value(text, n) for n in names}
+
+
+async def _wait_ingesting(session: aiohttp.ClientSession, url: str, deadline: float) -> None:
+    while True:
+        try:
+            if (await _metric(session, url, "feedwatch_feed_messages_total"))["feedwatch_feed_messages_total"] > 0:
+                return
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the exporter did not start ingesting within its deadline")
+        await asyncio.sleep(0.2)
+
+
+# --- the phases -------------------------------------------------------------------------------------
+
+@dataclass
+class Phase:
+    scraping: bool
+    rate: float = 0.0                  # messages/s ingested
+    stall: float = 0.0                 # feedwatch_event_loop_lag_seconds at the end (60 s window)
+    over_20ms: int = 0                 # loop iterations over 20 ms in this phase (the histogram)
+    longest_le: str = ""               # the histogram bucket the phase's longest iteration fell in
+    api_behind: float = 0.0            # worst staleness of the hot symbol the API reported
+    scrapes: list[float] = field(default_factory=list)   # seconds per whole scrape
+    scrape_bytes: int = 0
+
+
+async def _phase(session: aiohttp.ClientSession, url: str, scraping: bool) -> Phase:
+    phase = Phase(scraping)
+    done = asyncio.Event()
+
+    async def poll_api() -> None:
+        while not done.is_set():
+            async with session.get(f"{url}/api/v1/symbols/bench/{HOT}") as response:
+                view = await response.json()
+            phase.api_behind = max(phase.api_behind, view["staleness_seconds"])
+            await asyncio.sleep(0.02)
+
+    async def scrape() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            async with session.get(f"{url}/metrics", headers={"Accept": OPENMETRICS,
+                                                             "Accept-Encoding": "gzip"}) as response:
+                body = await response.read()
+            phase.scrapes.append(time.perf_counter() - started)
+            phase.scrape_bytes = len(body)
+            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+    before = (await _metric(session, url, "feedwatch_feed_messages_total"))["feedwatch_feed_messages_total"]
+    buckets_before = await _buckets(session, url)
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(poll_api())] + ([asyncio.create_task(scrape())] if scraping else [])
+    await asyncio.sleep(PHASE)
+    done.set()
+    await asyncio.gather(*tasks)
+    after = await _metric(session, url, "feedwatch_feed_messages_total", "feedwatch_event_loop_lag_seconds")
+    phase.rate = (after["feedwatch_feed_messages_total"] - before) / (time.perf_counter() - t0)
+    phase.stall = after["feedwatch_event_loop_lag_seconds"]
+    delta = {le: n - buckets_before.get(le, 0) for le, n in (await _buckets(session, url)).items()}
+    total = delta["+Inf"]
+    phase.over_20ms = int(total - delta["0.02"])
+    phase.longest_le = next(le for le, n in delta.items() if n == total)
+    return phase
+
+
+async def _buckets(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The loop iteration histogram's cumulative buckets, by ``le``, in order."""
+    async with session.get(f"{url}/metrics?name[]=feedwatch_event_loop_iteration_seconds") as response:
+        text = await response.text()
+    return {le: float(v) for le, v in re.findall(r'_bucket\{le="([^"]+)"\} (\S+)', text)}
+
+
+async def _scrape_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> float:
+    """One scrape on an open connection: seconds from sending the request to the body's last byte."""
+    started = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:40]
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    await reader.readexactly(length)
+    return time.perf_counter() - started
+
+
+async def _concurrent(url: str, exporter: Exporter) -> dict[str, float]:
+    """Open ``CONCURRENT`` connections first, then send a scrape on each at once: each scrape's
+    time is from its request to its whole response (connection set-up is not a scrape's)."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (f"GET /metrics HTTP/1.1\r\nHost: {host}\r\nAccept: {OPENMETRICS}\r\n"
+               f"Accept-Encoding: gzip\r\n\r\n").encode()
+    lone = await asyncio.open_connection(host, int(port))
+    alone = sorted([await _scrape_on(*lone, request) for _ in range(5)])[2]   # the median of five
+    lone[1].close()
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(CONCURRENT)]
+    rss_before = exporter.memory()["VmRSS"]
+    times = await asyncio.gather(*(_scrape_on(r, w, request) for r, w in connections))
+    peak = exporter.memory()["VmHWM"]
+    for _, writer in connections:
+        writer.close()
+    return {"alone": alone, "longest": max(times), "rss_before": rss_before, "growth": peak - rss_before}
+
+
+@dataclass
+class ScrapeLoadResult:
+    phases: list[Phase]
+    concurrent: dict[str, float]
+    load: str
+
+    @property
+    def without(self) -> float:
+        return sum(p.rate for p in self.phases if not p.scraping) / max(1, sum(not p.scraping for p in self.phases))
+
+    @property
+    def with_scrapes(self) -> float:
+        return sum(p.rate for p in self.phases if p.scraping) / max(1, sum(p.scraping for p in self.phases))
+
+
+def measure(n: int = SYMBOLS, phases: int = PHASES, progress: bool = True) -> ScrapeLoadResult:
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2
+    ctx = multiprocessing.get_context("spawn")
+    results: list[Phase] = []
+    load = f"load average {os.getloadavg()[0]:.1f} at the start"
+
+    def run(n_symbols: int, body: Any, rounds: int | None = None) -> Any:
+        parent, child = multiprocessing.Pipe()
+        blaster = ctx.Process(target=_blaster, args=(child, n_symbols, cpus[1] if pin else None, rounds),
+                              daemon=True)
+        blaster.start()
+        exporter = None
+        previous = os.sched_getaffinity(0)
+        try:
+            port = parent.recv()
+            exporter = Exporter(port, n_symbols, cpus[0] if pin else None)
+            if pin:
+                os.sched_setaffinity(0, {cpus[1]})
+            return asyncio.run(body(exporter))
+        finally:
+            os.sched_setaffinity(0, previous)
+            if exporter is not None:
+                exporter.stop()
+            blaster.terminate()
+            blaster.join(5)
+
+    async def big(exporter: Exporter) -> None:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            await _wait_ingesting(session, exporter.url, time.monotonic() + 120)
+            await asyncio.sleep(2.0)   # past the start-up (subscriptions)
+            for i in range(phases):
+                scraping = i % 2 == 1
+                if progress:
+                    print(f"\r  scrape-load: phase {i + 1}/{phases} ({'with' if scraping else 'without'} scrapes)  ",
+                          end="", file=sys.stderr, flush=True)
+                results.append(await _phase(session, exporter.url, scraping))
+
+    async def small(exporter: Exporter) -> dict[str, float]:
+        async with aiohttp.ClientSession() as session:
+            await _wait_ingesting(session, exporter.url, time.monotonic() + 60)
+        if progress:
+            print(f"\r  scrape-load: {CONCURRENT} concurrent scrapes of {CONCURRENT_SYMBOLS:,} symbols   ",
+                  end="", file=sys.stderr, flush=True)
+        return await _concurrent(exporter.url, exporter)
+
+    run(n, big)
+    # Every symbol priced a few times, then quiet: the scrapes alone are measured.
+    concurrent = run(CONCURRENT_SYMBOLS, small, rounds=5)
+    if progress:
+        print("\r" + " " * 80 + "\r", end="", file=sys.stderr, flush=True)
+    return ScrapeLoadResult(results, concurrent, load + f", {os.getloadavg()[0]:.1f} at the end")
+
+
+def verdicts(r: ScrapeLoadResult) -> list[tuple[str, bool, str]]:
+    scraping = [p for p in r.phases if p.scraping]
+    stall = max((p.stall for p in scraping), default=0.0)
+    over = sum(p.over_20ms for p in scraping)
+    behind = max((p.api_behind for p in scraping), default=0.0)
+    ratio = r.with_scrapes / r.without if r.without else 0.0
+    c = r.concurrent
+    return [
+        ("longest event-loop stall while scraping <= 20 ms", over == 0,
+         f"{over} loop iterations over 20 ms in the scrape phases; feedwatch_event_loop_lag_seconds "
+         f"up to {stall * 1e3:.1f} ms"),
+        ("ingest with scrapes >= 85 % of without", ratio >= 0.85, f"{ratio:.0%}"),
+        ("API staleness of the hot symbol <= 50 ms", behind <= 0.050, f"{behind * 1e3:.1f} ms"),
+        (f"{CONCURRENT} concurrent scrapes: RSS growth <= 50 MB", c["growth"] <= 50e6, f"{c['growth'] / 1e6:.1f} MB"),
+        (f"{CONCURRENT} concurrent scrapes: none longer than two lone scrapes", c["longest"] <= 2 * c["alone"],
+         f"longest {c['longest'] * 1e3:.0f} ms, alone {c['alone'] * 1e3:.0f} ms"),
+    ]
+
+
+def report(r: ScrapeLoadResult) -> str:
+    rows = [(f"{i + 1}", "with" if p.scraping else "without", f"{p.rate:,.0f}", f"{p.stall * 1e3:.1f}",
+             f"{p.over_20ms}", f"<= {float(p.longest_le) * 1e3:g}" if p.longest_le != "+Inf" else "> 10 s",
+             f"{p.api_behind * 1e3:.1f}",
+             f"{sorted(p.scrapes)[len(p.scrapes) // 2] * 1e3:.0f}" if p.scrapes else "-",
+             f"{p.scrape_bytes / 1e6:.1f}" if p.scrapes else "-")
+            for i, p in enumerate(r.phases)]
+    lines = [f"Scrape load: {SYMBOLS:,} symbols, Polygon frames of {EVENTS_PER_FRAME} quotes as fast as the "
+             f"exporter reads them, {PHASE:.0f} s phases; exporter on one core, blaster and client on the other "
+             f"({r.load})",
+             table(("phase", "scrapes", "msgs/s", "loop lag ms (60 s)", "iterations > 20 ms", "longest ms",
+                    "API behind ms", "scrape ms (median)", "gzip MB"), rows),
+             f"ingest with / without scrapes: {r.with_scrapes:,.0f} / {r.without:,.0f} msgs/s",
+             f"{CONCURRENT} concurrent scrapes of {CONCURRENT_SYMBOLS:,} symbols: RSS {r.concurrent['rss_before'] / 1e6:.0f} MB "
+             f"before, +{r.concurrent['growth'] / 1e6:.1f} MB at the peak"]
+    lines += [f"  {name}: {shown} [{'ok' if good else 'fail'}]" for name, good, shown in verdicts(r)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(measure()))

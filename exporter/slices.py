@@ -1,0 +1,45 @@
+"""Long passes over every symbol, run in slices so the event loop keeps reading frames.
+
+A pass over 100,000 symbols (a scrape's render, the state sweep) takes tens to hundreds of
+milliseconds of Python; run at once on the event loop it is a stall of that length, during which
+no frame is read and no request answered (issue 14 measured 480 ms). Such a pass is written as a
+generator that yields between chunks of symbols and returns its result; ``run_sliced`` drives it
+on the loop, giving the loop back after every ``SLICE`` seconds of work, and ``run_all`` drives it
+at once (tests, tools, code that is not on a loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Generator, TypeVar
+
+T = TypeVar("T")
+
+# Longest stretch a sliced pass holds the loop (plus one chunk): well under the 20 ms stall budget.
+SLICE = 0.005
+
+_perf = time.perf_counter
+
+
+def run_all(steps: Generator[None, None, T]) -> T:
+    """Run a pass to its end at once; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def run_sliced(steps: Generator[None, None, T], slice_seconds: float | None = None) -> T:
+    """Run a pass on the event loop, yielding to it after each ``slice_seconds`` of work."""
+    budget = SLICE if slice_seconds is None else slice_seconds
+    deadline = _perf() + budget
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        if _perf() >= deadline:
+            await asyncio.sleep(0)
+            deadline = _perf() + budget
