@@ -365,6 +365,9 @@ class BookCollector:
         updated, event, staleness, states, updates, prices = families
         all_counts: list[dict[int, int]] = []
         chunks_by_feed: dict[str, list[_Chunk]] = {}
+        # The one family formatted afresh for every symbol at every scrape: skipped when not asked
+        # for (``name[]``), the way to derive it in PromQL from the timestamps instead.
+        want_staleness = ask.wants("feedwatch_symbol_staleness_seconds", "gauge")
         for feed in feeds:
             counts = dict.fromkeys(STATE_ORDER, 0)
             members_all = list(feed.symbols.values())
@@ -376,7 +379,8 @@ class BookCollector:
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
                 try:
-                    self._chunk_fresh(feed, chunk, members, now, counts, staleness, states)
+                    self._chunk_fresh(feed, chunk, members, now, counts, staleness if want_staleness else None,
+                                      states)
                 except Exception:  # the guard: per symbol, with each sample's own check
                     self._chunk_slow(feed, members, now, counts, families)
                     chunk.version = -1
@@ -401,13 +405,14 @@ class BookCollector:
         return all_counts
 
     def _chunk_fresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], now: float,
-                     counts: dict[int, int], staleness: list[str], states_out: list[str]) -> None:
+                     counts: dict[int, int], staleness: list[str] | None, states_out: list[str]) -> None:
         """Staleness (always) and state (when one changed) of a chunk; counts its states.
 
         ``FeedBook.staleness`` and ``classify`` inlined: this runs for every symbol on every scrape."""
         start = feed.session_start
         lines: list[str] = []
         append = lines.append
+        render_age = staleness is not None
         if feed.market_open:
             state_list: list[int] = []
             add_state = state_list.append
@@ -425,10 +430,11 @@ class BookCollector:
                     add_state(STALE)
                 else:
                     add_state(CRITICAL)
-                append(f"feedwatch_symbol_staleness_seconds{{{s.labels}}} {age if age > 0.0 else 0.0:.3f}\n")
+                if render_age:
+                    append(f"feedwatch_symbol_staleness_seconds{{{s.labels}}} {age if age > 0.0 else 0.0:.3f}\n")
         else:
             state_list = [CLOSED] * len(members)
-            for s in members:
+            for s in members if render_age else ():
                 ref = s.last_update or s.since
                 age = now - (ref if ref > start else start)
                 append(f"feedwatch_symbol_staleness_seconds{{{s.labels}}} {age if age > 0.0 else 0.0:.3f}\n")
@@ -436,9 +442,10 @@ class BookCollector:
             chunk.states = state_list
             chunk.state_text = "".join([f"feedwatch_symbol_state{{{s.labels}}} {state}\n"
                                         for s, state in zip(members, state_list)])
-        for state in state_list:
-            counts[state] += 1
-        staleness.append("".join(lines))
+        for state in counts:
+            counts[state] += state_list.count(state)
+        if staleness is not None:
+            staleness.append("".join(lines))
         states_out.append(chunk.state_text)
 
     def _chunk_updates(self, chunk: _Chunk, members: list[SymbolState], version: int) -> None:
