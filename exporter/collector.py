@@ -284,21 +284,27 @@ _BUCKET_LE = tuple(format_value(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 # yielding to the event loop (``steps``). 512 symbols take ~0.2-1 ms to render.
 CHUNK = 512
 _updates_of = attrgetter("updates")
+_thresholds_of = attrgetter("th")
+_acknowledged_of = attrgetter("acknowledged")
 
 
 class _Chunk:
     """The cached text of one chunk of a feed's symbols: the families that change only with an
     accepted update (valid while the members and the sum of their ``updates`` are the same; a
     symbol's ``updates`` only grows, and grows with every write of its price or timestamps),
-    and the state family (valid while every member's state is the same)."""
+    the state family (valid while every member's state is the same), and the staleness
+    family's lines as a format string (valid while the members are the same), which one ``%``
+    fills with every member's age in C instead of formatting a line per symbol in Python."""
 
-    __slots__ = ("members", "version", "updated", "event", "updates", "prices", "states", "state_text")
+    __slots__ = ("members", "version", "updated", "event", "updates", "prices", "states", "state_text",
+                 "layout", "stale_format")
 
     def __init__(self) -> None:
         self.members: list[SymbolState] = []
         self.version = -1
-        self.updated = self.event = self.updates = self.prices = self.state_text = ""
+        self.updated = self.event = self.updates = self.prices = self.state_text = self.stale_format = ""
         self.states: list[int] = []
+        self.layout: list[SymbolState] = []
 
 
 class BookCollector:
@@ -406,38 +412,30 @@ class BookCollector:
 
     def _chunk_fresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], now: float,
                      counts: dict[int, int], staleness: list[str] | None, states_out: list[str]) -> None:
-        """Staleness (always) and state (when one changed) of a chunk; counts its states.
-
-        ``FeedBook.staleness`` and ``classify`` inlined: this runs for every symbol on every scrape."""
+        """Staleness (always) and state (text re-rendered when one changed) of a chunk; counts its
+        states. ``FeedBook.staleness`` and ``classify``, as list comprehensions over the chunk:
+        this runs for every symbol at every scrape."""
+        if chunk.layout != members:
+            chunk.stale_format = "".join([
+                f"feedwatch_symbol_staleness_seconds{{{s.labels.replace('%', '%%')}}} %.3f\n" for s in members])
+            chunk.layout = members
         start = feed.session_start
-        lines: list[str] = []
-        append = lines.append
-        render_age = staleness is not None
+        refs = [s.last_update or s.since for s in members]
+        if min(refs) < start:
+            refs = [ref if ref > start else start for ref in refs]
+        ages = [now - ref for ref in refs]
         if feed.market_open:
-            state_list: list[int] = []
-            add_state = state_list.append
-            for s in members:
-                ref = s.last_update or s.since
-                if ref < start:
-                    ref = start
-                age = now - ref
-                th = s.th
-                if age < th.degraded:
-                    add_state(HEALTHY)
-                elif age < th.stale:
-                    add_state(DEGRADED)
-                elif age < th.critical:
-                    add_state(STALE)
-                else:
-                    add_state(CRITICAL)
-                if render_age:
-                    append(f"feedwatch_symbol_staleness_seconds{{{s.labels}}} {age if age > 0.0 else 0.0:.3f}\n")
+            ths = list(map(_thresholds_of, members))
+            th = ths[0]
+            if ths.count(th) == len(ths):   # one thresholds object for the chunk: the common case
+                degraded, stale, critical = th.degraded, th.stale, th.critical
+                state_list = [HEALTHY if age < degraded else DEGRADED if age < stale
+                              else STALE if age < critical else CRITICAL for age in ages]
+            else:
+                state_list = [HEALTHY if age < t.degraded else DEGRADED if age < t.stale
+                              else STALE if age < t.critical else CRITICAL for age, t in zip(ages, ths)]
         else:
             state_list = [CLOSED] * len(members)
-            for s in members if render_age else ():
-                ref = s.last_update or s.since
-                age = now - (ref if ref > start else start)
-                append(f"feedwatch_symbol_staleness_seconds{{{s.labels}}} {age if age > 0.0 else 0.0:.3f}\n")
         if state_list != chunk.states or chunk.members != members:
             chunk.states = state_list
             chunk.state_text = "".join([f"feedwatch_symbol_state{{{s.labels}}} {state}\n"
@@ -445,7 +443,7 @@ class BookCollector:
         for state in counts:
             counts[state] += state_list.count(state)
         if staleness is not None:
-            staleness.append("".join(lines))
+            staleness.append(chunk.stale_format % tuple([age if age > 0.0 else 0.0 for age in ages]))
         states_out.append(chunk.state_text)
 
     def _chunk_updates(self, chunk: _Chunk, members: list[SymbolState], version: int) -> None:
@@ -565,7 +563,7 @@ class BookCollector:
             for state in STATE_ORDER))
         simple("feedwatch_feed_subscribed_symbols", lambda feed: len(feed.symbols))
         simple("feedwatch_feed_acknowledged_symbols",
-               lambda feed: sum(1 for s in feed.symbols.values() if s.acknowledged))
+               lambda feed: sum(map(_acknowledged_of, feed.symbols.values())))
         simple("feedwatch_feed_market_open", lambda feed: 1 if feed.market_open else 0)
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)

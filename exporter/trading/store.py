@@ -24,10 +24,11 @@ Event ids older than the tracker's ``dedup_window`` are pruned (events that old 
 (fsynced) before it is acknowledged. WAL mode kept recent commits in a ``-wal`` file beside it;
 losing that file (a container whose state file alone is bind-mounted keeps the ``-wal`` in its
 own layer; a copy of the file alone) silently took the state back to an older one. The price is
-the fsyncs of each batch's commit, paid on the event loop: measured on this project's VM (ext4)
-19 ms median per commit, against 3 ms for WAL with synchronous=FULL and 0.05 ms for WAL with
-NORMAL. Trading events come a few per second in one batch per frame or request, so this is
-affordable; a bot sending many small frames should batch them.
+the fsyncs of each batch's commit: measured on this project's VM (ext4) 19 ms median per commit,
+against 3 ms for WAL with synchronous=FULL and 0.05 ms for WAL with NORMAL. The tracker calls the
+store from one writer thread (``exporter/trading/tracker.py``), so the push API's commits do not
+hold the event loop; the bot's WebSocket stream and the in-process Monitor wait for that thread,
+one commit per frame or call: a bot sending many small frames should batch them.
 
 **Never silently reset.** Beside the file, ``<state_file>.backup`` is a complete copy written
 atomically (SQLite's backup API into a temporary file, fsync, rename): when the store is first

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import __main__ as bench_main
-from bench import ingest, memory, render
+from bench import ingest, memory, render, scrape_load
 
 
 def test_ingest_benchmark_runs() -> None:
@@ -27,6 +27,19 @@ def test_render_benchmark_runs() -> None:
     assert [r.symbols for r in results] == [50, 100]
     assert all(r.feedwatch > 0 and r.children and r.size > 0 and r.gzip_fast_size < r.size for r in results)
     assert "symbols" in render.report(results)
+
+
+def test_scrape_load_benchmark_runs(monkeypatch) -> None:
+    """Blaster, the real exporter and the scraper, at toy sizes: the processes start, talk and stop."""
+    monkeypatch.setattr(scrape_load, "PHASE", 0.5)
+    monkeypatch.setattr(scrape_load, "CONCURRENT", 10)
+    monkeypatch.setattr(scrape_load, "CONCURRENT_SYMBOLS", 300)   # one exporter for both parts
+    result = scrape_load.measure(n=300, phases=2, progress=False)
+    assert [p.scraping for p in result.phases] == [False, True]
+    assert all(p.rate > 0 for p in result.phases) and result.phases[1].scrapes
+    assert result.concurrent["alone"] > 0 and result.concurrent["longest"] > 0
+    text = scrape_load.report(result)
+    assert text.count("[ok]") + text.count("[fail]") == 5
 
 
 def test_memory_benchmark_runs() -> None:
