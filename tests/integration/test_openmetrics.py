@@ -1,9 +1,8 @@
 """A real Prometheus (Debian's 2.42) scrapes the exporter: it asks for OpenMetrics first by default,
 gets it, and ingests every series, counters and histograms included.
 
-promtool reads only the text format (its linter fails on OpenMetrics' escaped HELP), so the
-OpenMetrics body is validated here by the consumer that matters, and strictly by
-prometheus_client's OpenMetrics parser in tests/unit/test_exposition.py and test_server.py.
+The OpenMetrics body is also checked strictly by prometheus_client's OpenMetrics parser
+(tests/unit/test_exposition.py, test_server.py) and linted by promtool (test_promtool.py).
 """
 
 from __future__ import annotations

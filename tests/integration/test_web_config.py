@@ -267,10 +267,13 @@ async def test_basic_auth_users_are_re_read(start, pki) -> None:
     server = await start(TLS + f"basic_auth_users:\n  prometheus: '{old}'\n")
     context = client_context(pki)
     assert (await https_get(server.port, context, headers=basic("prometheus", "old"))).status == 200
+    tls_context = server.access._current
     new = bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()
     web_yml(server.dir, TLS + f"basic_auth_users:\n  prometheus: '{new}'\n  grafana: '{new}'\n")
     # The cached success of the old password does not outlive its hash.
     assert (await https_get(server.port, context, headers=basic("prometheus", "old"))).status == 401
+    # New users alone keep the TLS context (and the TLS session cache of the clients in it).
+    assert server.access._current is tls_context
     assert (await https_get(server.port, context, headers=basic("prometheus", "new"))).status == 200
     assert (await https_get(server.port, context, headers=basic("grafana", "new"))).status == 200
 
