@@ -44,7 +44,6 @@ same registry (skipped for the library's global REGISTRY, which already has them
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import platform
 import weakref
