@@ -233,7 +233,7 @@ class Phase:
     longest_le: str = ""               # the histogram bucket the phase's longest iteration fell in
     api_behind: float = 0.0            # worst staleness of the hot symbol the API reported
     scrapes: list[float] = field(default_factory=list)   # seconds per whole scrape
-    scrape_bytes: int = 0
+    scrape_bytes: int = 0             # the body, decompressed (the client asks for gzip)
 
 
 async def _phase(session: aiohttp.ClientSession, url: str, scraping: bool) -> Phase:
@@ -412,7 +412,7 @@ def report(r: ScrapeLoadResult) -> str:
              f"exporter reads them, {PHASE:.0f} s phases; exporter on one core, blaster and client on the other "
              f"({r.load})",
              table(("phase", "scrapes", "msgs/s", "loop lag ms (60 s)", "iterations > 20 ms", "longest ms",
-                    "API behind ms", "scrape ms (median)", "gzip MB"), rows),
+                    "API behind ms", "scrape ms (median)", "body MB"), rows),
              f"ingest with / without scrapes: {r.with_scrapes:,.0f} / {r.without:,.0f} msgs/s",
              f"{CONCURRENT} concurrent scrapes of {CONCURRENT_SYMBOLS:,} symbols: RSS {r.concurrent['rss_before'] / 1e6:.0f} MB "
              f"before, +{r.concurrent['growth'] / 1e6:.1f} MB at the peak"]

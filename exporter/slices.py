@@ -18,6 +18,11 @@ T = TypeVar("T")
 
 # Longest stretch a sliced pass holds the loop (plus one chunk): well under the 20 ms stall budget.
 SLICE = 0.005
+# A pass never starves: when the loop is saturated (frames arriving faster than they are read,
+# each of its turns a long burst of them), 5 ms slices alone could stretch a render past a
+# scrape timeout. So a pass's slice grows with its age: one more SLICE per this many seconds
+# (5 ms at first, 10 ms after 1 s, 20 ms after 3 s).
+SLICE_GROWTH = 1.0
 
 _perf = time.perf_counter
 
@@ -32,14 +37,18 @@ def run_all(steps: Generator[None, None, T]) -> T:
 
 
 async def run_sliced(steps: Generator[None, None, T], slice_seconds: float | None = None) -> T:
-    """Run a pass on the event loop, yielding to it after each ``slice_seconds`` of work."""
+    """Run a pass on the event loop, yielding to it after each ``slice_seconds`` of work (more as
+    the pass ages: ``SLICE_GROWTH``)."""
     budget = SLICE if slice_seconds is None else slice_seconds
-    deadline = _perf() + budget
+    started = _perf()
+    deadline = started + budget
     while True:
         try:
             next(steps)
         except StopIteration as done:
             return done.value
-        if _perf() >= deadline:
+        now = _perf()
+        if now >= deadline:
             await asyncio.sleep(0)
-            deadline = _perf() + budget
+            now = _perf()
+            deadline = now + budget * (1.0 + (now - started) / SLICE_GROWTH)
