@@ -784,15 +784,15 @@ class Tracker:
                 if not store.claim(account.name, str(event.id), ts):
                     skipped.append(("duplicate", f"{event.type} event {event.id!r}"))
                     continue
-                copy_ = work.get(account.name)
-                if copy_ is None:
-                    copy_ = work[account.name] = Account(account.rules)
-                    copy_.load_state(copy.deepcopy(self._committed.get(account.name) or account.to_state()))
-                if copy_.out_of_order(event, ts):
+                working = work.get(account.name)
+                if working is None:
+                    working = work[account.name] = Account(account.rules)
+                    working.load_state(copy.deepcopy(self._committed.get(account.name) or account.to_state()))
+                if working.out_of_order(event, ts):
                     skipped.append(("out_of_order", f"{event.type} event {event.id!r} at {_iso(ts)} is older "
                                                     f"than the {event.type} snapshot already applied"))
                     continue
-                copy_.apply(event, ts)
+                working.apply(event, ts)
                 touched.add(account.name)
                 applied.append((account.name, event.type))
             states = {name: work[name].to_state() for name in touched}
