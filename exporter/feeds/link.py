@@ -274,7 +274,7 @@ class Link:
                 if self.reason is None:
                     self.reason = "server_closed"
                 if self.primary:
-                    self.feed.disconnected(self.name, self.reason)
+                    self.feed.disconnected(self.name, self.reason, self.clock.time())
 
     async def _open(self) -> None:
         symbols = self._url_symbols = list(self.shard.symbols)

@@ -199,7 +199,7 @@ class Shard:
             # Book order matters: count the old one's planned disconnect, then the new connect,
             # with no await between, so no reader ever sees the connection down.
             old.primary = False
-            runner.feed.disconnected(self.name, reason)
+            runner.feed.disconnected(self.name, reason, now)
             old.close(reason)
             self.link = successor
             successor.promote(now)

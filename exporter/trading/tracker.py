@@ -27,11 +27,13 @@ the day's P&L or the losing streak, nor double-counts a replay.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import weakref
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, Union
 
 import msgspec
 
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from exporter.config import Config, FeedConfig
     from exporter.trading.config import AccountRules, TradingConfig
     from exporter.trading.store import Store
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("trade", "equity", "positions", "safety", "api_call")
 # Why an event (or a push request) was refused; every value starts at 0.
@@ -65,6 +69,8 @@ FUTURE_TOLERANCE = 300.0
 # Problems kept per ingest call for the caller's log line.
 _MAX_PROBLEMS = 5
 _PRUNE_EVERY = 60.0
+# Recent API calls kept per account for the live view's error rate and p99 latency (not persisted).
+RECENT_API_CALLS = 5000
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -291,7 +297,7 @@ class Account:
     # Attributes saved by the store (names are the persisted keys: change with a migration).
     PERSISTED = (
         "equity", "equity_ts", "peak", "max_drawdown", "day", "day_peak", "week", "week_peak",
-        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak",
+        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak", "gross_profit", "gross_loss",
         "kill_switch", "kill_reason", "breaker_open", "breaker_reason", "safety_ts",
         "positions", "position_limit", "positions_ts",
         "api_errors", "latency_counts", "latency_sum", "last_event",
@@ -315,6 +321,8 @@ class Account:
         self.pnl_day = 0.0
         self.trades = dict.fromkeys(RESULTS, 0)
         self.losing_streak = 0
+        self.gross_profit = 0.0                  # sum of net P&L of winning trades (desk metrics)
+        self.gross_loss = 0.0                    # sum of net P&L of losing trades (negative)
         self.kill_switch = False
         self.kill_reason = ""
         self.breaker_open = False
@@ -327,6 +335,8 @@ class Account:
         self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.last_event = 0.0
+        # (ts, ok, latency) of the latest API calls: the live view's last-minute error rate and p99.
+        self.recent_api: deque[tuple[float, bool, float]] = deque(maxlen=RECENT_API_CALLS)
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -378,6 +388,7 @@ class Account:
                 self.api_errors += 1
             self.latency_counts[bisect_left(API_LATENCY_BUCKETS, event.latency)] += 1
             self.latency_sum += event.latency
+            self.recent_api.append((ts, event.ok, event.latency))
 
     def _trade(self, trade: Trade, ts: float) -> None:
         net = trade.pnl - trade.fees
@@ -385,8 +396,10 @@ class Account:
         self.trades[result] += 1
         if result == "loss":
             self.losing_streak += 1
+            self.gross_loss += net
         elif result == "win":
             self.losing_streak = 0
+            self.gross_profit += net
         # A flat trade neither extends nor breaks the streak.
         self.pnl_total += net
         day = self.calendar.day(ts)
@@ -523,6 +536,9 @@ class Tracker:
         self.store_errors = 0
         self.last_prune = now
         self.store.prune(now - config.dedup_window)
+        # Told which accounts a batch changed, after it is applied (the live view pushes, the
+        # incident journal looks for breaches). Called on the ingesting thread; must be quick.
+        self.listeners: list[Callable[["Tracker", frozenset[str]], None]] = []
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -628,6 +644,15 @@ class Tracker:
                 store.prune(now - self.config.dedup_window)
             except Exception as exc:
                 self._store_failed(result, exc)
+        if touched:
+            self._tell(frozenset(touched))
+
+    def _tell(self, accounts: frozenset[str]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(self, accounts)
+            except Exception:  # a listener's bug must not cost the events (they are applied)
+                log.exception("trading listener %r failed", listener)
 
     def _store_failed(self, result: IngestResult, exc: Exception) -> None:
         # The next successful commit saves each touched account whole, so nothing but the ids of
