@@ -11,6 +11,7 @@ The hot path, per data frame, is::
 
     now = clock()                      # the injected clock: book time
     feed.frame_received(len(data), now)
+    record((now, data))                # only with the frame recorder on (recorder.py): a deque append
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
     if signals: slow path (acks, auth, replies, problems) else: feed.frame_ok()
 
@@ -50,6 +51,7 @@ from exporter.feeds.base import (
 if TYPE_CHECKING:
     from exporter.book import FeedBook
     from exporter.config import FeedConfig
+    from exporter.feeds.recorder import FrameRing
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class RunnerView(Protocol):
     adapter_class: type[Adapter]
     session: aiohttp.ClientSession | None
     problems: Reporter
+    recording: "FrameRing | None"     # the feed's frame recorder ring, if recording
 
     def note_connected(self, now: float) -> None:
         """A primary link opened at book time ``now`` (the silent-stall reference)."""
@@ -343,6 +346,8 @@ class Link:
         frame_received = feed.frame_received
         frame_ok = feed.frame_ok
         clock = self.clock.time
+        ring = self.runner.recording
+        record = ring.frames.append if ring is not None else None
         TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
         while True:
             msg = await receive()
@@ -351,6 +356,8 @@ class Link:
                 data = msg.data
                 now = clock()
                 frame_received(len(data), now)
+                if record is not None:
+                    record((now, data))
                 self.rx += 1
                 try:
                     signals = handle(data, now)

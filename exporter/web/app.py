@@ -120,7 +120,9 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[REGISTRY] = registry
     app[COLLECTOR] = BookCollector(book)
     app[SELF_METRICS] = SelfMetrics.of(registry)
-    app[RENDERERS] = tuple(renderers)
+    # A service brings its components' renderers (frame recorder, incident journal) by duck typing:
+    # this module never imports them.
+    app[RENDERERS] = tuple(renderers) + tuple(getattr(service, "renderers", ()))
     app[SERVICE] = service
     app[SETTINGS] = settings
     app[HUB] = StreamHub()
