@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
-# (amtool), Chromium (status page tests) and docker-compose (validates docker-compose.yml).
+# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml) and the
+# PostgreSQL server (the incident journal's PostgreSQL sink; tests run their own cluster with
+# initdb/postgres from /usr/lib/postgresql/<version>/bin, never the system service).
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 set -euo pipefail
 
@@ -18,6 +20,8 @@ missing=()
 for binary in "${!PACKAGE_FOR[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${PACKAGE_FOR[$binary]}")
 done
+# Debian keeps the server binaries off PATH, one directory per major version.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
