@@ -199,10 +199,11 @@ def write_recording(path: str | Path, header: Mapping[str, Any], frames: Iterabl
     return path.stat().st_size
 
 
-def read_recording(path: str | Path) -> tuple[dict[str, Any], list[tuple[float, bytes]]]:
-    """(header, [(time, frame bytes), ...]) of a recording; RecordingError names what is wrong."""
+def read_recording(path: str | Path) -> tuple[dict[str, Any], list[tuple[float, str | bytes]]]:
+    """(header, [(time, frame), ...]) of a recording: text frames as str, binary ones as bytes.
+    RecordingError names what is wrong."""
     decoder = msgspec.json.Decoder()
-    frames: list[tuple[float, bytes]] = []
+    frames: list[tuple[float, str | bytes]] = []
     try:
         with gzip.open(path, "rb") as fh:
             first = fh.readline()
@@ -217,7 +218,7 @@ def read_recording(path: str | Path) -> tuple[dict[str, Any], list[tuple[float, 
                     continue
                 try:
                     at, data = decoder.decode(line)
-                    raw = data.encode() if isinstance(data, str) else base64.b64decode(data["b64"])
+                    raw = data if isinstance(data, str) else base64.b64decode(data["b64"])
                     frames.append((float(at), raw))
                 except (msgspec.DecodeError, ValueError, TypeError, KeyError) as exc:
                     raise RecordingError(f"{path}: line {number}: not a recorded frame ({exc})") from None
