@@ -69,6 +69,7 @@ class Desk(msgspec.Struct):
 
 class AccountView(msgspec.Struct):
     account: str
+    currency: Optional[str]
     now: float
     equity: Optional[float]
     realized_pnl: float
@@ -148,6 +149,7 @@ def account_view(account: Account, now: float) -> AccountView:
     }
     return AccountView(
         account=account.name,
+        currency=account.rules.currency,
         now=now,
         equity=account.equity,
         realized_pnl=account.pnl_total,
