@@ -154,3 +154,43 @@ def test_journal_config_is_strict_and_checked(tmp_path):
     loaded = load_data({"feeds": [], "journal": {"sink": "postgres", "dsn_file": str(dsn)}}, environ={})
     assert loaded.journal.dsn == "host=db dbname=fw"
     assert json.dumps(loaded.journal.retention) == "2592000.0"
+
+
+async def test_the_cli_lists_incidents_from_the_api_and_from_the_database(running, tmp_path):
+    import asyncio
+    import sys
+
+    import yaml
+
+    service, client, clock = running
+    feed = service.book.feeds["stocks"]
+    feed.connected("0", clock.time())
+    feed.disconnected("0", "auth_failed", clock.advance(1))
+    clock.advance(30)
+    feed.connected("0", clock.time())
+    feed.disconnected("0", "network_error", clock.advance(5))      # a second outage, still open
+    assert await service.journal.writer.drained(10)
+    config_file = tmp_path / "feedwatch.yml"
+    config_file.write_text(yaml.safe_dump({
+        "feeds": [{"name": "stocks", "kind": "polygon", "url": "wss://x.invalid", "api_key": "k", "symbols": ["AAPL"]}],
+        "journal": {"path": str(tmp_path / "journal.sqlite")}}))
+
+    async def cli(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "exporter.cli", "incidents", *args,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode() + err.decode()
+
+    url = f"http://127.0.0.1:{client.server.port}"
+    code, out = await cli("--url", url, "--kind", "feed", "--json")
+    assert code == 0, out
+    answer = json.loads(out)
+    assert [(i["reason"].split(";")[0], i["resolved_at"] is None) for i in answer["incidents"]] == [
+        ("network_error", True), ("auth_failed", False)]
+    code, table = await cli("-c", str(config_file), "--kind", "feed", "--open")  # the database, no exporter
+    assert code == 0, table
+    lines = table.splitlines()
+    assert lines[0].split() == ["OPENED", "(UTC)", "DURATION", "KIND", "SUBJECT", "LEVEL", "(WORST)", "VALUE", "REASON"]
+    assert len(lines) == 2 and " open " in lines[1] and "network_error" in lines[1]
+    code, out = await cli("--url", url, "--since", "yesterday")
+    assert code == 2 and "since:" in out
