@@ -246,7 +246,7 @@ class FeedBook:
         self.labels = f'feed="{escape_label(config.name)}"'
         self.symbols: dict[str, SymbolState] = {}
         self.connections: dict[str, ConnectionState] = {}
-        self.calendar = calendar(config.market)
+        self.calendar = config.resolved_calendar or calendar(config.market)
         self.market_open = self.calendar.is_open(now)
         self.session_start = now          # when the current session opened (or we started)
         self.started_at = now
@@ -452,23 +452,30 @@ class FeedBook:
         ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
         the first print is held back (``pending``) and accepted only when the next trade lands
         within the deviation of it; otherwise the held print is dropped and the newer one is held
-        instead. A quote arriving meanwhile becomes the reference. Drops are counted as
-        ``first_print_unconfirmed``. Once a print is accepted the guard is off for that symbol.
+        instead. A quote arriving meanwhile becomes the reference (a print still held then is
+        dropped). Drops are counted as ``first_print_unconfirmed``; a held print that the next
+        one confirms counts as accepted, so every print is counted exactly once (the soak checks
+        that nothing is lost). Once a print is accepted the guard is off for that symbol.
         """
         limit = self.deviation
         ref = state.price
+        pending = state.pending
         if ref == ref:  # a quote mid is known
             if abs(price - ref) <= limit * ref:
+                if pending == pending:  # a print held before the quote came: never confirmed
+                    self.rejected["first_print_unconfirmed"] += 1
                 state.guard = False
                 state.pending = _NAN
                 return True
             self.rejected["first_print_unconfirmed"] += 1
             return False
-        pending = state.pending
         if pending != pending:
             state.pending = price
             return False
         if abs(price - pending) <= limit * min(price, pending):
+            # The held print is confirmed: it counts as accepted too (every print ends up
+            # counted once, accepted or rejected), though the newer price is the one kept.
+            state.updates += 1
             state.guard = False
             state.pending = _NAN
             return True

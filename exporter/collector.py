@@ -31,7 +31,7 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_symbol_price Last accepted price (a quote counts as its bid/ask mid); absent until the first.
     # TYPE feedwatch_symbol_price gauge
     feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5
-    # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended).
+    # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended, cme-globex or one from the config).
     # TYPE feedwatch_feed_info gauge
     feedwatch_feed_info{feed="stocks",kind="polygon",market="us-equities"} 1
     # HELP feedwatch_feed_up Whether the connection is open (1) or not (0); a feed with no connection yet shows connection "0" at 0.
@@ -97,6 +97,12 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_sequence_gaps_total Gaps seen in per-symbol venue sequence numbers.
     # TYPE feedwatch_feed_sequence_gaps_total counter
     feedwatch_feed_sequence_gaps_total{feed="stocks"} 0
+    # HELP feedwatch_market_calendar_end_timestamp_seconds Unix time the market's session calendar (its holiday table) stops covering; after it, holidays read as trading days.
+    # TYPE feedwatch_market_calendar_end_timestamp_seconds gauge
+    feedwatch_market_calendar_end_timestamp_seconds{market="us-equities"} 2114398800.0
+
+(one ``feedwatch_market_calendar_end_timestamp_seconds`` sample per market that a feed uses and
+that has a holiday table: none for ``always`` or a custom market without holidays)
 
 The complete output for a fixed book is kept in ``tests/golden/metrics.txt``.
 """
@@ -144,7 +150,7 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
     # alerts the feed's market, which Alertmanager's closed-market mute matches on.
     "feedwatch_feed_info": (
         "gauge", "Always 1; the labels say the feed's adapter (kind) and session calendar "
-                 "(market: always, us-equities, us-equities-extended)."),
+                 "(market: always, us-equities, us-equities-extended, cme-globex or one from the config)."),
     "feedwatch_feed_up": (
         "gauge", 'Whether the connection is open (1) or not (0); a feed with no connection yet shows connection "0" at 0.'),
     "feedwatch_feed_connects_total": ("counter", "Connections opened."),
@@ -166,6 +172,14 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Stream health: connected, fewer than N consecutive errors, updates within the window."),
     "feedwatch_feed_reconnect_attempts_total": ("counter", "Reconnection attempts."),
     "feedwatch_feed_sequence_gaps_total": ("counter", "Gaps seen in per-symbol venue sequence numbers."),
+}
+
+MARKET_FAMILIES: dict[str, tuple[str, str]] = {
+    # Timestamps first: rules compute the time left (``... - time()``); the exporter warns in
+    # its log at start-up too (exporter/service.py).
+    "feedwatch_market_calendar_end_timestamp_seconds": (
+        "gauge", "Unix time the market's session calendar (its holiday table) stops covering; "
+                 "after it, holidays read as trading days."),
 }
 
 
@@ -203,7 +217,20 @@ class BookCollector:
         out: list[str] = []
         counts = self._render_symbols(feeds, now, out)
         self._render_feeds(feeds, now, counts, out)
+        self._render_markets(feeds, out)
         return "".join(out)
+
+    def _render_markets(self, feeds: list[FeedBook], out: list[str]) -> None:
+        name = "feedwatch_market_calendar_end_timestamp_seconds"
+        out.append(header(name, *MARKET_FAMILIES[name]))
+        seen: set[str] = set()
+        for feed in feeds:
+            cal = feed.calendar
+            end = cal.end_timestamp
+            if end is None or cal.name in seen:
+                continue
+            seen.add(cal.name)
+            out.append(f'{name}{{market="{escape_label(cal.name)}"}} {format_value(end)}\n')
 
     # --- per symbol: one pass over every symbol fills six families at once -------------------
 

@@ -18,6 +18,7 @@ durations accept ``250ms``, ``180s``, ``5m``, ``1h``, ``1d``, ``1h30m`` or a bar
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import math
 import os
@@ -26,6 +27,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Collection, Literal, Mapping, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 
@@ -48,6 +50,40 @@ class _Duration:
 
 
 Duration = Annotated[float, _Duration]
+
+class _TimeOfDay:
+    """Marker: a field annotated ``TimeOfDay`` accepts "HH:MM" (00:00 to 24:00) and holds minutes."""
+
+
+TimeOfDay = Annotated[int, _TimeOfDay]
+
+
+def parse_time_of_day(value: Any) -> int:
+    """Minutes after midnight from ``"09:30"``; explains YAML's reading of an unquoted ``13:00``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 13:00 as the base-60 number 780: refuse, and say why.
+        raise ValueError(f"expected a time like \"13:00\" in quotes, got the number {value} "
+                         f"(YAML reads an unquoted {value // 60}:{value % 60:02d} as a number)")
+    if isinstance(value, dt.time):
+        raise ValueError(f"expected a time like \"13:00\" in quotes, got {value}")
+    return markets.parse_time(value)
+
+
+def parse_date(value: Any) -> dt.date:
+    """A date from YAML (an unquoted 2025-12-25 is already one) or an ISO string."""
+    if isinstance(value, dt.datetime):
+        raise ValueError(f"expected a date like 2025-12-25, got a date and time ({value})")
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value.strip()) if isinstance(value, str) else _no_date(value)
+    except ValueError:
+        raise ValueError(f"expected a date like 2025-12-25, got {value!r}") from None
+
+
+def _no_date(value: Any) -> dt.date:
+    raise ValueError(f"expected a date like 2025-12-25, got {value!r}")
+
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -191,10 +227,38 @@ class FeedConfig:
     options: Any = NoOptions()
     # Resolved at load time: the global thresholds with the feed override applied.
     resolved_thresholds: Thresholds = Thresholds()
+    # Resolved at load time: the calendar ``market`` names, built-in or from ``markets:``
+    # (None: look ``market`` up among the built-ins, for configs built in code).
+    resolved_calendar: markets.Calendar | None = None
 
     def thresholds_for(self, symbol: str) -> Thresholds:
         override = self.symbol_thresholds.get(symbol)
         return override.apply(self.resolved_thresholds) if override else self.resolved_thresholds
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One weekly session of a custom market: on these days, from ``open`` to ``close``."""
+
+    days: tuple[str, ...]
+    open: TimeOfDay
+    close: TimeOfDay
+    # The session opens at ``open`` on the evening before each of ``days`` (a futures market
+    # whose Monday starts on Sunday evening); then ``open`` may be after ``close``.
+    opens_day_before: bool = False
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """A session calendar of the user's own, usable as a feed's ``market:`` (see markets.py)."""
+
+    timezone: str
+    sessions: tuple[SessionConfig, ...]
+    holidays: tuple[dt.date, ...] = ()
+    early_closes: dict[dt.date, TimeOfDay] = field(default_factory=dict)
+    # The last day the holiday list covers; None: December 31 of the last year that holidays or
+    # early_closes name (no end when they name none).
+    holidays_until: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +276,8 @@ class Config:
     telemetry_path: str = "/metrics"
     thresholds: Thresholds = Thresholds()
     feeds: tuple[FeedConfig, ...] = ()
+    # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
+    markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
     # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
@@ -229,7 +295,11 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Annotated:
-        return "duration" if _Duration in tp.__metadata__ else _type_name(tp.__origin__)
+        if _Duration in tp.__metadata__:
+            return "duration"
+        return "time of day" if _TimeOfDay in tp.__metadata__ else _type_name(tp.__origin__)
+    if tp is dt.date:
+        return "date"
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     if origin in (tuple, list):
@@ -253,7 +323,19 @@ def build(tp: Any, value: Any, path: str, errors: list[str], environ: Mapping[st
             except ValueError as exc:
                 errors.append(f"{path}: {exc}")
                 return None
+        if _TimeOfDay in tp.__metadata__:
+            try:
+                return parse_time_of_day(_expand(value, path, errors, environ))
+            except ValueError as exc:
+                errors.append(f"{path}: {exc}")
+                return None
         return build(tp.__origin__, value, path, errors, environ)
+    if tp is dt.date:
+        try:
+            return parse_date(_expand(value, path, errors, environ))
+        except ValueError as exc:
+            errors.append(f"{path}: {exc}")
+            return None
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -292,7 +374,11 @@ def build(tp: Any, value: Any, path: str, errors: list[str], environ: Mapping[st
             errors.append(f"{path}: expected a mapping, got {_describe(value)}")
             return {}
         key_tp, val_tp = typing.get_args(tp)
-        return {str(k): build(val_tp, v, f"{path}.{k}", errors, environ) for k, v in value.items()}
+        if key_tp is str:
+            return {str(k): build(val_tp, v, f"{path}.{k}", errors, environ) for k, v in value.items()}
+        built_keys = {k: build(key_tp, k, f"{path}.{k}", errors, environ) for k in value}
+        return {built_keys[k]: build(val_tp, v, f"{path}.{k}", errors, environ)
+                for k, v in value.items() if built_keys[k] is not None}
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, path, errors, environ)
     if tp is Any:
@@ -426,6 +512,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
     if config is None:
         config = Config()
     config.thresholds.validate("thresholds", errors)
+    custom = market_calendars(config.markets, errors)
 
     feeds: list[FeedConfig] = []
     if not isinstance(feeds_raw, list):
@@ -433,7 +520,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         feeds_raw = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(feeds_raw):
-        feed = _build_feed(raw, f"feeds[{i}]", config.thresholds, errors, environ)
+        feed = _build_feed(raw, f"feeds[{i}]", config.thresholds, custom, errors, environ)
         if feed is None:
             continue
         if feed.name in seen:
@@ -466,8 +553,8 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
     return dataclasses.replace(config, feeds=tuple(feeds), **built)
 
 
-def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
-                environ: Mapping[str, str]) -> FeedConfig | None:
+def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, markets.Calendar],
+                errors: list[str], environ: Mapping[str, str]) -> FeedConfig | None:
     if not isinstance(raw, dict):
         errors.append(f"{path}: expected a mapping, got {_describe(raw)}")
         return None
@@ -482,7 +569,8 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
                                               "so its venues' entry points exist")
         errors.append(f"{path}.kind: {'unknown feed kind ' + repr(kind) if kind is not None else 'required key is missing'} (known kinds: {known})")
         return None
-    common = {f.name for f in dataclasses.fields(FeedConfig) if f.name not in ("options", "resolved_thresholds")}
+    resolved_fields = ("options", "resolved_thresholds", "resolved_calendar")
+    common = {f.name for f in dataclasses.fields(FeedConfig) if f.name not in resolved_fields}
     options_cls = adapter.Options
     option_keys = {f.name for f in dataclasses.fields(options_cls)}
     common_part = {k: v for k, v in raw.items() if k in common or k not in option_keys}
@@ -490,7 +578,7 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
     # Keys unknown to both end up in common_part: their hint also looks among the venue's keys.
     venue_keys = f"for kind {kind!r} the venue keys are: {', '.join(sorted(option_keys))}" if option_keys else None
     feed = build_dataclass(FeedConfig, common_part, path, errors, environ,
-                           skip=frozenset({"options", "resolved_thresholds"}),
+                           skip=frozenset(resolved_fields),
                            more_keys=option_keys, otherwise=venue_keys)
     options = build_dataclass(options_cls, option_part, path, errors, environ)
     if feed is None or options is None:
@@ -511,17 +599,102 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, errors: list[str],
         elif symbol in seen:
             errors.append(f"{path}.symbols[{j}]: duplicate symbol {symbol!r}")
         seen.add(symbol)
+    calendar = None
     if feed.market is not None:
-        if feed.market not in markets.CALENDARS:
-            errors.append(f"{path}.market: unknown market {feed.market!r} (known: {', '.join(sorted(markets.CALENDARS))})")
+        calendar = custom.get(feed.market) or markets.CALENDARS.get(feed.market)
+        if calendar is None:
+            known = ", ".join(sorted({*markets.CALENDARS, *custom}))
+            errors.append(f"{path}.market: unknown market {feed.market!r} (known: {known}; "
+                          f"or define it under markets:)")
     if not 0 < feed.first_print_max_deviation:
         errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
-    feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved)
+    feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved,
+                               resolved_calendar=calendar or markets.calendar(None))
     check = getattr(adapter, "check_config", None)
     if check is not None:
         for problem in check(feed):  # venue rules: "channels[2]: ..." relative to the feed
             errors.append(f"{path}.{problem}")
     return feed
+
+
+def market_calendars(configured: Mapping[str, MarketConfig], errors: list[str]) -> dict[str, markets.Calendar]:
+    """The ``markets:`` section as calendars; every problem appended with its path."""
+    found: dict[str, markets.Calendar] = {}
+    for name, market in configured.items():
+        path = f"markets.{name}"
+        if market is None:
+            continue  # its error is recorded already
+        if name in markets.CALENDARS:
+            errors.append(f"{path}: {name!r} is a built-in market; give yours another name")
+            continue
+        if not _NAME.match(name):
+            errors.append(f"{path}: {name!r} is not a valid name (letters, digits, _ . : -; not starting with a digit)")
+            continue
+        calendar = _market_calendar(name, market, path, errors)
+        if calendar is not None:
+            found[name] = calendar
+    return found
+
+
+def _market_calendar(name: str, market: MarketConfig, path: str, errors: list[str]) -> markets.Calendar | None:
+    ok = True
+    timezone = None
+    try:
+        timezone = ZoneInfo(market.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(market.timezone, sorted(available_timezones()), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "an IANA name like Europe/London"
+        errors.append(f"{path}.timezone: unknown timezone {market.timezone!r} ({hint})")
+        ok = False
+    if not market.sessions:
+        errors.append(f"{path}.sessions: at least one session is required "
+                      f"(a market open around the clock needs no calendar: omit the feed's market)")
+        ok = False
+    sessions: list[markets.Session] = []
+    for i, session in enumerate(market.sessions):
+        where = f"{path}.sessions[{i}]"
+        if session is None or session.open is None or session.close is None:
+            ok = False
+            continue
+        days: set[int] = set()
+        if not session.days:
+            errors.append(f"{where}.days: at least one day is required (like [mon-fri])")
+            ok = False
+        for j, spec in enumerate(session.days):
+            try:
+                days |= markets.parse_days([spec])
+            except ValueError as exc:
+                errors.append(f"{where}.days[{j}]: {exc}")
+                ok = False
+        if session.close == 0:
+            errors.append(f"{where}.close: a session cannot close at 00:00 (the end of a day is 24:00)")
+            ok = False
+            continue
+        if session.open >= markets.MINUTES_PER_DAY:
+            errors.append(f"{where}.open: a session cannot open at 24:00 (use 00:00 of the next day)")
+            ok = False
+            continue
+        if session.open >= session.close and not session.opens_day_before:
+            errors.append(f"{where}: open ({markets.format_time(session.open)}) must be before close "
+                          f"({markets.format_time(session.close)}); a session across midnight needs "
+                          f"opens_day_before: true, or two sessions")
+            ok = False
+            continue
+        if days:
+            sessions.append(markets.Session(frozenset(days), session.open, session.close, session.opens_day_before))
+    for day, close in market.early_closes.items():
+        if close is not None and close == 0:
+            errors.append(f"{path}.early_closes.{day}: a close at 00:00 is a holiday: list the date under holidays")
+            ok = False
+    if not ok or timezone is None:
+        return None
+    holidays = frozenset(d for d in market.holidays if d is not None)
+    early = {d: c for d, c in market.early_closes.items() if c is not None}
+    until = market.holidays_until
+    if until is None and (holidays or early):
+        until = dt.date(max(d.year for d in (*holidays, *early)), 12, 31)
+    return markets.Calendar(name=name, timezone=timezone, sessions=tuple(sessions), holidays=holidays,
+                            early_closes=early, end=until, source="config")
 
 
 def _parse_listen(listen: str) -> tuple[str, int] | None:

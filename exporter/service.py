@@ -36,9 +36,14 @@ from exporter.feeds.watchlist import Watchlist
 from exporter.journal.collector import JournalCollector
 from exporter.journal.config import JournalConfig, open_sink, recordings_dir, resolve_path
 from exporter.journal.journal import Journal
+from exporter.markets import ending_within
 from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker
 
 log = logging.getLogger(__name__)
+
+# A market calendar in use that stops covering within this long is warned about at start-up
+# (feedwatch_market_calendar_end_timestamp_seconds carries the same date for the alert rules).
+CALENDAR_WARNING_HORIZON = 365 * 86400.0
 
 # Past this many state changes in one sweep, one summary line replaces the per-symbol lines
 # (a market close turns every symbol "closed" at once).
@@ -98,6 +103,18 @@ class Service:
         if self.watchlist is not None:
             await self.watchlist.start()
         log.info("watching %d feed(s), %d symbol(s)", len(self.runners), self.book.symbol_count())
+        self.warn_calendars_ending()
+
+    def warn_calendars_ending(self) -> None:
+        """One warning per market calendar in use whose holiday table ends within a year."""
+        now = self.clock.time()
+        for cal in ending_within((feed.calendar for feed in self.book.feeds.values()), now, CALENDAR_WARNING_HORIZON):
+            end = cal.end_timestamp or now
+            left = f"{int((end - now) // 86400)} day(s) left" if end > now else "already past"
+            remedy = ("extend its holidays and holidays_until in the config" if cal.source == "config"
+                      else "upgrade feedwatch, whose calendars are regenerated from exchange_calendars")
+            log.warning("market calendar %s knows holidays only up to %s (%s): after that its holidays and "
+                        "early closes read as trading days; %s", cal.name, cal.end, left, remedy)
 
     async def stop(self) -> None:
         if self.watchlist is not None:

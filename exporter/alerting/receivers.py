@@ -29,8 +29,10 @@ some of them is an error naming what is missing):
                                                     (defaults: slack and webhook critical,warning,info;
                                                     telegram critical,warning; email critical)
 
-The closed-market mute needs no setting: it matches the ``market`` label the rules copy from the
+The closed-market mutes need no setting: they match the ``market`` label the rules copy from the
 exporter's ``feedwatch_feed_info``, so the routing is the committed one whatever the feeds are called.
+Markets defined in the exporter's own config get theirs from ``exporter/alerting/mutes.py``
+(``feedwatch alertmanager-config --config.file``).
 
 Secrets: Slack's URL and the SMTP password never enter the rendered file (Alertmanager 0.25 reads
 them from ``api_url_file`` / ``auth_password_file`` when it sends). Alertmanager 0.25 has no file

@@ -38,15 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="send a test alert to every configured channel and report delivery",
         description="Send a test alert through Alertmanager's API and report, per channel, whether "
                     "Alertmanager delivered it (from its own notification counters).")
-    parser.add_argument("--alertmanager.url", dest="alertmanager_url",
+    parser.add_argument("--alertmanager.url", dest="alertmanager_url", metavar="URL",
                         default=os.environ.get("FEEDWATCH_ALERTMANAGER_URL", "http://127.0.0.1:9093"),
                         help="Alertmanager to send through (default: $FEEDWATCH_ALERTMANAGER_URL "
                              "or http://127.0.0.1:9093)")
-    parser.add_argument("--timeout", type=parse_duration, default=30.0,
+    parser.add_argument("--timeout", type=parse_duration, default=30.0, metavar="DURATION",
                         help="how long to wait for every channel, e.g. 30s (default: 30s)")
     parser.add_argument("--channel", default="all", choices=("all",) + receivers.CHANNELS,
                         help="test one channel only, or all (default: all)")
-    parser.add_argument("--receiver", default=None,
+    parser.add_argument("--receiver", default=None, metavar="NAME",
                         help="the receiver the test alert routes to (default: alert-test, or "
                              "alert-test-CHANNEL with --channel)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON (the HTTP API's answer)")

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 
 from exporter.commands import common_flags, report_problems
+from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import ConfigError, format_duration, load_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("check-config", parents=[common_flags()],
                                    help="validate a configuration file",
-                                   description="Validate a configuration file and list every problem.")
+                                   description="Validate a configuration file and list every problem.",
+                                   formatter_class=HelpFormatter, epilog=config_epilog)
     parser.add_argument("file", help="the YAML configuration file")
     parser.set_defaults(func=main)
 
@@ -36,6 +38,9 @@ def main(args: argparse.Namespace) -> int:
         connections = max(1, -(-len(feed.symbols) // capacity)) if capacity else 1
         th = feed.resolved_thresholds
         market = feed.market or "24/7"
+        cal = feed.resolved_calendar
+        if cal is not None and cal.end is not None:
+            market += f" (holidays known to {cal.end})"
         print(f"  {feed.name} ({feed.kind}): {len(feed.symbols)} symbol(s) on {connections} connection(s), "
               f"market {market}, degraded/stale/critical {format_duration(th.degraded)}/"
               f"{format_duration(th.stale)}/{format_duration(th.critical)}")

@@ -224,11 +224,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a simulated venue and the exporter with compressed thresholds, and watch "
                     "symbols go degraded, stale and healthy again within a minute.")
     add_web_flags(parser, listen_default="127.0.0.1:10119")
-    parser.add_argument("--config", dest="config_file", default=str(DEFAULT_CONFIG),
+    parser.add_argument("--config", dest="config_file", default=str(DEFAULT_CONFIG), metavar="FILE",
                         help=f"demo configuration (default: {DEFAULT_CONFIG})")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds (default: run until Ctrl-C)")
-    parser.add_argument("--rate", type=float, default=5.0,
+    parser.add_argument("--rate", type=float, default=5.0, metavar="PER_SECOND",
                         help="simulated updates per second per symbol (default: 5)")
     parser.set_defaults(func=main)
 

@@ -25,6 +25,7 @@ import sys
 from aiohttp import web
 
 from exporter.commands import common_flags, report_problems, stop_event
+from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import Config, ConfigError, listen_address, load_file
 
 log = logging.getLogger(__name__)
@@ -32,22 +33,23 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", parents=[common_flags()], help="run the exporter",
-                                   description="Run the exporter: watch the configured feeds, serve /metrics.")
+                                   description="Run the exporter: watch the configured feeds, serve /metrics.",
+                                   formatter_class=HelpFormatter, epilog=config_epilog)
     add_web_flags(parser)
-    parser.add_argument("-c", "--config.file", dest="config_file", required=True,
-                        help="the YAML configuration file")
+    parser.add_argument("-c", "--config.file", dest="config_file", required=True, metavar="FILE",
+                        help="the YAML configuration file (required; docs/configuration.md)")
     parser.set_defaults(func=main)
 
 
 def add_web_flags(parser: argparse.ArgumentParser, listen_default: str | None = None) -> None:
     """The exporter's HTTP flags (shared with the demo)."""
     web_group = parser.add_argument_group("web")
-    web_group.add_argument("--web.listen-address", dest="listen", default=listen_default,
+    web_group.add_argument("--web.listen-address", dest="listen", default=listen_default, metavar="HOST:PORT",
                            help="address to listen on, host:port (default: the config's listen, ':10119')")
-    web_group.add_argument("--web.telemetry-path", dest="telemetry_path", default=None,
+    web_group.add_argument("--web.telemetry-path", dest="telemetry_path", default=None, metavar="PATH",
                            help="path under which to expose metrics (default: the config's telemetry_path, '/metrics')")
-    web_group.add_argument("--web.config.file", dest="web_config_file", default=None,
-                           help="exporter-toolkit web configuration (TLS, basic auth)")
+    web_group.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="FILE",
+                           help="exporter-toolkit web configuration (TLS, basic auth; default: none)")
 
 
 def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:

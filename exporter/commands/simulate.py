@@ -34,46 +34,49 @@ import asyncio
 import sys
 
 from exporter.commands import common_flags, stop_event
-from exporter.simulator.base import FAULTS, parse_fault
+from exporter.commands.helptext import HelpFormatter, simulate_epilog
+from exporter.simulator.base import names as dialect_names, parse_fault
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate", parents=[common_flags()], help="run a venue simulator with fault injection",
         description="Serve a venue's WebSocket dialect on 127.0.0.1 with random-walk prices and "
-                    "switchable faults (" + ", ".join(FAULTS) + ").")
+                    "switchable faults (listed below, with each venue's scripted scenarios).",
+        formatter_class=HelpFormatter, epilog=simulate_epilog)
     add_simulator_flags(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="WebSocket port (default: 0, any free port)")
-    parser.add_argument("--control-port", type=int, default=0,
+    parser.add_argument("--port", type=int, default=0, metavar="PORT",
+                        help="WebSocket port (default: 0, any free port)")
+    parser.add_argument("--control-port", type=int, default=0, metavar="PORT",
                         help="HTTP control API port (default: 0, any free port)")
     parser.set_defaults(func=main)
 
 
 def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
-    from exporter.simulator.trading import SCENARIOS as TRADING_SCENARIOS
-
-    parser.add_argument("--venue", default=None,
+    # Names only (entry points, nothing imported): plugin dialects are choices too.
+    parser.add_argument("--venue", default=None, choices=dialect_names(),
                         help="dialect to speak (default: the recording's with --replay, else polygon)")
-    parser.add_argument("--symbols", default="",
+    parser.add_argument("--symbols", default="", metavar="SYMBOL,...",
                         help="comma-separated symbols that trade (default: any symbol subscribed)")
-    parser.add_argument("--rate", type=float, default=10.0,
+    parser.add_argument("--rate", type=float, default=10.0, metavar="PER_SECOND",
                         help="updates per second per subscribed symbol (default: 10)")
-    parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for prices")
+    parser.add_argument("--api-key", default=None, metavar="KEY", help="the only key accepted (default: any)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="random seed for prices (default: a different walk each run)")
     parser.add_argument("--ping-interval", type=float, default=None, metavar="SECONDS",
                         help="send WebSocket pings this often and drop clients that do not answer "
                              "(default: the venue's habit)")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME[:SYMBOL]",
-                        help="a fault active from the start, e.g. stall:AAPL, garbage (repeatable)")
+                        help="a fault active from the start, e.g. stall:AAPL, garbage (repeatable; "
+                             "the faults are listed below; default: none)")
     parser.add_argument("--replay", metavar="FILE", default=None,
                         help="play a frame recording (.fwrec.gz) with its original timing instead of random ticks")
-    parser.add_argument("--speed", type=float, default=1.0,
+    parser.add_argument("--speed", type=float, default=1.0, metavar="X",
                         help="with --replay: play this many times faster (default: 1, real time)")
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME[:ACCOUNT]",
                         help="a scripted scenario applied once listening, for one account or every "
-                             "bot, e.g. kill_switch (repeatable; the trading venue's: "
-                             + ", ".join(TRADING_SCENARIOS) + ")")
+                             "bot, e.g. kill_switch (repeatable; each venue's are listed below; default: none)")
 
 
 def main(args: argparse.Namespace) -> int:

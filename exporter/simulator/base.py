@@ -50,19 +50,20 @@ from typing import Any, Callable, ClassVar, Coroutine, Protocol, TypeVar
 
 from exporter.plugins import Registry
 
-# Fault names accepted on the command line (``--fault NAME[:SYMBOL]``) and by the control API
-# (``POST /faults/NAME?symbol=...``).
-FAULTS = (
-    "stall",            # stop sending updates for one symbol (socket stays open)
-    "stall_all",        # stop sending every update (socket stays open, pings still answered)
-    "resume",           # clear every fault
-    "drop",             # abort every open connection (no close frame), once
-    "reject_auth",      # refuse credentials (the dialect says it its way), then close
-    "max_connections",  # refuse the connection as over the venue's connection limit
-    "garbage",          # interleave undecodable frames with the data
-    "bad_prices",       # send non-positive trade prices and crossed quotes
-    "ignore_pings",     # stop answering WebSocket pings (with stall_all: a half-open socket)
-)
+# Faults accepted on the command line (``--fault NAME[:SYMBOL]``) and by the control API
+# (``POST /faults/NAME?symbol=...``), with what each does (``feedwatch simulate --help`` lists them).
+FAULT_HELP = {
+    "stall": "stop sending updates for one symbol (socket stays open)",
+    "stall_all": "stop sending every update (socket stays open, pings still answered)",
+    "resume": "clear every fault",
+    "drop": "abort every open connection (no close frame), once",
+    "reject_auth": "refuse credentials (the dialect says it its way), then close",
+    "max_connections": "refuse the connection as over the venue's connection limit",
+    "garbage": "interleave undecodable frames with the data",
+    "bad_prices": "send non-positive trade prices and crossed quotes",
+    "ignore_pings": "stop answering WebSocket pings (with stall_all: a half-open socket)",
+}
+FAULTS = tuple(FAULT_HELP)
 
 
 class Session(Protocol):
@@ -372,4 +373,19 @@ def get(name: str) -> type[Dialect]:
 
 
 def names() -> list[str]:
+    """Every dialect's name, plugins' included, without importing any."""
     return _DIALECTS.names()
+
+
+def describe(name: str) -> tuple[str, tuple[str, ...]]:
+    """(one line about the dialect, its scenarios), importing it; a broken plugin says why."""
+    try:
+        dialect = get(name)
+    except Exception as exc:  # a plugin's import can raise anything: show it, do not die in --help
+        return f"cannot be loaded: {exc}", ()
+    import sys
+
+    doc = dialect.__dict__.get("__doc__") or getattr(sys.modules.get(dialect.__module__), "__doc__", None) or ""
+    line = doc.strip().splitlines()[0] if doc.strip() else ""
+    line = line.replace("``", "").split(" (", 1)[0].rstrip(".")
+    return line, tuple(dialect.scenarios)

@@ -60,7 +60,8 @@ def test_check_config_summarises_a_valid_file(tmp_path):
     result = feedwatch("check-config", str(good))
     assert result.returncode == 0, result.stderr
     assert "OK: 1 feed(s), 2 symbol(s)" in result.stdout
-    assert "stocks (polygon): 2 symbol(s) on 1 connection(s), market us-equities" in result.stdout
+    assert "stocks (polygon): 2 symbol(s) on 1 connection(s), market us-equities (holidays known to 2036-12-31)" \
+        in result.stdout
 
 
 def test_example_configs_are_valid():

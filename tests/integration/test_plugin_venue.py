@@ -65,6 +65,16 @@ def test_check_config_lists_the_plugin_kind_and_checks_its_keys(plugin_env, tmp_
     assert "e (echo): 2 symbol(s)" in result.stdout
 
 
+def test_help_lists_the_plugin_venue_and_dialect(plugin_env):
+    """--help shows what is installed: the plugin's kind in run's list, its dialect in simulate's."""
+    result = feedwatch(plugin_env, "simulate", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--venue {binance,bybit,echo,generic,polygon,trading}" in " ".join(result.stdout.split())
+    assert re.search(r"^  echo +\S", result.stdout, re.M), result.stdout
+    result = feedwatch(plugin_env, "run", "--help")
+    assert "binance, bybit, echo, generic, polygon, trading" in result.stdout
+
+
 def test_without_the_plugin_the_kind_is_unknown(tmp_path):
     """The control case: the kind comes from the installed plugin, nothing in feedwatch knows it."""
     good = tmp_path / "good.yml"

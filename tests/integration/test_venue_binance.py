@@ -64,10 +64,10 @@ async def test_forced_rollover_loses_no_updates(clock):
         for s in symbols:
             state = h.feed.symbols[s]
             traded = market.seqs[s] - rules.first_seq[s] + 1
-            # Every trade arrived once: no id skipped, and each counted (the very first print
-            # is held back by the first-print guard until the second confirms it).
+            # Every trade arrived once: no id skipped, and each counted (the very first print,
+            # held back by the first-print guard, counts once the second confirms it).
             assert state.gaps == 0, s
-            assert state.updates == traded - 1, (s, state.updates, traded)
+            assert state.updates == traded, (s, state.updates, traded)
         assert h.feed.disconnects["rollover"] == h.feed.connects - 1
         assert sum(h.feed.disconnects.values()) == h.feed.disconnects["rollover"]
 
@@ -81,7 +81,7 @@ async def test_the_count_catches_loss_when_the_venue_cuts_first(clock):
         await h.wait(lambda: rules.drops["max_age"] >= 2 and h.feed.sequence_gaps > 0, "cut, and trades lost")
         market = h.sim.market
         received = sum(h.feed.symbols[s].updates for s in symbols)
-        traded = sum(market.seqs[s] - rules.first_seq[s] for s in symbols)
+        traded = sum(market.seqs[s] - rules.first_seq[s] + 1 for s in symbols)
         assert received < traded
         assert h.feed.sequence_gaps == sum(h.feed.symbols[s].gaps for s in symbols) > 0
         # The status API names them: the symbols with the most gaps first.

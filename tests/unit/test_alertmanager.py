@@ -6,8 +6,9 @@ prometheus-alertmanager; a missing binary fails with the install line, never ski
   and for every alerting rule in prometheus/rules/*.yml (its team and severity);
 - amtool template render for every template definition, on every sample notification in
   alertmanager/tests/data/ and on a 25-alert outage;
-- the us-equities-closed time interval against exporter/markets.py's calendar, minute for
-  minute at every half hour from 2025 to 2028;
+- every generated `<market>-closed` time interval against exporter/markets.py's calendar at
+  every half hour from 2025 to the table's end, and each routed for its market;
+- the generated files against exchange_calendars (drift);
 - the routing policy the design asks for (grouping, timings, matchers only).
 """
 
@@ -18,13 +19,14 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from exporter.markets import NEW_YORK, US_EARLY_CLOSES, US_HOLIDAYS, calendar
+from exporter.markets import CALENDARS, calendar
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
@@ -133,14 +135,15 @@ def test_inhibitions_the_design_asks_for() -> None:
 
 
 def test_every_alert_the_closed_market_mute_names_carries_the_market_label() -> None:
-    """The mute matches market="us-equities"; an alert it names without that label would never
+    """The mutes match market="<name>"; an alert they name without that label would never
     be muted. Each such rule must join feedwatch_feed_info for the feed's market."""
     muted: set[str] = set()
 
     def visit(route: dict[str, Any]) -> None:
-        if "us-equities-closed" in (route.get("mute_time_intervals") or []):
-            assert 'market="us-equities"' in route["matchers"], route["matchers"]
+        for interval in route.get("mute_time_intervals") or []:
+            assert f'market="{interval.removesuffix("-closed")}"' in route["matchers"], route["matchers"]
             names = next(m for m in route["matchers"] if m.startswith("alertname=~"))
+            assert names.split("=~", 1)[1].strip('"').split("|") == ["FeedSymbolStale", "FeedSymbolDead", "FeedSilent"]
             muted.update(names.split("=~", 1)[1].strip('"').split("|"))
         for child in route.get("routes", []):
             visit(child)
@@ -251,27 +254,94 @@ def interval_matches(entry: dict[str, Any], local: dt.datetime) -> bool:
     return True
 
 
-def test_closed_interval_dates_are_the_exporters() -> None:
-    entries = next(i for i in load_config()["time_intervals"] if i["name"] == "us-equities-closed")["time_intervals"]
+def _intervals() -> dict[str, list[dict[str, Any]]]:
+    return {i["name"]: i["time_intervals"] for i in load_config()["time_intervals"]}
+
+
+GENERATED_MARKETS = sorted(name for name in CALENDARS if name != "always")
+
+
+def test_every_built_in_calendar_has_its_closed_interval() -> None:
+    """One `<market>-closed` interval per built-in calendar (us-equities, us-equities-extended,
+    cme-globex), in the market's own timezone, and nothing else in the time intervals."""
+    intervals = _intervals()
+    assert set(intervals) == {f"{name}-closed" for name in GENERATED_MARKETS}
+    assert {"us-equities", "us-equities-extended", "cme-globex"} <= set(GENERATED_MARKETS)
+    for name in GENERATED_MARKETS:
+        assert {e["location"] for e in intervals[f"{name}-closed"]} == {str(CALENDARS[name].timezone)}
+
+
+def test_us_equities_interval_dates_are_the_exporters() -> None:
+    entries = _intervals()["us-equities-closed"]
     dated = [e for e in entries if "years" in e]
     days = {dt.date(int(e["years"][0]), int(e["months"][0]), int(e["days_of_month"][0])) for e in dated if "times" not in e}
     early = {dt.date(int(e["years"][0]), int(e["months"][0]), int(e["days_of_month"][0])) for e in dated if "times" in e}
-    assert days == set(US_HOLIDAYS)
-    assert early == set(US_EARLY_CLOSES)
-    assert all(e["location"] == "America/New_York" for e in entries)
-
-
-def test_closed_interval_mutes_exactly_when_the_us_equities_calendar_is_closed() -> None:
-    entries = next(i for i in load_config()["time_intervals"] if i["name"] == "us-equities-closed")["time_intervals"]
     cal = calendar("us-equities")
+    assert days == {d for d in cal.holidays if d.weekday() < 5}
+    assert early == set(cal.early_closes)
+    assert all(e["times"] == [{"start_time": "13:00", "end_time": "16:00"}] for e in dated if "times" in e)
+
+
+@pytest.mark.parametrize("market", GENERATED_MARKETS)
+def test_closed_interval_mutes_exactly_when_the_calendar_is_closed(market: str) -> None:
+    """Every half hour (which hits 04:00, 09:30, 13:00, 16:00, 17:00, 18:00 and 20:00 exactly)
+    from the first year of the table to its end, across every DST change: muted == closed."""
+    entries = _intervals()[f"{market}-closed"]
+    cal = calendar(market)
+    assert cal.end is not None and cal.end >= dt.date(2035, 12, 31)
+    by_date: dict[dt.date, list[dict[str, Any]]] = {}
+    weekly = []
+    for e in entries:
+        if "years" in e:
+            by_date.setdefault(dt.date(int(e["years"][0]), int(e["months"][0]), int(e["days_of_month"][0])), []).append(e)
+        else:
+            weekly.append(e)
+    # Each entry as (weekdays, [start, end) minute ranges), checked against the date's own entries.
+    compiled_weekly = [(_weekday_set(e["weekdays"]),
+                        [(_minutes(r["start_time"]), _minutes(r["end_time"])) for r in e.get("times", [])] or [(0, 1440)])
+                       for e in weekly]
+    tz = cal.timezone
     start = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp()
-    end = dt.datetime(2029, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    end = dt.datetime.combine(cal.end + dt.timedelta(days=1), dt.time(0), tz).timestamp()
     mismatches = []
     t = start
-    while t < end:  # every half hour: hits 09:30, 13:00 and 16:00 exactly
-        local = dt.datetime.fromtimestamp(t, NEW_YORK)
-        muted = any(interval_matches(e, local) for e in entries)
+    while t < end:
+        local = dt.datetime.fromtimestamp(t, tz)
+        minute = local.hour * 60 + local.minute
+        weekday = local.weekday()
+        muted = any(weekday in days and any(a <= minute < b for a, b in ranges) for days, ranges in compiled_weekly)
+        muted = muted or any(interval_matches(e, local) for e in by_date.get(local.date(), ()))
         if muted == cal.is_open(t):
             mismatches.append(local.isoformat())
         t += 1800
     assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:5]}"
+
+
+def test_every_closed_interval_is_routed_for_its_market_and_both_severities() -> None:
+    """Each generated interval mutes the staleness alerts of its market (and only that market),
+    for the critical and the warning variants (mute intervals are not inherited)."""
+    routed: dict[str, set[str]] = {}
+
+    def visit(route: dict[str, Any], severity: str | None) -> None:
+        for m in route.get("matchers", []):
+            if m.startswith("severity="):
+                severity = m.split("=", 1)[1].strip('"')
+        for name in route.get("mute_time_intervals") or []:
+            market = name.removesuffix("-closed")
+            assert f'market="{market}"' in route["matchers"], (name, route["matchers"])
+            routed.setdefault(market, set()).add(severity or "")
+        for child in route.get("routes", []):
+            visit(child, severity)
+
+    visit(load_config()["route"], None)
+    assert routed == {name: {"critical", "warning"} for name in GENERATED_MARKETS}
+
+
+def test_generated_files_match_exchange_calendars() -> None:
+    """Drift: exporter/markets.json and the generated block of alertmanager.yml are what
+    scripts/generate-calendars.py makes from exchange_calendars today (regenerated in memory)."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "generate-calendars.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, (
+        "the committed calendars differ from exchange_calendars; run `make calendars` and commit:\n"
+        + done.stdout[-4000:] + done.stderr[-2000:])

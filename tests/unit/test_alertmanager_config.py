@@ -168,7 +168,7 @@ def _mute_matchers(config: dict[str, Any]) -> list[list[str]]:
     found = []
 
     def visit(route: dict[str, Any]) -> None:
-        if "us-equities-closed" in (route.get("mute_time_intervals") or []):
+        if route.get("mute_time_intervals"):
             found.append(route["matchers"])
         for child in route.get("routes", []) or []:
             visit(child)
@@ -181,10 +181,63 @@ def test_the_closed_market_mute_matches_the_market_label_not_feed_names() -> Non
     """The mute routes are the committed ones, by market: rendering neither adds nor drops them."""
     committed = _mute_matchers(yaml.safe_load(BASE.read_text()))
     assert committed == _mute_matchers(render({"FEEDWATCH_WEBHOOK_URL": "https://hooks.example.com/x"}))
-    assert len(committed) == 2
+    # us-equities, us-equities-extended and cme-globex, each for the critical and the warning variant.
+    assert len(committed) == 6
     for matchers in committed:
-        assert 'market="us-equities"' in matchers
+        assert any(m.startswith('market="') for m in matchers), matchers
         assert not any(m.startswith("feed") for m in matchers), matchers
+
+
+LSE = """
+markets:
+  lse:
+    timezone: Europe/London
+    sessions: [{days: [mon-fri], open: "08:00", close: "16:30"}]
+    holidays: [2026-12-25, 2026-12-28]
+    early_closes: {2026-12-24: "12:30"}
+feeds:
+  - {name: london, kind: polygon, url: "ws://127.0.0.1:1", market: lse, symbols: [VOD]}
+"""
+
+
+def test_a_custom_market_gets_its_mute_from_the_exporter_config(tmp_path: Path) -> None:
+    """--config.file: the markets defined in the exporter's config get a `<name>-closed` interval
+    that agrees with their calendar, and mute routes like the built-in markets'; amtool accepts it."""
+    import datetime as dt
+
+    from exporter.config import load_text
+    from tests.unit.test_alertmanager import interval_matches
+
+    exporter_config = tmp_path / "feedwatch.yml"
+    exporter_config.write_text(LSE)
+    out = tmp_path / "gen" / "alertmanager.yml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    cmd = [sys.executable, "-c", "import sys; from exporter.cli import main; sys.exit(main())",
+           "alertmanager-config"]
+    done = subprocess.run([*cmd, "--config.file", str(exporter_config), "--output", str(out), "--check"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "closed-market mutes for: lse" in done.stderr
+    rendered = yaml.safe_load(out.read_text())
+    assert [m for m in _mute_matchers(rendered) if 'market="lse"' in m] == [
+        ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedSilent"', 'market="lse"']] * 2
+    entries = next(i["time_intervals"] for i in rendered["time_intervals"] if i["name"] == "lse-closed")
+    cal = load_text(LSE, {}).feeds[0].resolved_calendar
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    mismatches = []
+    while t < dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc).timestamp():  # every 30 minutes of 2026
+        local = dt.datetime.fromtimestamp(t, cal.timezone)
+        if any(interval_matches(e, local) for e in entries) == cal.is_open(t):
+            mismatches.append(local.isoformat())
+        t += 1800
+    assert not mismatches, mismatches[:5]
+
+    # A bad market is refused with its path, before anything is written.
+    exporter_config.write_text(LSE.replace("Europe/London", "Europe/Londn"))
+    done = subprocess.run([*cmd, "--config.file", str(exporter_config)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "markets.lse.timezone: unknown timezone 'Europe/Londn' (did you mean 'Europe/London'?)" in done.stderr
 
 
 def test_command_line(secrets: dict[str, str], tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def make_book(clock, **feed):
 
 
 def prime(feed, symbol, price=100.0):
-    """Give a symbol its confirmed baseline (two agreeing prints)."""
+    """Give a symbol its confirmed baseline (two agreeing prints: two accepted updates)."""
     feed.apply([T(symbol, price), T(symbol, price)], feed.started_at)
 
 
@@ -64,7 +64,7 @@ def test_update_resets_staleness(clock):
     assert feed.classify(feed.symbols["AAPL"], later) == STALE
     feed.apply([T("AAPL", 101.0)], later)
     assert feed.classify(feed.symbols["AAPL"], later) == HEALTHY
-    assert feed.symbols["AAPL"].price == 101.0 and feed.symbols["AAPL"].updates == 2
+    assert feed.symbols["AAPL"].price == 101.0 and feed.symbols["AAPL"].updates == 3
 
 
 def test_per_symbol_override_inherits_the_rest(clock):
@@ -166,7 +166,8 @@ def test_first_print_is_held_until_confirmed(clock):
     aapl = feed.symbols["AAPL"]
     assert math.isnan(aapl.price) and aapl.updates == 0 and aapl.pending == 16.10
     feed.apply([T("AAPL", 16.12)], clock.time())
-    assert aapl.price == 16.12 and aapl.updates == 1
+    # Both prints are accepted (the held one retroactively); the newer price is kept.
+    assert aapl.price == 16.12 and aapl.updates == 2
     assert feed.rejected["first_print_unconfirmed"] == 0
 
 
@@ -175,8 +176,8 @@ def test_garbage_first_print_never_becomes_the_baseline(clock):
     aapl = feed.symbols["AAPL"]
     # $1.64 print on a $16 stock, then the real prints.
     feed.apply([T("AAPL", 1.64), T("AAPL", 16.05), T("AAPL", 16.07)], clock.time())
-    assert aapl.price == 16.07 and aapl.updates == 1
-    assert feed.rejected["first_print_unconfirmed"] == 1
+    assert aapl.price == 16.07 and aapl.updates == 2   # 16.05, confirmed by 16.07, and 16.07
+    assert feed.rejected["first_print_unconfirmed"] == 1  # 1.64
 
 
 def test_first_print_far_from_quote_mid_is_dropped(clock):
@@ -188,6 +189,33 @@ def test_first_print_far_from_quote_mid_is_dropped(clock):
     # Once a print is accepted the guard is off: later prints are taken as they come.
     feed.apply([T("AAPL", 17.5)], clock.time())
     assert aapl.price == 17.5
+
+
+def test_a_print_held_when_a_quote_arrives_is_counted_as_dropped(clock):
+    feed = make_book(clock).feed("stocks")
+    aapl = feed.symbols["AAPL"]
+    feed.apply([T("AAPL", 16.00), Q("AAPL", 15.98, 16.02), T("AAPL", 16.01)], clock.time())
+    assert aapl.updates == 2 and feed.rejected["first_print_unconfirmed"] == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_print_is_counted_exactly_once(clock, seed):
+    """Nothing is lost or counted twice by the guard: accepted + rejected + still held = sent."""
+    import random
+
+    rng = random.Random(seed)
+    feed = make_book(clock).feed("stocks")
+    sent = 0
+    for _ in range(rng.randint(1, 12)):
+        frame = []
+        for _ in range(rng.randint(1, 4)):
+            price = rng.choice([16.0, 16.02, 1.6, 40.0, 16.05])
+            frame.append(Q("AAPL", price - 0.01, price + 0.01) if rng.random() < 0.25 else T("AAPL", price))
+        sent += len(frame)
+        feed.apply(frame, clock.time())
+    aapl = feed.symbols["AAPL"]
+    held = 0 if math.isnan(aapl.pending) else 1
+    assert aapl.updates + sum(feed.rejected.values()) + held == sent
 
 
 def test_guard_tolerance_is_configurable(clock):
@@ -207,7 +235,7 @@ def test_invalid_prices_are_counted_by_reason(clock):
                clock.time())
     assert feed.rejected == {"nonpositive_price": 2, "nan_price": 2, "infinite_price": 1,
                              "crossed_quote": 1, "first_print_unconfirmed": 0, "unknown_symbol": 2}
-    assert feed.symbols["AAPL"].price == 100.0 and feed.symbols["AAPL"].updates == 1
+    assert feed.symbols["AAPL"].price == 100.0 and feed.symbols["AAPL"].updates == 2
 
 
 def test_one_sided_quote_uses_its_side(clock):
@@ -245,7 +273,7 @@ def test_frame_without_exchange_time_observes_no_latency(clock):
     before = sum(feed.latency_counts)
     feed.apply([T("AAPL", 100.0, 0)], clock.time())
     assert sum(feed.latency_counts) == before
-    assert feed.symbols["AAPL"].updates == 2
+    assert feed.symbols["AAPL"].updates == 3
 
 
 @pytest.mark.parametrize("raw, seconds", [

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import collector
 from exporter.book import DISCONNECT_REASONS, ERROR_KINDS, LATENCY_BUCKETS, MESSAGE_KINDS, REJECT_REASONS, Book
 from exporter.clock import FakeClock
-from exporter.collector import FEED_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
+from exporter.collector import FEED_FAMILIES, MARKET_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
 from exporter.config import load_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,6 +225,30 @@ def test_format_value_follows_the_text_format() -> None:
 
 def test_every_family_is_documented_in_the_docstring_and_docs() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
-    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES):
+    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES):
         assert f"# TYPE {name} " in collector.__doc__, name
         assert re.search(rf"`{name}`", docs), f"{name} missing from docs/metrics.md"
+
+
+def test_market_calendar_end_once_per_market_with_a_table(clock: FakeClock) -> None:
+    """One series per market in use that has a holiday table: not for 24/7 feeds, not twice for
+    two feeds on one market; a custom market's end is its holidays_until."""
+    config = load_data({
+        "markets": {"lse": {"timezone": "Europe/London", "sessions": [{"days": ["mon-fri"], "open": "08:00", "close": "16:30"}],
+                            "holidays": ["2026-12-25"], "holidays_until": "2027-03-31"},
+                    "fx": {"timezone": "UTC", "sessions": [{"days": ["mon-fri"], "open": "00:00", "close": "24:00"}]}},
+        "feeds": [{"name": n, "kind": "polygon", "url": "wss://x.invalid/ws", **({"market": m} if m else {})}
+                  for n, m in (("a", "us-equities"), ("b", "us-equities"), ("c", "cme-globex"), ("d", None),
+                               ("e", "lse"), ("f", "fx"))]}, environ={})
+    values = {k: v for k, v in samples(render(Book(config.feeds, clock.time()), clock)).items()
+              if k[0] == "feedwatch_market_calendar_end_timestamp_seconds"}
+    from exporter.markets import calendar
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    assert values == {
+        key("feedwatch_market_calendar_end_timestamp_seconds", market="us-equities"): calendar("us-equities").end_timestamp,
+        key("feedwatch_market_calendar_end_timestamp_seconds", market="cme-globex"): calendar("cme-globex").end_timestamp,
+        key("feedwatch_market_calendar_end_timestamp_seconds", market="lse"):
+            dt.datetime(2027, 4, 1, tzinfo=ZoneInfo("Europe/London")).timestamp(),
+    }

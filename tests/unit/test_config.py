@@ -102,7 +102,7 @@ def test_every_error_reported_at_once_with_its_path():
         "bogus": True,
     })
     assert errors == [
-        "bogus: unknown key (known keys: feeds, journal, listen, recorder, telemetry_path, thresholds, trading, watchlist)",
+        "bogus: unknown key (known keys: feeds, journal, listen, markets, recorder, telemetry_path, thresholds, trading, watchlist)",
         "thresholds.stael: unknown key (did you mean 'stale'?)",
         "thresholds.degraded: invalid duration '3q': use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m",
         "feeds[0].chanels: unknown key (did you mean 'channels'?)",
@@ -158,7 +158,96 @@ def test_missing_required_keys():
 
 def test_unknown_market():
     assert errors_of({"feeds": [dict(POLYGON, market="lse")]}) == [
-        "feeds[0].market: unknown market 'lse' (known: always, us-equities, us-equities-extended)"]
+        "feeds[0].market: unknown market 'lse' (known: always, cme-globex, us-equities, us-equities-extended; "
+        "or define it under markets:)"]
+
+
+LSE = """
+markets:
+  lse:
+    timezone: Europe/London
+    sessions:
+      - {days: [mon-fri], open: "08:00", close: "16:30"}
+    holidays: [2026-12-25, "2026-12-28"]
+    early_closes: {2026-12-24: "12:30"}
+feeds:
+  - {name: london, kind: polygon, url: "ws://127.0.0.1:1", market: lse, symbols: [VOD]}
+"""
+
+
+def test_a_custom_market_is_a_feeds_calendar():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    config = load_text(LSE, {})
+    cal = config.feeds[0].resolved_calendar
+    assert cal.name == "lse" and str(cal.timezone) == "Europe/London"
+    london = ZoneInfo("Europe/London")
+
+    def at(*args: int) -> float:
+        return dt.datetime(*args, tzinfo=london).timestamp()
+
+    assert cal.is_open(at(2026, 12, 23, 16, 29)) and not cal.is_open(at(2026, 12, 23, 16, 30))
+    assert not cal.is_open(at(2026, 12, 23, 7, 59)) and cal.is_open(at(2026, 12, 23, 8, 0))
+    assert cal.is_open(at(2026, 12, 24, 12, 29)) and not cal.is_open(at(2026, 12, 24, 12, 30))  # early close
+    assert not cal.is_open(at(2026, 12, 25, 12, 0)) and not cal.is_open(at(2026, 12, 28, 12, 0))  # holidays
+    assert not cal.is_open(at(2026, 12, 26, 12, 0))  # Saturday
+    # The holiday list ends with the last year it names, unless holidays_until says otherwise.
+    assert cal.end == dt.date(2026, 12, 31)
+    assert load_text(LSE.replace("early_closes:", "holidays_until: 2027-06-30\n    early_closes:"), {}) \
+        .feeds[0].resolved_calendar.end == dt.date(2027, 6, 30)
+
+
+def test_a_session_can_open_the_evening_before():
+    import datetime as dt
+
+    config = load_data({"markets": {"ice": {"timezone": "America/New_York", "sessions": [
+        {"days": ["mon-fri"], "open": "20:00", "close": "18:00", "opens_day_before": True}]}},
+        "feeds": [dict(POLYGON, market="ice")]}, {})
+    cal = config.feeds[0].resolved_calendar
+    assert cal.open_intervals(dt.date(2026, 3, 1)) == ((1200, 1440),)            # Sunday evening
+    assert cal.open_intervals(dt.date(2026, 3, 2)) == ((0, 1080), (1200, 1440))  # Monday
+    assert cal.open_intervals(dt.date(2026, 3, 6)) == ((0, 1080),)               # Friday
+    assert cal.end is None  # no holidays listed: nothing runs out
+
+
+def test_custom_market_errors_name_their_paths():
+    data = {"markets": {
+        "lse": {"timezone": "Europe/Londn", "sessions": [
+            {"days": ["mon", "fry"], "open": "16:30", "close": "08:00"},
+            {"days": ["sat"], "open": 780, "close": "25:00"},
+        ], "holidays": ["2026-13-01"], "early_closes": {"2026-12-24": "noon"}, "bogus": 1},
+        "us-equities": {"timezone": "UTC", "sessions": [{"days": ["mon"], "open": "09:00", "close": "10:00"}]},
+        "empty": {"timezone": "UTC", "sessions": []},
+    }, "feeds": [dict(POLYGON, market="lse")]}
+    assert errors_of(data) == [
+        "markets.lse.bogus: unknown key (known keys: early_closes, holidays, holidays_until, sessions, timezone)",
+        "markets.lse.sessions[1].open: expected a time like \"13:00\" in quotes, got the number 780 "
+        "(YAML reads an unquoted 13:00 as a number)",
+        "markets.lse.sessions[1].close: expected a time of day like \"09:30\" (00:00 to 24:00), got '25:00'",
+        "markets.lse.holidays[0]: expected a date like 2025-12-25, got '2026-13-01'",
+        "markets.lse.early_closes.2026-12-24: expected a time of day like \"09:30\" (00:00 to 24:00), got 'noon'",
+        "markets.lse.timezone: unknown timezone 'Europe/Londn' (did you mean 'Europe/London'?)",
+        "markets.lse.sessions[0].days[1]: unknown day 'fry' in 'fry' (use monday..sunday, mon..sun, "
+        "or a range like mon-fri)",
+        "markets.lse.sessions[0]: open (16:30) must be before close (08:00); a session across midnight "
+        "needs opens_day_before: true, or two sessions",
+        "markets.us-equities: 'us-equities' is a built-in market; give yours another name",
+        "markets.empty.sessions: at least one session is required (a market open around the clock needs "
+        "no calendar: omit the feed's market)",
+        # The feed names a market whose definition failed: unknown, so the feed is not watched on a
+        # calendar nobody checked.
+        "feeds[0].market: unknown market 'lse' (known: always, cme-globex, us-equities, us-equities-extended; "
+        "or define it under markets:)",
+    ]
+
+
+def test_built_in_markets_resolve_to_their_calendars():
+    from exporter.markets import calendar
+
+    config = load_data({"feeds": [dict(POLYGON, market="cme-globex"), dict(POLYGON, name="b")]}, {})
+    assert config.feeds[0].resolved_calendar is calendar("cme-globex")
+    assert config.feeds[1].resolved_calendar is calendar("always")
 
 
 def test_yaml_syntax_error_names_the_line():
