@@ -76,9 +76,6 @@ class Service:
             return None
         path = resolve_path(config, self.config.trading) if config.sink == "sqlite" else None
         sink = open_sink(config, path)
-        if not sink.persistent:
-            log.warning("journal.path is not set (nor trading.state_file): incidents are kept in memory only "
-                        "and lost on restart")
         directory = recordings_dir(config, path)
         journal = Journal(config, sink, self.clock, self.book, recorder=self.recorder, recordings_dir=directory)
         self.book.listeners.append(journal.on_transition)

@@ -42,19 +42,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="List incidents (stale symbols, feeds down, trading limits breached, kill switch, circuit "
                     "breaker) from the incident journal, newest first.")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--url", default=os.environ.get("FEEDWATCH_URL", "http://127.0.0.1:10119"),
+    source.add_argument("--url", default=os.environ.get("FEEDWATCH_URL", "http://127.0.0.1:10119"), metavar="URL",
                         help="the exporter to ask (default: $FEEDWATCH_URL or http://127.0.0.1:10119)")
-    source.add_argument("-c", "--config.file", dest="config_file", default=None,
-                        help="read the journal database of this configuration directly instead")
-    parser.add_argument("--feed")
-    parser.add_argument("--symbol")
-    parser.add_argument("--account")
-    parser.add_argument("--kind", choices=("symbol", "feed", "trading"))
-    parser.add_argument("--since", help="a Unix time or a duration back from now, e.g. 1h")
+    source.add_argument("-c", "--config.file", dest="config_file", default=None, metavar="FILE",
+                        help="read the journal database of this configuration directly instead "
+                             "(default: ask the exporter)")
+    parser.add_argument("--feed", metavar="NAME", help="incidents of this feed only (default: every feed)")
+    parser.add_argument("--symbol", metavar="SYMBOL", help="of this symbol only (default: every symbol)")
+    parser.add_argument("--account", metavar="NAME", help="of this trading account only (default: every account)")
+    parser.add_argument("--kind", choices=("symbol", "feed", "trading"), help="of this kind only (default: all)")
+    parser.add_argument("--since", metavar="WHEN",
+                        help="active since a Unix time or a duration back from now, e.g. 1h (default: any time)")
     state = parser.add_mutually_exclusive_group()
-    state.add_argument("--open", dest="open", action="store_const", const="true", help="open incidents only")
+    state.add_argument("--open", dest="open", action="store_const", const="true",
+                       help="open incidents only (default: open and resolved)")
     state.add_argument("--resolved", dest="open", action="store_const", const="false", help="resolved ones only")
-    parser.add_argument("--limit", type=int, default=100, help="at most this many (default 100, max 1000)")
+    parser.add_argument("--limit", type=int, default=100, metavar="N",
+                        help="at most this many, newest first (default: 100, at most 1000)")
     parser.add_argument("--json", action="store_true", help="print JSON (the API's shape) instead of a table")
     parser.set_defaults(func=main)
 

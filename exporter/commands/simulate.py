@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     # Names only (entry points, nothing imported): plugin dialects are choices too.
     parser.add_argument("--venue", default=None, choices=dialect_names(),
-                        help="dialect to speak (default: the recording's with --replay, else polygon)")
+                        help="dialect to speak (default: polygon); with --replay, the recording's")
     parser.add_argument("--symbols", default="", metavar="SYMBOL,...",
                         help="comma-separated symbols that trade (default: any symbol subscribed)")
     parser.add_argument("--rate", type=float, default=10.0, metavar="PER_SECOND",
@@ -71,7 +71,8 @@ def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
                         help="a fault active from the start, e.g. stall:AAPL, garbage (repeatable; "
                              "the faults are listed below; default: none)")
     parser.add_argument("--replay", metavar="FILE", default=None,
-                        help="play a frame recording (.fwrec.gz) with its original timing instead of random ticks")
+                        help="play a frame recording (.fwrec.gz) with its original timing instead of random "
+                             "ticks (default: none, random ticks)")
     parser.add_argument("--speed", type=float, default=1.0, metavar="X",
                         help="with --replay: play this many times faster (default: 1, real time)")
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME[:ACCOUNT]",

@@ -85,6 +85,9 @@ class Journal:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.sink.persistent:
+            log.warning("journal.path is not set (nor trading.state_file): incidents are kept in memory only "
+                        "and lost on restart")
         try:
             await asyncio.wait_for(self.sink.open(), self.config.write_timeout)
         except Exception as exc:  # unreachable now: keep buffering, the writer retries
