@@ -40,7 +40,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import msgspec
 
@@ -252,27 +252,20 @@ class Journal:
                                   state="open" if account.breaker_open else "closed",
                                   detail=account.breaker_reason, replica=self.replica))
         limits = account.rules.limits
-        checks: Sequence[tuple[str, float | None, float, bool]] = (
-            # (what, value, limit, breached)
-            ("kill_switch", 1.0 if account.kill_switch else 0.0, 1.0, account.kill_switch),
-            ("circuit_breaker", 1.0 if account.breaker_open else 0.0, 1.0, account.breaker_open),
-            ("drawdown_daily", account.drawdown_daily(now), limits.drawdown_daily, False),
-            ("drawdown_weekly", account.drawdown_weekly(now), limits.drawdown_weekly, False),
-            ("drawdown_total", account.drawdown(), limits.drawdown_total, False),
-            ("consecutive_losses", float(account.losing_streak), float(limits.consecutive_losses), False),
-            ("api_errors", api_errors_per_minute(account, now), float(limits.api_errors_per_minute), False),
-        )
-        for what, value, limit, switch_on in checks:
-            if what in ("kill_switch", "circuit_breaker"):
-                breached = switch_on
-                reason = account.kill_reason if what == "kill_switch" else account.breaker_reason
-            elif what == "api_errors":
-                breached = value is not None and value > limit
-                reason = f"{value:g} failed API calls in the last minute > limit {limit:g}" if breached else ""
-            else:
-                breached = value is not None and value >= limit
-                reason = (f"{_show(what, value)} >= limit {_show(what, limit)}") if breached else ""
+        self._trading(name, "kill_switch", account.kill_switch, None, account.kill_reason, now)
+        self._trading(name, "circuit_breaker", account.breaker_open, None, account.breaker_reason, now)
+        # The alert rules' conditions: drawdowns and the streak at or over their limits, API errors over.
+        for what, value, limit in (("drawdown_daily", account.drawdown_daily(now), limits.drawdown_daily),
+                                   ("drawdown_weekly", account.drawdown_weekly(now), limits.drawdown_weekly),
+                                   ("drawdown_total", account.drawdown(), limits.drawdown_total),
+                                   ("consecutive_losses", float(account.losing_streak),
+                                    float(limits.consecutive_losses))):
+            breached = value is not None and value >= limit
+            reason = f"{_show(what, value)} >= limit {_show(what, limit)}" if breached else ""
             self._trading(name, what, breached, value, reason, now)
+        rate, limit = api_errors_per_minute(account, now), float(limits.api_errors_per_minute)
+        self._trading(name, "api_errors", rate > limit, rate,
+                      f"{rate:g} failed API calls in the last minute > limit {limit:g}" if rate > limit else "", now)
 
     def _trading(self, account: str, what: str, breached: bool, value: float | None, reason: str,
                  now: float) -> None:
