@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
-# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml) and the
-# PostgreSQL server (the incident journal's PostgreSQL sink; tests run their own cluster with
-# initdb/postgres from /usr/lib/postgresql/<version>/bin, never the system service).
+# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
+# (tmpfs for the disk-full test) and the PostgreSQL server (the incident journal's PostgreSQL sink;
+# tests run their own cluster with initdb/postgres from /usr/lib/postgresql/<version>/bin, never
+# the system service).
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ declare -A PACKAGE_FOR=(
   [chromium]=chromium
   [docker-compose]=docker-compose
   [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
+  [mount]=mount              # a small tmpfs under the trading state file: the disk-full test
+  [umount]=mount
 )
 
 missing=()

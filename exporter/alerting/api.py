@@ -10,8 +10,10 @@
                       "verdict": "delivered"}, ...]}
 
 The request must be signed like a push of trading events (``exporter/trading/api.py``'s
-``Authenticator``, the same replay protection, one shared memory of used signatures); a bearer
-token is not enough, because the request makes Alertmanager page people. The work is
+``Authenticator``: the headers checked before the body is read, the same replay protection, one
+shared memory of used signatures); a bearer token is not enough, because the request makes
+Alertmanager page people. It authenticates itself, so the web config's basic auth leaves it alone
+(``own_auth``), like the push API. The work is
 ``exporter.alerting.receivers.alert_test``, the one the CLI runs, so both answer the same.
 
 Which Alertmanager: ``FEEDWATCH_ALERTMANAGER_URL`` (as for the CLI; default
@@ -32,7 +34,7 @@ from aiohttp import web
 
 from exporter.alerting import receivers
 from exporter.trading.api import AUTH, Authenticator
-from exporter.web.app import CLOCK, CONFIG, json_problem, json_response
+from exporter.web.app import CLOCK, CONFIG, json_problem, json_response, own_auth, reject_http
 
 PATH = "/api/v1/alerts/test"
 ALERTMANAGER_URL = web.AppKey("feedwatch.alertmanager_url", str)
@@ -41,6 +43,7 @@ _LOCK = web.AppKey("feedwatch.alert_test_lock", asyncio.Lock)
 # memory of used signatures for both endpoints), or one of our own.
 _AUTH = web.AppKey("feedwatch.alert_test_auth", list)
 MAX_TIMEOUT = 120.0
+MAX_BODY = 4096  # {"channel": ..., "timeout": ...} is a few dozen bytes
 
 
 def install(app: web.Application) -> None:
@@ -62,19 +65,36 @@ def _authenticator(app: web.Application) -> Authenticator | None:
     return auth if auth is not None and auth.api.hmac_secret else None
 
 
+def _unauthorized(app: web.Application, message: str) -> web.Response:
+    reject_http(app, "unauthorized")
+    return json_problem(message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
+
+
+@own_auth  # signed like a push of events: the web config's basic auth does not apply
 async def post_alert_test(request: web.Request) -> web.Response:
     app = request.app
-    body = await request.read()
     auth = _authenticator(app)
     if auth is None:
         return json_problem("request signing is not configured: set trading.api.hmac_secret (the push API's "
                             "HMAC secret signs alert tests too)", 503)
     if "Authorization" in request.headers:
-        return json_problem("sign the request (X-Feedwatch-Timestamp, X-Feedwatch-Signature): a bearer token "
-                            "cannot send test alerts", 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
-    reason, message = auth.check(request.headers, body, app[CLOCK].time())
-    if reason is not None:
-        return json_problem(message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
+        return _unauthorized(app, "sign the request (X-Feedwatch-Timestamp, X-Feedwatch-Signature): a bearer "
+                                  "token cannot send test alerts")
+    # As for pushed events: everything the headers can prove is checked before the body is read.
+    verdict = auth.precheck(request.headers, app[CLOCK].time())
+    if verdict.reason is not None:
+        return _unauthorized(app, verdict.message)
+    try:
+        body = await asyncio.wait_for(request.content.read(MAX_BODY + 1), app[CONFIG].http.body_timeout)
+    except asyncio.TimeoutError:
+        reject_http(app, "body_timeout")
+        return json_problem(f"the body did not arrive within {app[CONFIG].http.body_timeout:g}s", 408)
+    if len(body) > MAX_BODY:
+        reject_http(app, "body_too_large")
+        return json_problem(f"the body is larger than {MAX_BODY} bytes", 413)
+    verdict = auth.verify(verdict, body, app[CLOCK].time())
+    if verdict.reason is not None:
+        return _unauthorized(app, verdict.message)
     try:
         options = json.loads(body) if body.strip() else {}
         if not isinstance(options, dict):

@@ -255,3 +255,22 @@ async def test_a_restart_resolves_open_symbol_incidents_and_continues_trading_on
         assert continued.id == kill_id and second.open[("trading", "main", "kill_switch")].id == kill_id
     finally:
         await second.stop()
+
+
+async def test_retention_deletes_old_resolved_incidents_and_events_but_keeps_open_ones(tmp_path, clock):
+    book = book_for(clock)
+    journal = journal_for(tmp_path / "journal.sqlite", clock, book, retention=3600.0)
+    await journal.start()
+    try:
+        feed = book.feeds["stocks"]
+        feed.disconnected("0", "network_error", clock.advance(1))   # resolved long ago
+        feed.connected("0", clock.advance(10))
+        clock.advance(7200)
+        feed.disconnected("0", "network_error", clock.advance(1))   # still open
+        assert await journal.writer.drained(10)
+        await journal.sink.prune(clock.time() - journal.config.retention)
+        (left,) = await journal.sink.incidents(Query())
+        assert left.resolved_at is None
+        assert [e.kind for e in await journal.sink.events()] == ["disconnect"]
+    finally:
+        await journal.stop()
