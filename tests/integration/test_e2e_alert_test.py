@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -185,8 +186,6 @@ async def _exporter_app(am_url: str):
 
 
 async def _post(port: int, body: bytes, headers: dict[str, str] | None = None, sign: bool = True):
-    import time
-
     from exporter.trading.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign as signature
 
     headers = dict(headers or {})
@@ -237,8 +236,8 @@ async def test_alert_test_over_http_for_one_channel_or_all(channels: Channels, t
         # Refusals: unsigned, a bearer token (even the push API's), a bad signature, a bad channel.
         assert (await _post(port, b"{}", sign=False))[0] == 401
         assert (await _post(port, b"{}", {"Authorization": "Bearer push-token"}, sign=False))[0] == 401
-        status, problem, _ = await _post(port, b"{}", {"X-Feedwatch-Timestamp": "1", "X-Feedwatch-Signature": "sha256=0"},
-                                         sign=False)
+        forged = {"X-Feedwatch-Timestamp": str(int(time.time())), "X-Feedwatch-Signature": "sha256=" + "0" * 64}
+        status, problem, _ = await _post(port, b"{}", forged, sign=False)
         assert status == 401 and problem["error"] == "invalid signature"
         status, problem, _ = await _post(port, b'{"channel": "pager"}')
         assert status == 400 and "unknown channel 'pager'" in problem["error"]
