@@ -102,6 +102,8 @@ class Journal:
         """Stop the tasks after one last attempt to write what is waiting."""
         for task in self._tasks[1:]:
             task.cancel()
+        if self.recordings is not None:
+            await self.recordings.wait()  # their links to incidents are rows to write too
         if self.writer.pending:
             if not await self.writer.drained(drain_timeout) and self.writer.pending:
                 log.warning("journal: %d row(s) could not be written to %s before stopping: %s",
@@ -110,8 +112,6 @@ class Journal:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self.recordings is not None:
-            await self.recordings.wait()
         await self.sink.close()
 
     async def _tick_forever(self) -> None:
@@ -121,14 +121,14 @@ class Journal:
             now = self.clock.time()
             try:
                 self.tick(now)
-                if not self._adopted and self.writer.last_success:
+                if not self._adopted:  # until the database answers once (it may be down at start)
                     await self._adopt(now)
-                if self.config.retention and now - last_prune >= PRUNE_EVERY and self.writer.last_success:
+                if self.config.retention and now - last_prune >= PRUNE_EVERY:
                     last_prune = now
                     await asyncio.wait_for(self.sink.prune(now - self.config.retention), self.config.write_timeout)
                     if self.recordings is not None:
                         await self.recordings.prune(now - self.config.retention)
-            except Exception as exc:
+            except Exception as exc:  # the database is down: the writer says so; try again next tick
                 self._log_once("tick", f"journal: periodic check failed: {exc!r}")
 
     def tick(self, now: float) -> None:
