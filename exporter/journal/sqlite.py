@@ -98,9 +98,14 @@ class SqliteSink:
     def _prune(self, before: float) -> None:
         db = self._connect()
         db.execute("BEGIN")
-        db.execute(PRUNE_INCIDENTS.format(p="?"), (before,))
-        db.execute(PRUNE_EVENTS.format(p="?"), (before,))
-        db.execute("COMMIT")
+        try:
+            db.execute(PRUNE_INCIDENTS.format(p="?"), (before,))
+            db.execute(PRUNE_EVENTS.format(p="?"), (before,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # a locked or full database must not leave the connection stuck in it
+                db.execute("ROLLBACK")
+            raise
 
     def _close(self) -> None:
         if self._db is not None:

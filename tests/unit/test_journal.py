@@ -274,3 +274,18 @@ async def test_retention_deletes_old_resolved_incidents_and_events_but_keeps_ope
         assert [e.kind for e in await journal.sink.events()] == ["disconnect"]
     finally:
         await journal.stop()
+
+
+async def test_a_failed_prune_leaves_the_database_usable(tmp_path, clock):
+    path = tmp_path / "journal.sqlite"
+    sink = SqliteSink(str(path))
+    await sink.open()
+    lock = Locked(path)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await sink.prune(clock.time())
+    lock.release()
+    from exporter.journal.records import Event
+
+    await sink.write([], [Event(id="e1", at=clock.time(), kind="reload")])  # not "within a transaction"
+    assert [e.id for e in await sink.events()] == ["e1"]
+    await sink.close()
