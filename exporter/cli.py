@@ -5,6 +5,7 @@
     feedwatch simulate --venue polygon ...   a venue simulator with fault injection
     feedwatch demo                           simulator + exporter with compressed thresholds
     feedwatch incidents [--since 1h] [--json] what happened, from the incident journal
+    feedwatch init DIR                       write the shipped configs, rules and dashboards to DIR
     feedwatch --version
 
 Adding a command: write ``exporter/commands/<name>.py`` with ``register(subparsers)`` (which
@@ -33,6 +34,8 @@ COMMAND_MODULES = [
     "alertmanager_config",
     "alert_test",
     "incidents",
+    "init",
+    "healthcheck",
 ]
 
 

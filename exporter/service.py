@@ -20,6 +20,10 @@ produces the transition events.
 Service is generic over feed kinds: every adapter gets its feed's ``FeedBook``. The one
 exception is the ``trading:`` section, whose tracker must exist before the ``trading`` feed's
 adapter runs; it is attached here when configured (``exporter.trading.tracker.attach``).
+
+``await service.apply(config)`` puts a reloaded configuration into effect (``exporter/reload.py``
+says what happens to each feed); ``service.check(config)`` first names what only a restart can
+change here (adding or removing the trading section, its state file).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import logging
 
 from exporter.book import CRITICAL, Book, Transition
 from exporter.clock import SystemClock
-from exporter.config import Config
+from exporter.config import Config, FeedConfig
 from exporter.feeds.recorder import Recorder
 from exporter.feeds.runner import FeedRunner
 from exporter.feeds.watchlist import Watchlist
@@ -37,7 +41,8 @@ from exporter.journal.collector import JournalCollector
 from exporter.journal.config import JournalConfig, open_sink, recordings_dir, resolve_path
 from exporter.journal.journal import Journal
 from exporter.markets import ending_within
-from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker
+from exporter.reload import feed_changes
+from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker, reattach as reattach_tracker
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ class Service:
                 tracker.listeners.append(self.journal.on_trading)
         if self.journal is not None:
             await self.journal.start()
-        if self.recorder.rings:
+        if self.recorder.config.enabled:
             self._recorder_task = asyncio.create_task(self.recorder.run(), name="feedwatch-recorder")
         for runner in self.runners.values():
             await runner.start()
@@ -137,6 +142,103 @@ class Service:
             detach_tracker(self.config)
             self._trading_attached = False
 
+    # --- configuration reload ---------------------------------------------------------------
+
+    def check(self, config: Config) -> list[str]:
+        """What in ``config`` this running service cannot take without a restart."""
+        old, new = self.config.trading, config.trading
+        if (old is None) != (new is None):
+            return [f"trading: {'adding' if old is None else 'removing'} the trading section takes a restart "
+                    f"(the push API and the state file are set up at start; the reload changed nothing)"]
+        if old is not None and old.state_file != new.state_file:
+            return [f"trading.state_file: changed from {old.state_file!r} to {new.state_file!r}; switching "
+                    f"state files takes a restart (the reload changed nothing)"]
+        for section in ("journal", "recorder"):  # the database, the rings and their tasks are set up at start
+            if getattr(self.config, section) != getattr(config, section):
+                return [f"{section}: changing this section takes a restart (the reload changed nothing)"]
+        return []
+
+    async def apply(self, config: Config) -> list[str]:
+        """Put a reloaded ``config`` into effect, keeping the state of what did not change.
+
+        Returns what changed, one line each, for the log. ``check(config)`` must be empty.
+        """
+        old, now = self.config, self.clock.time()
+        done: list[str] = []
+        if self._trading_attached:
+            reattach_tracker(old, config)   # before any trading feed (re)connects
+            if config.trading != old.trading:
+                done.append("trading: accounts, limits and settings reloaded")
+        changes = feed_changes(old, config)
+        managed = self.watchlist.managed if self.watchlist is not None else {}
+        for name in changes.removed:
+            await self.runners.pop(name).stop()
+            self.book.remove_feed(name)
+            self.recorder.forget(name)
+            managed.pop(name, None)
+            done.append(f"feed {name}: removed")
+        for feed, keys in changes.restarted:
+            book = self.book.feeds[feed.name]
+            await self.runners[feed.name].stop("reload")
+            book.reconfigure(feed, now)
+            book.connections.clear()  # the new runner shards its symbols afresh
+            added, removed = self._follow_config_symbols(feed, now, managed.get(feed.name, set()))
+            runner = self.runners[feed.name] = FeedRunner(feed, book, self.clock)
+            runner.recording = self.recorder.follow(feed)   # the same ring: the frames before the change stay
+            await runner.start()
+            done.append(f"feed {feed.name}: reconnected ({', '.join(keys)} changed){_symbols(added, removed)}")
+        for feed in changes.updated:
+            runner, book = self.runners[feed.name], self.book.feeds[feed.name]
+            mine = managed.get(feed.name, set())
+            mine.difference_update(feed.symbols)  # now configured: no longer the watchlist's to drop
+            book.reconfigure(feed, now)
+            runner.reconfigure(feed)
+            gone = [s for s in runner.symbols() if s not in feed.symbols and s not in mine]
+            removed = await runner.remove_symbols(gone) if gone else []
+            added = await runner.add_symbols(feed.symbols)
+            done.append(f"feed {feed.name}: settings reloaded, connections kept{_symbols(added, removed)}")
+        for feed in changes.added:
+            book = self.book.add_feed(feed, now)
+            runner = self.runners[feed.name] = FeedRunner(feed, book, self.clock)
+            runner.recording = self.recorder.follow(feed)
+            managed.setdefault(feed.name, set())
+            await runner.start()
+            done.append(f"feed {feed.name}: added")
+        await self._apply_watchlist(config)
+        self.config = config
+        for line in done:
+            log.info("configuration reload: %s", line)
+        if changes.added or changes.restarted or changes.updated:
+            self.warn_calendars_ending()   # a feed may use another calendar now
+        return done
+
+    def _follow_config_symbols(self, feed: FeedConfig, now: float, managed: set[str]) -> tuple[list[str], list[str]]:
+        """Make a (stopped) feed's book watch its configured symbols plus the watchlist's."""
+        book = self.book.feeds[feed.name]
+        managed.difference_update(feed.symbols)
+        removed = [s for s in book.symbols if s not in feed.symbols and s not in managed]
+        for symbol in removed:
+            book.remove_symbol(symbol)
+        added = [s for s in feed.symbols if s not in book.symbols]
+        for symbol in added:
+            book.add_symbol(symbol, now)
+        return added, removed
+
+    async def _apply_watchlist(self, config: Config) -> None:
+        new = config.watchlist
+        if self.watchlist is not None and new.trigger_dir:
+            self.watchlist.config = new   # read at every scan: directory, ttl, interval
+            return
+        if self.watchlist is not None:    # switched off: its symbols go with it
+            watchlist, self.watchlist = self.watchlist, None
+            await watchlist.stop()
+            for name, symbols in watchlist.managed.items():
+                if symbols and name in self.runners:
+                    await self.runners[name].remove_symbols(sorted(symbols))
+        elif new.trigger_dir:
+            self.watchlist = Watchlist(new, self.runners, self.clock)
+            await self.watchlist.start()
+
     def sweep(self) -> list[Transition]:
         """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
         changes = self.book.sweep(self.clock.time())
@@ -160,3 +262,8 @@ class Service:
                 self.sweep()
             except Exception:  # a bug here must not stop the sweeps (or the process)
                 log.exception("sweep failed")
+
+
+def _symbols(added: list[str], removed: list[str]) -> str:
+    parts = ([f"+{', '.join(added)}"] if added else []) + ([f"-{', '.join(removed)}"] if removed else [])
+    return f"; symbols {' '.join(parts)}" if parts else ""

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
 # (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
-# (tmpfs for the disk-full test) and the PostgreSQL server (the incident journal's PostgreSQL sink;
-# tests run their own cluster with initdb/postgres from /usr/lib/postgresql/<version>/bin, never
-# the system service).
+# (tmpfs for the disk-full test), systemd-analyze (verifies deploy/systemd/feedwatch.service) and
+# the PostgreSQL server (the incident journal's PostgreSQL sink; tests run their own cluster with
+# initdb/postgres from /usr/lib/postgresql/<version>/bin, never the system service).
+# `make compose-test` installs its own (docker.io, debootstrap) when it runs.
 # Installs the missing Debian packages when run as root; otherwise says what to install.
+#
+#   scripts/ensure-tools.sh        every tool the tests need (make test)
+#   scripts/ensure-tools.sh demo   only what `feedwatch demo` adds to the pipeline: Prometheus and
+#                                  Alertmanager, for alerts and notifications (make demo)
 set -euo pipefail
+profile=${1:-test}
 
 declare -A PACKAGE_FOR=(
   [promtool]=prometheus
@@ -17,19 +23,26 @@ declare -A PACKAGE_FOR=(
   [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
   [mount]=mount              # a small tmpfs under the trading state file: the disk-full test
   [umount]=mount
+  [systemd-analyze]=systemd  # tests/unit/test_systemd.py
 )
 
+binaries=("${!PACKAGE_FOR[@]}")
+[ "$profile" = demo ] && binaries=(prometheus prometheus-alertmanager)
+
 missing=()
-for binary in "${!PACKAGE_FOR[@]}"; do
+for binary in "${binaries[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${PACKAGE_FOR[$binary]}")
 done
-# Debian keeps the server binaries off PATH, one directory per major version.
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# Debian keeps the PostgreSQL server binaries off PATH, one directory per major version.
+if [ "$profile" = test ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing test tools; install them with: sudo apt-get install --no-install-recommends $packages" >&2
+  echo "missing $profile tools ($packages); not root, so not installing them." >&2
+  echo "install them with: sudo apt-get install --no-install-recommends $packages" >&2
   exit 1
 fi
 echo "installing Debian packages: $packages"

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
-from exporter.alerting.stack import AlertingDemo
+from exporter import resources
+from exporter.alerting.stack import AlertingDemo, StackError
 from exporter.commands import common_flags, stop_event
 from exporter.config import ConfigError, load_file
 from exporter.simulator import trading as trading_demo
@@ -38,7 +39,7 @@ from exporter.simulator.timeline import Step, Timeline
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yml"
+DEFAULT_CONFIG = resources.path(resources.EXAMPLES, "demo.yml")
 DEMO_API_KEY = "demo-key"
 
 
@@ -230,6 +231,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="stop after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--rate", type=float, default=5.0, metavar="PER_SECOND",
                         help="simulated updates per second per symbol (default: 5)")
+    parser.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
+                        help="directory of Prometheus rule files (*.yml) the demo's Prometheus loads, "
+                             "their for: compressed like the bundled ones (default: the bundled "
+                             "prometheus/rules)")
     parser.set_defaults(func=main)
 
 
@@ -266,8 +271,9 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
             component = factory(ctx)
             if component is None:
                 continue
-            await component.start(ctx)
+            # Stopped even when its start fails half-way: a started Alertmanager, a temp dir.
             started.append(component)
+            await component.start(ctx)
         ctx.say("feedwatch demo is running:")
         for label, url in ctx.urls:
             ctx.say(f"  {label:<18} {url}")
@@ -280,7 +286,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for error in exc.errors:
             print(f"feedwatch demo: {error}", file=sys.stderr)
         status = 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # StackError (a RuntimeError): a binary failed to start
         print(f"feedwatch demo: {exc}", file=sys.stderr)
         status = 1
     finally:

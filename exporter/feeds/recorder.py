@@ -342,10 +342,25 @@ class Recorder:
             for feed in feeds:
                 if not wanted or feed.name in wanted:
                     self.rings[feed.name] = FrameRing(feed, config.window, config.max_frames, config.max_bytes)
-        self.writer = ContinuousWriter(config.continuous) if config.continuous.dir and self.rings else None
+        self.writer = ContinuousWriter(config.continuous) if config.continuous.dir and config.enabled else None
 
     def ring(self, feed: str) -> FrameRing | None:
         return self.rings.get(feed)
+
+    def follow(self, feed: FeedConfig) -> FrameRing | None:
+        """The ring of a feed a configuration reload added or reconnected (made if it is recorded)."""
+        config = self.config
+        if not config.enabled or (config.feeds and feed.name not in config.feeds):
+            return None
+        ring = self.rings.get(feed.name)
+        if ring is None:
+            ring = self.rings[feed.name] = FrameRing(feed, config.window, config.max_frames, config.max_bytes)
+        ring.feed = feed  # recordings name the feed as it is now configured
+        return ring
+
+    def forget(self, feed: str) -> None:
+        """A feed removed by a reload: its frames go with it."""
+        self.rings.pop(feed, None)
 
     def trim(self) -> list[tuple[FrameRing, list[Frame]]]:
         now = self.clock.time()

@@ -20,7 +20,8 @@ Incident rules (docs/configuration.md, "Incident journal"):
   silence: its next update's time minus ``silent_since``), or closed (market close), or no longer
   watched. Every state change is also an event with the staleness and update count.
 - **feed**: opens when a feed's last open connection goes down for an unplanned reason
-  (``rollover``, ``server_shutdown``, ``resharding`` and ``shutdown`` are planned: events only);
+  (``rollover``, ``server_shutdown``, ``resharding``, ``shutdown`` and ``reload`` are planned:
+  events only);
   resolves at the next connect. Every connect and disconnect is an event with its reason.
 - **trading**: per account, the kill switch while on, the circuit breaker while open, and each
   limit while breached (drawdown daily / weekly / total at or over its limit, the losing streak at
@@ -51,7 +52,7 @@ from exporter.journal.writer import Writer
 
 log = logging.getLogger(__name__)
 
-PLANNED = frozenset({"rollover", "server_shutdown", "resharding", "shutdown"})
+PLANNED = frozenset({"rollover", "server_shutdown", "resharding", "shutdown", "reload"})
 RECENT = 200            # resolved incidents kept in memory (status page, fallback reads)
 TICK = 1.0              # seconds between time-based checks (trading day boundaries, removed symbols)
 PRUNE_EVERY = 3600.0
@@ -132,15 +133,16 @@ class Journal:
                 self._log_once("tick", f"journal: periodic check failed: {exc!r}")
 
     def tick(self, now: float) -> None:
-        """Time-based checks: trading windows that rolled over, symbols no longer watched."""
+        """Time-based checks: trading windows that rolled over, symbols and feeds no longer watched."""
         if self.tracker is not None:
             self.on_trading(self.tracker, frozenset(self.tracker.accounts), now)
         if self.book is not None:
             for key, incident in list(self.open.items()):
-                if incident.kind == "symbol":
-                    feed = self.book.feeds.get(incident.feed)
-                    if feed is None or incident.symbol not in feed.symbols:
-                        self._resolve(key, now, "no longer watched")
+                feed = self.book.feeds.get(incident.feed)
+                if incident.kind == "symbol" and (feed is None or incident.symbol not in feed.symbols):
+                    self._resolve(key, now, "no longer watched")
+                elif incident.kind == "feed" and feed is None:
+                    self._resolve(key, now, "feed removed from the configuration")
 
     # --- symbols ---------------------------------------------------------------------------------
 
@@ -295,13 +297,15 @@ class Journal:
 
     # --- reloads ---------------------------------------------------------------------------------
 
-    def record_reload(self, ok: bool, problems: Iterable[str] = (), source: str = "") -> None:
-        """A configuration reload finished (the hook the reload code calls): ok, or its problems."""
+    def record_reload(self, ok: bool, problems: Iterable[str] = (), trigger: str = "") -> None:
+        """A configuration reload finished (``web.app.notify_reload`` calls this): ok, or its problems."""
         try:
             problems = list(problems)
+            detail = "; ".join(problems)[:4000]
+            if trigger:
+                detail = f"{trigger}: {detail}" if detail else trigger
             self.writer.put(Event(id=new_id(), at=self.clock.time(), kind="reload", state="ok" if ok else "failed",
-                                  count=len(problems), detail="; ".join(problems)[:4000] or source,
-                                  replica=self.replica))
+                                  count=len(problems), detail=detail, replica=self.replica))
         except Exception:
             log.exception("journal: could not record a config reload")
 

@@ -10,6 +10,9 @@ awaited on exit. Routes:
     GET /-/healthy                 200 "OK" while the process serves
     GET /-/ready                   200 once every feed connected at least once, or after the
                                    startup grace; 503 with the reason otherwise
+    POST|PUT /-/reload             re-read the configuration file (``exporter/reload.py``): 200, or
+                                   500 with every problem (the running configuration stays);
+                                   other methods 405; 503 when the app has no file to re-read
     GET /api/v1/status             per-feed health, connections, state counts, worst symbols
     GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
                                    "is this price fresh enough to trade on?"
@@ -23,7 +26,8 @@ Extension points besides routes: ``SNAPSHOT_PARTS`` (name -> ``now -> JSON value
 every snapshot under that name; ``push(app, name)`` sends the part to every open stream at once,
 as ``event: <name>``, at most every ``push_min_interval``: the trading view pushes on each
 tracker change), ``HISTORY`` (the last hour of samples for sparklines, ``web/history.py``) and
-``RELOAD_LISTENERS`` (told of every config reload: ``notify_reload(app, ok, problems)``).
+``RELOAD_LISTENERS`` (told of every config reload, applied or not: ``feedwatch run`` calls
+``notify_reload(app, ok, problems, trigger)``; ``RELOAD_HOOKS`` get the new config after a success).
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
 ``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics).
@@ -41,7 +45,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
 from aiohttp import web
@@ -67,6 +71,8 @@ GZIP_IN_THREAD_ABOVE = 256 * 1024
 GZIP_LEVEL = 1  # ~6x smaller than plain at a fraction of level 9's cost (bench/README.md)
 
 Renderer = Callable[[float], str]
+# ``POST /-/reload``: runs a reload and returns its problems ([] when the new configuration runs).
+Reload = Callable[[str], Awaitable[list[str]]]
 # An extension adds routes, state and renderers to a new app; it decides from the app's config
 # whether it applies (the trading ingest API: only with a ``trading:`` section).
 Extension = Callable[[web.Application], None]
@@ -118,6 +124,11 @@ SERVICE = web.AppKey("feedwatch.service", Any)
 SETTINGS = web.AppKey("feedwatch.settings", Settings)
 HUB = web.AppKey("feedwatch.stream_hub", StreamHub)
 STATUS_PAGE = web.AppKey("feedwatch.status_page", bytes)
+RELOAD = web.AppKey("feedwatch.reload", Any)          # a ``Reload``, or None
+# Called with the new Config after a successful reload. The app's CONFIG stays the one it was
+# built with (a started app's state is frozen); what may change at run time (the trading push
+# API's credentials, say) is handed over here by the extension that owns it.
+RELOAD_HOOKS = web.AppKey("feedwatch.reload_hooks", list)
 CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
 SNAPSHOT_PARTS = web.AppKey("feedwatch.snapshot_parts", dict)
 HISTORY = web.AppKey("feedwatch.history", History)
@@ -129,14 +140,16 @@ _encode = msgspec.json.encode
 def create_app(book: Book, config: Config, clock: Any = None, registry: CollectorRegistry | None = None,
                renderers: Sequence[Renderer] = (), service: Any = None, *,
                settings: Settings | None = None,
-               extensions: Sequence[Extension] | None = None) -> web.Application:
+               extensions: Sequence[Extension] | None = None,
+               reload: Reload | None = None) -> web.Application:
     """Build the application; nothing runs until it is started (``serve`` or aiohttp's runner).
 
     ``registry`` defaults to a fresh ``CollectorRegistry`` (so building two apps in one process
     never collides); ``service`` is kept for routes that need the runners (``SERVICE`` key) but
     its lifecycle belongs to the caller. ``extensions`` add routes of their own after the core
     ones; by default every one registered in the ``feedwatch.web`` entry points (the trading
-    ingest API among them), so this module never imports the components it serves.
+    ingest API among them), so this module never imports the components it serves. ``reload``
+    serves ``POST /-/reload`` (``feedwatch run`` passes its ``Reloader``).
     """
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
@@ -155,6 +168,8 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[SETTINGS] = settings
     app[HUB] = StreamHub()
     app[STATUS_PAGE] = (STATIC_DIR / "status.html").read_bytes()
+    app[RELOAD] = reload
+    app[RELOAD_HOOKS] = []
     app[SNAPSHOT_PARTS] = {}
     app[HISTORY] = History(settings.history_interval, settings.history_span)
     app[HISTORY].add("feeds", feed_staleness(book))
@@ -167,6 +182,8 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app.router.add_get(config.telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload_config)
+    app.router.add_put("/-/reload", reload_config)
     app.router.add_get("/api/v1/status", api_status)
     app.router.add_get("/api/v1/symbols/{feed}/{symbol:.+}", api_symbol)
     app.router.add_get("/api/v1/snapshot", api_snapshot)
@@ -232,11 +249,12 @@ async def _sample_history(app: web.Application) -> None:
         await asyncio.sleep(history.interval)
 
 
-def notify_reload(app: web.Application, ok: bool, problems: Sequence[str] = ()) -> None:
-    """Tell the reload listeners (the incident journal) that a config reload finished."""
+def notify_reload(app: web.Application, ok: bool, problems: Sequence[str] = (), trigger: str = "") -> None:
+    """Tell the reload listeners (the incident journal) that a config reload finished: whether it
+    was applied, its problems, what asked for it (``SIGHUP``, ``POST /-/reload``)."""
     for listener in app[RELOAD_LISTENERS]:
         try:
-            listener(ok, list(problems))
+            listener(ok, list(problems), trigger)
         except Exception:
             log.exception("reload listener %r failed", listener)
 
@@ -363,6 +381,19 @@ async def ready(request: web.Request) -> web.Response:
     is_ready, reason = readiness(request.app)
     return web.Response(text=("OK: " if is_ready else "Not ready: ") + reason + "\n",
                         status=200 if is_ready else 503)
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Prometheus' and Alertmanager's ``/-/reload``; behind the web config's basic auth like every path."""
+    reload = request.app[RELOAD]
+    if reload is None:
+        return web.Response(status=503, text="reload is not available: this server was started without a "
+                                             "configuration file to re-read\n")
+    problems = await reload(f"{request.method} /-/reload")
+    if problems:
+        return web.Response(status=500, text=f"failed to reload config ({len(problems)} problem(s); the running "
+                                             f"configuration stays):\n" + "".join(f"{p}\n" for p in problems))
+    return web.Response(text="configuration reloaded\n")
 
 
 # --- JSON API -----------------------------------------------------------------------------------
