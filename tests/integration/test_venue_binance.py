@@ -25,12 +25,13 @@ def binance(symbols, **extra):
 async def test_2500_symbols_on_three_connections_survive_several_heartbeat_periods(clock):
     symbols = [f"S{i:04d}USDT" for i in range(2500)]
     # The simulator shares the client's event loop. At 2 trades a second per symbol (5,000 frames
-    # a second) that loop needed more CPU than a loaded machine (2 cores, load 8-12) gave it, fell
-    # behind by 2-5 s, and the 1.5 s pong deadline of PINGS dropped the connections. So: a quarter
-    # of the traffic (every symbol still trades within the wait below), and a 5 s deadline, which
-    # still drops a client that does not answer well within the eight periods watched below.
+    # a second) that loop needed more CPU than a loaded machine (2 cores, load 8-17) gave it, fell
+    # behind by 2-5 s, and the venue's rules, judged on that loop's clock, dropped connections (the
+    # 1.5 s pong deadline of PINGS; queued requests read as a burst). So: a tenth of the traffic
+    # (every symbol still trades within the wait below), and a 5 s deadline, which still drops a
+    # client that does not answer well within the eight periods watched below.
     pings = {"ping_interval": 1.0, "pong_timeout": 5.0}
-    async with venue_feed(clock, "binance", binance(symbols), rate=0.5, options=pings) as h:
+    async with venue_feed(clock, "binance", binance(symbols), rate=0.2, options=pings) as h:
         rules = venue.rules(h.sim)
         await h.wait(lambda: all(s.acknowledged for s in h.feed.symbols.values()), "2500 symbols acknowledged",
                      timeout=30)
@@ -41,7 +42,7 @@ async def test_2500_symbols_on_three_connections_survive_several_heartbeat_perio
         await h.wait(lambda: h.feed.messages["heartbeat"] >= beats + 3 * 8, "eight more heartbeat periods",
                      timeout=40)
         await h.wait(lambda: all(s.updates for s in h.feed.symbols.values()), "every symbol updated", timeout=20)
-        assert sum(h.feed.disconnects.values()) == 0 and h.feed.connects == 3
+        assert sum(h.feed.disconnects.values()) == 0 and h.feed.connects == 3, (dict(rules.drops), h.feed.disconnects)
         assert not rules.drops and not rules.refused
         assert h.feed.sequence_gaps == 0 and sum(h.feed.errors.values()) == 0
 
