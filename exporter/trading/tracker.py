@@ -42,12 +42,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import logging
 import math
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterable, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Iterable, Literal, Union
 
 import msgspec
 
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
     from exporter.config import Config, FeedConfig
     from exporter.trading.config import AccountRules, TradingConfig
     from exporter.trading.store import Store
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("trade", "equity", "positions", "safety", "api_call")
 # Why an event (or a push request) was refused; every value starts at 0.
@@ -83,6 +87,8 @@ _MAX_PROBLEMS = 5
 # Invalid events described (with their index) per ingest call, for the push API's 400 answer.
 _MAX_ERRORS = 50
 _PRUNE_EVERY = 60.0
+# Recent API calls kept per account for the live view's error rate and p99 latency (not persisted).
+RECENT_API_CALLS = 5000
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -347,7 +353,7 @@ class Account:
     # Attributes saved by the store (names are the persisted keys: change with a migration).
     PERSISTED = (
         "equity", "equity_ts", "peak", "max_drawdown", "day", "day_peak", "week", "week_peak",
-        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak",
+        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak", "gross_profit", "gross_loss",
         "kill_switch", "kill_reason", "breaker_open", "breaker_reason", "safety_ts",
         "positions", "position_limit", "positions_ts",
         "api_errors", "latency_counts", "latency_sum", "last_event",
@@ -371,6 +377,8 @@ class Account:
         self.pnl_day = 0.0
         self.trades = dict.fromkeys(RESULTS, 0)
         self.losing_streak = 0
+        self.gross_profit = 0.0                  # sum of net P&L of winning trades (desk metrics)
+        self.gross_loss = 0.0                    # sum of net P&L of losing trades (negative)
         self.kill_switch = False
         self.kill_reason = ""
         self.breaker_open = False
@@ -383,6 +391,8 @@ class Account:
         self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.last_event = 0.0
+        # (ts, ok, latency) of the latest API calls: the live view's last-minute error rate and p99.
+        self.recent_api: deque[tuple[float, bool, float]] = deque(maxlen=RECENT_API_CALLS)
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -391,13 +401,17 @@ class Account:
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the state, to put back with ``load_state`` if a batch cannot be stored."""
-        return copy.deepcopy(self.to_state())
+        state = copy.deepcopy(self.to_state())
+        state["_recent_api"] = list(self.recent_api)  # not persisted, but undone with the rest
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         for name in self.PERSISTED:
             if name in state:
                 setattr(self, name, state[name])
         self.trades = {**dict.fromkeys(RESULTS, 0), **self.trades}
+        if "_recent_api" in state:
+            self.recent_api = deque(state["_recent_api"], maxlen=RECENT_API_CALLS)
         if len(self.latency_counts) != len(API_LATENCY_BUCKETS) + 1:  # buckets changed: restart them
             self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
             self.latency_sum = 0.0
@@ -438,6 +452,7 @@ class Account:
                 self.api_errors += 1
             self.latency_counts[bisect_left(API_LATENCY_BUCKETS, event.latency)] += 1
             self.latency_sum += event.latency
+            self.recent_api.append((ts, event.ok, event.latency))
 
     def _trade(self, trade: Trade, ts: float) -> None:
         net = trade.pnl - trade.fees
@@ -445,8 +460,10 @@ class Account:
         self.trades[result] += 1
         if result == "loss":
             self.losing_streak += 1
+            self.gross_loss += net
         elif result == "win":
             self.losing_streak = 0
+            self.gross_profit += net
         # A flat trade neither extends nor breaks the streak.
         self.pnl_total += net
         day = self.calendar.day(ts)
@@ -619,6 +636,10 @@ class Tracker:
         # (written by that thread only; a batch starts from it, never from a state in flight).
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feedwatch-trading-store")
         self._committed: dict[str, dict[str, Any]] = {name: a.snapshot() for name, a in self.accounts.items()}
+        # Told which accounts a batch changed, after it is committed and shown (the live view
+        # pushes, the incident journal looks for breaches). Called on the ingesting thread (the
+        # event loop's for the push API and the stream); must be quick.
+        self.listeners: list[Callable[["Tracker", frozenset[str]], None]] = []
         # Forget expired ids now; on a full disk this fails, is counted, and is retried later.
         self.housekeeping(now)
 
@@ -795,10 +816,11 @@ class Tracker:
                 working.apply(event, ts)
                 touched.add(account.name)
                 applied.append((account.name, event.type))
-            states = {name: work[name].to_state() for name in touched}
-            for name, state in states.items():
-                store.save(name, state)
+            for name in touched:
+                store.save(name, work[name].to_state())
             store.commit()
+            # What memory shows: the saved state and what it keeps only in memory (recent API calls).
+            states = {name: work[name].snapshot() for name in touched}
         except BaseException:
             store.rollback()
             raise
@@ -827,6 +849,8 @@ class Tracker:
         for reason, message in done.skipped:
             self.rejected[reason] += 1
             result.reject(reason, message)
+        if done.states:
+            self._tell(frozenset(done.states))
 
     def housekeeping(self, now: float, result: IngestResult | None = None) -> str | None:
         """Forget old event ids and refresh the store's backup when they are due.
@@ -861,6 +885,13 @@ class Tracker:
             if result is not None and len(result.problems) < _MAX_PROBLEMS:
                 result.problems.append(f"state store: {problem}")
         return problem
+
+    def _tell(self, accounts: frozenset[str]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(self, accounts)
+            except Exception:  # a listener's bug must not cost the events (they are applied)
+                log.exception("trading listener %r failed", listener)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)   # a commit in flight finishes first

@@ -441,3 +441,17 @@ def test_a_store_that_cannot_prune_at_start_is_counted_not_fatal():
     assert tracker.store_errors == 1
     assert tracker.ingest_json(_json({"type": "equity", "account": "main", "id": 1, "ts": MONDAY_NOON,
                                       "equity": 5.0}), MONDAY_NOON).accepted == 1
+
+
+def test_state_kept_only_in_memory_survives_batch_after_batch():
+    """A batch is applied to a working copy in the writer thread and shown once committed: what
+    the account keeps only in memory (the recent API calls the live view reads) must carry over
+    from batch to batch like the saved state (it was lost when the copy took the saved part only)."""
+    tracker = Tracker(trading_config(), MONDAY_NOON)
+    for i in range(3):
+        result = tracker.ingest_json(_json({"type": "api_call", "account": "main", "id": f"a{i}", "ts": MONDAY_NOON,
+                                            "endpoint": "GET /x", "ok": i != 1, "latency": 0.1}), MONDAY_NOON)
+        assert result.accepted == 1
+    account = tracker.accounts["main"]
+    assert [ok for _, ok, _ in account.recent_api] == [True, False, True]
+    assert account.api_errors == 1
