@@ -5,6 +5,7 @@
     feedwatch simulate --venue polygon ...   a venue simulator with fault injection
     feedwatch demo                           simulator + exporter with compressed thresholds
     feedwatch init DIR                       write the shipped configs, rules and dashboards to DIR
+    feedwatch mixin --out DIR ...            the rules, their tests and the dashboards for your job selector
     feedwatch --version
 
 Adding a command: write ``exporter/commands/<name>.py`` with ``register(subparsers)`` (which
@@ -33,6 +34,7 @@ COMMAND_MODULES = [
     "alertmanager_config",
     "alert_test",
     "init",
+    "mixin",
     "healthcheck",
 ]
 

@@ -29,8 +29,12 @@ _TOKEN = re.compile(r"""
 
 # Keywords followed by a parenthesised list of label names, not of expressions.
 _LABEL_LIST_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+# Aggregation operators: `sum by (job) (x)` puts a label list between the operator and its "(".
+_AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk",
+                 "topk", "quantile", "limitk", "limit_ratio"}
 # Words that are operators or modifiers, never a metric name.
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end"} | _LABEL_LIST_KEYWORDS
+_KEYWORDS = ({"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end"}
+             | _LABEL_LIST_KEYWORDS | _AGGREGATIONS)
 
 _EXPORTER_SERIES = re.compile(r"^feedwatch_[A-Za-z0-9_]+$")
 _RECORDED_SERIES = re.compile(r"^[A-Za-z0-9_]+:feedwatch_[A-Za-z0-9_]+:[A-Za-z0-9_:]+$")
