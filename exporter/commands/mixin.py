@@ -8,6 +8,7 @@ writes, laid out as in the repository (and as ``feedwatch init`` writes them)::
     DIR/prometheus/rules/*.yml        the alerting and recording rules
     DIR/prometheus/tests/*.yml        their promtool tests: promtool test rules DIR/prometheus/tests/*.yml
     DIR/grafana/dashboards/*.json     the dashboards
+    DIR/deploy/kubernetes/prometheusrule.yaml   the rules as a Prometheus Operator PrometheusRule
 
 With no option it writes the shipped files unchanged: they are the defaults
 (``exporter/alerting/mixin.py`` says what each option rewrites). The tests are left out, with the
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 from exporter import resources
-from exporter.alerting import mixin
+from exporter.alerting import mixin, prometheusrule
 from exporter.commands import common_flags
 
 
@@ -39,9 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mixin", parents=[common_flags()], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write the Prometheus rules, their promtool tests and the dashboards for your job selector",
-        description="Write feedwatch's Prometheus rules, their promtool tests and its Grafana dashboards "
-                    "into DIR, for your job selector, runbook location and thresholds. Without options "
-                    "the shipped files are written unchanged.",
+        description="Write feedwatch's Prometheus rules (also as a Kubernetes PrometheusRule), their "
+                    "promtool tests and its Grafana dashboards into DIR, for your job selector, runbook "
+                    "location and thresholds. Without options the shipped files are written unchanged.",
         epilog=_thresholds_help())
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write (created if missing)")
     parser.add_argument("--job-selector", default=mixin.DEFAULT_SELECTOR, metavar="MATCHERS",
@@ -94,6 +95,7 @@ def planned(config: mixin.Mixin, directory: Path) -> tuple[list[tuple[Path, str]
         text = config.rules(source.read_text(encoding="utf-8"))
         rule_texts.append(text)
         files.append((directory / resources.PROMETHEUS.layout / "rules" / source.name, text))
+    files.append((directory / "deploy" / "kubernetes" / "prometheusrule.yaml", prometheusrule.render(rule_texts)))
     refused = config.tests_refused()
     if refused is None:
         for source in sorted(tests_dir.glob("*.yml")):

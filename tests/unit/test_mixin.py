@@ -166,7 +166,7 @@ def test_the_defaults_write_the_committed_files(tmp_path: Path) -> None:
     assert refused is None
     written = {str(dest.relative_to(tmp_path)): text for dest, text in files}
     committed = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
-                 for p in RULE_FILES + TEST_FILES + DASHBOARD_FILES}
+                 for p in RULE_FILES + TEST_FILES + DASHBOARD_FILES + [ROOT / "deploy/kubernetes/prometheusrule.yaml"]}
     assert written.keys() == committed.keys()
     for name, text in committed.items():
         assert written[name] == text, f"{name}: the mixin's defaults differ from the committed file"
@@ -226,6 +226,8 @@ def test_another_selector_reaches_every_selector_and_label_list(md: Path) -> Non
             for rule in group["rules"]:
                 if "alert" in rule:
                     assert rule["annotations"]["runbook_url"].startswith("https://wiki.example.com/feedwatch/runbook#")
+    operator = yaml.safe_load((md / "deploy" / "kubernetes" / "prometheusrule.yaml").read_text())
+    assert operator["spec"]["groups"] == [g for text in rules.values() for g in yaml.safe_load(text)["groups"]]
 
 
 def test_the_promtool_tests_pass_for_another_selector_and_fail_for_the_old_one(md: Path) -> None:
