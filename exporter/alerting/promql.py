@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 _TOKEN = re.compile(r"""
     (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
@@ -109,11 +109,12 @@ def selectors(expr: str) -> Iterator[Selector]:
             yield Selector(text, match.start(), pos, None)
 
 
-def inject(expr: str, matcher: str, wanted: Callable[[str], bool]) -> str:
+def inject(expr: str, matcher: str, wanted: Callable[[str], bool], keep: Collection[str] = ()) -> str:
     """``expr`` with ``matcher`` first in the matchers of every selector of a ``wanted`` series.
 
-    A selector that already holds ``matcher`` exactly is left as it is, so injecting twice is
-    harmless; one with another matcher on the same label is an error (which should win?).
+    A selector that already holds ``matcher`` (or one of ``keep``) exactly is left as it is, so
+    injecting twice is harmless; one with another matcher on the same label is an error (which
+    should win?).
     """
     label = matcher.split("=", 1)[0].rstrip("!~")
     out, last = [], 0
@@ -121,7 +122,7 @@ def inject(expr: str, matcher: str, wanted: Callable[[str], bool]) -> str:
         if not wanted(selector.name):
             continue
         inner = selector.matchers
-        if inner is not None and matcher in [m.strip() for m in split_matchers(inner)]:
+        if inner is not None and {matcher, *keep} & {m.strip() for m in split_matchers(inner)}:
             continue
         if inner is not None and any(_label(m) == label for m in split_matchers(inner)):
             raise ValueError(f"{selector.name}{{{inner}}} already has a matcher on {label!r}: "

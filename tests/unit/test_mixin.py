@@ -8,6 +8,7 @@ rewrite uses), so a selector the lexer would miss fails here.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import shutil
@@ -109,7 +110,21 @@ def rule_problems(texts: dict[str, str], selector: list[tuple[str, str, str]]) -
 def test_every_rule_selects_the_exporters_series_with_the_default_selector() -> None:
     """The rule files are the source: a new rule must write job="feedwatch" on every selector of a
     feedwatch_* series and of up (or it would escape `feedwatch mixin --job-selector`)."""
-    assert rule_problems(read(RULE_FILES), DEFAULT) == []
+    problems = rule_problems(read(RULE_FILES), DEFAULT)
+    assert problems == [], "run scripts/select-job.py prometheus/rules/*.yml:\n" + "\n".join(problems)
+
+
+def test_select_job_writes_the_selector_back_into_rules_written_without_it() -> None:
+    """scripts/select-job.py, the quick way to give a new rule the selector: the committed rules
+    with every job="feedwatch" taken out come back byte for byte."""
+    spec = importlib.util.spec_from_file_location("select_job", ROOT / "scripts" / "select-job.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for path in RULE_FILES:
+        text = path.read_text(encoding="utf-8")
+        bare = text.replace('{job="feedwatch"}', "").replace('job="feedwatch",', "")
+        assert bare != text
+        assert script.select(bare) == text, path.name
 
 
 def test_the_selector_check_finds_a_selector_without_the_job() -> None:
