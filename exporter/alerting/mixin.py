@@ -89,18 +89,23 @@ def parse_selector(text: str) -> tuple[Matcher, ...]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"more than one matcher on {', '.join(duplicates)}")
-    if all(m.op in ("!=", "!~") or (m.op == "=" and m.value == "") for m in matchers):
-        raise ValueError("the selector matches series of any job: give at least one positive matcher")
+    job = [m for m in matchers if m.name == "job"]
+    if not job:
+        # Every target has a job; the rules keep it on every alert and join on it, and absent()
+        # (FeedwatchExporterDown) labels its alert with the selector's equality matchers.
+        raise ValueError("the selector needs a matcher on job, e.g. job=\"feedwatch\" (more labels may follow)")
+    if job[0].op in ("!=", "!~") or job[0].value == "":
+        raise ValueError("the job matcher must select the exporter's job (= or =~ with a value)")
     return tuple(matchers)
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     """A threshold as the rules write it: 120, 0.05, 1e-06 (shortest round-trip form)."""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
 
 
 def _percent(value: float) -> str:
-    return _number(round(value * 100, 10))
+    return format_number(round(value * 100, 10))
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,7 @@ class Mixin:
             raise ValueError(refused)
         text = self.runbooks(self.promql(text))
         labels = {m.name: m.value for m in self.selector}
-        job = labels.get("job", "feedwatch")
+        job = labels["job"]
 
         # Expected labels written as YAML mappings: `job: feedwatch` on its own line.
         def expected(match: re.Match[str]) -> str:
@@ -277,7 +282,7 @@ def _place_pattern(place: Place, value: float) -> tuple[re.Pattern[str], str]:
     before, after = place.text.replace("{percent}", "{}").split("{}")
     guard = "" if before else r"(?<![\w.])"
     pattern = re.compile(guard + re.escape(before) + _NUMBER + re.escape(after))
-    return pattern, (_percent(value) if percent else _number(value))
+    return pattern, (_percent(value) if percent else format_number(value))
 
 
 def place_count(texts: list[str], place: Place, value: float) -> int:

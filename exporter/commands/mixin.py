@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from exporter import resources
@@ -32,7 +33,7 @@ from exporter.commands import common_flags
 def _thresholds_help() -> str:
     lines = ["thresholds (--threshold NAME=VALUE):"]
     for threshold in mixin.THRESHOLDS.values():
-        lines.append(f"  {threshold.name} (default {mixin._number(threshold.default)}): {threshold.help}")
+        lines.append(f"  {threshold.name} (default {mixin.format_number(threshold.default)}): {threshold.help}")
     return "\n".join(lines)
 
 
@@ -40,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mixin", parents=[common_flags()], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write the Prometheus rules, their promtool tests and the dashboards for your job selector",
-        description="Write feedwatch's Prometheus rules (also as a Kubernetes PrometheusRule), their "
-                    "promtool tests and its Grafana dashboards into DIR, for your job selector, runbook "
-                    "location and thresholds. Without options the shipped files are written unchanged.",
+        description=textwrap.fill(
+            "Write feedwatch's Prometheus rules (also as a Kubernetes PrometheusRule), their promtool "
+            "tests and its Grafana dashboards into DIR, for your job selector, runbook location and "
+            "thresholds. Without options the shipped files are written unchanged.", 80),
         epilog=_thresholds_help())
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write (created if missing)")
     parser.add_argument("--job-selector", default=mixin.DEFAULT_SELECTOR, metavar="MATCHERS",

@@ -279,7 +279,8 @@ def test_thresholds_are_rewritten_where_the_table_says_and_the_tests_left_out(tm
 
 @pytest.mark.parametrize(("options", "message"), [
     (["--job-selector", "job=md"], "not a label matcher"),
-    (["--job-selector", 'job!="x"'], "any job"),
+    (["--job-selector", 'job!="x"'], "must select the exporter's job"),
+    (["--job-selector", 'namespace="md"'], "needs a matcher on job"),
     (["--job-selector", 'job="a",job="b"'], "more than one matcher on job"),
     (["--job-selector", '__name__="x"'], "__name__"),
     (["--runbook-base", "wiki/runbook"], "--runbook-base"),
