@@ -33,6 +33,7 @@ import yaml
 
 from exporter import markets
 from exporter.plugins import CONFIG_SECTIONS, VENUES, PluginError
+from exporter.sharding import Shard
 
 
 class ConfigError(Exception):
@@ -279,6 +280,8 @@ class Config:
     # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
+    # This replica's share of the symbols, INDEX/COUNT (exporter/sharding.py); --shard overrides it.
+    shard: str = "0/1"
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
     # ``trading`` by exporter/trading/config.py, kept beside the tracker.
     trading: Any = field(default=None, metadata={"section": True})
@@ -545,6 +548,10 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
     if not config.telemetry_path.startswith("/"):
         errors.append(f"telemetry_path: must start with '/', got {config.telemetry_path!r}")
+    try:
+        Shard.parse(config.shard)
+    except ValueError as exc:
+        errors.append(f"shard: {exc}")
     if errors:
         raise ConfigError(errors)
     return dataclasses.replace(config, feeds=tuple(feeds), **built)

@@ -15,6 +15,11 @@ produces the transition events.
 Service is generic over feed kinds: every adapter gets its feed's ``FeedBook``. The one
 exception is the ``trading:`` section, whose tracker must exist before the ``trading`` feed's
 adapter runs; it is attached here when configured (``exporter.trading.tracker.attach``).
+
+Sharded (``Service(config, clock, shard=Shard(1, 3))``, ``exporter/sharding.py``): the service
+runs its shard's share of ``config`` (``service.config``) and keeps the feeds it holds no symbol
+of on standby (``service.standby``): no book, no runner, no connection, until a trigger file for
+a symbol this shard owns brings one up.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from exporter.book import CRITICAL, Book, Transition
+from exporter.book import CRITICAL, Book, FeedBook, Transition
 from exporter.clock import SystemClock
-from exporter.config import Config
+from exporter.config import Config, FeedConfig
 from exporter.feeds.runner import FeedRunner
 from exporter.feeds.watchlist import Watchlist
 from exporter.markets import ending_within
+from exporter.sharding import Shard
 from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker
 
 log = logging.getLogger(__name__)
@@ -42,15 +48,19 @@ MAX_TRANSITION_LINES = 20
 
 
 class Service:
-    def __init__(self, config: Config, clock: SystemClock | None = None, sweep_interval: float = 1.0) -> None:
-        self.config = config
+    def __init__(self, config: Config, clock: SystemClock | None = None, sweep_interval: float = 1.0,
+                 shard: Shard = Shard()) -> None:
+        self.shard = shard
+        share = shard.share(config)
+        self.config = config = share.config
         self.clock = clock or SystemClock()
         self.sweep_interval = sweep_interval
         self.book = Book(config.feeds, self.clock.time())
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
-        self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock)
+        self.standby = StandbyFeeds(self, share.standby)
+        self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock, owns=shard.owns, standby=self.standby)
                           if config.watchlist.trigger_dir else None)
         self._sweeper: asyncio.Task[None] | None = None
         self._resubscribes: set[asyncio.Task[bool]] = set()
@@ -66,7 +76,8 @@ class Service:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="feedwatch-sweeper")
         if self.watchlist is not None:
             await self.watchlist.start()
-        log.info("watching %d feed(s), %d symbol(s)", len(self.runners), self.book.symbol_count())
+        where = f" (shard {self.shard}; {len(self.standby.configs)} feed(s) on standby)" if self.shard.sharded else ""
+        log.info("watching %d feed(s), %d symbol(s)%s", len(self.runners), self.book.symbol_count(), where)
         self.warn_calendars_ending()
 
     def warn_calendars_ending(self) -> None:
@@ -88,7 +99,7 @@ class Service:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sweeper = None
-        await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
+        await asyncio.gather(*(runner.stop() for runner in list(self.runners.values())))
         if self._trading_attached:
             detach_tracker(self.config)
             self._trading_attached = False
@@ -116,3 +127,37 @@ class Service:
                 self.sweep()
             except Exception:  # a bug here must not stop the sweeps (or the process)
                 log.exception("sweep failed")
+
+
+class StandbyFeeds:
+    """Feeds this shard holds no configured symbol of (``watchlist.Standby``).
+
+    ``feed in standby`` says whether a feed is one of them (up or not); ``activate`` gives it a
+    book and a runner, so its trigger symbols can be added; ``deactivate`` closes its connection
+    and drops its book (its series leave /metrics) once its last trigger symbol is gone.
+    """
+
+    def __init__(self, service: Service, configs: "dict[str, FeedConfig]") -> None:
+        self.service = service
+        self.configs = configs
+
+    def __contains__(self, feed: object) -> bool:
+        return feed in self.configs
+
+    async def activate(self, feed: str) -> FeedRunner:
+        service = self.service
+        runner = service.runners.get(feed)
+        if runner is not None:
+            return runner
+        config = self.configs[feed]
+        book = service.book.feeds[feed] = FeedBook(config, service.clock.time())
+        runner = service.runners[feed] = FeedRunner(config, book, service.clock)
+        await runner.start()
+        return runner
+
+    async def deactivate(self, feed: str) -> None:
+        service = self.service
+        runner = service.runners.pop(feed, None)
+        if runner is not None:
+            await runner.stop()
+        service.book.feeds.pop(feed, None)

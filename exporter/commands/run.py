@@ -11,6 +11,8 @@ Flags follow the Prometheus exporter conventions::
     --web.listen-address       overrides the config's `listen` (default ":10119")
     --web.telemetry-path       overrides the config's `telemetry_path` (default "/metrics")
     --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/web/webconfig.py)
+    --shard INDEX/COUNT        overrides the config's `shard`: watch this replica's share only
+                               (exporter/sharding.py, docs/scaling.md)
     --log.level, --log.format  see exporter/commands/__init__.py
 """
 
@@ -27,6 +29,7 @@ from aiohttp import web
 from exporter.commands import common_flags, report_problems, stop_event
 from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import Config, ConfigError, listen_address, load_file
+from exporter.sharding import Shard
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_web_flags(parser)
     parser.add_argument("-c", "--config.file", dest="config_file", required=True, metavar="FILE",
                         help="the YAML configuration file (required; docs/configuration.md)")
+    parser.add_argument("--shard", dest="shard", default=None, metavar="INDEX/COUNT",
+                        help="run as shard INDEX of COUNT replicas (0-based, e.g. 1/3): watch only the symbols "
+                             "this shard owns (default: the config's shard, '0/1'; docs/scaling.md)")
     parser.set_defaults(func=main)
 
 
@@ -61,6 +67,13 @@ def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:
         if not args.telemetry_path.startswith("/"):
             raise ValueError(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")
         changes["telemetry_path"] = args.telemetry_path
+    shard = getattr(args, "shard", None)
+    if shard:
+        try:
+            Shard.parse(shard)
+        except ValueError as exc:
+            raise ValueError(f"--shard: {exc}") from None
+        changes["shard"] = shard.strip()
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -92,10 +105,11 @@ class Exporter:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
-        self.config = config
+        self.shard = Shard.parse(config.shard)
         self.web_config = web_config
         self.clock = clock or SystemClock()
-        self.service = Service(config, self.clock)
+        self.service = Service(config, self.clock, shard=self.shard)
+        self.config = self.service.config  # this shard's share of it
         self.port = 0
         self.scheme = "https" if web_config is not None and web_config.tls_server_config else "http"
         self._runner: web.AppRunner | None = None
@@ -113,7 +127,7 @@ class Exporter:
 
         try:
             app = create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
-                             service=self.service)
+                             service=self.service, renderers=(self.shard.render,))
             ssl_context = None
             if self.web_config is not None:
                 from exporter.web import webconfig

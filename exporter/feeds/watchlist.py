@@ -13,6 +13,12 @@ once ``mtime + ttl`` has passed, or the file is deleted, the symbol is removed. 
 the config are never added or removed by the watchlist. Hidden files (``.name``) are ignored, so
 editors' swap files do not become symbols. A directory named after an unknown feed is reported
 once and otherwise ignored.
+
+Sharded replicas (``exporter/sharding.py``) share one trigger directory: each honours only the
+triggers for symbols its shard owns, so a symbol is added on exactly one replica. A feed this
+replica holds no configured symbol of is on standby (``Standby``): the first trigger it owns
+brings the feed up, and it goes back to standby, its connection closed, when its last trigger
+expires.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from exporter.config import WatchlistConfig
 
@@ -31,11 +37,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Standby(Protocol):
+    """Feeds with no symbols on this replica (sharded): the Service brings one up for a trigger.
+
+    ``feed in standby`` is true for such a feed whether it is up or not.
+    """
+
+    def __contains__(self, feed: object) -> bool: ...
+
+    async def activate(self, feed: str) -> "FeedRunner": ...
+
+    async def deactivate(self, feed: str) -> None: ...
+
+
+class _NoStandby:
+    def __contains__(self, feed: object) -> bool:
+        return False
+
+    async def activate(self, feed: str) -> "FeedRunner":
+        raise KeyError(feed)
+
+    async def deactivate(self, feed: str) -> None:
+        raise KeyError(feed)
+
+
 class Watchlist:
-    def __init__(self, config: WatchlistConfig, runners: "dict[str, FeedRunner]", clock: "SystemClock") -> None:
+    def __init__(self, config: WatchlistConfig, runners: "dict[str, FeedRunner]", clock: "SystemClock",
+                 owns: Callable[[str, str], bool] | None = None, standby: Standby | None = None) -> None:
         self.config = config
         self.runners = runners
         self.clock = clock
+        # Sharded: only the triggers for (feed, symbol) pairs this replica's shard owns.
+        self.owns = owns or (lambda feed, symbol: True)
+        self.standby: Standby = standby if standby is not None else _NoStandby()
         # feed -> symbols the watchlist added (and so may remove)
         self.managed: dict[str, set[str]] = {name: set() for name in runners}
         self._warned: set[str] = set()
@@ -54,12 +88,21 @@ class Watchlist:
     async def scan(self) -> None:
         """Read the trigger directory once and add/remove symbols to match it."""
         wanted = await asyncio.to_thread(self._read, self.clock.time())
-        for feed, runner in self.runners.items():
-            configured = set(runner.config.symbols)
-            want = {s for s in wanted.get(feed, {}) if s not in configured}
-            have = self.managed[feed]
+        owns = self.owns
+        for feed in sorted({*self.runners, *wanted}):
+            runner = self.runners.get(feed)
+            configured = set(runner.config.symbols) if runner is not None else set()
+            want = {s for s in wanted.get(feed, {}) if s not in configured and owns(feed, s)}
+            have = self.managed.setdefault(feed, set())
             add = sorted(want - have)
             drop = sorted(have - want)
+            if add and runner is None:
+                if feed not in self.standby:
+                    continue
+                runner = await self.standby.activate(feed)
+                log.info("watchlist: %s has no symbols on this shard; connecting it for trigger files", feed)
+            if runner is None:
+                continue
             if add:
                 added = await runner.add_symbols(add)
                 have.update(added)
@@ -70,6 +113,9 @@ class Watchlist:
                 await runner.remove_symbols(drop)
                 have.difference_update(drop)
                 log.info("watchlist: stopped watching %s on %s (trigger expired or removed)", ", ".join(drop), feed)
+                if not runner.symbols() and feed in self.standby:
+                    await self.standby.deactivate(feed)
+                    log.info("watchlist: no trigger left for %s on this shard; back to standby", feed)
 
     def _read(self, now: float) -> dict[str, dict[str, float]]:
         """feed -> {symbol: expiry} for the unexpired trigger files (runs in a thread)."""
@@ -83,7 +129,7 @@ class Watchlist:
             self._warn_once(root or "", f"watchlist: cannot read {root}: {exc}")
             return found
         for entry in feeds:
-            if entry.name not in self.runners:
+            if entry.name not in self.runners and entry.name not in self.standby:
                 self._warn_once(entry.name, f"watchlist: {entry.path}: no feed named {entry.name!r}; ignored")
                 continue
             symbols: dict[str, float] = {}

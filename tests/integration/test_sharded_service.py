@@ -1,0 +1,77 @@
+"""One shard of a sharded deployment, over a real socket: it connects and subscribes for its share
+only, keeps a feed it holds no symbol of on standby (no connection, no series), and honours the
+trigger files of the symbols it owns, bringing a standby feed up for them and back down after.
+"""
+
+from __future__ import annotations
+
+import os
+
+from exporter.collector import BookCollector
+from exporter.config import load_data
+from exporter.service import Service
+from exporter.sharding import Shard, owner
+from exporter.simulator.server import Simulator
+from tests.integration.feedharness import API_KEY, feed_config
+from tests.waiting import async_wait_for
+
+SHARD = Shard(1, 3)
+STOCKS = [f"S{i:02d}" for i in range(24)]
+
+
+def symbols_of(feed: str, shard: int, candidates) -> list[str]:
+    return [s for s in candidates if owner(feed, s, SHARD.count) == shard]
+
+
+async def test_a_shard_watches_its_share_and_honours_only_its_own_triggers(clock, tmp_path):
+    mine = symbols_of("stocks", SHARD.index, STOCKS)
+    # "extra" is configured with one symbol another shard owns, so this shard holds none of it.
+    extra_symbol = symbols_of("extra", 0, (f"X{i}" for i in range(50)))[0]
+    extra_mine, extra_theirs = (symbols_of("extra", i, (f"T{i}" for i in range(50)))[0] for i in (SHARD.index, 2))
+    stocks_theirs = symbols_of("stocks", 0, (f"U{i}" for i in range(50)))[0]
+    stocks_trigger = symbols_of("stocks", SHARD.index, (f"U{i}" for i in range(50)))[0]
+    every = [*STOCKS, extra_symbol, extra_mine, extra_theirs, stocks_theirs, stocks_trigger]
+    sim = Simulator("polygon", every, rate=40.0, api_key=API_KEY)
+    await sim.start()
+    config = load_data({
+        "watchlist": {"trigger_dir": str(tmp_path), "ttl": "60s", "scan_interval": "50ms"},
+        "feeds": [feed_config(sim.ws_url, symbols=STOCKS),
+                  feed_config(sim.ws_url, name="extra", symbols=[extra_symbol])],
+    })
+    service = Service(config, clock, sweep_interval=0.05, shard=SHARD)
+    collector = BookCollector(service.book)
+    try:
+        assert mine and set(service.book.feeds) == {"stocks"} and "extra" in service.standby
+        await service.start()
+        stocks = service.book.feeds["stocks"]
+        await async_wait_for(lambda: all(s.acknowledged for s in stocks.symbols.values()), what="share subscribed")
+        assert sorted(stocks.symbols) == sorted(mine)
+        assert sorted(sim.state()["subscriptions"]) == sorted(mine), "only the share is subscribed at the venue"
+        assert sim.state()["connections_open"] == 1, "no connection for the standby feed"
+        assert 'feed="extra"' not in collector.render(clock.time())
+
+        # Triggers: this shard's own symbols are added (bringing "extra" up); the others' are not.
+        for feed, symbol in (("extra", extra_mine), ("extra", extra_theirs), ("stocks", stocks_theirs),
+                             ("stocks", stocks_trigger)):
+            (tmp_path / feed).mkdir(exist_ok=True)
+            (tmp_path / feed / symbol).touch()
+            os.utime(tmp_path / feed / symbol, (clock.time(), clock.time()))
+        await async_wait_for(lambda: "extra" in service.book.feeds
+                             and set(service.book.feeds["extra"].symbols) == {extra_mine}
+                             and service.book.feeds["extra"].symbols[extra_mine].updates > 0,
+                             what=f"standby feed brought up for {extra_mine}, prices flowing")
+        await async_wait_for(lambda: stocks_trigger in stocks.symbols and stocks.symbols[stocks_trigger].updates,
+                             what=f"{stocks_trigger} added to the share")
+        assert stocks_theirs not in stocks.symbols and extra_theirs not in sim.state()["subscriptions"]
+        assert 'feed="extra",symbol="' + extra_mine + '"' in collector.render(clock.time())
+
+        clock.advance(61)  # every trigger expired: "extra" goes back to standby, its socket closed
+        await async_wait_for(lambda: "extra" not in service.book.feeds and "extra" not in service.runners,
+                             what="extra back on standby")
+        await async_wait_for(lambda: sim.state()["connections_open"] == 1, what="its connection closed")
+        await async_wait_for(lambda: stocks_trigger not in stocks.symbols, what=f"{stocks_trigger} expired")
+        assert sorted(stocks.symbols) == sorted(mine)
+        assert 'feed="extra"' not in collector.render(clock.time())
+    finally:
+        await service.stop()
+        await sim.stop()
