@@ -211,6 +211,8 @@ class Simulator:
             "drops": stats.drops,
             "sent": dict(stats.sent),
             "subscriptions": sorted({s for session in self.sessions for s in session.subscriptions}),
+            # Per open connection, so a test can tell each client's share apart (sharded replicas).
+            "sessions": [sorted(session.subscriptions) for session in self.sessions],
             "faults": self.faults.snapshot(),
         }
 
