@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import shutil
 import socket
@@ -183,14 +184,17 @@ class Process:
                 self.popen.wait(timeout)
 
 
-def _spawn(name: str, args: list[str], url: str, log_path: Path) -> Process:
+def _spawn(name: str, args: list[str], url: str, log_path: Path, env: Mapping[str, str] | None = None) -> Process:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as out:
-        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, **env} if env else None)
     return Process(name, popen, url, log_path)
 
 
-def start_prometheus(config: dict[str, Any], workdir: Path, port: int) -> Process:
+def start_prometheus(config: dict[str, Any], workdir: Path, port: int, extra_args: tuple[str, ...] = (),
+                     env: Mapping[str, str] | None = None) -> Process:
+    """Prometheus with ``config`` written to workdir; ``env`` adds to its environment."""
     binary = find_binary(PROMETHEUS_BINARIES)
     if binary is None:
         raise FileNotFoundError(f"prometheus is not installed ({INSTALL_HINT})")
@@ -206,12 +210,16 @@ def start_prometheus(config: dict[str, Any], workdir: Path, port: int) -> Proces
         # dropped until the next resend, 1 minute by default; 2s keeps the demo and tests prompt.
         # Firing alerts stay valid for 4 resends (8s) in Alertmanager, ample for a 1s evaluation.
         "--rules.alert.resend-delay=2s",
-    ], url, workdir / "prometheus.log")
+        *extra_args,
+    ], url, workdir / "prometheus.log", env)
 
 
 def start_alertmanager(config: dict[str, Any] | Path, workdir: Path, port: int,
-                       extra_args: tuple[str, ...] = ()) -> Process:
-    """Alertmanager with ``config`` (a parsed config, written to workdir, or a file used as is)."""
+                       extra_args: tuple[str, ...] = (), cluster: tuple[str, ...] | None = None) -> Process:
+    """Alertmanager with ``config`` (a parsed config, written to workdir, or a file used as is).
+
+    ``cluster``: the ``--cluster.*`` flags of a member of an HA cluster; None runs it alone.
+    """
     binary = find_binary(ALERTMANAGER_BINARIES)
     if binary is None:
         raise FileNotFoundError(f"prometheus-alertmanager is not installed ({INSTALL_HINT})")
@@ -225,8 +233,8 @@ def start_alertmanager(config: dict[str, Any] | Path, workdir: Path, port: int,
     return _spawn("alertmanager", [
         binary, f"--config.file={path}", f"--storage.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
-        # No clustering: it would bind 0.0.0.0:9094 and gossip with nobody.
-        "--cluster.listen-address=",
+        # Alone, no clustering: it would bind 0.0.0.0:9094 and gossip with nobody.
+        *(cluster if cluster is not None else ("--cluster.listen-address=",)),
         *extra_args,
     ], url, workdir / "alertmanager.log")
 

@@ -3,7 +3,7 @@ simulator watch every symbol exactly once between them; restarted as four (``--s
 do again, and the symbols that moved all moved to the new shard.
 
 Checked from both ends: each replica's /metrics (the symbols it renders, each updating, its
-``feedwatch_shard_info``) and the venue's side (the simulator's subscriptions per connection:
+``feedwatch_shard_info``; ``promtool check metrics`` clean) and the venue's side (the simulator's subscriptions per connection:
 disjoint, together every symbol, one connection per replica and feed it holds symbols of). The
 ``small`` feed has two symbols, so some shard holds none of it and must not connect to it; the
 trading bot's stream, like the ``trading:`` section, belongs to shard 0 alone.
@@ -12,6 +12,7 @@ trading bot's stream, like the ``trading:`` section, belongs to shard 0 alone.
 from __future__ import annotations
 
 import collections
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,9 @@ def test_three_shards_then_four_watch_every_symbol_exactly_once(tmp_path: Path):
                 wait_ready(replica)
             try:
                 placed = check_shards(replicas, sims, count)
+                lint = subprocess.run(["promtool", "check", "metrics"], input=replicas[0].metrics().encode(),
+                                      capture_output=True, timeout=60)
+                assert lint.returncode == 0 and not lint.stdout and not lint.stderr, lint
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n" + "\n".join(r.describe() for r in replicas)) from None
             if count == 3:
