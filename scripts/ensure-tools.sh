@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
-# (amtool), Chromium (status page tests) and docker-compose (validates docker-compose.yml).
+# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml) and
+# VictoriaMetrics (the remote-storage test writes to it).
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ declare -A PACKAGE_FOR=(
   [chromium]=chromium
   [docker-compose]=docker-compose
   [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
+  [victoria-metrics]=victoria-metrics   # remote_write target of tests/integration/test_remote_storage.py
 )
 
 missing=()
