@@ -272,9 +272,25 @@ class WatchlistConfig:
 
 
 @dataclass(frozen=True)
+class HTTPConfig:
+    """Limits of the HTTP server, so slow or hostile clients cannot starve scrapes (docs/configuration.md)."""
+
+    # Open connections at most; past it the connection idle or waiting longest for its request
+    # headers is closed to make room, and when none is, the new connection gets 503.
+    max_connections: int = 512
+    # A client must send its request line and headers within this time (slowloris): 408 and close.
+    header_timeout: Duration = 10.0
+    # A keep-alive connection without a new request for this long is closed.
+    idle_timeout: Duration = 60.0
+    # A request body (the push API) must arrive within this time: 408.
+    body_timeout: Duration = 30.0
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str = ":10119"
     telemetry_path: str = "/metrics"
+    http: HTTPConfig = HTTPConfig()
     thresholds: Thresholds = Thresholds()
     feeds: tuple[FeedConfig, ...] = ()
     # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
@@ -552,6 +568,11 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         Shard.parse(config.shard)
     except ValueError as exc:
         errors.append(f"shard: {exc}")
+    if config.http.max_connections < 8:
+        errors.append(f"http.max_connections: must be at least 8, got {config.http.max_connections}")
+    for key in ("header_timeout", "idle_timeout", "body_timeout"):
+        if getattr(config.http, key) <= 0:
+            errors.append(f"http.{key}: must be positive")
     if errors:
         raise ConfigError(errors)
     return dataclasses.replace(config, feeds=tuple(feeds), **built)

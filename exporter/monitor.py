@@ -143,7 +143,9 @@ class Monitor:
     def record_event(self, event: Mapping[str, Any]) -> bool:
         """Any event of docs/trading-events.md as a dict; ``id`` and ``ts`` default to new/now.
 
-        True when applied, False for a replayed id. Raises ValueError for an invalid event.
+        True when applied, False for a replayed id. Raises ValueError for an invalid event, and
+        ``exporter.trading.store.StoreError`` when the state file cannot be written (the event
+        was not applied: record it again later).
         """
         if self.tracker is None:
             raise RuntimeError("this monitor has no trading section: pass trading={...} to Monitor()")
@@ -154,6 +156,10 @@ class Monitor:
             data.setdefault("ts", now)
             parsed = event_from_mapping(data)
             result = self.tracker.ingest([parsed], now)
+        if result.store_error is not None:
+            from exporter.trading.store import StoreError
+
+            raise StoreError(result.store_error)
         if result.accepted:
             return True
         if result.rejected.get("duplicate"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
-# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml) and
-# VictoriaMetrics (the remote-storage test writes to it).
+# (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
+# (tmpfs for the disk-full test) and VictoriaMetrics (the remote-storage test writes to it).
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ declare -A PACKAGE_FOR=(
   [docker-compose]=docker-compose
   [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
   [victoria-metrics]=victoria-metrics   # remote_write target of tests/integration/test_remote_storage.py
+  [mount]=mount              # a small tmpfs under the trading state file: the disk-full test
+  [umount]=mount
 )
 
 missing=()

@@ -2,6 +2,9 @@
 
 Every problem is printed on its own line with its path (``feeds[1].symbols[3]: ...``) and the
 exit status is 1; a valid file prints a short summary (feeds, symbols, connections) and exits 0.
+The trading state file is checked as ``feedwatch run`` would open it, without changing it
+(``trading.store.diagnose``): a directory that cannot be written, a file that cannot be read, is
+truncated or corrupt, or is missing while its backup exists, is a problem naming the path.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         report_problems(f"{args.file}: {len(exc.errors)} problem(s):", exc.errors)
         return 1
+    state_file = config.trading.state_file if config.trading is not None else None
+    if state_file:
+        from exporter.trading.store import diagnose
+
+        error = diagnose(state_file)
+        if error is not None:
+            report_problems(f"{args.file}: 1 problem(s):", [f"trading.state_file: {error}"])
+            return 1
     from exporter.feeds import registry
 
     symbols = sum(len(f.symbols) for f in config.feeds)
@@ -47,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
     if config.watchlist.trigger_dir:
         print(f"  watchlist: {config.watchlist.trigger_dir} (ttl {format_duration(config.watchlist.ttl)})")
     if config.trading is not None:
-        print("  trading: configured")
+        print(f"  trading: {len(config.trading.accounts)} account(s), state file "
+              f"{state_file or 'none (state kept in memory only)'}")
     return 0
 
 

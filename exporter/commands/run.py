@@ -13,7 +13,14 @@ Flags follow the Prometheus exporter conventions::
     --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/web/webconfig.py)
     --shard INDEX/COUNT        overrides the config's `shard`: watch this replica's share only
                                (exporter/sharding.py, docs/scaling.md)
+    --reset-trading-state      replace a missing or damaged trading state file with an empty one
+                               (moved aside, never deleted); a sound file is kept
     --log.level, --log.format  see exporter/commands/__init__.py
+
+A trading state file that cannot be used (missing while its backup exists, truncated, corrupt)
+stops the start with exit status 1 and one log line naming the file and the ways to recover
+(exporter/trading/store.py, docs/runbook.md#trading-state-file). The soft open files limit is
+raised to the hard one at start (exporter/web/guard.py).
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shard", dest="shard", default=None, metavar="INDEX/COUNT",
                         help="run as shard INDEX of COUNT replicas (0-based, e.g. 1/3): watch only the symbols "
                              "this shard owns (default: the config's shard, '0/1'; docs/scaling.md)")
+    parser.add_argument("--reset-trading-state", dest="reset_trading_state", action="store_true",
+                        help="if the trading state file is missing or damaged, move it aside and start with "
+                             "empty trading state instead of refusing to start (a sound file is kept)")
     parser.set_defaults(func=main)
 
 
@@ -87,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(serve(config, web_config))
+    return asyncio.run(serve(config, web_config, reset_trading_state=args.reset_trading_state))
 
 
 def load_web_config(path: str | None):
@@ -101,12 +111,13 @@ def load_web_config(path: str | None):
 class Exporter:
     """The service plus its HTTP server; ``start``/``stop`` (used by ``run`` and ``demo``)."""
 
-    def __init__(self, config: Config, web_config=None, clock=None) -> None:
+    def __init__(self, config: Config, web_config=None, clock=None, *, reset_trading_state: bool = False) -> None:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
         self.shard = Shard.parse(config.shard)
         self.web_config = web_config
+        self.reset_trading_state = reset_trading_state
         self.clock = clock or SystemClock()
         self.service = Service(config, self.clock, shard=self.shard)
         self.config = self.service.config  # this shard's share of it
@@ -123,9 +134,14 @@ class Exporter:
     async def start(self) -> None:
         from prometheus_client import REGISTRY
 
+        from exporter.trading.tracker import attach
         from exporter.web.app import create_app, serve
+        from exporter.web.guard import raise_open_files_limit
 
+        raise_open_files_limit()
         try:
+            # The trading state first: a damaged file stops the start before anything listens.
+            attach(self.config, self.clock.time(), reset_state=self.reset_trading_state)
             app = create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
                              service=self.service, renderers=(self.shard.render,))
             ssl_context = None
@@ -143,17 +159,25 @@ class Exporter:
         log.info("serving %s%s", self.base_url, self.config.telemetry_path)
 
     async def stop(self) -> None:
+        from exporter.trading.tracker import detach
+
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.service.stop()
+        detach(self.config)  # closes the state file (and writes its backup) if start opened it
 
 
-async def serve(config: Config, web_config=None) -> int:
+async def serve(config: Config, web_config=None, *, reset_trading_state: bool = False) -> int:
+    from exporter.trading.store import StateFileError
+
     stopping = stop_event()
-    exporter = Exporter(config, web_config)
+    exporter = Exporter(config, web_config, reset_trading_state=reset_trading_state)
     try:
         await exporter.start()
+    except StateFileError as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
     except OSError as exc:  # the port is taken, the certificate unreadable, ...
         log.error("cannot serve on %s: %s", config.listen, exc)
         return 1

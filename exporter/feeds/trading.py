@@ -17,7 +17,9 @@ this feed's config); replays after a reconnect are recognised by event id and co
 Frames are counted as ``feedwatch_feed_messages_total{kind="other"}``; refused events are
 counted in ``feedwatch_trading_events_rejected_total{reason}`` and reported to the runner as a
 ``Problem`` (``decode`` for malformed events, ``protocol`` for the rest), which counts them in
-``feedwatch_feed_errors_total`` and logs them once. Duplicates are not problems.
+``feedwatch_feed_errors_total`` and logs them once. Duplicates are not problems. When the state
+file cannot be written the frame is not applied and the connection is closed with reason
+``state_store`` (the bot replays after reconnecting; nothing counts twice).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from typing import Sequence
 import msgspec
 
 from exporter.trading.tracker import tracker_for_feed
-from exporter.feeds.base import NOTHING, Adapter, Heartbeat, Problem, Signal
+from exporter.feeds.base import NOTHING, Adapter, Close, Heartbeat, Problem, Signal
 
 _encode = msgspec.json.encode
+# The disconnect reason when the trading state file cannot be written (the frame is dropped).
+STATE_STORE = "state_store"
 
 
 class TradingAdapter(Adapter):
@@ -39,6 +43,11 @@ class TradingAdapter(Adapter):
     def __init__(self, config, feed, connection: str = "0") -> None:
         super().__init__(config, feed, connection)
         self.tracker = tracker_for_feed(config)
+        # This feed's own disconnect reason, at 0 from the start like the common ones (check-config
+        # builds adapters on a stand-in book that has no counters).
+        disconnects = getattr(feed, "disconnects", None)
+        if disconnects is not None:
+            disconnects.setdefault(STATE_STORE, 0)
 
     def open_messages(self) -> list[str]:
         if not self.config.api_key:
@@ -56,6 +65,10 @@ class TradingAdapter(Adapter):
                 return (Problem("protocol", "no trading tracker for this feed: the config needs a trading: "
                                             "section (and the service must call exporter.trading.tracker.attach)"),)
         result = tracker.ingest_json(data, now)
+        if result.store_error is not None:
+            # Nothing of this frame was kept. Hang up rather than carry on without it: the feed
+            # shows down (loud), and a bot that replays after a reconnect sends it again.
+            return (Close(STATE_STORE, f"trading state cannot be saved, frame dropped: {result.store_error}"),)
         self.feed.messages["other"] += result.accepted + result.total_rejected
         if not result.problems and not result.heartbeats:
             return NOTHING

@@ -4,7 +4,7 @@
 ``feedwatch.web`` entry points); it does nothing unless the config has a ``trading:`` section.
 It attaches the shared ``Tracker`` (``TRACKER`` app key; the same object the ``kind: trading``
 feed writes to), adds the trading collector to the app's renderers unless the caller already
-passed one, and adds the route.
+passed one, adds the route and a timer that keeps the state file's backup fresh.
 
 The body is one event object or a JSON array of them (docs/trading-events.md). Every request
 must be authenticated, by either
@@ -14,28 +14,52 @@ must be authenticated, by either
   ``X-Feedwatch-Signature: sha256=<hex HMAC(hmac_secret, "<timestamp>." + body)>``. A timestamp
   further than ``max_skew`` from our clock, or a signature already used, is refused as a replay.
 
-Answers: 200 ``{"accepted": n, "duplicates": d, "rejected": {reason: count}, "problems": [...]}``
-(duplicates are normal after a bot reconnects; they are not errors); 400 when nothing in the body
-could be used; 401 (``WWW-Authenticate``) for a missing or wrong credential or a replay; 413 for
-more than ``max_batch`` events. Refused requests are counted in
-``feedwatch_trading_events_rejected_total{reason="unauthorized"|"replayed"}`` and logged (at most
-once a minute per reason, with how many were not logged).
+This route authenticates itself, so the web config's basic auth does not apply to it
+(``own_auth``). Credentials are checked **before the body is read**: a bearer token completely,
+a signature as far as it can be without the body (both headers present and well formed, the
+timestamp a finite number of seconds within ``max_skew``, the signature not seen before). Only
+then is the body read, at most ``max_body_size`` bytes within ``http.body_timeout``, and the
+signature verified. A client that sends ``Expect: 100-continue`` is refused before it sends
+the body at all.
+
+A batch is all or nothing: every event is checked first, and one invalid event refuses the whole
+request (400, each invalid event named by its index); the valid ones are then applied and
+stored in one transaction. Answers:
+
+- 200 ``{"accepted": n, "duplicates": d, "rejected": {reason: count}, "problems": [...]}``
+  (``duplicates`` and ``rejected.out_of_order`` are events already covered by the stored state:
+  normal after a bot reconnects, not errors);
+- 400 ``{"error": ..., "errors": [{"index": i, "reason": r, "message": m}], ...}``: nothing applied;
+- 401 (``WWW-Authenticate``) for a missing or wrong credential or a replay;
+- 408 when the body does not arrive within ``http.body_timeout``;
+- 413 for a body over ``max_body_size`` or more than ``max_batch`` events;
+- 503 (``Retry-After``) when the state file cannot be written (disk full, read-only): nothing
+  was applied or counted; send the same events again later.
+
+Refusals are counted (``feedwatch_trading_events_rejected_total{reason}`` for the events and
+authentication, ``feedwatch_http_requests_rejected_total{reason}`` for 401/408/413,
+``feedwatch_trading_state_store_errors_total`` for 503) and logged at most once a minute per
+reason, with how many were not logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
-import time
-from typing import Any
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
 from exporter.trading.collector import TradingCollector
 from exporter.trading.config import ApiConfig
-from exporter.trading.tracker import EventError, Tracker, attach, split_payload
-from exporter.web.app import CLOCK, CONFIG, RENDERERS, json_problem, json_response
+from exporter.trading.tracker import Tracker, attach, split_payload, EventError
+from exporter.web.app import CLOCK, CONFIG, RENDERERS, json_problem, json_response, own_auth, reject_http
+from exporter.web.guard import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +67,12 @@ TRACKER = web.AppKey("feedwatch.trading_tracker", Tracker)
 EVENTS_PATH = "/api/v1/events"
 TIMESTAMP_HEADER = "X-Feedwatch-Timestamp"
 SIGNATURE_HEADER = "X-Feedwatch-Signature"
-_LOG_EVERY = 60.0
+# Unix seconds as a bot writes them: digits, optionally a fraction. Not "nan", "inf", "1e9".
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+_SIGNATURE = re.compile(r"^sha256=[0-9a-fA-F]{64}$")
+# How often the backup of the state file is checked for being due (loop time).
+_HOUSEKEEPING_EVERY = 5.0
+_RETRY_AFTER = "10"
 
 
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
@@ -53,6 +82,17 @@ def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What the headers say: refused (``reason`` and a message), or go on (``signature`` to verify
+    over the body once it is read; None for a bearer token, which is already checked)."""
+
+    reason: str | None = None
+    message: str = ""
+    signature: str | None = None
+    stamp: str = ""
+
+
 class Authenticator:
     """Checks one request's credentials; remembers recent signatures to refuse replays."""
 
@@ -60,42 +100,52 @@ class Authenticator:
         self.api = api
         self.seen: dict[str, float] = {}  # signature -> when it may be forgotten (our clock)
 
-    def check(self, headers: Any, body: bytes, now: float) -> tuple[str | None, str]:
-        """(None, "") when authorized, else (reject reason, message for the client)."""
+    def precheck(self, headers: Any, now: float) -> Verdict:
+        """Everything that can be decided from the headers, before reading the body."""
         api = self.api
         if not api.enabled:
-            return "unauthorized", ("the push API is disabled: set trading.api.token or trading.api.hmac_secret "
-                                    "(or their *_file variants)")
+            return Verdict("unauthorized", "the push API is disabled: set trading.api.token or "
+                                           "trading.api.hmac_secret (or their *_file variants)")
         authorization = headers.get("Authorization", "")
         if authorization:
             scheme, _, credential = authorization.partition(" ")
             if scheme.lower() != "bearer" or not api.token:
-                return "unauthorized", "unsupported Authorization scheme (use Bearer, or sign the request)"
+                return Verdict("unauthorized", "unsupported Authorization scheme (use Bearer, or sign the request)")
             if not hmac.compare_digest(credential.strip().encode(), api.token.encode()):
-                return "unauthorized", "invalid bearer token"
-            return None, ""
+                return Verdict("unauthorized", "invalid bearer token")
+            return Verdict()
         signature = headers.get(SIGNATURE_HEADER, "")
         if not signature:
-            return "unauthorized", f"missing credentials: send Authorization: Bearer or {SIGNATURE_HEADER}"
+            return Verdict("unauthorized", f"missing credentials: send Authorization: Bearer or {SIGNATURE_HEADER}")
         if not api.hmac_secret:
-            return "unauthorized", "request signing is not configured (trading.api.hmac_secret)"
+            return Verdict("unauthorized", "request signing is not configured (trading.api.hmac_secret)")
+        if not _SIGNATURE.match(signature):
+            return Verdict("unauthorized", f"{SIGNATURE_HEADER} must be sha256=<64 hex digits>")
         stamp = headers.get(TIMESTAMP_HEADER, "")
-        try:
-            sent = float(stamp)
-        except ValueError:
-            return "unauthorized", f"{TIMESTAMP_HEADER} must be Unix seconds, got {stamp!r}"
-        if not hmac.compare_digest(signature.encode(), sign(api.hmac_secret, stamp, body).encode()):
-            return "unauthorized", "invalid signature"
-        # Only a correctly signed request can be a replay: an attacker who copied one verbatim.
+        sent = float(stamp) if _TIMESTAMP.match(stamp) else math.nan
+        if not math.isfinite(sent):
+            return Verdict("unauthorized", f"{TIMESTAMP_HEADER} must be Unix seconds (digits, optionally "
+                                           f"a fraction), got {stamp[:40]!r}")
+        # Checked before the signature, which needs the body: a stale request is not read at all.
         if abs(now - sent) > api.max_skew:
-            return "replayed", (f"{TIMESTAMP_HEADER} is {now - sent:+.0f}s from the server clock "
-                                f"(allowed: {api.max_skew:g}s); check the bot's clock")
+            return Verdict("replayed", f"{TIMESTAMP_HEADER} is {now - sent:+.0f}s from the server clock "
+                                       f"(allowed: {api.max_skew:g}s); check the bot's clock")
         self._forget(now)
-        if signature in self.seen:
-            return "replayed", "this signature was already used (a replayed request)"
+        if signature.lower() in self.seen:
+            return Verdict("replayed", "this signature was already used (a replayed request)")
+        return Verdict(signature=signature.lower(), stamp=stamp)
+
+    def verify(self, verdict: Verdict, body: bytes, now: float) -> Verdict:
+        """The signature against the body that was read; remembers it when it matches."""
+        if verdict.signature is None:
+            return verdict
+        if not hmac.compare_digest(verdict.signature.encode(), sign(self.api.hmac_secret, verdict.stamp, body).encode()):
+            return Verdict("unauthorized", "invalid signature")
+        if verdict.signature in self.seen:  # two copies of one request in flight at once
+            return Verdict("replayed", "this signature was already used (a replayed request)")
         # Remembered until its timestamp leaves the skew window; after that the skew check refuses it.
-        self.seen[signature] = sent + api.max_skew
-        return None, ""
+        self.seen[verdict.signature] = float(verdict.stamp) + self.api.max_skew
+        return verdict
 
     def _forget(self, now: float) -> None:
         if len(self.seen) > 1000:
@@ -103,27 +153,7 @@ class Authenticator:
 
 
 AUTH = web.AppKey("feedwatch.trading_auth", Authenticator)
-
-
-class _Throttle:
-    """Logs each kind of problem at most once per interval, counting the ones it kept quiet."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.quiet: dict[str, int] = {}
-
-    def warn(self, key: str, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.last.get(key, -1e9) < _LOG_EVERY:
-            self.quiet[key] = self.quiet.get(key, 0) + 1
-            return
-        self.last[key] = now
-        suppressed = self.quiet.pop(key, 0)
-        suffix = f" ({suppressed} similar not logged in the last minute)" if suppressed else ""
-        log.warning(message + suffix, *args)
-
-
-_throttle = _Throttle()
+_throttle = Throttle(log)
 
 
 def add_routes(app: web.Application) -> None:
@@ -139,34 +169,134 @@ def add_routes(app: web.Application) -> None:
     if not config.trading.api.enabled:
         log.info("trading push API (%s) refuses every request: no trading.api.token or hmac_secret configured",
                  EVENTS_PATH)
-    app.router.add_post(EVENTS_PATH, post_events)
+    app.router.add_post(EVENTS_PATH, post_events, expect_handler=_expect)
+    app.cleanup_ctx.append(_housekeeping)
 
 
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
+    """Keeps the state file's backup fresh when events stop arriving (tracker.housekeeping)."""
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(_HOUSEKEEPING_EVERY)
+            problem = app[TRACKER].housekeeping(app[CLOCK].time())
+            if problem is not None:
+                _throttle.warn("housekeeping", "trading state: %s (retried every %gs)", problem, _HOUSEKEEPING_EVERY)
+
+    task = asyncio.create_task(loop(), name="feedwatch-trading-housekeeping")
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+def _refuse(request: web.Request, verdict: Verdict) -> web.Response:
+    assert verdict.reason is not None
+    request.app[TRACKER].reject(verdict.reason)
+    reject_http(request.app, "unauthorized")
+    _throttle.warn(verdict.reason, "trading push API: refused a request from %s (%s): %s",
+                   request.remote, verdict.reason, verdict.message)
+    response = json_problem(verdict.message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
+    response.force_close()  # the body was not read: do not wait for it on this connection
+    return response
+
+
+async def _expect(request: web.Request) -> web.Response | None:
+    """``Expect: 100-continue``: refuse before the client sends the body at all."""
+    verdict = request.app[AUTH].precheck(request.headers, request.app[CLOCK].time())
+    if verdict.reason is not None:
+        return _refuse(request, verdict)
+    limit = request.app[TRACKER].config.api.max_body_size
+    if (request.content_length or 0) > limit:
+        return _too_large(request, limit)
+    # What aiohttp's default expect handler does once we are content.
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers['Expect'][:40]}")
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+    return None
+
+
+def _too_large(request: web.Request, limit: int) -> web.Response:
+    reject_http(request.app, "body_too_large")
+    _throttle.warn("body_too_large", "trading push API: refused a body over %d bytes from %s "
+                   "(trading.api.max_body_size)", limit, request.remote)
+    response = json_problem(f"request body larger than {limit} bytes (trading.api.max_body_size)", 413)
+    response.force_close()
+    return response
+
+
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes | web.Response:
+    """The body, at most ``limit`` bytes within ``timeout`` seconds; or the 413/408 answer."""
+    if (request.content_length or 0) > limit:
+        return _too_large(request, limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    return _too_large(request, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        reject_http(request.app, "body_timeout")
+        _throttle.warn("body_timeout", "trading push API: %s did not send its %s-byte body within %gs "
+                       "(http.body_timeout)", request.remote, request.content_length or "chunked", timeout)
+        response = json_problem(f"request body not received within {timeout:g}s (http.body_timeout)", 408)
+        response.force_close()
+        return response
+    return b"".join(chunks)
+
+
+@own_auth
 async def post_events(request: web.Request) -> web.Response:
     app = request.app
     tracker = app[TRACKER]
-    now = app[CLOCK].time()
-    body = await request.read()
-    reason, message = app[AUTH].check(request.headers, body, now)
-    if reason is not None:
-        tracker.reject(reason)
-        _throttle.warn(reason, "trading push API: refused a request from %s (%s): %s",
-                       request.remote, reason, message)
-        return json_problem(message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
+    auth = app[AUTH]
+    verdict = auth.precheck(request.headers, app[CLOCK].time())
+    if verdict.reason is not None:
+        return _refuse(request, verdict)
+    body = await _read_body(request, tracker.config.api.max_body_size, app[CONFIG].http.body_timeout)
+    if isinstance(body, web.Response):
+        return body
+    now = app[CLOCK].time()  # after the read: the events are applied now
+    verdict = auth.verify(verdict, body, now)
+    if verdict.reason is not None:
+        return _refuse(request, verdict)
     try:
         raws = split_payload(body)
     except EventError:
-        result = tracker.ingest_json(body, now)  # counts and describes the broken body
+        result = tracker.ingest_json(body, now, atomic=True)  # counts and describes the broken body
     else:
         limit = tracker.config.api.max_batch
         if len(raws) > limit:
-            return json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)",
-                                       413)
-        result = tracker.ingest_raw(raws, now)
-    for problem in result.problems:
-        _throttle.warn(problem.partition(":")[0], "trading push API: skipped an event: %s", problem)
+            return json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)", 413)
+        result = tracker.ingest_raw(raws, now, atomic=True)
+    if result.store_error is not None:
+        _throttle.warn("state_store", "trading push API: answered 503, nothing applied: %s", result.store_error)
+        return json_problem(f"the trading state cannot be saved, nothing was applied; send the same events "
+                            f"again later ({result.store_error})", 503, {"Retry-After": _RETRY_AFTER})
     duplicates = result.rejected.get("duplicate", 0)
     others = {k: v for k, v in result.rejected.items() if k != "duplicate"}
-    status = 400 if not result.accepted and not duplicates and others else 200
-    return json_response({"accepted": result.accepted, "duplicates": duplicates, "rejected": others,
-                                 "problems": result.problems}, status)
+    answer: dict[str, Any] = {"accepted": result.accepted, "duplicates": duplicates, "rejected": others,
+                              "problems": result.problems}
+    if result.refused:
+        errors = [{"index": index, "reason": reason, "message": message} for index, reason, message in result.errors]
+        first = errors[0]
+        where = f"events[{first['index']}]" if first["index"] is not None else "the body"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        answer["error"] = f"{where}: {first['reason']}: {first['message']}{more}; nothing was applied"
+        answer["errors"] = errors
+        answer["problems"] = [f"events[{e['index']}]: {e['reason']}: {e['message']}" if e["index"] is not None
+                              else f"body: {e['reason']}: {e['message']}" for e in errors]
+        _throttle.warn(first["reason"], "trading push API: refused a batch from %s: %s", request.remote, answer["error"])
+        return json_response(answer, 400)
+    for problem in result.problems:
+        _throttle.warn(problem.partition(":")[0], "trading push API: skipped an event: %s", problem)
+    return json_response(answer, 200)

@@ -101,7 +101,7 @@ feed ``binance`` (every family lists every configured account; ``...`` marks rep
     # TYPE feedwatch_trading_events_rejected_total counter
     feedwatch_trading_events_rejected_total{reason="malformed"} 0
     ... one sample per reason in trading.REJECT_REASONS
-    # HELP feedwatch_trading_state_store_errors_total Failed writes of the trading state file (state is kept in memory meanwhile).
+    # HELP feedwatch_trading_state_store_errors_total Failed writes of the trading state file (the batch was refused and not applied; a backup that could not be refreshed counts too).
     # TYPE feedwatch_trading_state_store_errors_total counter
     feedwatch_trading_state_store_errors_total 0
 """
@@ -169,7 +169,7 @@ TRADING_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_trading_events_rejected_total": (
         "counter", "Events (or push requests: unauthorized, replayed) refused, by reason."),
     "feedwatch_trading_state_store_errors_total": (
-        "counter", "Failed writes of the trading state file (state is kept in memory meanwhile)."),
+        "counter", "Failed writes of the trading state file (the batch was refused and not applied; a backup that could not be refreshed counts too)."),
 }
 
 _BUCKET_LE = tuple(format_value(b) for b in API_LATENCY_BUCKETS) + ("+Inf",)

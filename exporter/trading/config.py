@@ -8,7 +8,7 @@ and every problem is reported with its path (``trading.accounts[1].limits.drawdo
 Shape::
 
     trading:
-      state_file: /var/lib/feedwatch/trading.sqlite
+      state_file: /var/lib/feedwatch/trading.sqlite    # + trading.sqlite.backup beside it
       timezone: UTC
       day_start: "00:00"
       limits: {drawdown_daily: 0.05, drawdown_weekly: 0.10, drawdown_total: 0.20,
@@ -114,6 +114,8 @@ class ApiConfig:
     max_skew: Duration = 300.0
     # Most events accepted in one request.
     max_batch: int = 1000
+    # Largest request body in bytes (413 above; checked before the body is read).
+    max_body_size: int = 1024 * 1024
 
     @property
     def enabled(self) -> bool:
@@ -165,6 +167,8 @@ class TradingConfig:
     accounts: tuple[AccountConfig, ...] = ()
     # SQLite file holding the state that must survive a restart; unset keeps it in memory only.
     state_file: str | None = None
+    # How often (at most) the state file is copied to <state_file>.backup after a change.
+    state_backup_interval: Duration = 60.0
     # The trading day starts at day_start (HH:MM) in timezone; weeks start on week_start.
     timezone: str = "UTC"
     day_start: str = "00:00"
@@ -226,6 +230,10 @@ def build_section(raw: Any, path: str, errors: list[str], environ: Mapping[str, 
     _check_sharpe(section.sharpe, f"{path}.sharpe", errors)
     if section.api.max_batch < 1:
         errors.append(f"{path}.api.max_batch: must be at least 1, got {section.api.max_batch}")
+    if section.api.max_body_size < 1024:
+        errors.append(f"{path}.api.max_body_size: must be at least 1024 bytes, got {section.api.max_body_size}")
+    if section.state_backup_interval <= 0:
+        errors.append(f"{path}.state_backup_interval: must be positive")
     if section.dedup_window <= 0:
         errors.append(f"{path}.dedup_window: must be positive")
     if not section.accounts:

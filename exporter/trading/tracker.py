@@ -21,11 +21,18 @@ Problems are counted by reason and described in the returned
 
 Persistence goes through an injected store (``exporter/trading/store.py``): ids are claimed and
 the touched accounts saved in one transaction per batch, so a restart neither forgets the peak,
-the day's P&L or the losing streak, nor double-counts a replay.
+the day's P&L or the losing streak, nor double-counts a replay. Memory follows the store: when a
+commit fails (disk full, read-only file system) the batch is undone in memory and reported as
+``IngestResult.store_error``, so the sender can send it again and it counts once.
+
+A batch is checked before anything is applied. ``atomic=True`` (the push API) refuses the whole
+batch if any event is invalid, naming each by its index; without it (a stream, which nobody can
+answer) the valid events are applied and the invalid ones counted and described.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import weakref
@@ -64,6 +71,8 @@ API_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 FUTURE_TOLERANCE = 300.0
 # Problems kept per ingest call for the caller's log line.
 _MAX_PROBLEMS = 5
+# Invalid events described (with their index) per ingest call, for the push API's 400 answer.
+_MAX_ERRORS = 50
 _PRUNE_EVERY = 60.0
 
 
@@ -200,6 +209,19 @@ def check_event(event: Event) -> str | None:
     return None
 
 
+# Besides DecodeError, msgspec raises these for invalid UTF-8 inside a string and for nesting
+# deeper than it recurses: all three mean "not a usable event".
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def _decode_problem(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
+    return str(exc)
+
+
 # What decode_event returns for ``{"type": "heartbeat"}``: the stream is alive, nothing to apply.
 HEARTBEAT = object()
 
@@ -208,8 +230,8 @@ def decode_event(raw: bytes | msgspec.Raw) -> Event:
     """One JSON object -> a typed event (or HEARTBEAT); raises EventError(malformed | unknown_type)."""
     try:
         head = _head_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise EventError("malformed", f"not a JSON object: {exc}") from None
+    except _UNDECODABLE as exc:
+        raise EventError("malformed", f"not a JSON object: {_decode_problem(exc)}") from None
     if not isinstance(head.type, str) or not head.type:
         raise EventError("malformed", "missing or non-string field 'type'")
     if head.type == "heartbeat":
@@ -219,8 +241,8 @@ def decode_event(raw: bytes | msgspec.Raw) -> Event:
         raise EventError("unknown_type", f"unknown event type {head.type!r} (known: {', '.join(EVENT_TYPES)})")
     try:
         return decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise EventError("malformed", f"{head.type} event: {exc}") from None
+    except _UNDECODABLE as exc:
+        raise EventError("malformed", f"{head.type} event: {_decode_problem(exc)}") from None
 
 
 def event_from_mapping(data: Any) -> Event:
@@ -246,8 +268,8 @@ def split_payload(data: bytes | str) -> list[msgspec.Raw]:
     if stripped[:1] == b"[":
         try:
             return _list_decoder.decode(stripped)
-        except msgspec.DecodeError as exc:
-            raise EventError("malformed", f"invalid JSON array: {exc}") from None
+        except _UNDECODABLE as exc:
+            raise EventError("malformed", f"invalid JSON array: {_decode_problem(exc)}") from None
     return [msgspec.Raw(stripped)]
 
 
@@ -332,6 +354,10 @@ class Account:
 
     def to_state(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.PERSISTED}
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy of the state, to put back with ``load_state`` if a batch cannot be stored."""
+        return copy.deepcopy(self.to_state())
 
     def load_state(self, state: dict[str, Any]) -> None:
         for name in self.PERSISTED:
@@ -488,12 +514,20 @@ class Account:
 
 @dataclass
 class IngestResult:
-    """What one frame or request did: counts, and a few problem descriptions to log."""
+    """What one frame or request did: counts, and a few problem descriptions to log.
+
+    ``errors`` lists the invalid events as (index in the body, reason, message): the push API
+    answers them with 400. ``refused`` means an all-or-nothing batch was dropped because of them;
+    ``store_error`` that the state file could not be written, so nothing was applied.
+    """
 
     accepted: int = 0
     heartbeats: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    errors: list[tuple[int | None, str, str]] = field(default_factory=list)
+    refused: bool = False
+    store_error: str | None = None
 
     def reject(self, reason: str, message: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -505,8 +539,24 @@ class IngestResult:
         return sum(self.rejected.values())
 
 
+@dataclass
+class _Checked:
+    """An event that passed every check that does not depend on the stored state."""
+
+    index: int
+    event: Event
+    ts: float
+    account: "Account"
+
+
 class Tracker:
-    """All configured accounts, the ingest counters, and the store that keeps them."""
+    """All configured accounts, the ingest counters, and the store that keeps them.
+
+    Memory never runs ahead of the store: a batch is applied to the accounts, saved and
+    committed in one transaction, and if the commit fails the accounts are put back as they
+    were (and nothing is counted), so the event is neither lost from the file nor counted twice
+    when it is sent again.
+    """
 
     def __init__(self, config: "TradingConfig", now: float, store: "Store | None" = None) -> None:
         from exporter.trading.store import MemoryStore
@@ -521,127 +571,172 @@ class Tracker:
         self.events = {(name, kind): 0 for name in self.accounts for kind in EVENT_TYPES}
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
         self.store_errors = 0
-        self.last_prune = now
-        self.store.prune(now - config.dedup_window)
+        self.last_prune = now - _PRUNE_EVERY
+        # Forget expired ids now; on a full disk this fails, is counted, and is retried later.
+        self.housekeeping(now)
 
     # --- ingest -------------------------------------------------------------------------------
 
-    def ingest_json(self, data: bytes | str, now: float) -> IngestResult:
+    def ingest_json(self, data: bytes | str, now: float, *, atomic: bool = False) -> IngestResult:
         """A frame or request body (one event object or an array of them)."""
         try:
             raws = split_payload(data)
         except EventError as exc:
             result = IngestResult()
-            self._count(result, exc.reason, str(exc))
+            self._invalid(result, None, exc.reason, str(exc))
+            result.refused = atomic
             return result
-        return self.ingest_raw(raws, now)
+        return self.ingest_raw(raws, now, atomic=atomic)
 
-    def ingest_raw(self, raws: Iterable[msgspec.Raw], now: float) -> IngestResult:
-        """Events already split out of a body (``split_payload``), each still JSON."""
+    def ingest_raw(self, raws: Iterable[msgspec.Raw], now: float, *, atomic: bool = False) -> IngestResult:
+        """Events already split out of a body (``split_payload``), each still JSON.
+
+        Invalid events (malformed, unknown type or account, expired, future) are counted and
+        described with their index. Without ``atomic`` (a stream: nobody to answer) the valid
+        ones are applied; with it (the push API) any invalid event refuses the whole batch.
+        """
         result = IngestResult()
-        events: list[Event] = []
-        for raw in raws:
+        checked: list[_Checked] = []
+        for index, raw in enumerate(raws):
             try:
                 event = decode_event(raw)
             except EventError as exc:
-                self._count(result, exc.reason, f"{exc} in {preview(bytes(raw), 160)}")
+                self._invalid(result, index, exc.reason, f"{exc} in {preview(bytes(raw), 160)}")
                 continue
             if event is HEARTBEAT:
                 result.heartbeats += 1
-            else:
-                events.append(event)
-        self._apply_all(events, now, result)
+                continue
+            item = self._check(index, event, now, result)
+            if item is not None:
+                checked.append(item)
+        if atomic and result.errors:
+            result.refused = True
+        else:
+            self._apply(checked, now, result)
         return result
 
     def ingest(self, events: Iterable[Event], now: float) -> IngestResult:
         """Already-typed events (the in-process API)."""
         result = IngestResult()
-        self._apply_all(list(events), now, result)
+        checked = [item for index, event in enumerate(events)
+                   if (item := self._check(index, event, now, result)) is not None]
+        self._apply(checked, now, result)
         return result
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refusals decided outside the tracker (the push API's authentication)."""
         self.rejected[reason] += count
 
-    def _count(self, result: IngestResult, reason: str, message: str) -> None:
+    def _invalid(self, result: IngestResult, index: int | None, reason: str, message: str) -> None:
         self.rejected[reason] += 1
         result.reject(reason, message)
+        if len(result.errors) < _MAX_ERRORS:
+            result.errors.append((index, reason, message))
 
-    def _apply_all(self, events: list[Event], now: float, result: IngestResult) -> None:
-        if not events:
-            return
-        touched: set[str] = set()
+    def _check(self, index: int, event: Event, now: float, result: IngestResult) -> _Checked | None:
+        """The checks that need no stored state; None (counted) when the event is invalid."""
+        problem = check_event(event)
+        if problem is not None:
+            self._invalid(result, index, "malformed", f"{event.type} event {event.id!r}: {problem}")
+            return None
+        try:
+            ts = event_seconds(event.ts)
+        except EventError as exc:
+            self._invalid(result, index, exc.reason, f"{event.type} event {event.id!r}: {exc}")
+            return None
+        account = self.accounts.get(event.account)
+        if account is None:
+            self._invalid(result, index, "unknown_account",
+                          f"{event.type} event {event.id!r} for account {event.account!r} "
+                          f"(configured: {', '.join(self.accounts)})")
+            return None
+        if ts < now - self.config.dedup_window:
+            self._invalid(result, index, "expired", f"{event.type} event {event.id!r} from {_iso(ts)} is older "
+                          f"than dedup_window and may be a replay")
+            return None
+        if ts > now + FUTURE_TOLERANCE:
+            self._invalid(result, index, "future", f"{event.type} event {event.id!r} at {_iso(ts)} is "
+                          f"{ts - now:.0f}s ahead of this exporter's clock; check the bot's clock")
+            return None
+        return _Checked(index, event, ts, account)
+
+    def _apply(self, checked: list[_Checked], now: float, result: IngestResult) -> None:
+        """Apply valid events in one store transaction; undo them in memory if it fails."""
+        from exporter.trading.store import StoreError
+
+        if checked:
+            store = self.store
+            before: dict[str, dict[str, Any]] = {}   # account -> its state before this batch
+            applied: list[tuple[str, str]] = []
+            skipped: list[tuple[str, str]] = []      # (reason, message): counted once committed
+            try:
+                store.begin()
+                for item in checked:
+                    event, ts, account = item.event, item.ts, item.account
+                    if not store.claim(account.name, str(event.id), ts):
+                        skipped.append(("duplicate", f"{event.type} event {event.id!r}"))
+                        continue
+                    if account.out_of_order(event, ts):
+                        skipped.append(("out_of_order", f"{event.type} event {event.id!r} at {_iso(ts)} is older "
+                                                        f"than the {event.type} snapshot already applied"))
+                        continue
+                    if account.name not in before:
+                        before[account.name] = account.snapshot()
+                    account.apply(event, ts)
+                    applied.append((account.name, event.type))
+                for name in before:
+                    store.save(name, self.accounts[name].to_state())
+                store.commit()
+            except BaseException as exc:
+                store.rollback()
+                for name, state in before.items():
+                    self.accounts[name].load_state(state)
+                if not isinstance(exc, StoreError):
+                    raise
+                self.store_errors += 1
+                result.store_error = str(exc)
+                result.problems.append(f"state store: {exc}; nothing of this batch was applied")
+                return
+            for key in applied:
+                self.events[key] += 1
+            result.accepted += len(applied)
+            for reason, message in skipped:
+                self.rejected[reason] += 1
+                result.reject(reason, message)
+        self.housekeeping(now, result)
+
+    def housekeeping(self, now: float, result: IngestResult | None = None) -> str | None:
+        """Forget old event ids and refresh the store's backup when they are due.
+
+        Called after every batch and by the push API's timer (so the last changes of a stream
+        that went quiet are backed up too). A failure is counted and returned (and added to
+        ``result``'s problems); the next call retries.
+        """
+        from exporter.trading.store import StoreError
+
         store = self.store
         try:
-            store.begin()
-        except Exception as exc:
-            self._store_failed(result, exc)
-        for event in events:
-            problem = check_event(event)
-            if problem is not None:
-                self._count(result, "malformed", f"{event.type} event {event.id!r}: {problem}")
-                continue
-            try:
-                ts = event_seconds(event.ts)
-            except EventError as exc:
-                self._count(result, exc.reason, f"{event.type} event {event.id!r}: {exc}")
-                continue
-            account = self.accounts.get(event.account)
-            if account is None:
-                self._count(result, "unknown_account",
-                            f"{event.type} event {event.id!r} for account {event.account!r} "
-                            f"(configured: {', '.join(self.accounts)})")
-                continue
-            if ts < now - self.config.dedup_window:
-                self._count(result, "expired", f"{event.type} event {event.id!r} from {_iso(ts)} is older "
-                            f"than dedup_window and may be a replay")
-                continue
-            if ts > now + FUTURE_TOLERANCE:
-                self._count(result, "future", f"{event.type} event {event.id!r} at {_iso(ts)} is "
-                            f"{ts - now:.0f}s ahead of this exporter's clock; check the bot's clock")
-                continue
-            try:
-                fresh = store.claim(account.name, str(event.id), ts)
-            except Exception as exc:  # the file is unusable: apply the event rather than lose it
-                self._store_failed(result, exc)
-                fresh = True
-            if not fresh:
-                self._count(result, "duplicate", f"{event.type} event {event.id!r}")
-                continue
-            if account.out_of_order(event, ts):
-                self._count(result, "out_of_order", f"{event.type} event {event.id!r} at {_iso(ts)} is older "
-                            f"than the {event.type} snapshot already applied")
-                continue
-            account.apply(event, ts)
-            self.events[(account.name, event.type)] += 1
-            result.accepted += 1
-            touched.add(account.name)
-        try:
-            for name in touched:
-                store.save(name, self.accounts[name].to_state())
-            store.commit()
-        except Exception as exc:  # disk full, file removed: keep serving from memory, say so
-            self._store_failed(result, exc)
-        if now - self.last_prune >= _PRUNE_EVERY:
-            self.last_prune = now
-            try:
+            if now - self.last_prune >= _PRUNE_EVERY:
+                self.last_prune = now
                 store.prune(now - self.config.dedup_window)
-            except Exception as exc:
-                self._store_failed(result, exc)
-
-    def _store_failed(self, result: IngestResult, exc: Exception) -> None:
-        # The next successful commit saves each touched account whole, so nothing but the ids of
-        # this batch (replay protection across a restart) can be lost.
-        self.store_errors += 1
-        if len(result.problems) < _MAX_PROBLEMS:
-            result.problems.append(f"state store: {exc!r}; the state is kept in memory meanwhile")
+            if store.backup_due():
+                store.backup()
+        except StoreError as exc:
+            self.store_errors += 1
+            if result is not None and len(result.problems) < _MAX_PROBLEMS:
+                result.problems.append(f"state store: {exc}")
+            return str(exc)
+        return None
 
     def close(self) -> None:
         self.store.close()
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):  # beyond what a datetime holds: say the number
+        return f"Unix time {ts!r}"
 
 
 # --- one tracker per configuration ------------------------------------------------------------
@@ -656,8 +751,12 @@ _TRACKERS: dict[int, tuple[weakref.ref, Tracker]] = {}
 _BY_FEED: dict[int, tuple[weakref.ref, Tracker]] = {}
 
 
-def attach(config: "Config", now: float) -> Tracker | None:
-    """The Tracker for ``config`` (created and opened on first use); None without ``trading:``."""
+def attach(config: "Config", now: float, *, reset_state: bool = False) -> Tracker | None:
+    """The Tracker for ``config`` (created and opened on first use); None without ``trading:``.
+
+    Opening raises ``store.StateFileError`` for a state file that cannot be used, unless
+    ``reset_state`` (``feedwatch run --reset-trading-state``) allows replacing a damaged one.
+    """
     trading = config.trading
     if trading is None:
         return None
@@ -667,7 +766,12 @@ def attach(config: "Config", now: float) -> Tracker | None:
     else:
         from exporter.trading.store import open_store
 
-        tracker = Tracker(trading, now, open_store(trading.state_file))
+        store = open_store(trading.state_file, reset=reset_state, backup_interval=trading.state_backup_interval)
+        try:
+            tracker = Tracker(trading, now, store)
+        except BaseException:
+            store.close()
+            raise
         _TRACKERS[id(trading)] = (weakref.ref(trading, _forget(_TRACKERS, id(trading))), tracker)
     for feed in config.feeds:
         if feed.kind == "trading":

@@ -14,7 +14,8 @@ awaited on exit. Routes:
     GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
                                    "is this price fresh enough to trade on?"
     GET /status                    the live status page (exporter/web/static/status.html)
-    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second
+    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second (at most a
+                                   quarter of http.max_connections at once; 503 beyond)
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
@@ -44,7 +45,7 @@ from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
 from exporter.plugins import WEB_EXTENSIONS
 from exporter.version import __version__
-from exporter.web import status
+from exporter.web import guard, status
 from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Settings:
     stream_limit: int = 1000         # symbols per feed in a snapshot (the stalest past this)
     loop_lag_interval: float = 0.5   # how often the loop-lag watcher wakes
     started_at: float = 0.0          # injected-clock time the app was created
+    lingering_time: float = 2.0      # seconds an unread request body (a refused push) is drained before closing
 
 
 @dataclass
@@ -81,6 +83,7 @@ class StreamHub:
     cached_at: float = -1.0
     cached_key: int = -1
     cached: bytes = b""
+    clients: int = 0  # streams open now (a stream holds its connection active: they are capped)
 
 
 BOOK = web.AppKey("feedwatch.book", Book)
@@ -94,6 +97,7 @@ SERVICE = web.AppKey("feedwatch.service", Any)
 SETTINGS = web.AppKey("feedwatch.settings", Settings)
 HUB = web.AppKey("feedwatch.stream_hub", StreamHub)
 STATUS_PAGE = web.AppKey("feedwatch.status_page", bytes)
+CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
 
 _encode = msgspec.json.encode
 
@@ -147,14 +151,26 @@ async def serve(app: web.Application, listen: str,
                 ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``listen`` (``":10119"``, ``"127.0.0.1:0"``); returns the runner and the bound port.
 
+    Connections pass through a ``guard.ConnectionGuard`` (header and idle deadlines, a cap on
+    open connections: the config's ``http:`` section); handlers of clients that hang up are
+    cancelled; an unread request body is drained for at most ``Settings.lingering_time``.
     Stop it with ``await runner.cleanup()`` (ends status-page streams, then the background tasks).
     If the site cannot start (port taken, ...) the runner is cleaned up and the OSError raised.
     """
     host, port = listen_address(listen)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    limits = app[CONFIG].http
+    metrics = app[SELF_METRICS]
+    connection_guard = guard.ConnectionGuard(limits, guard.connection_cap(limits.max_connections),
+                                             metrics.reject_http)
+    app.middlewares.insert(0, connection_guard.middleware)  # outermost: auth time counts as active
+    app[CONNECTION_GUARD] = connection_guard
+    metrics.watch_connections(lambda: connection_guard.open, connection_guard.max_connections)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True,
+                           keepalive_timeout=limits.idle_timeout, read_bufsize=guard.READ_SIZE,
+                           lingering_time=app[SETTINGS].lingering_time)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        site = guard.GuardedSite(runner, host, port, connection_guard, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -253,6 +269,18 @@ async def ready(request: web.Request) -> web.Response:
 
 # --- JSON API -----------------------------------------------------------------------------------
 
+def own_auth(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a route handler that authenticates every request itself (the push API: its token or
+    HMAC signature, stronger than a password): the web config's basic auth leaves it alone."""
+    handler.feedwatch_own_auth = True  # type: ignore[attr-defined]
+    return handler
+
+
+def reject_http(app: web.Application, reason: str) -> None:
+    """Count a refused request in ``feedwatch_http_requests_rejected_total{reason}``."""
+    app[SELF_METRICS].reject_http(reason)
+
+
 def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """``value`` (a msgspec struct, dict or list) as JSON; every JSON route answers through here."""
     return web.Response(body=_encode(value), status=status_code, content_type="application/json", headers=headers)
@@ -325,11 +353,20 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
     limit = _int_query(request, "limit", app[SETTINGS].stream_limit, 1_000_000)
     interval = app[SETTINGS].stream_interval
-    closing = app[HUB].closing
+    hub = app[HUB]
+    closing = hub.closing
+    # A stream keeps its connection busy for as long as it is open, out of the guard's reach:
+    # at most a quarter of the connections, so streams can never crowd out the scrapes.
+    cap = max(1, app[CONFIG].http.max_connections // 4)
+    if hub.clients >= cap:
+        reject_http(app, "connection_limit")
+        return json_problem(f"{hub.clients} status streams are open, the most allowed (a quarter of "
+                            f"http.max_connections); retry later", 503, {"Retry-After": "30"})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-    await response.prepare(request)
+    hub.clients += 1
     try:
+        await response.prepare(request)
         await response.write(f"retry: {int(max(interval, 1.0) * 2000)}\n\n".encode())
         while not closing.is_set():
             await response.write(b"data: " + _snapshot_bytes(app, limit) + b"\n\n")
@@ -339,6 +376,8 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
                 pass
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away: nothing to clean up
+    finally:
+        hub.clients -= 1
     return response
 
 

@@ -16,6 +16,19 @@ here (unlike the Book, see collector.py). Exposition from ``generate_latest(regi
     # TYPE feedwatch_scrape_errors_total counter
     feedwatch_scrape_errors_total 0.0
     feedwatch_scrape_errors_created 1.7e+09
+    # HELP feedwatch_http_requests_rejected_total HTTP requests or connections refused before a handler could serve them, by reason.
+    # TYPE feedwatch_http_requests_rejected_total counter
+    feedwatch_http_requests_rejected_total{reason="connection_limit"} 0.0
+    feedwatch_http_requests_rejected_total{reason="header_timeout"} 0.0
+    feedwatch_http_requests_rejected_total{reason="body_timeout"} 0.0
+    feedwatch_http_requests_rejected_total{reason="body_too_large"} 0.0
+    feedwatch_http_requests_rejected_total{reason="unauthorized"} 0.0
+    # HELP feedwatch_http_connections Open HTTP connections.
+    # TYPE feedwatch_http_connections gauge
+    feedwatch_http_connections 3.0
+    # HELP feedwatch_http_max_connections Most HTTP connections kept open at once (http.max_connections, bounded by the open files limit).
+    # TYPE feedwatch_http_max_connections gauge
+    feedwatch_http_max_connections 512.0
 
 plus prometheus_client's process_*, python_gc_* and python_info collectors, registered in the
 same registry (skipped for the library's global REGISTRY, which already has them).
@@ -27,6 +40,7 @@ import asyncio
 import logging
 import platform
 import weakref
+from typing import Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client import gc_collector, platform_collector, process_collector
@@ -37,6 +51,15 @@ log = logging.getLogger(__name__)
 
 
 _BY_REGISTRY: "weakref.WeakKeyDictionary[CollectorRegistry, SelfMetrics]" = weakref.WeakKeyDictionary()
+
+# Why the HTTP server refused a request before (or instead of) serving it; each starts at 0.
+HTTP_REJECT_REASONS = (
+    "connection_limit",   # http.max_connections reached: a waiting connection closed for room, or a new one got 503
+    "header_timeout",     # request line and headers not complete within http.header_timeout (408)
+    "body_timeout",       # a request body not complete within http.body_timeout (408)
+    "body_too_large",     # a request body over the route's limit (413; trading.api.max_body_size)
+    "unauthorized",       # basic auth (--web.config.file) or the push API's token/signature refused (401)
+)
 
 
 class SelfMetrics:
@@ -69,10 +92,30 @@ class SelfMetrics:
         self.scrape_errors = Counter("feedwatch_scrape_errors_total",
                                      "Extra metric renderers (the trading collector) that failed during a scrape.",
                                      registry=registry)
+        self.http_rejected = Counter(
+            "feedwatch_http_requests_rejected",
+            "HTTP requests or connections refused before a handler could serve them, by reason.",
+            ["reason"], registry=registry)
+        for reason in HTTP_REJECT_REASONS:
+            self.http_rejected.labels(reason)
+        self.http_connections = Gauge("feedwatch_http_connections", "Open HTTP connections.", registry=registry)
+        self.http_max_connections = Gauge(
+            "feedwatch_http_max_connections",
+            "Most HTTP connections kept open at once (http.max_connections, bounded by the open files limit).",
+            registry=registry)
         if registry is not REGISTRY:  # the global registry has these already
             process_collector.ProcessCollector(registry=registry)
             platform_collector.PlatformCollector(registry=registry)
             gc_collector.GCCollector(registry=registry)
+
+    def reject_http(self, reason: str) -> None:
+        """Count one refused HTTP request (a reason of HTTP_REJECT_REASONS)."""
+        self.http_rejected.labels(reason).inc()
+
+    def watch_connections(self, open_connections: Callable[[], float], limit: int) -> None:
+        """Read the open connection count at scrape time (from the server's connection guard)."""
+        self.http_connections.set_function(open_connections)
+        self.http_max_connections.set(limit)
 
     async def watch_loop_lag(self, interval: float = 0.5) -> None:
         """Sleep ``interval`` over and over; how late each wake-up comes is the loop's lag.

@@ -15,7 +15,9 @@ The same file an operator already writes for node_exporter works here::
         X-Frame-Options: deny
 
 Supported keys are exactly these; anything else is an error naming the key (strict, like the
-main config). Every path is protected when users are configured. Passwords are checked with
+main config). Every path is protected when users are configured, except the routes that
+authenticate each request themselves (marked with ``web.app.own_auth``): ``POST /api/v1/events``
+takes the trading API's bearer token or HMAC signature, with or without basic auth on the rest. Passwords are checked with
 bcrypt in a worker thread (a check costs tens of milliseconds, and scrapes must not stall the
 feeds); a successful (user, password) pair is cached, as exporter-toolkit does, so a scrape
 every 15 s does not pay bcrypt each time. An unknown user is checked against a dummy hash so
@@ -39,6 +41,7 @@ import yaml
 from aiohttp import web
 
 from exporter.config import ConfigError, build_dataclass
+from exporter.web.app import SELF_METRICS
 
 ClientAuth = Literal["NoClientCert", "RequestClientCert", "RequireAnyClientCert",
                      "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"]
@@ -153,8 +156,14 @@ class BasicAuth:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Routes with their own, stronger authentication (the push API's token or HMAC, marked
+        # with ``web.app.own_auth``) are not asked for a password they cannot send as well.
+        if getattr(request.match_info.handler, "feedwatch_own_auth", False):
+            return await handler(request)
         if await self.check(request.headers.get("Authorization")):
             return await handler(request)
+        if SELF_METRICS in request.app:
+            request.app[SELF_METRICS].reject_http("unauthorized")
         return web.Response(status=401, text="Unauthorized\n",
                             headers={"WWW-Authenticate": 'Basic realm="feedwatch"'})
 

@@ -8,7 +8,7 @@ from exporter.trading import tracker as trading
 from exporter.book import FeedBook
 from exporter.config import load_data
 from exporter.feeds import registry
-from exporter.feeds.base import Heartbeat, Problem
+from exporter.feeds.base import Close, Heartbeat, Problem
 from exporter.feeds.trading import TradingAdapter
 
 
@@ -67,4 +67,28 @@ def test_auth_message_only_with_an_api_key(clock):
     trading.detach(config)
     config, adapter, _ = setup(clock)
     assert adapter.open_messages() == []
+    trading.detach(config)
+
+
+def test_a_frame_the_store_cannot_keep_closes_the_stream_and_is_not_applied(clock):
+    """Disk full: hang up (the bot replays after reconnecting) rather than run ahead of the file."""
+    from exporter.trading.store import MemoryStore, StoreError
+
+    class FullDisk(MemoryStore):
+        full = True
+
+        def commit(self) -> None:
+            if self.full:
+                raise StoreError("trading state file /x: COMMIT failed: database or disk is full")
+            super().commit()
+
+    config, adapter, tracker = setup(clock)
+    assert adapter.feed.disconnects["state_store"] == 0  # starts at 0, like every reason
+    tracker.store = FullDisk()
+    frame = json.dumps({"type": "safety", "account": "main", "id": "k", "ts": clock.time(), "kill_switch": True})
+    (signal,) = adapter.handle(frame, clock.time())
+    assert isinstance(signal, Close) and signal.reason == "state_store" and "disk is full" in signal.message
+    assert tracker.accounts["main"].kill_switch is False and adapter.feed.messages["other"] == 0
+    tracker.store.full = False
+    assert adapter.handle(frame, clock.time()) == () and tracker.accounts["main"].kill_switch is True
     trading.detach(config)

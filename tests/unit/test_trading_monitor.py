@@ -118,3 +118,17 @@ def test_the_example_skips_the_stale_position(clock):
     assert all("SKIPPED" not in line for line in lines if "BTCUSDT:" in line)
     assert 'feedwatch_symbol_state{feed="binance",symbol="ETHUSDT"} 2' in lines
     assert 'feedwatch_trading_position{account="main",symbol="ETHUSDT",feed="binance"} -4.0' in lines
+
+
+def test_an_event_the_state_file_cannot_keep_raises_and_is_not_applied(clock):
+    from exporter.trading.store import MemoryStore, StoreError
+
+    class FullDisk(MemoryStore):
+        def commit(self) -> None:
+            raise StoreError("trading state file /x: COMMIT failed: database or disk is full")
+
+    monitor = Monitor(feeds={"binance": ["BTCUSDT"]}, trading=TRADING, clock=clock)
+    monitor.tracker.store = FullDisk()
+    with pytest.raises(StoreError, match="disk is full"):
+        monitor.set_kill_switch("main", True)
+    assert monitor.account("main").kill_switch is False

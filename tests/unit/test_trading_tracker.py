@@ -380,16 +380,64 @@ def test_positions_safety_and_api_metrics():
         assert absent not in text
 
 
-def test_a_failing_state_file_is_counted_and_loses_no_state():
-    from exporter.trading.store import MemoryStore
+def test_a_failing_state_file_applies_nothing_and_a_retry_counts_once():
+    """Disk full: memory must not run ahead of the file (it counted replays twice on main)."""
+    from exporter.trading.store import MemoryStore, StoreError
 
-    class BrokenDisk(MemoryStore):
+    class FillingDisk(MemoryStore):
+        full = True
+
         def commit(self) -> None:
-            raise OSError(28, "No space left on device")
+            if self.full:
+                raise StoreError("trading state file /x: COMMIT failed: database or disk is full")
+            super().commit()
 
-    tracker = Tracker(trading_config(), MONDAY_NOON, BrokenDisk())
-    result = tracker.ingest_json(_json({"type": "equity", "account": "main", "id": 1, "ts": MONDAY_NOON,
-                                        "equity": 5.0}), MONDAY_NOON)
-    assert result.accepted == 1 and tracker.accounts["main"].equity == 5.0
-    assert tracker.store_errors == 1 and "No space left" in result.problems[0]
-    assert 'feedwatch_trading_state_store_errors_total 1' in TradingCollector(tracker).render(MONDAY_NOON)
+    store = FillingDisk()
+    tracker = Tracker(trading_config(), MONDAY_NOON, store)
+    t0 = MONDAY_NOON
+    batch = _json([{"type": "equity", "account": "main", "id": 1, "ts": t0, "equity": 1000.0},
+                   {"type": "equity", "account": "main", "id": 2, "ts": t0, "equity": 800.0},
+                   {"type": "trade", "account": "main", "id": 3, "ts": t0, "symbol": "X", "side": "long",
+                    "quantity": 1, "entry_price": 2, "exit_price": 1, "pnl": -1},
+                   {"type": "safety", "account": "main", "id": 4, "ts": t0, "kill_switch": True}])
+    before = metrics(tracker, t0)
+    for _ in range(2):
+        result = tracker.ingest_json(batch, t0)
+        assert result.accepted == 0 and "disk is full" in result.store_error
+    account = tracker.accounts["main"]
+    assert (account.equity, account.peak, account.trades["loss"], account.losing_streak, account.kill_switch) == \
+        (None, None, 0, 0, False)
+    assert metrics(tracker, t0) == {**before, ("feedwatch_trading_state_store_errors_total", ()): 2}
+    store.full = False
+    assert tracker.ingest_json(batch, t0).accepted == 4
+    assert tracker.ingest_json(batch, t0).rejected == {"duplicate": 4}
+    assert (account.trades["loss"], account.losing_streak, account.kill_switch) == (1, 1, True)
+    assert account.max_drawdown == pytest.approx(0.2)
+    assert Tracker(trading_config(), t0, store).accounts["main"].to_state() == account.to_state()
+
+
+def test_an_all_or_nothing_batch_names_each_invalid_event_and_applies_none():
+    tracker = Tracker(trading_config(), MONDAY_NOON)
+    now = MONDAY_NOON
+    batch = [{"type": "equity", "account": "main", "id": "a", "ts": now, "equity": 100},
+             {"type": "equity", "account": "ghost", "id": "b", "ts": now, "equity": 1},
+             {"type": "equity", "account": "main", "id": "c", "ts": now + 3600, "equity": 1}]
+    result = tracker.ingest_json(_json(batch), now, atomic=True)
+    assert result.refused and result.accepted == 0
+    assert [(i, reason) for i, reason, _ in result.errors] == [(1, "unknown_account"), (2, "future")]
+    assert tracker.accounts["main"].equity is None
+    # The same frame on a stream (nobody to answer): the valid event is applied.
+    assert tracker.ingest_json(_json(batch), now).accepted == 1
+
+
+def test_a_store_that_cannot_prune_at_start_is_counted_not_fatal():
+    from exporter.trading.store import MemoryStore, StoreError
+
+    class FullDisk(MemoryStore):
+        def prune(self, before: float) -> None:
+            raise StoreError("trading state file /x: DELETE failed: database or disk is full")
+
+    tracker = Tracker(trading_config(), MONDAY_NOON, FullDisk())
+    assert tracker.store_errors == 1
+    assert tracker.ingest_json(_json({"type": "equity", "account": "main", "id": 1, "ts": MONDAY_NOON,
+                                      "equity": 5.0}), MONDAY_NOON).accepted == 1
