@@ -125,7 +125,7 @@ def test_inhibitions_the_design_asks_for() -> None:
     rules = load_config()["inhibit_rules"]
     assert {"source_matchers": ['alertname="FeedDown"'],
             "target_matchers": ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedPriceMove"'],
-            "equal": ["job", "instance", "feed"]} in rules
+            "equal": ["job", "shard", "feed"]} in rules
     critical = next(r for r in rules if r["source_matchers"] == ['severity="critical"'])
     assert critical["target_matchers"] == ['severity="warning"'] and "alertname" in critical["equal"]
     exporter = next(r for r in rules if r["source_matchers"] == ['alertname="FeedwatchExporterDown"'])
@@ -155,7 +155,8 @@ def test_every_alert_the_closed_market_mute_names_carries_the_market_label() -> 
     assert len(rules) == 4  # FeedSymbolStale warning and critical, FeedSymbolDead, FeedSilent
     for rule in rules:
         expr = " ".join(rule["expr"].split())
-        assert expr.endswith("* on (job, instance, feed) group_left (market) feedwatch_feed_info"), rule["alert"]
+        assert expr.endswith("* on (job, shard, feed) group_left (market) topk by (job, shard, feed) (1, feedwatch_feed_info)"), \
+            rule["alert"]
 
 
 # --- templates --------------------------------------------------------------------------------

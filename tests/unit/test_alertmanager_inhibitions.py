@@ -69,6 +69,13 @@ CASES = {
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "binance", "symbol": "BTCUSDT"},
          {"alertname": "FeedReconnectFlapping", "severity": "warning", "feed": "stocks"}],
     ),
+    # Sharded (docs/scaling.md): a shard's FeedDown silences that shard's symbols, not another
+    # shard's share of the same feed (its symbols going stale is news).
+    "feed-down-per-shard": (
+        {"alertname": "FeedDown", "severity": "critical", "feed": "stocks", "shard": "0"},
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL", "shard": "0"}],
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "MSFT", "shard": "1"}],
+    ),
     # The critical variant silences the warning of the same alert and symbol only.
     "critical-over-warning": (
         {"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"},

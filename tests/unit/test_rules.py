@@ -27,6 +27,8 @@ DESIGN_ALERTS = {
     "FeedSymbolStale", "FeedSymbolDead", "FeedDown", "FeedSilent", "FeedHeartbeatMissing",
     "FeedReconnectFlapping", "FeedHighLatency", "FeedRejectingUpdates", "FeedPriceMove",
     "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding",
+    # Replicas and shards (docs/scaling.md).
+    "FeedwatchReplicaDown", "FeedReplicaUnhealthy", "FeedwatchShardMislabelled", "FeedwatchShardMissing",
 }
 SEVERITIES = {"critical", "warning", "info", "none"}
 
@@ -116,7 +118,7 @@ def test_recording_rules_are_named_level_metric_operation_and_commented() -> Non
 
 def _unit_tests() -> list[dict[str, Any]]:
     cases = []
-    for path in ("feeds_test.yml", "exporter_test.yml"):
+    for path in ("feeds_test.yml", "exporter_test.yml", "replicas_test.yml"):
         for test in yaml.safe_load((PROMETHEUS / "tests" / path).read_text())["tests"]:
             cases.extend(test.get("alert_rule_test", []))
     return cases
