@@ -44,6 +44,7 @@ from exporter.clock import SystemClock
 from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
 from exporter.plugins import WEB_EXTENSIONS
+from exporter.sharding import Shard, owner
 from exporter.version import __version__
 from exporter.web import guard, status
 from exporter.web.selfmetrics import SelfMetrics
@@ -309,16 +310,35 @@ async def api_status(request: web.Request) -> web.Response:
     return json_response(status.book_status(app[BOOK], app[CLOCK].time(), __version__, readiness(app), worst))
 
 
+def _other_shard(app: web.Application, feed_name: str, symbol: str) -> str | None:
+    """Sharded: why another replica, not this one, answers for ``symbol`` (421 Misdirected Request)."""
+    shard = Shard.parse(app[CONFIG].shard)
+    if not shard.sharded:
+        return None
+    standby = getattr(app.get(SERVICE), "standby", ())
+    if feed_name not in app[BOOK].feeds and feed_name not in standby:
+        return None  # no such feed anywhere: a plain 404
+    theirs = owner(feed_name, symbol, shard.count)
+    if theirs == shard.index:
+        return None
+    return (f"{symbol!r} on feed {feed_name!r} belongs to shard {theirs} of {shard.count}; this replica is "
+            f"shard {shard}: ask a replica of shard {theirs} (docs/scaling.md)")
+
+
 async def api_symbol(request: web.Request) -> web.Response:
     app = request.app
     book = app[BOOK]
     feed_name = request.match_info["feed"]
     symbol = request.match_info["symbol"]
     feed = book.feeds.get(feed_name)
+    state = feed.symbols.get(symbol) if feed is not None else None
+    if state is None:
+        elsewhere = _other_shard(app, feed_name, symbol)
+        if elsewhere is not None:
+            return json_problem(elsewhere, 421)
     if feed is None:
         known = ", ".join(sorted(book.feeds)) or "none configured"
         return json_problem(f"unknown feed {feed_name!r} (known feeds: {known})", 404)
-    state = feed.symbols.get(symbol)
     if state is None:
         return json_problem(f"symbol {symbol!r} is not watched on feed {feed_name!r} "
                             f"({len(feed.symbols)} symbols are; add it to the feed's symbols or the watchlist)", 404)

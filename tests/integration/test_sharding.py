@@ -12,7 +12,10 @@ trading bot's stream, like the ``trading:`` section, belongs to shard 0 alone.
 from __future__ import annotations
 
 import collections
+import json
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,7 +106,27 @@ def check_shards(replicas: list[ExporterProcess], sims: dict, count: int) -> dic
     counted = collections.Counter(s for subs in per_connection for s in subs)
     assert set(counted) == {s for _, s in EVERY} and set(counted.values()) == {1}, counted
     assert simulator_state(sims["bot"])["connections_open"] == 1, "the bot's stream: shard 0 only"
+
+    # A bot asking the wrong replica about a symbol is told which shard has it (421), for a feed
+    # that replica watches or keeps on standby alike.
+    for feed, symbol in (("stocks", STOCKS[0]), ("small", SMALL[0])):
+        for index, replica in enumerate(replicas):
+            code, body = api_get(f"{replica.url}/api/v1/symbols/{feed}/{symbol}")
+            if index == placed[(feed, symbol)]:
+                assert code == 200 and body["symbol"] == symbol, body
+            else:
+                assert code == 421, (code, body)
+                assert body["error"].startswith(f"{symbol!r} on feed {feed!r} belongs to shard "
+                                                f"{placed[(feed, symbol)]} of {count}"), body
     return placed
+
+
+def api_get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
 
 
 def test_three_shards_then_four_watch_every_symbol_exactly_once(tmp_path: Path):
