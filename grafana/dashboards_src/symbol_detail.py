@@ -3,6 +3,11 @@ when it changed health state.
 
 Reached from the overview's "Worst symbols" table (which passes ``feed`` and ``symbol``), or by
 picking them in the variables.
+
+With replicas (docs/scaling.md) a symbol is reported by each replica of its shard: its state and
+staleness are the rules' merged view while it is unhealthy (its best replica with evidence,
+``prometheus/rules/feeds.yml``), else its freshest replica's; counts are one replica's (each sees
+every update).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ OVERVIEW_UID = "feedwatch-feeds"  # grafana/dashboards_src/feeds_overview.py (wh
 
 SYMBOL = '{feed="$feed", symbol="$symbol"}'
 FEED = '{feed="$feed"}'
+STATE = (f"max(shard_feed_symbol:feedwatch_symbol_state:unhealthy{SYMBOL})"
+         f" or min(feedwatch_symbol_state{SYMBOL})")
+STALENESS = (f"max(shard_feed_symbol:feedwatch_symbol_staleness_seconds:unhealthy{SYMBOL})"
+             f" or min(feedwatch_symbol_staleness_seconds{SYMBOL})")
 
 
 def build() -> models.Dashboard:
@@ -31,13 +40,13 @@ def build() -> models.Dashboard:
     dash = dash.with_panel(
         p.stat_panel("State", "Health state now: healthy, degraded (act with caution), stale (skip "
                      "price-dependent actions), critical (subscription likely dead) or closed (market shut).",
-                     [p.query(f"max(feedwatch_symbol_state{SYMBOL})", "state", instant=True)],
+                     [p.query(STATE, "state", instant=True)],
                      unit=units.NoUnit, width=5)
         .mappings(p.state_mappings()).thresholds(p.plain_thresholds("text")))
     dash = dash.with_panel(
         p.stat_panel("Staleness", "Seconds since the last accepted update (or since the subscription or "
                      "the market opened, whichever is newest).",
-                     [p.query(f"max(feedwatch_symbol_staleness_seconds{SYMBOL})", "staleness", instant=True)],
+                     [p.query(STALENESS, "staleness", instant=True)],
                      unit=units.Seconds, width=5)
         .thresholds(p.staleness_thresholds()))
     dash = dash.with_panel(
@@ -54,7 +63,7 @@ def build() -> models.Dashboard:
         .thresholds(p.warn_above(1.0, warn="orange")))
     dash = dash.with_panel(
         p.stat_panel("Updates in range", "Accepted updates over the dashboard's time range.",
-                     [p.query(f"sum(increase(feedwatch_symbol_updates_total{SYMBOL}[$__range]))", "updates",
+                     [p.query(f"max(increase(feedwatch_symbol_updates_total{SYMBOL}[$__range]))", "updates",
                               instant=True)],
                      unit=units.Short, width=4)
         .decimals(0).thresholds(p.plain_thresholds("blue")))
@@ -62,12 +71,12 @@ def build() -> models.Dashboard:
     dash = dash.with_row(p.row("History"))
     dash = dash.with_panel(
         p.state_timeline_panel("Health state", "The symbol's health state over time.",
-                               [p.query(f"max(feedwatch_symbol_state{SYMBOL})", "$symbol")])
+                               [p.query(STATE, "$symbol")])
         .mappings(p.state_mappings()).thresholds(p.plain_thresholds("text")))
     dash = dash.with_panel(
         p.timeseries_panel("Staleness", "Seconds since the last update; the bands are the default "
                            "degraded, stale and critical thresholds.",
-                           [p.query(f"max(feedwatch_symbol_staleness_seconds{SYMBOL})", "$symbol")],
+                           [p.query(STALENESS, "$symbol")],
                            unit=units.Seconds)
         .thresholds(p.staleness_thresholds()).thresholds_style(p.threshold_bands()))
     dash = dash.with_panel(
@@ -77,7 +86,7 @@ def build() -> models.Dashboard:
         .decimals(4).thresholds(p.plain_thresholds("blue")))
     dash = dash.with_panel(
         p.timeseries_panel("Update rate", "Accepted updates per second for this symbol.",
-                           [p.query(f"sum(rate(feedwatch_symbol_updates_total{SYMBOL}[$__rate_interval]))", "$symbol")],
+                           [p.query(f"max(rate(feedwatch_symbol_updates_total{SYMBOL}[$__rate_interval]))", "$symbol")],
                            unit=units.EventsPerSecond))
     dash = dash.with_panel(
         p.timeseries_panel("Exchange-to-receive delay", "Receive time minus exchange timestamp of the last "

@@ -216,7 +216,8 @@ def test_state_panels_map_every_state_to_its_name_and_colour():
     expected = {str(code): (name, panels.STATE_COLOURS[code]) for code, name in STATE_NAMES.items()}
     assert set(expected) == {"0", "1", "2", "3", "-1"}
     # Panels whose value *is* the state (not those that only use it to filter out closed symbols).
-    is_state = re.compile(r"^(max(\s+by\s*\([^)]*\))?\s*\()?feedwatch_symbol_state\b")
+    # (Across replicas the value is the rules' merged state, shard_feed_symbol:feedwatch_symbol_state:unhealthy.)
+    is_state = re.compile(r"^\(?(max(\s+by\s*\([^)]*\))?\s*\()?(shard_feed_symbol:)?feedwatch_symbol_state\b")
     checked = 0
     for uid, panel in ALL_PANELS:
         if not any(is_state.match(t["expr"]) for t in panel["targets"]):
