@@ -64,6 +64,26 @@ def test_check_config_summarises_a_valid_file(tmp_path):
         in result.stdout
 
 
+def test_check_config_shows_a_shards_share(tmp_path):
+    config = tmp_path / "sharded.yml"
+    config.write_text(
+        "feeds:\n"
+        "  - {name: stocks, kind: polygon, url: 'wss://x/stocks', api_key: k, symbols: [AAPL, MSFT, NVDA, TSLA]}\n"
+        "  - {name: one, kind: polygon, url: 'wss://x/stocks', api_key: k, symbols: [IBM]}\n"
+    )
+    from exporter.sharding import owner
+
+    for index in range(3):
+        mine = [s for s in ("AAPL", "MSFT", "NVDA", "TSLA") if owner("stocks", s, 3) == index]
+        result = feedwatch("check-config", str(config), "--shard", f"{index}/3")
+        assert result.returncode == 0, result.stderr
+        assert f"OK: shard {index}/3: " in result.stdout and f"{len(mine) + (owner('one', 'IBM', 3) == index)} of 5 symbol(s)" \
+            in result.stdout, result.stdout
+        assert ("standby" in result.stdout) == (owner("one", "IBM", 3) != index or not mine), result.stdout
+    result = feedwatch("check-config", str(config), "--shard", "3/3")
+    assert result.returncode == 1 and "--shard: shard index 3 is out of range" in result.stderr
+
+
 def test_example_configs_are_valid():
     assert feedwatch("check-config", str(REPO / "examples" / "demo.yml")).returncode == 0
     result = subprocess.run([*FEEDWATCH, "check-config", str(REPO / "examples" / "polygon.yml")],
