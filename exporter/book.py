@@ -50,6 +50,7 @@ DISCONNECT_REASONS = (
     "rollover",           # planned: connection age limit (Binance 24 h), make-before-break
     "server_shutdown",    # planned: the venue announced maintenance (Binance serverShutdown)
     "resharding",         # planned: symbols moved between connections
+    "reload",             # planned: a configuration reload changed the feed's connection settings
     "shutdown",           # feedwatch itself is stopping
 )
 ERROR_KINDS = (
@@ -260,6 +261,23 @@ class FeedBook:
 
     def remove_symbol(self, symbol: str) -> bool:
         return self.symbols.pop(symbol, None) is not None
+
+    def reconfigure(self, config: FeedConfig, now: float) -> None:
+        """A reloaded configuration for this feed (same name): thresholds, market, checks.
+
+        Symbols keep their state (last update, price, counters); each gets its thresholds from
+        the new config. Which symbols are watched is the runner's business (it adds and removes
+        them here as it subscribes).
+        """
+        self.config = config
+        new_calendar = config.resolved_calendar or calendar(config.market)
+        if new_calendar != self.calendar:
+            # session_start stays: restarting it now would make every stale symbol look fresh.
+            self.calendar = new_calendar
+            self.market_open = new_calendar.is_open(now)
+        self.deviation = config.first_print_max_deviation
+        for symbol, state in self.symbols.items():
+            state.th = config.thresholds_for(symbol)
 
     def acknowledge(self, symbols: Iterable[str], now: float) -> None:
         """The venue confirmed these subscriptions; a never-updated symbol's clock starts now.
@@ -579,6 +597,15 @@ class Book:
 
     def feed(self, name: str) -> FeedBook:
         return self.feeds[name]
+
+    def add_feed(self, config: FeedConfig, now: float) -> FeedBook:
+        """A feed added by a configuration reload."""
+        feed = self.feeds[config.name] = FeedBook(config, now)
+        return feed
+
+    def remove_feed(self, name: str) -> None:
+        """A feed removed by a configuration reload: its series stop being rendered."""
+        self.feeds.pop(name, None)
 
     def sweep(self, now: float) -> list[Transition]:
         changes: list[Transition] = []

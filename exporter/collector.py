@@ -57,6 +57,9 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_last_heartbeat_timestamp_seconds Unix time the connection last showed life (frame, ping or pong; 0 = never).
     # TYPE feedwatch_feed_last_heartbeat_timestamp_seconds gauge
     feedwatch_feed_last_heartbeat_timestamp_seconds{feed="stocks",connection="0"} 1700000000.5
+    # HELP feedwatch_feed_connected_since_timestamp_seconds Unix time the connection's current socket went live; 0 while it is down.
+    # TYPE feedwatch_feed_connected_since_timestamp_seconds gauge
+    feedwatch_feed_connected_since_timestamp_seconds{feed="stocks",connection="0"} 1699999000.0
     # HELP feedwatch_feed_errors_total Errors, by kind.
     # TYPE feedwatch_feed_errors_total counter
     feedwatch_feed_errors_total{feed="stocks",kind="connect"} 0
@@ -160,6 +163,9 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_feed_last_message_timestamp_seconds": ("gauge", "Unix time the last frame arrived (0 = never)."),
     "feedwatch_feed_last_heartbeat_timestamp_seconds": (
         "gauge", "Unix time the connection last showed life (frame, ping or pong; 0 = never)."),
+    # A connection's uptime is time() minus this: timestamps first, the age computed by PromQL.
+    "feedwatch_feed_connected_since_timestamp_seconds": (
+        "gauge", "Unix time the connection's current socket went live; 0 while it is down."),
     "feedwatch_feed_errors_total": ("counter", "Errors, by kind."),
     "feedwatch_feed_rejected_updates_total": ("counter", "Updates rejected by the sanity checks, by reason."),
     "feedwatch_feed_latency_seconds": (
@@ -300,6 +306,11 @@ class BookCollector:
             f"feedwatch_feed_last_heartbeat_timestamp_seconds{{{conn.labels}}} {format_value(conn.last_heartbeat)}\n"
             for conn in feed.connections.values()) if feed.connections else (
             f'feedwatch_feed_last_heartbeat_timestamp_seconds{{{feed.labels},connection="0"}} 0.0\n',))
+        family("feedwatch_feed_connected_since_timestamp_seconds", lambda feed, _: (
+            f"feedwatch_feed_connected_since_timestamp_seconds{{{conn.labels}}} "
+            f"{format_value(conn.connected_at if conn.up else 0.0)}\n"
+            for conn in feed.connections.values()) if feed.connections else (
+            f'feedwatch_feed_connected_since_timestamp_seconds{{{feed.labels},connection="0"}} 0.0\n',))
         by_label("feedwatch_feed_errors_total", "kind", lambda feed: feed.errors)
         by_label("feedwatch_feed_rejected_updates_total", "reason", lambda feed: feed.rejected)
         family("feedwatch_feed_latency_seconds", lambda feed, _: _histogram_lines(feed))

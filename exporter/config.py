@@ -189,7 +189,8 @@ class Reconnect:
     initial_delay: Duration = 1.0
     max_delay: Duration = 60.0
     multiplier: float = 2.0
-    # A connection that stayed up this long counts as a success and resets the backoff.
+    # A connection that stayed up this long counts as a success and resets the backoff; so does a
+    # shorter one that delivered data, at most once per this period (feeds/backoff.py).
     reset_after: Duration = 30.0
 
 
@@ -211,10 +212,13 @@ class FeedConfig:
     market: str | None = None
     thresholds: ThresholdOverride = ThresholdOverride()
     symbol_thresholds: dict[str, ThresholdOverride] = field(default_factory=dict)
-    # No frame, ping or pong for this long and the socket is considered dead.
-    heartbeat_timeout: Duration = 120.0
-    # Client WebSocket ping interval (0 disables); the deadline above still applies.
-    ping_interval: Duration = 20.0
+    # No frame, ping or pong for this long and the socket is considered dead. With the pings
+    # below, a live but quiet venue answers twice within it; a dead socket (half-open, traffic
+    # black-holed) is given up within 27.5 s (feeds/keepalive.py: the deadline plus 10 %).
+    heartbeat_timeout: Duration = 25.0
+    # Our ping interval (WebSocket or the venue's ping message; 0 disables). Bybit wants one at
+    # least every 20 s. A venue that pings us (Binance, every 20 s) is pinged only when quiet.
+    ping_interval: Duration = 10.0
     # Every symbol silent this long while the socket is up: reconnect (silent-stall protection).
     silence_timeout: Duration = 600.0
     # A stream is unhealthy after this many consecutive errors or this long without an update.

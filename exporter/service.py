@@ -16,6 +16,10 @@ Service is generic over feed kinds: every adapter gets its feed's ``FeedBook``. 
 exception is the ``trading:`` section, whose tracker must exist before the ``trading`` feed's
 adapter runs; it is attached here when configured (``exporter.trading.tracker.attach``).
 
+``await service.apply(config)`` puts a reloaded configuration into effect (``exporter/reload.py``
+says what happens to each feed); ``service.check(config)`` first names what only a restart can
+change here (adding or removing the trading section, its state file).
+
 Sharded (``Service(config, clock, shard=Shard(1, 3))``, ``exporter/sharding.py``): the service
 runs its shard's share of ``config`` (``service.config``) and keeps the feeds it holds no symbol
 of on standby (``service.standby``): no book, no runner, no connection, until a trigger file for
@@ -25,16 +29,18 @@ a symbol this shard owns brings one up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
-from exporter.book import CRITICAL, Book, FeedBook, Transition
+from exporter.book import CRITICAL, Book, Transition
 from exporter.clock import SystemClock
 from exporter.config import Config, FeedConfig
 from exporter.feeds.runner import FeedRunner
 from exporter.feeds.watchlist import Watchlist
 from exporter.markets import ending_within
+from exporter.reload import feed_changes
 from exporter.sharding import Shard
-from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker
+from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker, reattach as reattach_tracker
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,109 @@ class Service:
             detach_tracker(self.config)
             self._trading_attached = False
 
+    # --- configuration reload ---------------------------------------------------------------
+
+    def check(self, config: Config) -> list[str]:
+        """What in ``config`` (the whole file) this running service cannot take without a restart."""
+        old, new = self.config.trading, self.shard.share(config).config.trading
+        if (old is None) != (new is None):
+            return [f"trading: {'adding' if old is None else 'removing'} the trading section takes a restart "
+                    f"(the push API and the state file are set up at start; the reload changed nothing)"]
+        if old is not None and old.state_file != new.state_file:
+            return [f"trading.state_file: changed from {old.state_file!r} to {new.state_file!r}; switching "
+                    f"state files takes a restart (the reload changed nothing)"]
+        return []
+
+    async def apply(self, config: Config) -> list[str]:
+        """Put a reloaded ``config`` into effect, keeping the state of what did not change.
+
+        ``config`` is the whole file: it is cut to this shard's share as at the start. Returns what
+        changed, one line each, for the log. ``check(config)`` must be empty.
+        """
+        share = self.shard.share(config)
+        config, now = share.config, self.clock.time()
+        managed = self.watchlist.managed if self.watchlist is not None else {}
+        # Feeds up only for trigger files (no configured symbol on this shard) are running
+        # feeds too: compared as such, those still on standby stay up with their trigger symbols.
+        configured = {feed.name for feed in self.config.feeds}
+        triggered = [runner.config for name, runner in self.runners.items() if name not in configured]
+        keep = tuple(feed for name, feed in share.standby.items() if name in self.runners and managed.get(name))
+        old = dataclasses.replace(self.config, feeds=self.config.feeds + tuple(triggered))
+        new = dataclasses.replace(config, feeds=config.feeds + keep)
+        done: list[str] = []
+        if self._trading_attached:
+            reattach_tracker(self.config, config)   # before any trading feed (re)connects
+            if config.trading != self.config.trading:
+                done.append("trading: accounts, limits and settings reloaded")
+        changes = feed_changes(old, new)
+        for name in changes.removed:
+            await self.runners.pop(name).stop()
+            self.book.remove_feed(name)
+            managed.pop(name, None)
+            done.append(f"feed {name}: removed")
+        for feed, keys in changes.restarted:
+            book = self.book.feeds[feed.name]
+            await self.runners[feed.name].stop("reload")
+            book.reconfigure(feed, now)
+            book.connections.clear()  # the new runner shards its symbols afresh
+            added, removed = self._follow_config_symbols(feed, now, managed.get(feed.name, set()))
+            runner = self.runners[feed.name] = FeedRunner(feed, book, self.clock)
+            await runner.start()
+            done.append(f"feed {feed.name}: reconnected ({', '.join(keys)} changed){_symbols(added, removed)}")
+        for feed in changes.updated:
+            runner, book = self.runners[feed.name], self.book.feeds[feed.name]
+            mine = managed.get(feed.name, set())
+            mine.difference_update(feed.symbols)  # now configured: no longer the watchlist's to drop
+            book.reconfigure(feed, now)
+            runner.reconfigure(feed)
+            gone = [s for s in runner.symbols() if s not in feed.symbols and s not in mine]
+            removed = await runner.remove_symbols(gone) if gone else []
+            added = await runner.add_symbols(feed.symbols)
+            done.append(f"feed {feed.name}: settings reloaded, connections kept{_symbols(added, removed)}")
+        for feed in changes.added:
+            book = self.book.add_feed(feed, now)
+            runner = self.runners[feed.name] = FeedRunner(feed, book, self.clock)
+            managed.setdefault(feed.name, set())
+            await runner.start()
+            done.append(f"feed {feed.name}: added")
+        self.standby.configs = share.standby
+        await self._apply_watchlist(config)
+        self.config = config
+        for line in done:
+            log.info("configuration reload: %s", line)
+        if changes.added or changes.restarted or changes.updated:
+            self.warn_calendars_ending()   # a feed may use another calendar now
+        return done
+
+    def _follow_config_symbols(self, feed: FeedConfig, now: float, managed: set[str]) -> tuple[list[str], list[str]]:
+        """Make a (stopped) feed's book watch its configured symbols plus the watchlist's."""
+        book = self.book.feeds[feed.name]
+        managed.difference_update(feed.symbols)
+        removed = [s for s in book.symbols if s not in feed.symbols and s not in managed]
+        for symbol in removed:
+            book.remove_symbol(symbol)
+        added = [s for s in feed.symbols if s not in book.symbols]
+        for symbol in added:
+            book.add_symbol(symbol, now)
+        return added, removed
+
+    async def _apply_watchlist(self, config: Config) -> None:
+        new = config.watchlist
+        if self.watchlist is not None and new.trigger_dir:
+            self.watchlist.config = new   # read at every scan: directory, ttl, interval
+            return
+        if self.watchlist is not None:    # switched off: its symbols go with it
+            watchlist, self.watchlist = self.watchlist, None
+            await watchlist.stop()
+            for name, symbols in watchlist.managed.items():
+                if symbols and name in self.runners:
+                    await self.runners[name].remove_symbols(sorted(symbols))
+                    if name in self.standby and not self.runners[name].symbols():
+                        await self.standby.deactivate(name)  # it was up for trigger files only
+        elif new.trigger_dir:
+            self.watchlist = Watchlist(new, self.runners, self.clock, owns=self.shard.owns, standby=self.standby)
+            await self.watchlist.start()
+
     def sweep(self) -> list[Transition]:
         """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
         changes = self.book.sweep(self.clock.time())
@@ -129,6 +238,11 @@ class Service:
                 log.exception("sweep failed")
 
 
+def _symbols(added: list[str], removed: list[str]) -> str:
+    parts = ([f"+{', '.join(added)}"] if added else []) + ([f"-{', '.join(removed)}"] if removed else [])
+    return f"; symbols {' '.join(parts)}" if parts else ""
+
+
 class StandbyFeeds:
     """Feeds this shard holds no configured symbol of (``watchlist.Standby``).
 
@@ -150,7 +264,7 @@ class StandbyFeeds:
         if runner is not None:
             return runner
         config = self.configs[feed]
-        book = service.book.feeds[feed] = FeedBook(config, service.clock.time())
+        book = service.book.add_feed(config, service.clock.time())
         runner = service.runners[feed] = FeedRunner(config, book, service.clock)
         await runner.start()
         return runner
@@ -160,4 +274,5 @@ class StandbyFeeds:
         runner = service.runners.pop(feed, None)
         if runner is not None:
             await runner.stop()
-        service.book.feeds.pop(feed, None)
+        if feed in service.book.feeds:
+            service.book.remove_feed(feed)

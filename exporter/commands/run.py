@@ -3,7 +3,9 @@
 Wiring: config -> ``Service`` (book, feed runners, sweeper, watchlist) -> ``web.app.create_app``
 -> ``web.app.serve`` (aiohttp; TLS and basic auth from ``--web.config.file``). SIGINT or
 SIGTERM stops it cleanly: the HTTP server first (no scrape sees a half-stopped book), then the
-runners (sockets closed with reason ``shutdown``); the exit status is 0.
+runners (sockets closed with reason ``shutdown``); the exit status is 0. SIGHUP (``systemctl
+reload``) and ``POST /-/reload`` re-read the configuration file and apply it without a restart
+(``exporter/reload.py``); the command-line flags still override it.
 
 Flags follow the Prometheus exporter conventions::
 
@@ -29,13 +31,16 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
+from typing import Callable
 
 from aiohttp import web
 
 from exporter.commands import common_flags, report_problems, stop_event
 from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import Config, ConfigError, listen_address, load_file
+from exporter.reload import Reloader, restart_only
 from exporter.sharding import Shard
 
 log = logging.getLogger(__name__)
@@ -87,7 +92,20 @@ def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, **changes) if changes else config
 
 
+class _EarlyHangup:
+    """SIGHUP before the event loop handles it (while the file is read, the app starts): its
+    default action would kill the process, so it is noted here and honoured once running."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        signal.signal(signal.SIGHUP, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.seen = True
+
+
 def main(args: argparse.Namespace) -> int:
+    early = _EarlyHangup()
     try:
         config = apply_web_flags(load_file(args.config_file), args)
         web_config = load_web_config(args.web_config_file)
@@ -97,7 +115,9 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(serve(config, web_config, reset_trading_state=args.reset_trading_state))
+    load = lambda: apply_web_flags(load_file(args.config_file), args)  # noqa: E731 (what a reload re-reads)
+    return asyncio.run(serve(config, web_config, load=load, source=args.config_file, early=early,
+                             reset_trading_state=args.reset_trading_state))
 
 
 def load_web_config(path: str | None):
@@ -109,9 +129,14 @@ def load_web_config(path: str | None):
 
 
 class Exporter:
-    """The service plus its HTTP server; ``start``/``stop`` (used by ``run`` and ``demo``)."""
+    """The service plus its HTTP server; ``start``/``stop`` (used by ``run`` and ``demo``).
 
-    def __init__(self, config: Config, web_config=None, clock=None, *, reset_trading_state: bool = False) -> None:
+    With ``load`` (a function that reads the configuration file again) it also reloads:
+    ``await exporter.reload(trigger)``, SIGHUP and ``POST /-/reload`` all end up there.
+    """
+
+    def __init__(self, config: Config, web_config=None, clock=None, *, reset_trading_state: bool = False,
+                 load: Callable[[], Config] | None = None, source: str = "the configuration file") -> None:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
@@ -121,9 +146,12 @@ class Exporter:
         self.clock = clock or SystemClock()
         self.service = Service(config, self.clock, shard=self.shard)
         self.config = self.service.config  # this shard's share of it
+        self.reloader = Reloader(load, self.apply, self.clock, source) if load is not None else None
         self.port = 0
         self.scheme = "https" if web_config is not None and web_config.tls_server_config else "http"
+        self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
+        self._started = asyncio.Event()
 
     @property
     def base_url(self) -> str:
@@ -142,8 +170,11 @@ class Exporter:
         try:
             # The trading state first: a damaged file stops the start before anything listens.
             attach(self.config, self.clock.time(), reset_state=self.reset_trading_state)
-            app = create_app(self.service.book, self.config, self.clock, registry=REGISTRY,
-                             service=self.service, renderers=(self.shard.render,))
+            reloader = self.reloader
+            app = self.app = create_app(
+                self.service.book, self.config, self.clock, registry=REGISTRY, service=self.service,
+                renderers=(self.shard.render, *((reloader.render,) if reloader is not None else ())),
+                reload=self.reload if reloader is not None else None)
             ssl_context = None
             if self.web_config is not None:
                 from exporter.web import webconfig
@@ -156,7 +187,33 @@ class Exporter:
         except BaseException:
             await self.stop()
             raise
+        self._started.set()
         log.info("serving %s%s", self.base_url, self.config.telemetry_path)
+
+    async def reload(self, trigger: str) -> list[str]:
+        """Re-read the configuration file and apply it; the problems if it was not applied."""
+        if self.reloader is None:
+            return ["this exporter was started without a configuration file to re-read"]
+        await self._started.wait()  # a SIGHUP during start-up waits for the start to finish
+        return await self.reloader.reload(trigger)
+
+    async def apply(self, config: Config) -> list[str]:
+        """Put a loaded configuration into effect, whole, or return why not (nothing changed).
+
+        Sharded, the file is cut to this replica's share exactly as at the start (the shard
+        itself is one of the things only a restart changes).
+        """
+        problems = restart_only(self.config, config) + self.service.check(config)
+        if problems:
+            return problems
+        await self.service.apply(config)
+        self.config = self.service.config  # this shard's share of it
+        if self.app is not None:
+            from exporter.web.app import RELOAD_HOOKS
+
+            for hook in self.app[RELOAD_HOOKS]:
+                hook(self.config)
+        return []
 
     async def stop(self) -> None:
         from exporter.trading.tracker import detach
@@ -168,11 +225,26 @@ class Exporter:
         detach(self.config)  # closes the state file (and writes its backup) if start opened it
 
 
-async def serve(config: Config, web_config=None, *, reset_trading_state: bool = False) -> int:
+async def serve(config: Config, web_config=None, *, reset_trading_state: bool = False,
+                load: Callable[[], Config] | None = None, source: str = "the configuration file",
+                early: _EarlyHangup | None = None) -> int:
     from exporter.trading.store import StateFileError
 
     stopping = stop_event()
-    exporter = Exporter(config, web_config, reset_trading_state=reset_trading_state)
+    exporter = Exporter(config, web_config, reset_trading_state=reset_trading_state, load=load, source=source)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def reload_on_sighup() -> None:
+        log.info("SIGHUP: reloading %s", source)
+        task = asyncio.create_task(exporter.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop = asyncio.get_running_loop()
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
+        if early is not None and early.seen:  # the file may have changed after it was read
+            reload_on_sighup()
     try:
         await exporter.start()
     except StateFileError as exc:
@@ -182,6 +254,10 @@ async def serve(config: Config, web_config=None, *, reset_trading_state: bool = 
         log.error("cannot serve on %s: %s", config.listen, exc)
         return 1
     await stopping.wait()
+    if load is not None:
+        loop.remove_signal_handler(signal.SIGHUP)
+    if reloads:  # let a reload in flight finish rather than leave a half-applied configuration
+        await asyncio.gather(*reloads, return_exceptions=True)
     log.info("shutting down")
     await exporter.stop()
     log.info("stopped")

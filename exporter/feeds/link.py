@@ -11,17 +11,34 @@ The hot path, per data frame, is::
 
     now = clock()                      # the injected clock: book time
     feed.frame_received(len(data), now)
+    self.beat.last_heartbeat = now     # a data frame is a sign of life too
+    self.rx += 1                       # arrivals, for the keeper
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
     if signals: slow path (acks, auth, replies, problems) else: feed.frame_ok()
 
-with no logging and no metric library. WebSocket pings and pongs are handled here, not by
-aiohttp (``autoping=False``), so they count as heartbeats; a server ping is answered with a
-pong echoing its payload.
+with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
+this link is the shard's primary (so ``feedwatch_feed_last_heartbeat_timestamp_seconds`` moves
+with every frame, ping or pong, even with ``ping_interval: 0``), a private stand-in otherwise.
+Only a plain data frame (no signals) ends a run of consecutive errors (``frame_ok``): acks,
+pongs, pings and other control traffic prove the socket, not the data. WebSocket pings and pongs
+are handled here, not by aiohttp (``autoping=False``), so they count as heartbeats; a server ping
+is answered with a pong echoing its payload.
 
-Liveness is checked by a small keeper task on the event loop's clock: a frame, ping or pong
-within ``heartbeat_timeout`` keeps the link up; otherwise it closes with ``heartbeat_timeout``.
-The keeper also sends our pings (WebSocket or the adapter's application-level ping) every
-``ping_interval`` and asks the shard for a rollover when the venue's connection age limit nears.
+Liveness is a small keeper task on the event loop's clock, following ``keepalive.Keepalive``:
+our pings every ``ping_interval`` (WebSocket or the adapter's application-level ping; to a venue
+that pings us itself, only when it has gone quiet), and a close with ``heartbeat_timeout`` when
+nothing has arrived for ``heartbeat_timeout``. The keeper also asks the shard for a rollover when
+the venue's connection age limit nears.
+
+How a link ends is its disconnect reason: a close frame from the venue is ``server_closed`` (its
+code and text go to the log); a TCP connection that ends without one (reset, EOF, a killed venue
+process) is ``network_error``; the reasons we close for are our own (``heartbeat_timeout``,
+``silent_stall``, ...). The connection is marked down the moment the link decides to close, not
+after the close handshake (which a dead peer never answers).
+
+``delivered`` tells the shard's backoff whether the venue really served this link (it
+acknowledged a subscription, or a symbol of the link updated; for a feed without symbols, a data
+frame arrived): such a connection resets the reconnect backoff however short it was.
 """
 
 from __future__ import annotations
@@ -46,6 +63,7 @@ from exporter.feeds.base import (
     Signal,
     Unsubscribed,
 )
+from exporter.feeds.keepalive import Keepalive
 
 if TYPE_CHECKING:
     from exporter.book import FeedBook
@@ -97,6 +115,15 @@ class ConnectFailed(Exception):
     """The socket never opened (refused, DNS, TLS, handshake status, timeout)."""
 
 
+class _Beat:
+    """Where a link that is not (yet) its shard's primary writes its heartbeats: nowhere shared."""
+
+    __slots__ = ("last_heartbeat",)
+
+    def __init__(self) -> None:
+        self.last_heartbeat = 0.0
+
+
 class Link:
     """One socket of one shard (connection label ``shard.name``)."""
 
@@ -109,7 +136,8 @@ class Link:
         self.config = runner.config
         self.clock = runner.clock
         self.adapter = runner.adapter_class(runner.config, runner.feed, shard.name)
-        self.primary = primary
+        self.beat: Any = _Beat()              # see the module docstring; set by ``primary``
+        self._primary = primary
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         # Why the link ended: a disconnect reason; ``cause`` is the exception, if one did it.
         self.reason: str | None = None
@@ -120,6 +148,10 @@ class Link:
         self.acked: set[str] = set()          # subscriptions the venue confirmed
         self.live = False                     # setup reached the subscribe step
         self.rx = 0                           # frames/pings/pongs received (liveness)
+        self.rx_control = 0                   # of which pings and pongs
+        self.venue_acked = False              # the venue confirmed a subscription on this link
+        self.close_detail = ""                # the venue's close code and text, for the log
+        self._updates_at_open = 0             # the shard's symbols' update count when it opened
         self.authenticated = asyncio.Event()
         self.ready = asyncio.Event()          # authenticated and every requested symbol acked
         self._rollover_asked = False
@@ -140,6 +172,31 @@ class Link:
     def is_open(self) -> bool:
         return self.ws is not None and not self.ws.closed and self.reason is None
 
+    @property
+    def primary(self) -> bool:
+        return self._primary
+
+    @primary.setter
+    def primary(self, value: bool) -> None:
+        self._primary = value
+        if value and self.opened_at is not None:
+            self.beat = self.feed.connection(self.name)
+        elif not value:
+            self.beat = _Beat()
+
+    @property
+    def delivered(self) -> bool:
+        """The venue really served this link (see the module docstring): resets the backoff."""
+        if self.opened_at is None:
+            return False
+        if self.venue_acked or self._shard_updates() > self._updates_at_open:
+            return True
+        return not self.shard.symbols and self.rx > self.rx_control
+
+    def _shard_updates(self) -> int:
+        symbols = self.feed.symbols
+        return sum(symbols[s].updates for s in self.shard.symbols if s in symbols)
+
     def uptime(self) -> float:
         if self.opened_at is None:
             return 0.0
@@ -147,9 +204,14 @@ class Link:
         return end - self.opened_at
 
     def close(self, reason: str) -> None:
-        """End this link with ``reason`` (the first reason given wins). Returns at once."""
+        """End this link with ``reason`` (the first reason given wins). Returns at once.
+
+        The connection counts as down from here: a peer that is gone never answers the close
+        handshake, and the exported state must not wait for it.
+        """
         if self.reason is None:
             self.reason = reason
+        self._mark_down()
         if self.ws is not None:
             if not self.ws.closed and self._closer is None:
                 # Not a helper: the reader returns as soon as close() starts, and the close
@@ -234,9 +296,9 @@ class Link:
 
     def promote(self, now: float) -> None:
         """Become the shard's primary link: take over the connection bookkeeping."""
-        self.primary = True
         feed = self.feed
         feed.connected(self.name, now)
+        self.primary = True
         feed.connection(self.name).symbols = tuple(self.shard.symbols)
         feed.acknowledge([s for s in self.acked if s in self.shard.symbols], now)
         self.runner.note_connected(now)
@@ -266,15 +328,20 @@ class Link:
             self.ended_at = loop.time()
             for task in list(self._helpers):
                 task.cancel()
+            if self.opened_at is not None and self.reason is None:
+                # Every way the reader ends names its reason; should one ever not, it is not the
+                # venue's word that it closed (that is a close frame): call it a network error.
+                self.reason = "network_error"
+            self._mark_down()
             if self.ws is not None and self._closer is None:
                 self._closer = asyncio.create_task(self._close_socket())
             if self._closer is not None:
                 await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT + 0.5)
-            if self.opened_at is not None:
-                if self.reason is None:
-                    self.reason = "server_closed"
-                if self.primary:
-                    self.feed.disconnected(self.name, self.reason)
+
+    def _mark_down(self) -> None:
+        """Count this (primary, opened) link's disconnect once, with its reason."""
+        if self.primary and self.opened_at is not None and self.reason is not None:
+            self.feed.disconnected(self.name, self.reason)  # a no-op once the connection is down
 
     async def _open(self) -> None:
         symbols = self._url_symbols = list(self.shard.symbols)
@@ -301,10 +368,12 @@ class Link:
             await ws.close()
             raise asyncio.CancelledError
         self.opened_at = asyncio.get_running_loop().time()
+        self._updates_at_open = self._shard_updates()
         if self.primary:
             now = self.clock.time()
             self.feed.connected(self.name, now)
             self.feed.connection(self.name).symbols = tuple(self.shard.symbols)
+            self.beat = self.feed.connection(self.name)
             self.runner.note_connected(now)
 
     async def _setup(self) -> None:
@@ -326,7 +395,7 @@ class Link:
         if adapter.subscribed_in_url():
             # The URL subscribed exactly what it was built with; later additions need a new URL.
             self.requested.update(self._url_symbols)
-            self._acknowledged(self._url_symbols, self.clock.time())
+            self._acknowledged(self._url_symbols, self.clock.time(), from_venue=False)
             return
         symbols = list(self.shard.symbols)
         if symbols:
@@ -351,6 +420,7 @@ class Link:
                 data = msg.data
                 now = clock()
                 frame_received(len(data), now)
+                self.beat.last_heartbeat = now
                 self.rx += 1
                 try:
                     signals = handle(data, now)
@@ -369,6 +439,7 @@ class Link:
         kind = msg.type
         if kind is WSMsgType.PING:
             self.rx += 1
+            self.rx_control += 1
             if self.primary:
                 self.feed.heartbeat(self.name, self.clock.time())
             self._take_control_slot()
@@ -379,12 +450,14 @@ class Link:
             return True
         if kind is WSMsgType.PONG:
             self.rx += 1
+            self.rx_control += 1
             if self.primary:
                 self.feed.heartbeat(self.name, self.clock.time())
             return True
         if kind is WSMsgType.CLOSE:
             if self.reason is None:
-                self.reason = "server_closed"
+                self.reason = "server_closed"  # the venue sent a close frame: its decision
+                self.close_detail = f"close code {msg.data}" + (f" {msg.extra!r}" if msg.extra else "")
             return False
         if kind is WSMsgType.ERROR:
             if self.reason is None:
@@ -402,7 +475,8 @@ class Link:
     # --- the slow path: what the adapter's signals ask for -------------------------------------
 
     def _on_signals(self, signals: Sequence[Signal], now: float) -> None:
-        problems = False
+        """Act on a frame's signals. Such a frame never ends a run of consecutive errors: it is
+        control traffic (acks, pongs, auth, replies) or trouble, not data (``frame_ok``)."""
         for signal in signals:
             kind = type(signal)
             if kind is Acknowledged:
@@ -417,7 +491,6 @@ class Link:
             elif kind is Authenticated:
                 self.authenticated.set()
             elif kind is AuthFailed:
-                problems = True
                 self.feed.error("auth", signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(
                     "auth", f"{self.label}: venue refused us ({signal.reason}): {signal.message}")  # type: ignore[attr-defined]
@@ -430,14 +503,13 @@ class Link:
                 else:
                     self.close(reason)
             elif kind is Problem:
-                problems = True
                 self.feed.error(signal.kind, signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}")  # type: ignore[attr-defined]
-        if not problems:
-            self.feed.frame_ok()
 
-    def _acknowledged(self, symbols: Iterable[str], now: float) -> None:
+    def _acknowledged(self, symbols: Iterable[str], now: float, from_venue: bool = True) -> None:
         symbols = [s for s in symbols if s in self.requested]
+        if symbols and from_venue:
+            self.venue_acked = True
         self.acked.update(symbols)
         if self.primary:
             self.feed.acknowledge(symbols, now)
@@ -450,42 +522,46 @@ class Link:
     # --- helpers -------------------------------------------------------------------------------
 
     async def _keep_alive(self) -> None:
-        """Our pings, the liveness deadline and the age-limit rollover, on the loop's clock."""
+        """Our pings, the liveness deadline (``keepalive.Keepalive``) and the age-limit rollover."""
         loop = asyncio.get_running_loop()
-        config, adapter = self.config, self.adapter
-        ping_every = config.ping_interval if config.ping_interval > 0 and not adapter.server_pings else 0.0
-        deadline = config.heartbeat_timeout
+        adapter = self.adapter
+        config = self.runner.config
+        keeper = Keepalive(config.ping_interval, config.heartbeat_timeout, adapter.server_pings, loop.time())
         max_age = adapter.max_connection_age()
         # Roll over a little before the venue would cut us: 10 % of the age, at most 10 minutes.
         rollover_at = (self.opened_at + max_age - min(0.1 * max_age, 600.0)) if max_age else None  # type: ignore[operator]
-        tick = min([t for t in (ping_every, deadline / 4, (max_age or 0) / 10) if t > 0] + [1.0])
-        tick = max(tick, 0.005)
-        seen = self.rx
-        alive_at = loop.time()
-        next_ping = loop.time() + ping_every
         while True:
-            await asyncio.sleep(tick)
             now = loop.time()
-            if self.rx != seen:
-                seen = self.rx
-                alive_at = now
-            if deadline > 0 and now - alive_at > deadline:
-                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - alive_at)
+            wake = keeper.next_wake(now)
+            if rollover_at is not None and self.primary and not self._rollover_asked:
+                wake = min(wake, max(rollover_at, now + 0.005))
+            await asyncio.sleep(wake - now)
+            now = loop.time()
+            if self.runner.config is not config:  # reloaded: new ping and deadline settings
+                config = self.runner.config
+                keeper.retune(config.ping_interval, config.heartbeat_timeout, now)
+            ping, dead = keeper.step(now, self.rx)
+            if dead:
+                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - keeper.alive_at)
                 self.close("heartbeat_timeout")
                 return
-            if ping_every and now >= next_ping:
-                next_ping = now + ping_every
-                message = adapter.ping_message()
-                if message is not None:
-                    await self.send(message)
-                elif self.ws is not None and not self.ws.closed:
-                    try:
-                        await self.ws.ping(b"feedwatch")
-                    except (ConnectionError, aiohttp.ClientError, RuntimeError):
-                        pass  # the reader sees the socket go
+            if ping:
+                await self._ping()
             if rollover_at is not None and now >= rollover_at and self.primary and not self._rollover_asked:
                 self._rollover_asked = True
                 self.shard.replace_link(self, "rollover")
+
+    async def _ping(self) -> None:
+        """One ping: the adapter's application-level message, else a WebSocket ping."""
+        self._take_control_slot()  # Binance counts our pings in its 5-per-second budget too
+        message = self.adapter.ping_message()
+        if message is not None:
+            await self.send(message)
+        elif self.ws is not None and not self.ws.closed:
+            try:
+                await self.ws.ping(b"feedwatch")
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                pass  # the reader sees the socket go
 
     async def _close_socket(self) -> None:
         ws = self.ws

@@ -12,7 +12,8 @@ A shard's life::
 
 Reconnect decisions follow python-websockets: ``classify`` is the one place that says whether
 retrying soon can help; retryable failures wait the backoff delay (random first delay, growth to
-``reconnect.max_delay``, reset after a connection that lasted ``reconnect.reset_after``); fatal
+``reconnect.max_delay``; reset after a connection that lasted ``reconnect.reset_after`` or that
+delivered data, at most 3 such resets per ``reset_after``: ``backoff.py``); fatal
 ones (a refused key, a URL the venue says does not exist) wait the full cap every time and are
 logged as errors, so a misconfigured feed does not hammer the venue but recovers by itself when
 the venue is fixed.
@@ -29,6 +30,10 @@ Silent-stall protection: if the socket is up but no symbol of the feed has updat
 ``silent_stall``. A symbol that turned critical is resubscribed (unsubscribe + subscribe) once
 per critical period; on an adapter whose URL carries the subscriptions the only way is a
 make-before-break replacement of that connection (counted as ``resharding``).
+
+A configuration reload that leaves the feed's connection settings alone hands the runner its
+new ``FeedConfig`` (``reconfigure``): links read the ping and deadline settings from it as they
+go, shards get the new backoff settings, the silence watch its new timeout; the sockets stay.
 
 Timestamps written into the book come from the injected clock; asyncio timers use the loop.
 """
@@ -156,7 +161,7 @@ class Shard:
                 break
             if self.stopping:
                 return
-            self.backoff.connection_ended(link.uptime())
+            self.backoff.connection_ended(link.uptime(), link.delivered, asyncio.get_running_loop().time())
             cause = link.cause if link.cause is not None else link.reason
             retryable = classify(cause)
             delay = self.backoff.next_delay() if retryable else self.backoff.cap()
@@ -164,6 +169,8 @@ class Shard:
             why = link.reason if link.opened_at is not None else f"connect failed: {_describe(link.cause)}"
             if link.opened_at is not None and link.cause is not None:
                 why = f"{why}: {_describe(link.cause)}"
+            elif link.close_detail:
+                why = f"{why}: {link.close_detail}"
             if retryable:
                 log.info("%s: reconnecting in %.2fs (%s; attempt %d)", self.label, delay, why, self.backoff.attempts)
             else:
@@ -300,6 +307,7 @@ class FeedRunner:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        _warn_about_liveness(self.config)
         # limit=0: a feed with many shards must not queue behind aiohttp's connection pool cap.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         symbols = list(self.feed.symbols)
@@ -309,14 +317,31 @@ class FeedRunner:
         if self.config.silence_timeout > 0:
             self._watch = asyncio.create_task(self._silence_watch(), name=f"silence {self.feed.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Close every socket with ``reason`` (``shutdown``; ``reload`` for a feed restarted by a reload)."""
         self.stopping = True
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
-        await asyncio.gather(*(shard.stop("shutdown") for shard in list(self.shards.values())))
+        await asyncio.gather(*(shard.stop(reason) for shard in list(self.shards.values())))
         if self.session is not None:
             await self.session.close()
+
+    def reconfigure(self, config: FeedConfig) -> None:
+        """A reloaded config whose connection settings (url, kind, credentials, venue keys,
+        connect timeout) are unchanged: take it without touching the sockets."""
+        old, self.config = self.config, config
+        if (config.ping_interval, config.heartbeat_timeout) != (old.ping_interval, old.heartbeat_timeout):
+            _warn_about_liveness(config)
+        if config.reconnect != old.reconnect:
+            c = config.reconnect
+            for shard in self.shards.values():
+                shard.backoff = Backoff(c.initial_delay, c.max_delay, c.multiplier, c.reset_after)
+        if config.silence_timeout > 0 and self._watch is None:
+            self._watch = asyncio.create_task(self._silence_watch(), name=f"silence {self.feed.name}")
+        elif config.silence_timeout <= 0 and self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def note_connected(self, now: float) -> None:
         self._up_since = now
@@ -402,11 +427,10 @@ class FeedRunner:
 
     async def _silence_watch(self) -> None:
         """Reconnect a feed whose socket is up but whose symbols all went quiet."""
-        feed, config = self.feed, self.config
-        timeout = config.silence_timeout
-        tick = min(0.25, max(timeout / 4, 0.01))
+        feed = self.feed
         while True:
-            await asyncio.sleep(tick)
+            timeout = self.config.silence_timeout  # read each time: a reload may change it
+            await asyncio.sleep(min(0.25, max(timeout / 4, 0.01)))
             if not feed.symbols or not feed.is_up():
                 continue
             now = self.clock.time()
@@ -422,6 +446,15 @@ class FeedRunner:
             for shard in self.shards.values():
                 if shard.link is not None and shard.link.is_open:
                     shard.link.close("silent_stall")
+
+
+def _warn_about_liveness(config: FeedConfig) -> None:
+    """Say once if a quiet but healthy connection could be cut between two of our pings."""
+    ping, deadline = config.ping_interval, config.heartbeat_timeout
+    if ping > 0 and deadline > 0 and ping > 0.5 * deadline:
+        log.warning("feed %s: ping_interval (%gs) is more than half of heartbeat_timeout (%gs): a quiet "
+                    "connection may be cut between two pongs; keep it at most about 40 %% of the deadline",
+                    config.name, ping, deadline)
 
 
 def _describe(exc: BaseException | None) -> str:

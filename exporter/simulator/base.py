@@ -62,6 +62,7 @@ FAULT_HELP = {
     "garbage": "interleave undecodable frames with the data",
     "bad_prices": "send non-positive trade prices and crossed quotes",
     "ignore_pings": "stop answering WebSocket pings (with stall_all: a half-open socket)",
+    "accept_and_drop": "accept each new connection, then cut it at once (before any frame)",
 }
 FAULTS = tuple(FAULT_HELP)
 
@@ -144,6 +145,7 @@ class Faults:
     garbage: bool = False
     bad_prices: bool = False
     ignore_pings: bool = False
+    accept_and_drop: bool = False
 
     def set(self, name: str, symbol: str | None = None) -> None:
         """Turn a fault on (``drop`` is an action, handled by the simulator)."""
@@ -156,7 +158,8 @@ class Faults:
                 self.stalled.discard(symbol)
             else:
                 self.clear()
-        elif name in ("stall_all", "reject_auth", "max_connections", "garbage", "bad_prices", "ignore_pings"):
+        elif name in ("stall_all", "reject_auth", "max_connections", "garbage", "bad_prices", "ignore_pings",
+                      "accept_and_drop"):
             setattr(self, name, True)
         else:
             raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
@@ -176,6 +179,7 @@ class Faults:
             "garbage": self.garbage,
             "bad_prices": self.bad_prices,
             "ignore_pings": self.ignore_pings,
+            "accept_and_drop": self.accept_and_drop,
         }
 
 
@@ -203,7 +207,7 @@ class Stats:
     pongs_received: int = 0     # answers to the simulator's own pings
     garbage_sent: int = 0
     bad_prices_sent: int = 0
-    drops: int = 0
+    drops: int = 0              # connections cut by the drop and accept_and_drop faults
     # Wire events sent per symbol (a Polygon tick with T and Q channels is two events).
     sent: dict[str, int] = field(default_factory=dict)
     # (loop time, first 200 characters) of the latest client messages, oldest first.

@@ -9,6 +9,7 @@
     POST /faults/garbage               interleave undecodable frames
     POST /faults/bad_prices            send non-positive trades and crossed quotes
     POST /faults/ignore_pings          stop answering WebSocket pings
+    POST /faults/accept_and_drop       accept each new connection, then cut it at once
     GET  /state                        JSON: connections, auth, faults, events sent per symbol,
                                        subscriptions (all, and per open connection)
     POST /scenarios/NAME[?account=A]   a dialect's scripted scenario (the trading bot's drawdown,

@@ -245,6 +245,10 @@ class Simulator:
         self.stats.connections_open += 1
         streamer: asyncio.Task[None] | None = None
         try:
+            if self.faults.accept_and_drop:  # a venue that takes the handshake and falls over
+                self.stats.drops += 1
+                session.abort()
+                return
             await session.dialect.opened()
             streamer = asyncio.create_task(self._stream(session))
             loop = asyncio.get_running_loop()

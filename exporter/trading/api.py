@@ -58,7 +58,7 @@ from aiohttp import web
 from exporter.trading.collector import TradingCollector
 from exporter.trading.config import ApiConfig
 from exporter.trading.tracker import Tracker, attach, split_payload, EventError
-from exporter.web.app import CLOCK, CONFIG, RENDERERS, json_problem, json_response, own_auth, reject_http
+from exporter.web.app import CLOCK, CONFIG, RELOAD_HOOKS, RENDERERS, json_problem, json_response, own_auth, reject_http
 from exporter.web.guard import Throttle
 
 log = logging.getLogger(__name__)
@@ -166,11 +166,18 @@ def add_routes(app: web.Application) -> None:
     if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[RENDERERS]):
         app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker),)
     app[AUTH] = Authenticator(config.trading.api)
+    app[RELOAD_HOOKS].append(lambda new: _reload_credentials(app, new))
     if not config.trading.api.enabled:
         log.info("trading push API (%s) refuses every request: no trading.api.token or hmac_secret configured",
                  EVENTS_PATH)
     app.router.add_post(EVENTS_PATH, post_events, expect_handler=_expect)
     app.cleanup_ctx.append(_housekeeping)
+
+
+def _reload_credentials(app: web.Application, config: Any) -> None:
+    """A configuration reload: the push API takes the new token, secret and limits."""
+    if config.trading is not None:
+        app[AUTH].api = config.trading.api
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:

@@ -575,6 +575,35 @@ class Tracker:
         # Forget expired ids now; on a full disk this fails, is counted, and is retried later.
         self.housekeeping(now)
 
+    def reconfigure(self, config: "TradingConfig") -> None:
+        """A reloaded ``trading:`` section (same state file): accounts, limits, calendars, API.
+
+        Accounts that stay keep their state and get their new rules (limits, Sharpe settings,
+        trading calendar: a changed calendar applies from the next event); new accounts start
+        from their saved state, if the file has one; removed accounts leave memory and the
+        metrics, while their saved state stays in the file.
+        """
+        saved: dict[str, Any] | None = None
+        accounts: dict[str, Account] = {}
+        for account_config in config.accounts:
+            rules = account_config.resolved
+            account = self.accounts.get(rules.name)
+            if account is None:
+                account = Account(rules)
+                if saved is None:
+                    saved = self.store.load()
+                if rules.name in saved:
+                    account.load_state(saved[rules.name])
+            else:
+                account.rules = rules
+                account.calendar = TradingCalendar(rules)
+            accounts[rules.name] = account
+        self.accounts = accounts
+        self.events = {(name, kind): self.events.get((name, kind), 0) for name in accounts for kind in EVENT_TYPES}
+        self.config = config
+        if hasattr(self.store, "backup_interval"):  # the SQLite store: same file, new backup pace
+            self.store.backup_interval = config.state_backup_interval
+
     # --- ingest -------------------------------------------------------------------------------
 
     def ingest_json(self, data: bytes | str, now: float, *, atomic: bool = False) -> IngestResult:
@@ -774,6 +803,21 @@ def attach(config: "Config", now: float, *, reset_state: bool = False) -> Tracke
             raise
         _TRACKERS[id(trading)] = (weakref.ref(trading, _forget(_TRACKERS, id(trading))), tracker)
     for feed in config.feeds:
+        if feed.kind == "trading":
+            _BY_FEED[id(feed)] = (weakref.ref(feed, _forget(_BY_FEED, id(feed))), tracker)
+    return tracker
+
+
+def reattach(old: "Config", new: "Config") -> Tracker | None:
+    """Hand ``old``'s tracker to ``new`` (a configuration reload): same state and state file,
+    the new section's rules (``Tracker.reconfigure``); the new trading feeds deliver to it."""
+    entry = _TRACKERS.pop(id(old.trading), None) if old.trading is not None else None
+    if entry is None or new.trading is None:
+        return None
+    tracker = entry[1]
+    tracker.reconfigure(new.trading)
+    _TRACKERS[id(new.trading)] = (weakref.ref(new.trading, _forget(_TRACKERS, id(new.trading))), tracker)
+    for feed in new.feeds:
         if feed.kind == "trading":
             _BY_FEED[id(feed)] = (weakref.ref(feed, _forget(_BY_FEED, id(feed))), tracker)
     return tracker

@@ -10,6 +10,9 @@ awaited on exit. Routes:
     GET /-/healthy                 200 "OK" while the process serves
     GET /-/ready                   200 once every feed connected at least once, or after the
                                    startup grace; 503 with the reason otherwise
+    POST|PUT /-/reload             re-read the configuration file (``exporter/reload.py``): 200, or
+                                   500 with every problem (the running configuration stays);
+                                   other methods 405; 503 when the app has no file to re-read
     GET /api/v1/status             per-feed health, connections, state counts, worst symbols
     GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
                                    "is this price fresh enough to trade on?"
@@ -33,7 +36,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
 from aiohttp import web
@@ -59,6 +62,8 @@ GZIP_IN_THREAD_ABOVE = 256 * 1024
 GZIP_LEVEL = 1  # ~6x smaller than plain at a fraction of level 9's cost (bench/README.md)
 
 Renderer = Callable[[float], str]
+# ``POST /-/reload``: runs a reload and returns its problems ([] when the new configuration runs).
+Reload = Callable[[str], Awaitable[list[str]]]
 # An extension adds routes, state and renderers to a new app; it decides from the app's config
 # whether it applies (the trading ingest API: only with a ``trading:`` section).
 Extension = Callable[[web.Application], None]
@@ -98,6 +103,11 @@ SERVICE = web.AppKey("feedwatch.service", Any)
 SETTINGS = web.AppKey("feedwatch.settings", Settings)
 HUB = web.AppKey("feedwatch.stream_hub", StreamHub)
 STATUS_PAGE = web.AppKey("feedwatch.status_page", bytes)
+RELOAD = web.AppKey("feedwatch.reload", Any)          # a ``Reload``, or None
+# Called with the new Config after a successful reload. The app's CONFIG stays the one it was
+# built with (a started app's state is frozen); what may change at run time (the trading push
+# API's credentials, say) is handed over here by the extension that owns it.
+RELOAD_HOOKS = web.AppKey("feedwatch.reload_hooks", list)
 CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
 
 _encode = msgspec.json.encode
@@ -106,14 +116,16 @@ _encode = msgspec.json.encode
 def create_app(book: Book, config: Config, clock: Any = None, registry: CollectorRegistry | None = None,
                renderers: Sequence[Renderer] = (), service: Any = None, *,
                settings: Settings | None = None,
-               extensions: Sequence[Extension] | None = None) -> web.Application:
+               extensions: Sequence[Extension] | None = None,
+               reload: Reload | None = None) -> web.Application:
     """Build the application; nothing runs until it is started (``serve`` or aiohttp's runner).
 
     ``registry`` defaults to a fresh ``CollectorRegistry`` (so building two apps in one process
     never collides); ``service`` is kept for routes that need the runners (``SERVICE`` key) but
     its lifecycle belongs to the caller. ``extensions`` add routes of their own after the core
     ones; by default every one registered in the ``feedwatch.web`` entry points (the trading
-    ingest API among them), so this module never imports the components it serves.
+    ingest API among them), so this module never imports the components it serves. ``reload``
+    serves ``POST /-/reload`` (``feedwatch run`` passes its ``Reloader``).
     """
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
@@ -130,6 +142,8 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[SETTINGS] = settings
     app[HUB] = StreamHub()
     app[STATUS_PAGE] = (STATIC_DIR / "status.html").read_bytes()
+    app[RELOAD] = reload
+    app[RELOAD_HOOKS] = []
     app.cleanup_ctx.append(_background_tasks)
     app.on_shutdown.append(_end_streams)
 
@@ -138,6 +152,8 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app.router.add_get(config.telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload_config)
+    app.router.add_put("/-/reload", reload_config)
     app.router.add_get("/api/v1/status", api_status)
     app.router.add_get("/api/v1/symbols/{feed}/{symbol:.+}", api_symbol)
     app.router.add_get("/api/v1/snapshot", api_snapshot)
@@ -266,6 +282,19 @@ async def ready(request: web.Request) -> web.Response:
     is_ready, reason = readiness(request.app)
     return web.Response(text=("OK: " if is_ready else "Not ready: ") + reason + "\n",
                         status=200 if is_ready else 503)
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Prometheus' and Alertmanager's ``/-/reload``; behind the web config's basic auth like every path."""
+    reload = request.app[RELOAD]
+    if reload is None:
+        return web.Response(status=503, text="reload is not available: this server was started without a "
+                                             "configuration file to re-read\n")
+    problems = await reload(f"{request.method} /-/reload")
+    if problems:
+        return web.Response(status=500, text=f"failed to reload config ({len(problems)} problem(s); the running "
+                                             f"configuration stays):\n" + "".join(f"{p}\n" for p in problems))
+    return web.Response(text="configuration reloaded\n")
 
 
 # --- JSON API -----------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def build() -> models.Dashboard:
     dash = dash.with_row(p.row("Connections"))
     dash = dash.with_panel(
         p.timeseries_panel("Disconnects by reason", "Why sockets closed. Planned reasons (rollover, "
-                           "server_shutdown, resharding, shutdown) are routine; the others are problems.",
+                           "server_shutdown, resharding, shutdown, reload) are routine; the others are problems.",
                            [p.query(f"sum by (feed, reason) (increase(feedwatch_feed_disconnects_total{FEED}[$__rate_interval]))",
                                     "{{feed}} {{reason}}")],
                            unit=units.Short, bars=True, stacked=True))

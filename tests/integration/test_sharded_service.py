@@ -1,6 +1,7 @@
 """One shard of a sharded deployment, over a real socket: it connects and subscribes for its share
 only, keeps a feed it holds no symbol of on standby (no connection, no series), and honours the
-trigger files of the symbols it owns, bringing a standby feed up for them and back down after.
+trigger files of the symbols it owns, bringing a standby feed up for them and back down after; a
+configuration reload is cut to the same share.
 """
 
 from __future__ import annotations
@@ -72,6 +73,53 @@ async def test_a_shard_watches_its_share_and_honours_only_its_own_triggers(clock
         await async_wait_for(lambda: stocks_trigger not in stocks.symbols, what=f"{stocks_trigger} expired")
         assert sorted(stocks.symbols) == sorted(mine)
         assert 'feed="extra"' not in collector.render(clock.time())
+    finally:
+        await service.stop()
+        await sim.stop()
+
+
+async def test_a_reload_is_cut_to_the_same_share(clock, tmp_path):
+    """SIGHUP/POST /-/reload hand Service.apply the whole file: it is re-sharded like at the start.
+    A feed up only for a trigger file stays up with its trigger symbol; a trading section on
+    another shard's side is no restart-only change here."""
+    stocks = [f"S{i:02d}" for i in range(12)]
+    more = [f"N{i:02d}" for i in range(12)]
+    trigger = symbols_of("extra", SHARD.index, (f"T{i}" for i in range(50)))[0]
+    extra_symbol = symbols_of("extra", 0, (f"X{i}" for i in range(50)))[0]
+    sim = Simulator("polygon", [*stocks, *more, trigger, extra_symbol], rate=40.0, api_key=API_KEY)
+    await sim.start()
+    top = {"watchlist": {"trigger_dir": str(tmp_path), "ttl": "60s", "scan_interval": "50ms"}}
+    bot = {"name": "bot", "kind": "trading", "url": "ws://127.0.0.1:1/ws"}
+    trading = {"accounts": [{"name": "main", "symbols": {stocks[0]: "stocks"}}]}
+
+    def whole(symbols, *extra_feeds, **sections):
+        return load_data({**top, **sections, "feeds": [feed_config(sim.ws_url, symbols=symbols), *extra_feeds,
+                                                       feed_config(sim.ws_url, name="extra", symbols=[extra_symbol])]})
+
+    service = Service(whole(stocks), clock, sweep_interval=0.05, shard=SHARD)
+    try:
+        await service.start()
+        (tmp_path / "extra").mkdir()
+        (tmp_path / "extra" / trigger).touch()
+        os.utime(tmp_path / "extra" / trigger, (clock.time(), clock.time()))
+        await async_wait_for(lambda: "extra" in service.book.feeds and trigger in service.book.feeds["extra"].symbols,
+                             what="extra up for its trigger")
+        extra_runner = service.runners["extra"]
+
+        # More symbols, and a trading stream with its section (shard 0's, so nothing to restart here).
+        reloaded = whole(stocks + more, bot, trading=trading)
+        assert service.check(reloaded) == []
+        done = await service.apply(reloaded)
+        mine = symbols_of("stocks", SHARD.index, stocks + more)
+        assert sorted(service.book.feeds["stocks"].symbols) == sorted(mine), done
+        assert "bot" not in service.runners and service.config.trading is None
+        assert service.runners["extra"] is extra_runner and trigger in service.book.feeds["extra"].symbols
+        await async_wait_for(lambda: all(s.acknowledged for s in service.book.feeds["stocks"].symbols.values()),
+                             what="the new share subscribed")
+        assert sorted(set(sim.state()["subscriptions"]) - {trigger}) == sorted(mine)
+
+        clock.advance(61)  # the trigger expires after the reload: back to standby all the same
+        await async_wait_for(lambda: "extra" not in service.runners, what="extra back on standby")
     finally:
         await service.stop()
         await sim.stop()

@@ -117,8 +117,12 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.025")] == 0
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.05")] == 1
     assert values[key("feedwatch_feed_latency_seconds_count", feed="crypto")] == 1
+    # A connection's start: its uptime is time() minus this; 0 while it is down.
+    assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="crypto", connection="0")] == T0
+    assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="crypto", connection="1")] == 0
     # A feed that never connected: up is present and 0.
     assert values[key("feedwatch_feed_up", feed="idle", connection="0")] == 0
+    assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="idle", connection="0")] == 0
     assert values[key("feedwatch_feed_healthy", feed="idle")] == 0
 
 

@@ -42,7 +42,7 @@ def test_defaults_live_in_one_place():
     assert config.listen == ":10119" and config.telemetry_path == "/metrics"
     assert config.thresholds == Thresholds(180, 300, 3600)
     feed = config.feeds[0]
-    assert feed.heartbeat_timeout == 120 and feed.silence_timeout == 600
+    assert feed.heartbeat_timeout == 25 and feed.ping_interval == 10 and feed.silence_timeout == 600
     assert feed.unhealthy_after_errors == 10 and feed.unhealthy_after_silence == 300
     assert feed.options.channels == ("T", "Q")
     assert feed.resolved_thresholds == Thresholds(180, 300, 3600)

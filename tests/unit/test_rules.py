@@ -26,7 +26,7 @@ RUNBOOK_URL = "https://github.com/feedwatch/feedwatch/blob/main/docs/runbook.md#
 DESIGN_ALERTS = {
     "FeedSymbolStale", "FeedSymbolDead", "FeedDown", "FeedSilent", "FeedHeartbeatMissing",
     "FeedReconnectFlapping", "FeedHighLatency", "FeedRejectingUpdates", "FeedPriceMove",
-    "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding",
+    "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding", "FeedwatchConfigReloadFailed",
     # Replicas and shards (docs/scaling.md).
     "FeedwatchReplicaDown", "FeedReplicaUnhealthy", "FeedwatchShardMislabelled", "FeedwatchShardMissing",
 }
