@@ -203,6 +203,19 @@ def test_text_lists_each_firing_alert_and_names_the_resolved(tmp_path: Path) -> 
     assert telegram.startswith("<b>🔴 FeedSymbolStale") and "</b>\nA symbol&#39;s price is stale." in telegram
 
 
+def test_a_sharded_feeds_resolved_alerts_name_their_shard(tmp_path: Path) -> None:
+    """FeedDown is per shard (docs/scaling.md): "stocks shard 0, stocks shard 1", not "stocks, stocks"."""
+    base = json.loads((ROOT / "alertmanager" / "tests" / "data" / "resolved.json").read_text())
+    alerts = []
+    for shard in ("0", "1"):
+        alert = json.loads(json.dumps(base["alerts"][0]))
+        alert["labels"] = {k: v for k, v in alert["labels"].items() if k != "instance"} | {"shard": shard}
+        alerts.append(alert)
+    path = tmp_path / "sharded.json"
+    path.write_text(json.dumps({**base, "alerts": alerts}))
+    assert "Resolved: binance shard 0, binance shard 1" in render("feedwatch.text", path)
+
+
 def test_a_big_outage_stays_short_enough_for_a_phone(tmp_path: Path) -> None:
     base = json.loads((ROOT / "alertmanager" / "tests" / "data" / "feed_outage.json").read_text())
     firing = base["alerts"][0]
