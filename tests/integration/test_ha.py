@@ -1,7 +1,7 @@
 """HA Prometheus and an Alertmanager cluster, as real processes from ``deploy/ha/``.
 
 Two Prometheus (external labels ``replica="a"`` and ``"b"``, the committed rules, ``for:``
-compressed 10x) scrape one exporter and send every alert to two Alertmanagers that gossip on
+and Alertmanager's group waits compressed 5x) scrape one exporter and send every alert to two Alertmanagers that gossip on
 127.0.0.1; a webhook records every notification. Symbols are stalled and resumed through the
 simulator, one at a time:
 
@@ -31,7 +31,7 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-TIME_SCALE = 10.0
+TIME_SCALE = 5.0
 
 EXPORTER_CONFIG = """
 thresholds: {degraded: 3s, stale: 5s, critical: 1h}
@@ -102,7 +102,7 @@ def test_ha_pair_and_alertmanager_cluster_notify_once_and_survive_losing_one_of_
 
         def wait_notified(symbol: str, status: str) -> None:
             try:
-                wait_for(lambda: notified(symbol, status), timeout=60, interval=0.2,
+                wait_for(lambda: notified(symbol, status), timeout=120, interval=0.2,
                          what=f"FeedSymbolStale {symbol} {status} notified")
             except AssertionError as exc:
                 logs = "\n".join(f"--- {p.name} {p.log_path}\n{p.log_tail(10)}" for p in processes)
