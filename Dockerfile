@@ -7,9 +7,15 @@
 FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Only what the package needs (.dockerignore keeps everything else out of the context).
-COPY pyproject.toml README.md ./
+# Only what the package needs (.dockerignore keeps everything else out of the context): the code
+# and the folders pyproject.toml maps into exporter.resources (configs, rules, dashboards).
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
+COPY examples ./examples
+COPY prometheus ./prometheus
+COPY alertmanager ./alertmanager
+COPY grafana/dashboards ./grafana/dashboards
+COPY grafana/provisioning ./grafana/provisioning
 # A virtualenv copied whole into the runtime stage: no compiler, no pip cache, no sources there.
 RUN python -m venv /opt/feedwatch \
  && /opt/feedwatch/bin/pip install . \
@@ -25,8 +31,12 @@ RUN groupadd --system --gid 10001 feedwatch \
 USER 10001:10001
 WORKDIR /var/lib/feedwatch
 EXPOSE 10119
-# The slim image has no curl: ask the exporter's liveness endpoint with Python itself.
-HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:10119/-/healthy', timeout=2).status != 200)"]
+# `feedwatch healthcheck` asks /-/healthy the way the web config requires: HTTPS when TLS is on,
+# basic auth when users are configured (every endpoint then needs credentials, as in Prometheus).
+# With --web.config.file, set FEEDWATCH_WEB_CONFIG_FILE to the same file and give the probe a user:
+# FEEDWATCH_HEALTHCHECK_USER and FEEDWATCH_HEALTHCHECK_PASSWORD_FILE (a secret mount); see
+# docs/deployment.md. Another listen port: FEEDWATCH_HEALTHCHECK_URL.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["feedwatch", "healthcheck"]
 ENTRYPOINT ["feedwatch"]
 CMD ["run", "-c", "/etc/feedwatch/feedwatch.yml"]

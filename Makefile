@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test unit bench soak lint dashboards dashboards-check calendars calendars-check venv tools clean
+.PHONY: demo test unit compose-test bench soak lint dashboards dashboards-check kubernetes calendars calendars-check venv tools clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,21 @@ venv: $(VENV)/.installed
 tools:
 	scripts/ensure-tools.sh
 
+# The whole pipeline: simulator, exporter, and Prometheus + Alertmanager with notifications printed.
+# Installs Prometheus and Alertmanager from Debian when missing and root; otherwise it says what is
+# missing and the demo runs without alerts (and says so too).
 demo: venv
+	-@scripts/ensure-tools.sh demo
 	$(VENV)/bin/feedwatch demo
 
 # Every test: unit, integration (loopback feeds, real Prometheus and Alertmanager), promtool, amtool.
 test: venv tools
 	$(PY) -m pytest -q
+
+# docker-compose.yml on a real Docker engine with locally built stand-in images (root; installs
+# docker.io, docker-compose and debootstrap when missing). tests/compose/run.py says what it does.
+compose-test: venv
+	$(PY) -m tests.compose.run
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -40,6 +49,10 @@ dashboards: venv
 
 dashboards-check: venv
 	$(PY) -m grafana.generate --check
+
+# deploy/kubernetes/prometheusrule.yaml from prometheus/rules/*.yml (after editing the rules).
+kubernetes: venv
+	$(PY) deploy/kubernetes/generate.py
 
 # Market calendars (exporter/markets.json and the generated time intervals of
 # alertmanager/alertmanager.yml) from exchange_calendars, a test-extra dependency.

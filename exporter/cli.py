@@ -4,6 +4,7 @@
     feedwatch check-config feedwatch.yml     validate a config, every error with its path
     feedwatch simulate --venue polygon ...   a venue simulator with fault injection
     feedwatch demo                           simulator + exporter with compressed thresholds
+    feedwatch init DIR                       write the shipped configs, rules and dashboards to DIR
     feedwatch --version
 
 Adding a command: write ``exporter/commands/<name>.py`` with ``register(subparsers)`` (which
@@ -31,6 +32,8 @@ COMMAND_MODULES = [
     "demo",
     "alertmanager_config",
     "alert_test",
+    "init",
+    "healthcheck",
 ]
 
 

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
 # (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
-# (tmpfs for the disk-full test) and VictoriaMetrics (the remote-storage test writes to it).
+# (tmpfs for the disk-full test), systemd-analyze (verifies deploy/systemd/feedwatch.service) and
+# VictoriaMetrics (the remote-storage test writes to it).
+# `make compose-test` installs its own (docker.io, debootstrap) when it runs.
 # Installs the missing Debian packages when run as root; otherwise says what to install.
+#
+#   scripts/ensure-tools.sh        every tool the tests need (make test)
+#   scripts/ensure-tools.sh demo   only what `feedwatch demo` adds to the pipeline: Prometheus and
+#                                  Alertmanager, for alerts and notifications (make demo)
 set -euo pipefail
+profile=${1:-test}
 
 declare -A PACKAGE_FOR=(
   [promtool]=prometheus
@@ -16,17 +23,22 @@ declare -A PACKAGE_FOR=(
   [victoria-metrics]=victoria-metrics   # remote_write target of tests/integration/test_remote_storage.py
   [mount]=mount              # a small tmpfs under the trading state file: the disk-full test
   [umount]=mount
+  [systemd-analyze]=systemd  # tests/unit/test_systemd.py
 )
 
+binaries=("${!PACKAGE_FOR[@]}")
+[ "$profile" = demo ] && binaries=(prometheus prometheus-alertmanager)
+
 missing=()
-for binary in "${!PACKAGE_FOR[@]}"; do
+for binary in "${binaries[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${PACKAGE_FOR[$binary]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing test tools; install them with: sudo apt-get install --no-install-recommends $packages" >&2
+  echo "missing $profile tools ($packages); not root, so not installing them." >&2
+  echo "install them with: sudo apt-get install --no-install-recommends $packages" >&2
   exit 1
 fi
 echo "installing Debian packages: $packages"

@@ -62,8 +62,10 @@ from typing import Any, Mapping
 import aiohttp
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BASE_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
+from exporter import resources
+
+# The committed config as shipped (alertmanager/ in the repository, in the wheel as a resource).
+BASE_CONFIG = resources.path(resources.ALERTMANAGER, "alertmanager.yml")
 
 CHANNELS = ("slack", "telegram", "email", "webhook")
 SEVERITIES = ("critical", "warning", "info")

@@ -37,13 +37,14 @@ from typing import Any, Callable, Mapping
 import yaml
 from aiohttp import web
 
+from exporter import resources
 from exporter.alerting import receivers
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = receivers.REPO_ROOT
-PROMETHEUS_DIR = REPO_ROOT / "prometheus"
-ALERTMANAGER_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
+# The committed configs as shipped (exporter/resources: the repository's folders, or the wheel's copies).
+PROMETHEUS_DIR = resources.path(resources.PROMETHEUS)
+ALERTMANAGER_CONFIG = receivers.BASE_CONFIG
 
 PROMETHEUS_BINARIES = ("prometheus",)
 # Debian installs Alertmanager as prometheus-alertmanager; upstream tarballs call it alertmanager.

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
+from exporter import resources
 from exporter.alerting.stack import AlertingDemo
 from exporter.commands import common_flags, stop_event
 from exporter.config import ConfigError, load_file
@@ -38,7 +39,7 @@ from exporter.simulator.timeline import Step, Timeline
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yml"
+DEFAULT_CONFIG = resources.path(resources.EXAMPLES, "demo.yml")
 DEMO_API_KEY = "demo-key"
 
 
@@ -266,8 +267,9 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
             component = factory(ctx)
             if component is None:
                 continue
-            await component.start(ctx)
+            # Stopped even when its start fails half-way: a started Alertmanager, a temp dir.
             started.append(component)
+            await component.start(ctx)
         ctx.say("feedwatch demo is running:")
         for label, url in ctx.urls:
             ctx.say(f"  {label:<18} {url}")
@@ -280,7 +282,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for error in exc.errors:
             print(f"feedwatch demo: {error}", file=sys.stderr)
         status = 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a binary exited at start
         print(f"feedwatch demo: {exc}", file=sys.stderr)
         status = 1
     finally:

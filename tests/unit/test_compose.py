@@ -1,9 +1,10 @@
 """docker-compose.yml, the Dockerfile and the configs they mount: valid, pinned, read-only, healthy,
 and consistent with each other (service names, ports, paths).
 
-No Docker daemon here: the compose file is validated by Debian's ``docker-compose config -q``
+The fast, daemon-free half: the compose file is validated by Debian's ``docker-compose config -q``
 (the real parser), and the configs it mounts are the very files the other tests run (the exporter
 config is loaded by the real loader here and run by tests/integration/test_dashboard_queries.py).
+``make compose-test`` (tests/compose/run.py) runs the stack itself on a real Docker engine.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from exporter.commands import healthcheck
 from exporter.config import load_file, parse_duration
 from grafana import panels
 
@@ -302,7 +305,10 @@ def test_dockerfile_runs_as_a_non_root_user():
 def test_dockerfile_exposes_checks_and_runs_feedwatch():
     assert _instructions("EXPOSE") == ["10119"]
     (check,) = _instructions("HEALTHCHECK")
-    assert "python" in check and "/-/healthy" in check and "10119" in check
+    # The probe that knows the web config (TLS, basic auth): tests/integration/test_healthcheck.py.
+    assert check.endswith('CMD ["feedwatch", "healthcheck"]')
+    assert healthcheck.DEFAULT_URL == "http://127.0.0.1:10119/-/healthy"
+    assert SERVICES["feedwatch"]["healthcheck"]["test"] == ["CMD", "feedwatch", "healthcheck"]
     assert _instructions("ENTRYPOINT") == ['["feedwatch"]']
     assert _instructions("CMD")[-1] == '["run", "-c", "/etc/feedwatch/feedwatch.yml"]'
 
@@ -322,4 +328,8 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies():
         assert (ROOT / source).exists(), f"COPY {source}: missing"
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'readme = "README.md"' in pyproject and "README.md" in copied
+    # Every folder the wheel ships as a resource is in the build context, or the image's package
+    # would lack its rules and configs.
+    mapped = tomllib.loads(pyproject)["tool"]["setuptools"]["package-dir"].values()
+    assert set(mapped) <= copied
     assert "exporter" in copied

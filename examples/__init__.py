@@ -1,0 +1,1 @@
+"""Not code: marks examples/ as the resource package exporter.resources.examples (see exporter/resources)."""

@@ -1,0 +1,1 @@
+"""Not code: marks this folder as the resource package exporter.resources.grafana.dashboards (see exporter/resources)."""
