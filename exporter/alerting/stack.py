@@ -8,12 +8,21 @@ Used by ``feedwatch demo`` (when the binaries are installed) and by the end-to-e
 - addresses: the exporter, Alertmanager and Prometheus targets (ports picked at run time), the
   rule and template paths, and the webhook the notifications go to (set through
   ``feedwatch alertmanager-config``'s own environment variable, FEEDWATCH_WEBHOOK_URL);
-- intervals: scrape and evaluation every second;
+- intervals: scrape and evaluation every second (every job's and every rule group's own
+  interval too), unless the caller keeps the committed ones (``interval=None``: the
+  real-settings measurements);
 - time compression by ``time_scale`` (30: 1m -> 2s) of the rules' ``for:`` durations and of
   Alertmanager's group_wait and group_interval (30s -> 1s, 1m -> 2s). The rule
   expressions stay byte-for-byte identical, so thresholds inside them (FeedSilent's 120 s, the
   5-minute rate windows) are *not* compressed; the exporter's own thresholds are compressed in
-  its config instead. promtool tests cover the real ``for:`` values.
+  its config instead. promtool tests cover the real ``for:`` values. A ``for:`` marked
+  ``# uncompressed`` keeps its real value: it guards against something the time scale does not
+  speed up (FeedwatchExporterDown's absent() variant outlasts Prometheus's own start-up, which
+  takes the same few seconds here as anywhere).
+
+Every process started here dies with the process that started it, even on SIGKILL
+(``PR_SET_PDEATHSIG``: Linux sends the child SIGTERM when its parent goes), so a killed demo or
+test run leaves no Prometheus or Alertmanager behind.
 
 ``WebhookReceiver`` is an aiohttp server that records every notification (and can print each as
 it arrives, which is what the demo shows).
@@ -22,13 +31,17 @@ it arrives, which is what the demo shows).
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,36 +105,54 @@ def prom_duration(seconds: float) -> str:
 
 
 _FOR_LINE = re.compile(r"^(\s*for:\s*)(\S+)(\s*(?:#.*)?)$", re.M)
+_GROUP_INTERVAL_LINE = re.compile(r"^(\s*interval:\s*)(\S+)(\s*(?:#.*)?)$", re.M)
+UNCOMPRESSED = "# uncompressed"
 
 
 def compress_for(rules_text: str, time_scale: float) -> str:
-    """The rule file with every ``for:`` divided by ``time_scale``; nothing else changes."""
+    """The rule file with every ``for:`` divided by ``time_scale`` (except those marked
+    ``# uncompressed``); nothing else changes."""
     def shorten(match: re.Match[str]) -> str:
+        if UNCOMPRESSED in match.group(3):
+            return match.group(0)
         return match.group(1) + prom_duration(prom_seconds(match.group(2)) / time_scale) + match.group(3)
 
     return _FOR_LINE.sub(shorten, rules_text)
 
 
-def derive_rules(out_dir: Path, time_scale: float, rules_dir: Path = PROMETHEUS_DIR / "rules") -> Path:
-    """Copy every committed rule file into ``out_dir`` with compressed ``for:``; returns out_dir."""
+def set_group_intervals(rules_text: str, interval: str) -> str:
+    """The rule file with every group's own ``interval:`` set to ``interval``."""
+    return _GROUP_INTERVAL_LINE.sub(lambda m: m.group(1) + interval + m.group(3), rules_text)
+
+
+def derive_rules(out_dir: Path, time_scale: float, rules_dir: Path = PROMETHEUS_DIR / "rules",
+                 interval: str | None = "1s") -> Path:
+    """Copy every rule file of ``rules_dir`` into ``out_dir`` with compressed ``for:`` and, unless
+    ``interval`` is None, every group evaluated at ``interval``; returns out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(rules_dir.glob("*.yml")):
-        (out_dir / path.name).write_text(compress_for(path.read_text(), time_scale))
+        text = compress_for(path.read_text(), time_scale)
+        (out_dir / path.name).write_text(text if interval is None else set_group_intervals(text, interval))
     return out_dir
 
 
 def derive_prometheus_config(*, exporter: str, alertmanager: str, prometheus: str, rules_dir: Path,
-                             interval: str = "1s",
+                             interval: str | None = "1s",
                              base: Path = PROMETHEUS_DIR / "prometheus.yml") -> dict[str, Any]:
-    """prometheus.yml with targets, rule path and intervals substituted (host:port targets)."""
+    """prometheus.yml with targets, rule path and (unless ``interval`` is None, which keeps the
+    committed ones) every scrape and evaluation interval substituted (host:port targets)."""
     config = yaml.safe_load(base.read_text())
-    config["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
+    if interval is not None:
+        config["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     config["rule_files"] = [str(rules_dir / "*.yml")]
     targets = {"feedwatch": exporter, "alertmanager": alertmanager, "prometheus": prometheus}
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+        if interval is not None:
+            job.pop("scrape_interval", None)
+            job.pop("scrape_timeout", None)
     return config
 
 
@@ -175,6 +206,22 @@ class Process:
         except OSError:
             return ""
 
+    def log_errors(self) -> str:
+        """The log's error lines (both binaries log logfmt), as ``msg: err``; else its tail."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        errors = []
+        for line in lines:
+            if "level=error" not in line:
+                continue
+            fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line))
+            text = ": ".join(json.loads(v) if v.startswith('"') else v
+                             for v in (fields.get("msg"), fields.get("err")) if v)
+            errors.append("  " + (text or line))
+        return "\n".join(errors) or self.log_tail()
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -185,11 +232,42 @@ class Process:
                 self.popen.wait(timeout)
 
 
+class StackError(RuntimeError):
+    """Prometheus or Alertmanager could not be started (the message says why, with its log)."""
+
+
+# prctl(2) from the C library, resolved once here: the child calls it between fork and exec,
+# where nothing that may take a lock (loading a library, importing) is safe.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when this process dies, however it
+    dies (SIGKILL included), or None where that cannot be promised.
+
+    Linux ties the parent-death signal to the *thread* that forked, not the process: a child
+    spawned from a worker thread would be killed when that thread ends. So it is only set for
+    spawns from the main thread (the demo and the tests spawn from there); elsewhere the caller's
+    own stop() is the only cleanup.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 def _spawn(name: str, args: list[str], url: str, log_path: Path, env: Mapping[str, str] | None = None) -> Process:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env={**os.environ, **env} if env else None)
+                                 preexec_fn=die_with_parent(), env={**os.environ, **env} if env else None)
     return Process(name, popen, url, log_path)
 
 
@@ -246,7 +324,8 @@ def is_ready(process: Process) -> bool:
     import urllib.request
 
     if process.popen.poll() is not None:
-        raise RuntimeError(f"{process.name} exited with {process.popen.returncode}:\n{process.log_tail()}")
+        raise StackError(f"{process.name} exited with status {process.popen.returncode} at start:\n"
+                         f"{process.log_errors()}")
     try:
         with urllib.request.urlopen(f"{process.url}/-/ready", timeout=1) as resp:
             return resp.status == 200
@@ -335,6 +414,28 @@ def format_notification(note: Notification) -> str:
 
 # --- the demo component -------------------------------------------------------------------------
 
+DEMO_DIR_PREFIX = "feedwatch-demo-"
+DEMO_PID_FILE = "demo.pid"
+
+
+def sweep_demo_dirs(tmp: Path | None = None) -> list[Path]:
+    """Remove the working directories of demos that died without cleaning up (SIGKILL): those
+    whose ``demo.pid`` names a process that no longer runs. Returns what was removed."""
+    import tempfile
+
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob(DEMO_DIR_PREFIX + "*"):
+        try:
+            pid = int((path / DEMO_PID_FILE).read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except (OSError, ValueError):  # no pid file (yet), not ours, or not readable: leave it
+            continue
+    return removed
+
+
 class AlertingDemo:
     """``feedwatch demo`` component: Prometheus + Alertmanager + a printing webhook.
 
@@ -342,6 +443,14 @@ class AlertingDemo:
     ``for:`` durations and Alertmanager's grouping waits are compressed 30x, so
     an alert fires and resolves within the demo's scenario; each notification is printed as it
     arrives.
+
+    Cleaning up, whatever happens: Prometheus and Alertmanager die with the demo even on SIGKILL
+    (``die_with_parent``), and a later demo removes the working directory such a demo left
+    (``sweep_demo_dirs``); if either fails to start, the other is stopped, the directory removed
+    and the reason raised as a ``StackError``. Prometheus starts only once the exporter answers,
+    so its first scrape succeeds, and FeedwatchExporterDown's absent() variant keeps its real 1m
+    ``for:``, longer than Prometheus's own start-up: a demo never opens with a false
+    FeedwatchExporterDown.
     """
 
     name = "prometheus+alertmanager"
@@ -351,6 +460,7 @@ class AlertingDemo:
         self.processes: list[Process] = []
         self.webhook: WebhookReceiver | None = None
         self.workdir: Path | None = None
+        self.rules_dir = Path(getattr(ctx.args, "rules_dir", None) or PROMETHEUS_DIR / "rules")
 
     @classmethod
     def factory(cls, ctx: Any) -> "AlertingDemo | None":
@@ -364,33 +474,71 @@ class AlertingDemo:
     async def start(self, ctx: Any) -> None:
         import tempfile
 
-        self.workdir = Path(tempfile.mkdtemp(prefix="feedwatch-demo-"))
+        sweep_demo_dirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=DEMO_DIR_PREFIX))
+        (self.workdir / DEMO_PID_FILE).write_text(str(os.getpid()))
+        try:
+            await self._start(ctx, self.workdir)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, ctx: Any, workdir: Path) -> None:
         self.webhook = WebhookReceiver(on_notification=lambda note: ctx.say(format_notification(note)))
         await self.webhook.start()
         am_port, prom_port = free_port(9093), free_port(9090)
         exporter = ctx.exporter.base_url.split("://", 1)[1]
         am = start_alertmanager(derive_alertmanager_config(self.webhook.url, self.time_scale),
-                                self.workdir / "alertmanager", am_port)
+                                workdir / "alertmanager", am_port)
         self.processes.append(am)
-        rules = derive_rules(self.workdir / "rules", self.time_scale)
+        await self._until(lambda: is_ready(am), f"{am.name} did not become ready")
+        # Prometheus's first scrape must find the exporter answering (it is started before this
+        # component; this makes the order a guarantee).
+        metrics_url = ctx.exporter.base_url + ctx.config.telemetry_path
+        await self._until(lambda: _answers(metrics_url), f"the exporter does not answer at {metrics_url}")
+        rules = derive_rules(workdir / "rules", self.time_scale, self.rules_dir)
         prom_config = derive_prometheus_config(exporter=exporter, alertmanager=f"127.0.0.1:{am_port}",
                                                prometheus=f"127.0.0.1:{prom_port}", rules_dir=rules)
-        prom = start_prometheus(prom_config, self.workdir / "prometheus", prom_port)
+        prom = start_prometheus(prom_config, workdir / "prometheus", prom_port)
         self.processes.append(prom)
-        deadline = time.monotonic() + 30.0
-        for process in self.processes:
-            while not is_ready(process):
-                if time.monotonic() > deadline:
-                    raise OSError(f"{process.name} did not become ready; log: {process.log_path}")
-                await asyncio.sleep(0.2)
+        try:
+            await self._until(lambda: is_ready(prom), f"{prom.name} did not become ready")
+        except StackError as exc:  # name the rule files the user knows, not their working copies
+            raise StackError(str(exc).replace(str(rules), str(self.rules_dir))) from None
         ctx.urls.append(("prometheus", f"{prom.url}/alerts"))
         ctx.urls.append(("alertmanager", am.url))
         ctx.urls.append(("notifications", f"printed here (webhook {self.webhook.url})"))
 
+    @staticmethod
+    async def _until(ready: Callable[[], bool], failure: str, timeout: float = 30.0) -> None:
+        """Poll ``ready`` (blocking, so in a thread) until true; StackError at the deadline."""
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(ready):
+            if time.monotonic() > deadline:
+                raise StackError(f"{failure} within {timeout:g}s")
+            await asyncio.sleep(0.2)
+
     async def stop(self) -> None:
         for process in reversed(self.processes):
             await asyncio.to_thread(process.stop)
+        self.processes.clear()
         if self.webhook is not None:
             await self.webhook.stop()
+            self.webhook = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def _answers(url: str) -> bool:
+    """True once anything answers HTTP at ``url`` (any status: it is listening and serving)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
 from exporter import resources
-from exporter.alerting.stack import AlertingDemo
+from exporter.alerting.stack import AlertingDemo, StackError
 from exporter.commands import common_flags, stop_event
 from exporter.config import ConfigError, load_file
 from exporter.simulator import trading as trading_demo
@@ -231,6 +231,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="stop after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--rate", type=float, default=5.0, metavar="PER_SECOND",
                         help="simulated updates per second per symbol (default: 5)")
+    parser.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
+                        help="directory of Prometheus rule files (*.yml) the demo's Prometheus loads, "
+                             "their for: compressed like the bundled ones (default: the bundled "
+                             "prometheus/rules)")
     parser.set_defaults(func=main)
 
 
@@ -282,7 +286,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for error in exc.errors:
             print(f"feedwatch demo: {error}", file=sys.stderr)
         status = 1
-    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a binary exited at start
+    except (OSError, ValueError, RuntimeError) as exc:  # StackError (a RuntimeError): a binary failed to start
         print(f"feedwatch demo: {exc}", file=sys.stderr)
         status = 1
     finally:

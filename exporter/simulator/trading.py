@@ -28,6 +28,8 @@ on the control API, ``run_scenario`` in process) change what the bot does from t
     drawdown         equity falls to 75 % of its peak (breaches the 5 % / 10 % / 20 % limits)
     circuit_breaker  the circuit breaker opens ("volatility halt"); no trades while open
     kill_switch      the kill switch is switched on ("operator stop"); no trades while on
+    kill_switch_off  the kill switch is switched off again ("operator release"); nothing else
+                     changes (a drawdown or an open breaker stays)
     api_errors       half of the API calls fail from now on (a burst, then a sustained rate)
     losing_streak    every trade loses from now on (the losing streak grows past 10)
     replay           the last 200 events are sent again (a bot replaying after a reconnect)
@@ -57,7 +59,8 @@ from exporter.simulator.timeline import Step, Timeline
 if TYPE_CHECKING:
     from exporter.simulator.server import Simulator
 
-SCENARIOS = ("drawdown", "circuit_breaker", "kill_switch", "api_errors", "losing_streak", "replay", "recover")
+SCENARIOS = ("drawdown", "circuit_breaker", "kill_switch", "kill_switch_off", "api_errors", "losing_streak",
+             "replay", "recover")
 DEFAULT_ACCOUNT = "demo"
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 HISTORY_DAYS = 5          # closing equity sent for this many past days on the first connection
@@ -176,6 +179,9 @@ class Bot:
         elif name == "kill_switch":
             self.kill_switch = True
             self.emit("safety", now, kill_switch=True, reason="operator stop")
+        elif name == "kill_switch_off":
+            self.kill_switch = False
+            self.emit("safety", now, kill_switch=False, reason="operator release")
         elif name == "api_errors":
             self.api_failure_rate = 0.5
             for _ in range(10):

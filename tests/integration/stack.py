@@ -3,7 +3,8 @@ Prometheus -> Alertmanager -> a webhook receiver that records every notification
 
 Real binaries throughout: ``feedwatch simulate`` and ``feedwatch run`` as subprocesses, Debian's
 ``prometheus`` and ``prometheus-alertmanager``, and an aiohttp webhook (in a background thread,
-so sync and async tests alike can use it). If Prometheus or Alertmanager is missing the stack
+so sync and async tests alike can use it). Every process dies with the test run, even a killed
+one (``alertstack.die_with_parent``). If Prometheus or Alertmanager is missing the stack
 fails with the apt-get line to fix it; it never skips.
 
 Configs are *derived* from the committed ones (``exporter/alerting/stack.py`` does it and says
@@ -29,7 +30,12 @@ API::
 variables ``SIM_<NAME>_URL``, expanded by the exporter's own ``${...}`` support), ``simulators``
 (name -> ``feedwatch simulate`` arguments, ``--port``/``--control-port`` are added),
 ``time_scale``, ``alertmanager_env`` (extra FEEDWATCH_* channel variables), ``interval``
-(scrape and evaluation, default 1s).
+(scrape and evaluation, default 1s; None keeps the committed ones: 5s for the feedwatch job and
+the critical-path rule groups, 15s for the rest), ``scrape_proxy`` (Prometheus scrapes the
+exporter through a ``TcpProxy`` the test can cut: ``stack.proxy``).
+
+The exporter can be killed and started again on the same port, config and state file:
+``stack.kill_exporter()`` (SIGKILL) and ``stack.start_exporter()``.
 
 ``python -m tests.integration.stack`` measures condition-to-notification delays with the
 committed timings (time_scale 1, 15s scrape and evaluation; the exporter's thresholds stay
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import subprocess
@@ -54,6 +61,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from exporter.alerting import stack as alertstack
+from tests.integration.tcpproxy import TcpProxy
 from tests.waiting import free_port, wait_for
 
 E2E_API_KEY = "e2e-key"
@@ -115,7 +123,42 @@ class Stack:
     exporter_url: str = ""
     exporter_popen: subprocess.Popen[bytes] | None = None
     simulators: dict[str, SimulatorProcess] = field(default_factory=dict)
+    proxy: TcpProxy | None = None
+    _sentinels: int = 0
+    _exporter_args: list[str] = field(default_factory=list)
+    _exporter_env: dict[str, str] = field(default_factory=dict)
     _loop: _LoopThread | None = None
+
+    def start_exporter(self, timeout: float = 30.0) -> None:
+        """Start ``feedwatch run`` (again) with the stack's config, port and environment, and wait
+        until it answers /-/ready. Its output is appended to exporter.log."""
+        with open(self.workdir / "exporter.log", "ab") as log:
+            self.exporter_popen = subprocess.Popen(_feedwatch(*self._exporter_args), stdout=log,
+                                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                   env=self._exporter_env,
+                                                   preexec_fn=alertstack.die_with_parent())
+
+        def exporter_ready() -> bool:
+            if self.exporter_popen.poll() is not None:  # type: ignore[union-attr]
+                raise RuntimeError(f"exporter exited:\n{(self.workdir / 'exporter.log').read_text()}")
+            return _ready(f"{self.exporter_url}/-/ready")
+
+        wait_for(exporter_ready, timeout=timeout, what="the exporter's /-/ready")
+
+    def kill_exporter(self) -> None:
+        """SIGKILL the exporter: no shutdown, no goodbye, as in a crash or an OOM kill."""
+        assert self.exporter_popen is not None and self.exporter_popen.poll() is None
+        self.exporter_popen.kill()
+        self.exporter_popen.wait(10)
+
+    def cut_scrapes(self) -> None:
+        """Prometheus loses its target: the scrape proxy refuses connections (the exporter runs on)."""
+        assert self.proxy is not None and self._loop is not None, "start_stack(scrape_proxy=True)"
+        self._loop.run(self.proxy.cut())
+
+    def restore_scrapes(self) -> None:
+        assert self.proxy is not None and self._loop is not None
+        self._loop.run(self.proxy.restore())
 
     @property
     def prometheus_url(self) -> str:
@@ -200,6 +243,38 @@ class Stack:
         with urllib.request.urlopen(f"{self.alertmanager_url}/api/v2/alerts", timeout=5) as resp:
             return json.load(resp)
 
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """POST alerts to Alertmanager's API (as Prometheus would)."""
+        req = urllib.request.Request(f"{self.alertmanager_url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+
+    def flush_group(self, labels: Mapping[str, str], timeout: float = 30.0) -> None:
+        """Wait until the Alertmanager group that ``labels`` select has notified every change made
+        to it before this call.
+
+        A test asserting that something was *not* notified must not just wait a while (on a loaded
+        machine a flush can come late, and the test would pass without having looked). Instead a
+        sentinel alert with ``labels`` and a unique ``sentinel`` label joins the group; once a
+        notification carries it, the group has flushed after everything that came before. The
+        sentinel is then resolved; ``alerts()`` callers should skip alerts with a ``sentinel``
+        label.
+        """
+        self._sentinels += 1
+        sentinel = {**labels, "sentinel": str(self._sentinels)}
+        now = time.time()
+
+        def alert(ends: float) -> dict[str, Any]:
+            return {"labels": sentinel, "startsAt": _iso(now - 1), "endsAt": _iso(ends)}
+
+        self.post_alerts([alert(now + 300)])
+        try:
+            self.wait_for_alert(lambda a: a["labels"].get("sentinel") == sentinel["sentinel"],
+                                timeout=timeout, what=f"the sentinel of {dict(labels)}")
+        finally:
+            self.post_alerts([alert(time.time() - 0.5)])
+
     def fault(self, simulator: str, name: str, symbol: str | None = None) -> dict[str, Any]:
         """Switch a fault on a simulator (POST /faults/NAME); returns its state after the change."""
         url = f"{self.simulators[simulator].control_url}/faults/{name}"
@@ -224,8 +299,14 @@ class Stack:
             if popen is not None and popen.stdout is not None:
                 popen.stdout.close()
         if self._loop is not None:
+            if self.proxy is not None:
+                self._loop.run(self.proxy.stop())
             self._loop.run(self.webhook.stop())
             self._loop.close()
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
 
 def _feedwatch(*args: str) -> list[str]:
@@ -237,7 +318,8 @@ def _start_simulator(name: str, args: list[str], workdir: Path) -> SimulatorProc
     log_path = workdir / f"simulator-{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(_feedwatch("simulate", *args, "--port", "0", "--control-port", "0"),
-                                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+                                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+                                 preexec_fn=alertstack.die_with_parent())
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 20
     assert popen.stdout is not None
@@ -264,7 +346,7 @@ def _ready(url: str) -> bool:
 def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CONFIG,
                 simulators: Mapping[str, list[str]] | None = None, time_scale: float = 30.0,
                 alertmanager_env: Mapping[str, str] | None = None, timeout: float = 30.0,
-                interval: str = "1s") -> Stack:
+                interval: str | None = "1s", scrape_proxy: bool = False) -> Stack:
     """Start everything (see the module docstring); the caller must ``stop()`` it."""
     for names in (alertstack.PROMETHEUS_BINARIES, alertstack.ALERTMANAGER_BINARIES):
         if alertstack.find_binary(names) is None:
@@ -290,20 +372,16 @@ def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CON
             config_path = workdir / "feedwatch.yml"
             config_path.write_text(exporter_config)
             port = free_port()
-            with open(workdir / "exporter.log", "wb") as log:
-                stack.exporter_popen = subprocess.Popen(
-                    _feedwatch("run", "-c", str(config_path), "--web.listen-address", f"127.0.0.1:{port}"),
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            stack._exporter_args = ["run", "-c", str(config_path), "--web.listen-address", f"127.0.0.1:{port}"]
+            stack._exporter_env = env
             stack.exporter_url = f"http://127.0.0.1:{port}"
+            stack.start_exporter(timeout)
             exporter_target = f"127.0.0.1:{port}"
-
-            def exporter_ready() -> bool:
-                if stack.exporter_popen.poll() is not None:  # type: ignore[union-attr]
-                    raise RuntimeError(f"exporter exited:\n{(workdir / 'exporter.log').read_text()}")
-                return _ready(f"{stack.exporter_url}/-/ready")
-
-            wait_for(exporter_ready, timeout=timeout, what="the exporter's /-/ready")
-        rules = alertstack.derive_rules(workdir / "rules", time_scale)
+            if scrape_proxy:
+                stack.proxy = TcpProxy("127.0.0.1", port)
+                loop.run(stack.proxy.start())
+                exporter_target = stack.proxy.address
+        rules = alertstack.derive_rules(workdir / "rules", time_scale, interval=interval)
         prom_config = alertstack.derive_prometheus_config(
             exporter=exporter_target, alertmanager=f"127.0.0.1:{am_port}",
             prometheus=f"127.0.0.1:{prom_port}", rules_dir=rules, interval=interval)
@@ -311,10 +389,10 @@ def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CON
         wait_for(lambda: alertstack.is_ready(am), timeout=timeout, what="Alertmanager /-/ready")
         wait_for(lambda: alertstack.is_ready(stack.prometheus), timeout=timeout, what="Prometheus /-/ready")
         if exporter_config is not None:
-            # Prometheus scrapes nothing for its first ~5s (target discovery is throttled), so
-            # FeedwatchExporterDown's absent() branch, with its for: compressed to 2s, can fire
-            # at start-up. Hand over the stack only once the exporter is scraped and that alert
-            # is gone from Alertmanager (it inhibits every Feed* alert while active).
+            # Hand over the stack only once the exporter is scraped. FeedwatchExporterDown's
+            # absent() variant keeps its real 1m for: (Prometheus scrapes nothing for its first
+            # ~5s), but a first scrape slower than the 1s timeout on a loaded machine would page
+            # for a moment: wait until no such page is active either.
             wait_for(lambda: stack.query('up{job="feedwatch"} == 1'), timeout=timeout,
                      what="Prometheus scraping the exporter")
             wait_for(lambda: not [a for a in stack.alertmanager_alerts()

@@ -69,7 +69,7 @@ EXPECTED = {
     "TradingDrawdownDaily": "critical",
     "TradingDrawdownWeekly": "critical",
     "TradingDrawdownTotal": "critical",
-    "TradingCircuitBreakerOpen": "warning",
+    "TradingCircuitBreakerOpen": "critical",
     "TradingKillSwitchActive": "critical",
     "TradingConsecutiveLosses": "critical",
     "TradingApiErrors": "warning",

@@ -89,14 +89,18 @@ CASES = {
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"}],
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "MSFT"}],
     ),
-    # The exporter down silences everything computed from its metrics, but not the pipeline's
-    # own Watchdog, nor itself.
+    # The exporter down silences nothing computed from its metrics: the rules hold those alerts
+    # while it is unobserved, and an inhibition would swallow their true resolutions (see
+    # test_a_resolution_while_inhibited_is_never_notified). Its only target here is a warning
+    # variant of itself (the critical-over-warning rule), which proves the inhibitor has seen it.
     "exporter-down": (
-        {"alertname": "FeedwatchExporterDown", "severity": "critical"},
+        {"alertname": "FeedwatchExporterDown", "severity": "critical", "reason": "scrape_failing"},
+        [{"alertname": "FeedwatchExporterDown", "severity": "warning", "reason": "scrape_failing"}],
         [{"alertname": "FeedDown", "severity": "critical", "feed": "stocks"},
+         {"alertname": "FeedSymbolStale", "severity": "critical", "feed": "binance", "symbol": "BTCUSDT"},
          {"alertname": "FeedPriceMove", "severity": "info", "feed": "binance", "symbol": "ETHUSDT"},
-         {"alertname": "TradingKillSwitchActive", "severity": "critical", "team": "trading", "account": "main"}],
-        [{"alertname": "Watchdog", "severity": "none"}],
+         {"alertname": "TradingKillSwitchActive", "severity": "critical", "team": "trading", "account": "main"},
+         {"alertname": "Watchdog", "severity": "none"}],
     ),
 }
 
@@ -125,3 +129,79 @@ def test_inhibition(alertmanager: str, case: str) -> None:
     finally:
         _post(alertmanager, [_alert(labels, ends_in=-0.5) for labels in everything])
         wait_for(lambda: not _states(alertmanager), timeout=10, what="the alerts to resolve")
+
+
+AM_CONFIG = """
+route:
+  receiver: hook
+  group_by: [team]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+inhibit_rules:
+  - source_matchers: [alertname="Blind"]
+    target_matchers: [alertname="Held"]
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: %(url)s
+        send_resolved: true
+"""
+
+
+def test_a_resolution_while_inhibited_is_never_notified(tmp_path: Path) -> None:
+    """Why FeedwatchExporterDown inhibits nothing (docs/alerting.md, "When feedwatch itself
+    fails"): in the installed Alertmanager, an alert notified as firing that resolves while
+    inhibited is dropped at its group's next flush without its resolution ever being sent. An
+    exporter-down inhibition would turn every recovery that races the exporter's return into a
+    receiver that never hears "resolved".
+
+    Held and Witness share a group (team="x"); Blind (team="y") inhibits Held only. Witness's
+    notifications show each flush of the group."""
+    from tests.integration.stack import _LoopThread
+
+    loop = _LoopThread()
+    webhook = alertstack.WebhookReceiver()
+    loop.run(webhook.start())
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(AM_CONFIG % {"url": webhook.url})
+    process = alertstack.start_alertmanager(config, tmp_path / "am", free_port())
+
+    def post(name: str, team: str, ends_in: float = 300.0) -> None:
+        _post(process.url, [_alert({"alertname": name, "team": team}, ends_in)])
+
+    def notified(since: int, **statuses: str) -> bool:
+        """A notification from ``since`` on with exactly these alerts, in these states."""
+        return any({a["labels"]["alertname"]: a["status"] for a in note["alerts"]} == statuses
+                   for note in webhook.received[since:])
+
+    try:
+        wait_for(lambda: alertstack.is_ready(process), timeout=20, what="Alertmanager /-/ready")
+        post("Held", "x")
+        post("Witness", "x")
+        wait_for(lambda: notified(0, Held="firing", Witness="firing"), timeout=10, what="both notified firing")
+        post("Blind", "y")
+        wait_for(lambda: any(a["labels"]["alertname"] == "Held" and a["status"]["state"] == "suppressed"
+                             for a in _alerts(process.url)), timeout=10, what="Held inhibited by Blind")
+        mark = len(webhook.received)
+        post("Held", "x", ends_in=-0.5)      # Held resolves while inhibited...
+        post("Witness", "x", ends_in=-0.5)   # ...and a flush after it is seen through Witness
+        wait_for(lambda: notified(mark, Witness="resolved"), timeout=10,
+                 what="Witness's resolution, without Held's")
+        post("Blind", "y", ends_in=-0.5)     # the inhibition lifts
+        wait_for(lambda: notified(mark, Blind="resolved"), timeout=10, what="Blind's resolution")
+        mark = len(webhook.received)
+        post("Witness", "x")                 # the group flushes again
+        wait_for(lambda: notified(mark, Witness="firing"), timeout=10, what="Witness firing again")
+        held = [a["status"] for note in webhook.received for a in note["alerts"]
+                if a["labels"]["alertname"] == "Held"]
+        assert "firing" in held and "resolved" not in held, f"Held's notifications: {held}"
+    finally:
+        process.stop()
+        loop.run(webhook.stop())
+        loop.close()
+
+
+def _alerts(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=5) as resp:
+        return json.load(resp)

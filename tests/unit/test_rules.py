@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import rulefiles
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
@@ -95,10 +97,51 @@ def test_alert_contract(rule: dict[str, Any]) -> None:
 
 
 def test_symbol_alerts_read_the_exporters_classification_and_never_closed() -> None:
-    # state -1 (closed) must match no alert: every state comparison excludes negative values.
-    for rule in alert_rules(MY_RULE_FILES):
-        for op, value in re.findall(r"feedwatch_symbol_state\s*(>=|==|>)\s*(-?\d+)", rule["expr"]):
+    # state -1 (closed) must match no alert: every state comparison excludes negative values,
+    # in the alert's condition and in the hold that keeps it (its *_held record).
+    # Across replicas (docs/scaling.md) the state is read merged: a max/min of it over the replicas
+    # (a ")" before the comparison), or the merged record, which itself keeps states >= 1 only.
+    checked = 0
+    state = r"(?:shard_feed_symbol:feedwatch_symbol_state:unhealthy|feedwatch_symbol_state\)?)"
+    for rule in alert_rules(RULE_FILES):
+        for op, value in re.findall(state + r"\s*(>=|==|>)\s*(-?\d+)", rulefiles.condition(rule)):
             assert int(value) >= 0, f"{rule['alert']}: feedwatch_symbol_state {op} {value} admits closed"
+            checked += 1
+    assert checked >= 5
+    merged = " ".join(rulefiles.records()["shard_feed_symbol:feedwatch_symbol_state:unhealthy"][1]["expr"].split())
+    assert merged.endswith(") >= 1"), merged
+
+
+HELD = re.compile(r"[a-z_]+:[a-z_]+:(?:[a-z0-9_]+_)?held")
+
+
+# The alerts that are not computed from the exporter's series: they need no hold.
+NOT_FROM_THE_EXPORTER = {"FeedwatchExporterDown", "FeedwatchReplicaDown", "Watchdog"}
+
+
+@pytest.mark.parametrize("rule", [r for r in alert_rules(RULE_FILES) if r["alert"] not in NOT_FROM_THE_EXPORTER],
+                         ids=lambda r: f"{r['alert']}-{r['labels']['severity']}")
+def test_every_alert_holds_what_it_knew_while_the_exporter_is_unobserved(rule: dict[str, Any]) -> None:
+    """docs/alerting.md, "When feedwatch itself fails": each alert computed from the exporter's
+    series reads a *_held record of the same group, recorded before it (rules of a group run in
+    order), that carries its own previous value while `up` of the exporter is not 1, for at most
+    an hour after Prometheus lost the target. A new alert follows the same pattern
+    (prometheus/rules/feeds.yml explains it), or it would "resolve" whenever the exporter dies."""
+    name = rule["expr"].strip()
+    assert HELD.fullmatch(name), f"{rule['alert']} reads {name!r}, not a *_held record"
+    for path in RULE_FILES:
+        for group in rulefiles.groups(path):
+            names = [r.get("record") or r.get("alert") for r in group["rules"]]
+            if rule in group["rules"]:
+                assert name in names[:group["rules"].index(rule)], f"{name} is not recorded before {rule['alert']}"
+                record = next(r for r in group["rules"] if r.get("record") == name)
+    expr = " ".join(record["expr"].split())
+    assert name in expr, f"{name} does not carry its own previous value"
+    # Per exporter (job, instance), per job, or per replica set (job, shard: held while no
+    # replica of the shard is up, docs/scaling.md).
+    assert re.search(r"unless on \(job(, instance|, shard)?\) ((min by \(job\)|max by \(job, shard\)) \()?up\)? == 1",
+                     expr), expr
+    assert "present_over_time(up[1h])" in expr, expr
 
 
 def test_warning_and_critical_variants_differ_in_for() -> None:
@@ -107,10 +150,12 @@ def test_warning_and_critical_variants_differ_in_for() -> None:
     assert len({r["for"] for r in stale}) == 2
 
 
-def test_recording_rules_are_named_level_metric_operation_and_commented() -> None:
-    text = (PROMETHEUS / "rules" / "feeds.yml").read_text()
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_recording_rules_are_named_level_metric_operation_and_commented(path: Path) -> None:
+    text = path.read_text()
     records = re.findall(r"((?:^\s*#.*\n)*)^\s*- record: (\S+)", text, re.M)
-    assert records
+    if path.name != "exporter.yml":
+        assert records
     for comment, name in records:
         assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", name), name
         assert comment.strip(), f"{name} needs a comment saying what it means"
@@ -118,8 +163,8 @@ def test_recording_rules_are_named_level_metric_operation_and_commented() -> Non
 
 def _unit_tests() -> list[dict[str, Any]]:
     cases = []
-    for path in ("feeds_test.yml", "exporter_test.yml", "replicas_test.yml"):
-        for test in yaml.safe_load((PROMETHEUS / "tests" / path).read_text())["tests"]:
+    for path in sorted((PROMETHEUS / "tests").glob("*_test.yml")):
+        for test in yaml.safe_load(path.read_text())["tests"]:
             cases.extend(test.get("alert_rule_test", []))
     return cases
 

@@ -4,7 +4,9 @@ by what promtool does with them, not by the shape of the YAML alone.
 - ``for:``: for every alerting rule with a non-zero ``for:``, a copy of prometheus/ is made with
   that one rule's ``for:`` set to 0s, and ``promtool test rules`` must then FAIL naming the alert.
   A test file whose cases all sit after the ``for:`` has elapsed cannot notice the mutation, so
-  this fails exactly when no case proves the ``for:`` holds the alert back.
+  this fails exactly when no case proves the ``for:`` holds the alert back. The critical-path
+  alerts have ``for: 0s`` on purpose (they must fire at the first evaluation that sees them):
+  for those the mutation is the other way, ``for: 1m``, and must fail just the same.
 - firing: every alert has a check that expects it (promtool then demands those exact alerts).
 - silent: every alert has a check expecting nothing, or an input entity (its ``account``,
   ``symbol`` or ``feed``) that the alert is evaluated on and never expected to fire for (promtool
@@ -51,37 +53,46 @@ def rules_of(path: Path) -> list[tuple[int, int, dict[str, Any]]]:
             if "alert" in rule]
 
 
-def promtool_tests_for(rule_file: Path) -> list[Path]:
-    """The promtool test files that load ``rule_file``."""
+def promtool_tests_for(rule_file: Path, alertname: str | None = None) -> list[Path]:
+    """The promtool test files that load ``rule_file`` (and have cases for ``alertname``: only
+    those can notice a mutation of it)."""
     found = []
     for test in TEST_FILES:
-        loaded = yaml.safe_load(test.read_text()).get("rule_files", [])
+        text = test.read_text()
+        loaded = yaml.safe_load(text).get("rule_files", [])
         if any((test.parent / name).resolve() == rule_file.resolve() for name in loaded):
-            found.append(test)
+            if alertname is None or f"alertname: {alertname}\n" in text:
+                found.append(test)
     return found
 
 
-MUTANTS = [(path, g, r, rule) for path in RULE_FILES for g, r, rule in rules_of(path)
-           if seconds(rule.get("for", "0s")) > 0]
+MUTANTS = [(path, g, r, rule) for path in RULE_FILES for g, r, rule in rules_of(path)]
+
+
+def mutated_for(rule: dict[str, Any]) -> str:
+    """The for: a mutant gets: 0s for a debounced alert, 1m for an immediate one."""
+    return "0s" if seconds(rule.get("for", "0s")) > 0 else "1m"
 
 
 def _copy(tmp_path: Path, mutate: tuple[Path, int, int] | None = None) -> Path:
     """prometheus/rules and prometheus/tests under tmp_path, every rules file round-tripped through
-    YAML (so the unmutated copy is the control), one rule's for: zeroed if asked."""
+    YAML (so the unmutated copy is the control), one rule's for: mutated if asked."""
     copy = tmp_path / "prometheus"
     (copy / "rules").mkdir(parents=True)
     shutil.copytree(PROMETHEUS / "tests", copy / "tests")
     for path in RULE_FILES:
         data = yaml.safe_load(path.read_text())
         if mutate is not None and mutate[0] == path:
-            data["groups"][mutate[1]]["rules"][mutate[2]]["for"] = "0s"
+            rule = data["groups"][mutate[1]]["rules"][mutate[2]]
+            rule["for"] = mutated_for(rule)
         (copy / "rules" / path.name).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return copy
 
 
 @pytest.fixture(scope="module")
-def controls() -> dict[Path, subprocess.CompletedProcess[str]]:
-    """The unmutated run per rules file, made once for the module (by the first mutant of it)."""
+def controls() -> dict[tuple, subprocess.CompletedProcess[str]]:
+    """The unmutated run per (rules file, test files), made once for the module (by the first
+    mutant that needs it)."""
     return {}
 
 
@@ -103,18 +114,19 @@ def test_the_unmutated_copy_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path,group,index,rule", MUTANTS,
                          ids=[f"{p.stem}-{rule['alert']}-{rule['labels'].get('severity', '')}"
                               for p, _, _, rule in MUTANTS])
-def test_zeroing_for_is_caught(controls: dict, tmp_path: Path, path: Path, group: int, index: int, rule: dict[str, Any]) -> None:
-    tests = promtool_tests_for(path)
-    assert tests, f"no promtool test file loads {path.name}"
-    control = controls.get(path)
+def test_mutating_for_is_caught(controls: dict, tmp_path: Path, path: Path, group: int, index: int, rule: dict[str, Any]) -> None:
+    tests = promtool_tests_for(path, rule["alert"])
+    assert tests, f"no promtool test file loads {path.name} and tests {rule['alert']}"
+    key = (path, tuple(tests))
+    control = controls.get(key)
     if control is None:
-        control = controls[path] = _promtool_test(_copy(tmp_path / "control"), tests)
+        control = controls[key] = _promtool_test(_copy(tmp_path / "control"), tests)
     assert control.returncode == 0, "the unmutated tests fail already:\n" + control.stdout + control.stderr
     done = _promtool_test(_copy(tmp_path / "mutant", (path, group, index)), tests)
     name, severity = rule["alert"], rule["labels"].get("severity")
     assert done.returncode != 0, (
-        f"{path.name}: {name} ({severity}) with for: 0s instead of {rule['for']} still passes every "
-        f"promtool case: no case proves its for: holds it back")
+        f"{path.name}: {name} ({severity}) with for: {mutated_for(rule)} instead of {rule.get('for')} still "
+        f"passes every promtool case: no case proves its for:")
     assert f"alertname: {name}," in done.stdout + done.stderr, done.stdout + done.stderr
 
 

@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import rulefiles
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "prometheus" / "rules" / "trading.yml"
-TESTS = ROOT / "prometheus" / "tests" / "trading_test.yml"
+# trading_test.yml, trading_critical_test.yml (the 5s critical path), and held_test.yml, which
+# tests every rule file while the exporter cannot be observed.
+TESTS = sorted((ROOT / "prometheus" / "tests").glob("*_test.yml"))
+TRADING_TESTS = [t for t in TESTS if "../rules/trading.yml" in yaml.safe_load(t.read_text())["rule_files"]]
 ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
 ALERT_NAMES = ("TradingDrawdownDaily", "TradingDrawdownWeekly", "TradingDrawdownTotal", "TradingCircuitBreakerOpen",
                "TradingKillSwitchActive", "TradingConsecutiveLosses", "TradingApiErrors", "TradingStalePricePosition")
@@ -26,7 +31,9 @@ def alert_rules() -> list[dict]:
 def test_promtool_check_and_unit_tests_pass():
     check = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    run = subprocess.run(["promtool", "test", "rules", str(TESTS)], capture_output=True, text=True, cwd=TESTS.parent)
+    assert {t.name for t in TRADING_TESTS} >= {"trading_test.yml", "trading_critical_test.yml", "held_test.yml"}
+    run = subprocess.run(["promtool", "test", "rules", *map(str, TRADING_TESTS)], capture_output=True, text=True,
+                         cwd=RULES.parent.parent / "tests")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -45,7 +52,7 @@ def test_alert_conventions(rule: dict):
     assert "{{ $labels.account }}" in annotations["description"], "description is templated"
     assert annotations["runbook_url"] == (
         f"https://github.com/feedwatch/feedwatch/blob/main/docs/runbook.md#{name.lower()}")
-    expr = rule["expr"]
+    expr = rulefiles.condition(rule)
     # Limits come from the exporter's series, never constants in the rule (80 % is a fraction of it).
     if name.startswith("TradingDrawdown") or name in ("TradingConsecutiveLosses", "TradingApiErrors"):
         assert "feedwatch_trading_limit_" in expr
@@ -53,17 +60,17 @@ def test_alert_conventions(rule: dict):
 
 
 def test_every_alert_has_firing_and_for_cases():
-    tests = yaml.safe_load(TESTS.read_text())["tests"]
+    tests = [case for path in TRADING_TESTS for case in yaml.safe_load(path.read_text())["tests"]]
     firing, eval_times = set(), {}
     for case in tests:
         for check in case.get("alert_rule_test", []):
-            if check["exp_alerts"]:
+            if check["exp_alerts"] and check["alertname"].startswith("Trading"):
                 firing.add(check["alertname"])
             eval_times.setdefault(check["alertname"], set()).add(check["eval_time"])
     assert firing == set(ALERT_NAMES)
-    # At least two distinct evaluation times per alert (one before the for: has elapsed). That
-    # the early one really holds the alert back is proven by tests/unit/test_rules_mutation.py,
-    # which zeroes each for: and requires promtool to fail.
+    # At least two distinct evaluation times per alert (one before the for: has elapsed, or, for
+    # the for: 0s critical path, one before the condition). That they pin the for: is proven by
+    # tests/unit/test_rules_mutation.py, which changes each for: and requires promtool to fail.
     assert all(len(eval_times[name]) >= 2 for name in ALERT_NAMES), eval_times
 
 
