@@ -1,10 +1,11 @@
 """HA monitoring on 127.0.0.1 from the committed example configs in ``deploy/ha/``.
 
 Prometheus runs ``deploy/ha/prometheus.yml`` *derived* the way ``exporter/alerting/stack.py``
-derives the single-server config, and only that way: scrape and evaluation intervals compressed
-(1s), the rule files replaced by the committed rules with ``for:`` divided by ``time_scale``, the
-file-discovery target files written into the run's directory (the feedwatch replicas with their
-``shard`` labels, the Alertmanagers), and its own scrape target's address. Its external labels,
+derives the single-server config, and only that way: every scrape and evaluation interval
+compressed (1s, or the test's), the rule files replaced by the committed rules with ``for:``
+divided by ``time_scale``, the file-discovery target files written into the run's directory (the
+feedwatch replicas with their ``shard`` labels, the Alertmanagers), and its own scrape target's
+address. Its external labels,
 ``alert_relabel_configs``, discovery and scrape jobs are the committed ones; each member gets its
 ``REPLICA`` from the environment with ``--enable-feature=expand-external-labels``, as documented.
 
@@ -46,6 +47,9 @@ def derive_ha_prometheus_config(workdir: Path, *, rules_dir: Path, targets: Mapp
     """
     config = yaml.safe_load(base.read_text())
     config["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
+    for job in config["scrape_configs"]:
+        job.pop("scrape_interval", None)
+        job.pop("scrape_timeout", None)
     config["rule_files"] = [str(rules_dir / "*.yml")]
     target_dir = workdir / "targets"
     target_dir.mkdir(parents=True, exist_ok=True)

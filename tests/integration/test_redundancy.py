@@ -81,7 +81,7 @@ def test_one_replica_dying_is_one_alert_and_a_stall_on_both_is_one_stale_alert(t
         am = alertstack.start_alertmanager(alertstack.derive_alertmanager_config(webhook.url, TIME_SCALE),
                                            tmp_path / "alertmanager", free_port())
         processes.append(am)
-        rules = alertstack.derive_rules(tmp_path / "rules", TIME_SCALE)
+        rules = alertstack.derive_rules(tmp_path / "rules", TIME_SCALE, interval="2s")
         targets = {"feedwatch.yml": [{"targets": [r.target for r in replicas.values()], "labels": {"shard": "0"}}],
                    "alertmanagers.yml": [{"targets": [am.url.split("//")[1]]}]}
         # Every 2s: a scrape that times out under load would make the surviving replica look
