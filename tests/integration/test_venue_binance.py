@@ -24,7 +24,10 @@ def binance(symbols, **extra):
 
 async def test_2500_symbols_on_three_connections_survive_several_heartbeat_periods(clock):
     symbols = [f"S{i:04d}USDT" for i in range(2500)]
-    async with venue_feed(clock, "binance", binance(symbols), rate=2, options=PINGS) as h:
+    # One tick per symbol every 2 s (1,250 frames/s): the simulator and the exporter share this
+    # process's event loop, and at 5,000 frames/s a loaded machine starved it past the 1.5 s pong
+    # deadline (the venue dropped every connection); what is tested is the pings, not the rate.
+    async with venue_feed(clock, "binance", binance(symbols), rate=0.5, options=PINGS) as h:
         rules = venue.rules(h.sim)
         await h.wait(lambda: all(s.acknowledged for s in h.feed.symbols.values()), "2500 symbols acknowledged",
                      timeout=30)
