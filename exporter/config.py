@@ -303,8 +303,11 @@ class Config:
     # This replica's share of the symbols, INDEX/COUNT (exporter/sharding.py); --shard overrides it.
     shard: str = "0/1"
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
-    # ``trading`` by exporter/trading/config.py, kept beside the tracker.
+    # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
+    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py.
     trading: Any = field(default=None, metadata={"section": True})
+    journal: Any = field(default=None, metadata={"section": True})
+    recorder: Any = field(default=None, metadata={"section": True})
 
 
 # --- the generic walker -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ The hot path, per data frame, is::
     feed.frame_received(len(data), now)
     self.beat.last_heartbeat = now     # a data frame is a sign of life too
     self.rx += 1                       # arrivals, for the keeper
+    record((now, data))                # only with the frame recorder on (recorder.py): a deque append
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
     if signals: slow path (acks, auth, replies, problems, rejected updates) else: feed.frame_ok()
 
@@ -70,6 +71,7 @@ from exporter.feeds.keepalive import Keepalive
 if TYPE_CHECKING:
     from exporter.book import FeedBook
     from exporter.config import FeedConfig
+    from exporter.feeds.recorder import FrameRing
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class RunnerView(Protocol):
     adapter_class: type[Adapter]
     session: aiohttp.ClientSession | None
     problems: Reporter
+    recording: "FrameRing | None"     # the feed's frame recorder ring, if recording
 
     def note_connected(self, now: float) -> None:
         """A primary link opened at book time ``now`` (the silent-stall reference)."""
@@ -169,6 +172,11 @@ class Link:
     @property
     def label(self) -> str:
         return f"{self.feed.name}[{self.name}]"
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """This connection as log fields (``extra=``; exporter/commands/logformat.py)."""
+        return {"feed": self.feed.name, "connection": self.name}
 
     @property
     def is_open(self) -> bool:
@@ -282,7 +290,7 @@ class Link:
             await ws.send_str(text)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             self.feed.error("send", f"{self.label}: {exc}")
-            self.runner.problems.report("send", f"could not send on {self.label}: {exc!r}")
+            self.runner.problems.report("send", f"could not send on {self.label}: {exc!r}", connection=self.name)
             self.close("network_error")
             return False
         return True
@@ -325,7 +333,8 @@ class Link:
             self.cause = exc
             if self.reason is None:
                 self.reason = "protocol_error" if self.opened_at is not None else None
-            log.warning("%s: connection failed unexpectedly: %r", self.label, exc, exc_info=True)
+            log.warning("%s: connection failed unexpectedly: %r", self.label, exc, exc_info=True,
+                        extra={**self.fields, "reason": self.reason})
         finally:
             self.ended_at = loop.time()
             for task in list(self._helpers):
@@ -341,9 +350,10 @@ class Link:
                 await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT + 0.5)
 
     def _mark_down(self) -> None:
-        """Count this (primary, opened) link's disconnect once, with its reason."""
+        """Count this (primary, opened) link's disconnect once, with its reason (and when: the
+        status page says since when a feed is down)."""
         if self.primary and self.opened_at is not None and self.reason is not None:
-            self.feed.disconnected(self.name, self.reason)  # a no-op once the connection is down
+            self.feed.disconnected(self.name, self.reason, self.clock.time())  # a no-op once down
 
     async def _open(self) -> None:
         symbols = self._url_symbols = list(self.shard.symbols)
@@ -388,7 +398,7 @@ class Link:
             except asyncio.TimeoutError:
                 self.feed.error("auth", f"{self.label}: no answer to authentication")
                 self.runner.problems.report("auth", f"{self.label}: no answer to authentication within "
-                                                    f"{self.config.connect_timeout}s")
+                                                    f"{self.config.connect_timeout}s", connection=self.name)
                 self.close("protocol_error")
                 return
         else:
@@ -414,6 +424,8 @@ class Link:
         frame_received = feed.frame_received
         frame_ok = feed.frame_ok
         clock = self.clock.time
+        ring = self.runner.recording
+        record = ring.frames.append if ring is not None else None
         TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
         while True:
             msg = await receive()
@@ -422,6 +434,8 @@ class Link:
                 data = msg.data
                 now = clock()
                 frame_received(len(data), now)
+                if record is not None:
+                    record((now, data))
                 self.beat.last_heartbeat = now
                 self.rx += 1
                 try:
@@ -495,21 +509,24 @@ class Link:
             elif kind is AuthFailed:
                 self.feed.error("auth", signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(
-                    "auth", f"{self.label}: venue refused us ({signal.reason}): {signal.message}")  # type: ignore[attr-defined]
+                    "auth", f"{self.label}: venue refused us ({signal.reason}): {signal.message}",  # type: ignore[attr-defined]
+                    connection=self.name, reason=signal.reason)  # type: ignore[attr-defined]
                 self.close(signal.reason)  # type: ignore[attr-defined]
             elif kind is Close:
                 reason, message = signal.reason, signal.message  # type: ignore[attr-defined]
-                log.info("%s: venue asked to reconnect (%s): %s", self.label, reason, message)
+                log.info("%s: venue asked to reconnect (%s): %s", self.label, reason, message,
+                         extra={**self.fields, "reason": reason})
                 if reason == "server_shutdown":
                     self.shard.replace_link(self, reason)   # planned: make-before-break
                 else:
                     self.close(reason)
             elif kind is Problem:
                 self.feed.error(signal.kind, signal.message)  # type: ignore[attr-defined]
-                self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}")  # type: ignore[attr-defined]
+                self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}",  # type: ignore[attr-defined]
+                                            connection=self.name)
             elif kind is Rejected:  # counted by the book already: only logged, not an error
                 self.runner.problems.report(signal.reason, f"{self.label}: {signal.message}",  # type: ignore[attr-defined]
-                                            what="rejected update")
+                                            what="rejected update", connection=self.name)
 
     def _acknowledged(self, symbols: Iterable[str], now: float, from_venue: bool = True) -> None:
         symbols = [s for s in symbols if s in self.requested]
@@ -547,7 +564,8 @@ class Link:
                 keeper.retune(config.ping_interval, config.heartbeat_timeout, now)
             ping, dead = keeper.step(now, self.rx)
             if dead:
-                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - keeper.alive_at)
+                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - keeper.alive_at,
+                         extra={**self.fields, "reason": "heartbeat_timeout", "silence": round(now - keeper.alive_at, 3)})
                 self.close("heartbeat_timeout")
                 return
             if ping:
@@ -585,5 +603,5 @@ class Link:
         self._helpers.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.warning("%s: helper task failed: %r", self.label, exc, exc_info=exc)
+            log.warning("%s: helper task failed: %r", self.label, exc, exc_info=exc, extra=self.fields)
             self.close("protocol_error")
