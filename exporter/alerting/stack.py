@@ -328,9 +328,28 @@ def is_ready(process: Process) -> bool:
                          f"{process.log_errors()}")
     try:
         with urllib.request.urlopen(f"{process.url}/-/ready", timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
+            if resp.status != 200:
+                return False
+        return _answers_as(process)
+    except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def _answers_as(process: Process) -> bool:
+    """Whether the Prometheus answering at the process's URL runs its ``--config.file``.
+
+    A port chosen free (the demo prefers 9090) can be taken by another Prometheus on the machine
+    while ours fails at start; its "ready" is not ours. Alertmanager's API names no config file:
+    it is taken at its word.
+    """
+    import urllib.request
+
+    args = process.popen.args if isinstance(process.popen.args, (list, tuple)) else []
+    ours = next((str(a).split("=", 1)[1] for a in args if str(a).startswith("--config.file=")), None)
+    if process.name != "prometheus" or ours is None:
+        return True
+    with urllib.request.urlopen(f"{process.url}/api/v1/status/flags", timeout=1) as resp:
+        return json.load(resp).get("data", {}).get("config.file") == ours
 
 
 # --- the webhook receiver -----------------------------------------------------------------------
