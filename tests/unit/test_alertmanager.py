@@ -180,7 +180,7 @@ def test_every_alert_the_closed_market_mute_names_carries_the_market_label() -> 
         # The live condition (what the exporter says, not the hold) ends with the join: one
         # replica's feedwatch_feed_info per shard and feed (docs/scaling.md).
         condition = " ".join(rulefiles.live_condition(rule).split())
-        assert condition.endswith("* on (job, shard, feed) group_left (market) topk by (job, shard, feed) (1, feedwatch_feed_info)"), \
+        assert condition.endswith('* on (job, shard, feed) group_left (market) topk by (job, shard, feed) (1, feedwatch_feed_info{job="feedwatch"})'), \
             rule["alert"]
 
 

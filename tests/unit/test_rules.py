@@ -102,7 +102,7 @@ def test_symbol_alerts_read_the_exporters_classification_and_never_closed() -> N
     # Across replicas (docs/scaling.md) the state is read merged: a max/min of it over the replicas
     # (a ")" before the comparison), or the merged record, which itself keeps states >= 1 only.
     checked = 0
-    state = r"(?:shard_feed_symbol:feedwatch_symbol_state:unhealthy|feedwatch_symbol_state\)?)"
+    state = r"(?:shard_feed_symbol:feedwatch_symbol_state:unhealthy|feedwatch_symbol_state(?:\{[^}]*\})?\)?)"
     for rule in alert_rules(RULE_FILES):
         for op, value in re.findall(state + r"\s*(>=|==|>)\s*(-?\d+)", rulefiles.condition(rule)):
             assert int(value) >= 0, f"{rule['alert']}: feedwatch_symbol_state {op} {value} admits closed"
@@ -138,10 +138,13 @@ def test_every_alert_holds_what_it_knew_while_the_exporter_is_unobserved(rule: d
     expr = " ".join(record["expr"].split())
     assert name in expr, f"{name} does not carry its own previous value"
     # Per exporter (job, instance), per job, or per replica set (job, shard: held while no
-    # replica of the shard is up, docs/scaling.md).
-    assert re.search(r"unless on \(job(, instance|, shard)?\) ((min by \(job\)|max by \(job, shard\)) \()?up\)? == 1",
+    # replica of the shard is up, docs/scaling.md); `up` of the exporter's job (the mixin's
+    # selector, tests/unit/test_mixin.py), or of any job where positions come from a bot's own
+    # (TradingStalePricePosition).
+    up = r'up\{job(?:="feedwatch"|=~"\.\+")\}'
+    assert re.search(rf"unless on \(job(, instance|, shard)?\) ((min by \(job\)|max by \(job, shard\)) \()?{up}\)? == 1",
                      expr), expr
-    assert "present_over_time(up[1h])" in expr, expr
+    assert re.search(rf"present_over_time\({up}\[1h\]\)", expr), expr
 
 
 def test_warning_and_critical_variants_differ_in_for() -> None:
