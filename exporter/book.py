@@ -30,7 +30,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterable, Protocol, Sequence, Union
 
-from exporter.config import FeedConfig, Thresholds
+from exporter.config import DEFAULT_MAX_SYMBOLS, FeedConfig, Thresholds, symbol_problem
 from exporter.markets import calendar
 
 HEALTHY, DEGRADED, STALE, CRITICAL, CLOSED = 0, 1, 2, 3, -1
@@ -71,6 +71,20 @@ REJECT_REASONS = (
     "unknown_symbol",            # an update for a symbol this feed does not watch
 )
 MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
+REFUSE_REASONS = (
+    "invalid_name",      # wildcard-looking, empty, whitespace, control characters, absurd length
+    "feed_limit",        # the feed already watches its max_symbols
+    "exporter_limit",    # the exporter already watches max_symbols over every feed
+)
+# What became of each trigger file read (feedwatch_watchlist_trigger_files_total{result}).
+TRIGGER_RESULTS = (
+    "accepted",          # read and applied (its symbols watched, or refused by a limit and counted there)
+    "malformed",         # not JSON, not the documented shape, a bad ttl: moved aside
+    "invalid_symbol",    # a wildcard-looking or otherwise impossible symbol: moved aside
+    "unknown_feed",      # names a feed that does not exist (or names none when several could): moved aside
+)
+WATCHLIST_ACTIONS = ("add", "remove")
+WATCHLIST_CREDENTIALS = ("token", "hmac")
 
 # Exchange-timestamp-to-receive latency buckets (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -247,6 +261,9 @@ class FeedBook:
         self.last_error = ""
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        self.refused = dict.fromkeys(REFUSE_REASONS, 0)
+        # The exporter-wide symbol budget (set by the Book that holds this feed; None alone).
+        self.budget: Book | None = None
         for symbol in config.symbols:
             self.add_symbol(symbol, now)
 
@@ -261,6 +278,37 @@ class FeedBook:
 
     def remove_symbol(self, symbol: str) -> bool:
         return self.symbols.pop(symbol, None) is not None
+
+    def admit(self, symbols: Iterable[str], now: float) -> tuple[list[str], dict[str, str]]:
+        """Add the new ones of ``symbols`` within the limits: (added, {refused symbol: reason}).
+
+        The gate for symbols added at run time (trigger files, the watchlist API): a name that
+        cannot be a symbol (``config.symbol_problem``) and anything past the feed's
+        ``max_symbols`` or the exporter's are refused and counted in ``refused`` by reason.
+        Symbols already watched are neither added nor refused.
+        """
+        added: list[str] = []
+        refused: dict[str, str] = {}
+        feed_room = self.config.max_symbols - len(self.symbols)
+        total_room = self.budget.room() if self.budget is not None else feed_room
+        for symbol in dict.fromkeys(symbols):
+            if symbol in self.symbols:
+                continue
+            if symbol_problem(symbol) is not None:
+                reason = "invalid_name"
+            elif feed_room <= 0:
+                reason = "feed_limit"
+            elif total_room <= 0:
+                reason = "exporter_limit"
+            else:
+                self.add_symbol(symbol, now)
+                added.append(symbol)
+                feed_room -= 1
+                total_room -= 1
+                continue
+            self.refused[reason] += 1
+            refused[symbol] = reason
+        return added, refused
 
     def reconfigure(self, config: FeedConfig, now: float) -> None:
         """A reloaded configuration for this feed (same name): thresholds, market, checks.
@@ -591,9 +639,17 @@ class FeedBook:
 class Book:
     """All feeds, keyed by name, and the listeners for state transitions."""
 
-    def __init__(self, feeds: Iterable[FeedConfig], now: float) -> None:
+    def __init__(self, feeds: Iterable[FeedConfig], now: float, max_symbols: int = DEFAULT_MAX_SYMBOLS) -> None:
         self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now) for f in feeds}
+        for feed in self.feeds.values():
+            feed.budget = self
         self.listeners: list[Callable[[Transition], None]] = []
+        # Most symbols over every feed (config ``max_symbols``; a reload may change it).
+        self.max_symbols = max_symbols
+        # The run-time watchlist's counters (exporter/feeds/watchlist.py writes them).
+        self.trigger_files = dict.fromkeys(TRIGGER_RESULTS, 0)
+        self.watchlist_changes = {(action, credential): 0 for action in WATCHLIST_ACTIONS
+                                  for credential in WATCHLIST_CREDENTIALS}
 
     def feed(self, name: str) -> FeedBook:
         return self.feeds[name]
@@ -601,6 +657,7 @@ class Book:
     def add_feed(self, config: FeedConfig, now: float) -> FeedBook:
         """A feed added by a configuration reload."""
         feed = self.feeds[config.name] = FeedBook(config, now)
+        feed.budget = self
         return feed
 
     def remove_feed(self, name: str) -> None:
@@ -618,3 +675,7 @@ class Book:
 
     def symbol_count(self) -> int:
         return sum(len(f.symbols) for f in self.feeds.values())
+
+    def room(self) -> int:
+        """How many more symbols fit under the exporter-wide ``max_symbols``."""
+        return self.max_symbols - self.symbol_count()

@@ -100,9 +100,29 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_sequence_gaps_total Gaps seen in per-symbol venue sequence numbers.
     # TYPE feedwatch_feed_sequence_gaps_total counter
     feedwatch_feed_sequence_gaps_total{feed="stocks"} 0
+    # HELP feedwatch_feed_symbols_refused_total New symbols refused at run time (trigger files, the watchlist API), by reason: invalid_name, feed_limit, exporter_limit.
+    # TYPE feedwatch_feed_symbols_refused_total counter
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="invalid_name"} 0
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="feed_limit"} 0
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="exporter_limit"} 0
+    # HELP feedwatch_feed_max_symbols The most symbols this feed may watch (max_symbols).
+    # TYPE feedwatch_feed_max_symbols gauge
+    feedwatch_feed_max_symbols{feed="stocks"} 5000
     # HELP feedwatch_market_calendar_end_timestamp_seconds Unix time the market's session calendar (its holiday table) stops covering; after it, holidays read as trading days.
     # TYPE feedwatch_market_calendar_end_timestamp_seconds gauge
     feedwatch_market_calendar_end_timestamp_seconds{market="us-equities"} 2114398800.0
+
+    # HELP feedwatch_max_symbols The most symbols the exporter may watch over every feed (max_symbols).
+    # TYPE feedwatch_max_symbols gauge
+    feedwatch_max_symbols 10000
+    # HELP feedwatch_watchlist_trigger_files_total Trigger files read, by result: accepted, malformed, invalid_symbol, unknown_feed (the last three are moved aside).
+    # TYPE feedwatch_watchlist_trigger_files_total counter
+    feedwatch_watchlist_trigger_files_total{result="accepted"} 0
+    ... one sample per result in book.TRIGGER_RESULTS
+    # HELP feedwatch_watchlist_api_changes_total Watchlist changes made over the admin API, by action (add, remove) and the credential that signed them (token, hmac).
+    # TYPE feedwatch_watchlist_api_changes_total counter
+    feedwatch_watchlist_api_changes_total{action="add",credential="token"} 0
+    ... one sample per action and credential
 
 (one ``feedwatch_market_calendar_end_timestamp_seconds`` sample per market that a feed uses and
 that has a holiday table: none for ``always`` or a custom market without holidays)
@@ -178,6 +198,20 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Stream health: connected, fewer than N consecutive errors, updates within the window."),
     "feedwatch_feed_reconnect_attempts_total": ("counter", "Reconnection attempts."),
     "feedwatch_feed_sequence_gaps_total": ("counter", "Gaps seen in per-symbol venue sequence numbers."),
+    "feedwatch_feed_symbols_refused_total": (
+        "counter", "New symbols refused at run time (trigger files, the watchlist API), by reason: "
+                   "invalid_name, feed_limit, exporter_limit."),
+    "feedwatch_feed_max_symbols": ("gauge", "The most symbols this feed may watch (max_symbols)."),
+}
+
+EXPORTER_FAMILIES: dict[str, tuple[str, str]] = {
+    "feedwatch_max_symbols": ("gauge", "The most symbols the exporter may watch over every feed (max_symbols)."),
+    "feedwatch_watchlist_trigger_files_total": (
+        "counter", "Trigger files read, by result: accepted, malformed, invalid_symbol, unknown_feed "
+                   "(the last three are moved aside)."),
+    "feedwatch_watchlist_api_changes_total": (
+        "counter", "Watchlist changes made over the admin API, by action (add, remove) and the credential "
+                   "that signed them (token, hmac)."),
 }
 
 MARKET_FAMILIES: dict[str, tuple[str, str]] = {
@@ -224,6 +258,7 @@ class BookCollector:
         counts = self._render_symbols(feeds, now, out)
         self._render_feeds(feeds, now, counts, out)
         self._render_markets(feeds, out)
+        self._render_exporter(out)
         return "".join(out)
 
     def _render_markets(self, feeds: list[FeedBook], out: list[str]) -> None:
@@ -324,6 +359,22 @@ class BookCollector:
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
+        by_label("feedwatch_feed_symbols_refused_total", "reason", lambda feed: feed.refused)
+        simple("feedwatch_feed_max_symbols", lambda feed: feed.config.max_symbols)
+
+    def _render_exporter(self, out: list[str]) -> None:
+        """Exporter-wide: the symbol cap and the run-time watchlist's counters."""
+        book = self.book
+        name = "feedwatch_max_symbols"
+        out.append(header(name, *EXPORTER_FAMILIES[name]))
+        out.append(f"{name} {book.max_symbols}\n")
+        name = "feedwatch_watchlist_trigger_files_total"
+        out.append(header(name, *EXPORTER_FAMILIES[name]))
+        out.extend(f'{name}{{result="{result}"}} {count}\n' for result, count in book.trigger_files.items())
+        name = "feedwatch_watchlist_api_changes_total"
+        out.append(header(name, *EXPORTER_FAMILIES[name]))
+        out.extend(f'{name}{{action="{action}",credential="{credential}"}} {count}\n'
+                   for (action, credential), count in book.watchlist_changes.items())
 
 
 def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],

@@ -140,6 +140,51 @@ def expand_env(text: str, environ: Mapping[str, str], path: str, errors: list[st
     return _ENV_REF.sub(replace, text)
 
 
+# --- symbol names -----------------------------------------------------------------------------
+
+# Longest symbol accepted: real tickers are short (options and futures codes reach ~25); anything
+# longer is a mistake or an attempt to blow up label values.
+SYMBOL_MAX_LENGTH = 64
+# Characters that read as patterns: feedwatch matches nothing, so a symbol named ``*`` would be
+# subscribed literally, never update, and alert as stale forever.
+WILDCARD_CHARACTERS = "*?%"
+SYMBOL_ADVICE = ("feedwatch watches exact symbols, one time series each: list every symbol you want "
+                 "(a feed's symbols:), or add them at run time with trigger files or "
+                 "POST /api/v1/watchlist/{feed}/{symbol}")
+
+
+def symbol_problem(symbol: object) -> str | None:
+    """Why ``symbol`` cannot be watched (wildcard-looking, empty, blank, control characters,
+    absurd length), with what to do instead; None for an acceptable name.
+
+    The one rule for every way a symbol enters: the config, trigger files, the watchlist API.
+    """
+    if not isinstance(symbol, str):
+        return f"expected a symbol name, got {_describe(symbol)}"
+    if not symbol:
+        return "empty symbol"
+    if len(symbol) > SYMBOL_MAX_LENGTH:
+        return (f"symbol of {len(symbol)} characters (at most {SYMBOL_MAX_LENGTH}): "
+                f"{symbol[:20]!r}... is not a ticker")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in symbol):
+        return f"symbol {symbol!r} contains a control character"
+    if any(ch.isspace() for ch in symbol):
+        return f"symbol {symbol!r} contains whitespace"
+    wildcard = next((ch for ch in symbol if ch in WILDCARD_CHARACTERS), None)
+    if wildcard is not None:
+        return f"symbol {symbol!r} looks like a wildcard ({wildcard!r}); {SYMBOL_ADVICE}"
+    return None
+
+
+# Symbol caps. Each watched symbol costs 6-7 series today (last update, last event, staleness,
+# state, updates, price), up to ~10 with the detectors (frozen, expected interval, and two
+# source series on feeds with REST fallback): 10,000 symbols are ~100,000 series, about what a
+# Prometheus with 1-2 GiB of memory holds comfortably with room for the rules' series
+# (docs/configuration.md#max_symbols shows the arithmetic).
+DEFAULT_MAX_SYMBOLS = 10_000
+DEFAULT_FEED_MAX_SYMBOLS = 5_000
+
+
 # --- the sections -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -227,6 +272,9 @@ class FeedConfig:
     first_print_max_deviation: float = 0.5
     connect_timeout: Duration = 10.0
     reconnect: Reconnect = Reconnect()
+    # Most symbols this feed watches, configured and added at run time together; new symbols
+    # beyond it (trigger files, the watchlist API) are refused and counted.
+    max_symbols: int = DEFAULT_FEED_MAX_SYMBOLS
     # Venue-specific keys, typed by the adapter's ``Options`` dataclass.
     options: Any = NoOptions()
     # Resolved at load time: the global thresholds with the feed override applied.
@@ -296,6 +344,8 @@ class Config:
     http: HTTPConfig = HTTPConfig()
     thresholds: Thresholds = Thresholds()
     feeds: tuple[FeedConfig, ...] = ()
+    # Most symbols over every feed together (see DEFAULT_MAX_SYMBOLS for the arithmetic).
+    max_symbols: int = DEFAULT_MAX_SYMBOLS
     # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
@@ -561,6 +611,12 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         # required, e.g. by a feed kind) and the built feeds.
         built[name] = build_section(data.get(name), name, errors, environ, tuple(feeds))
 
+    if config.max_symbols < 1:
+        errors.append(f"max_symbols: must be at least 1, got {config.max_symbols}")
+    elif sum(len(f.symbols) for f in feeds) > config.max_symbols:
+        errors.append(f"max_symbols: the feeds list {sum(len(f.symbols) for f in feeds)} symbols together, more "
+                      f"than max_symbols ({config.max_symbols}); raise it if your Prometheus can hold the series "
+                      f"(docs/configuration.md#max_symbols)")
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
     if not config.telemetry_path.startswith("/"):
@@ -616,8 +672,9 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             override.apply(resolved).validate(f"{path}.symbol_thresholds.{symbol}", errors)
     seen: set[str] = set()
     for j, symbol in enumerate(feed.symbols):
-        if not symbol:
-            errors.append(f"{path}.symbols[{j}]: empty symbol")
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            errors.append(f"{path}.symbols[{j}]: {problem}")
         elif symbol in seen:
             errors.append(f"{path}.symbols[{j}]: duplicate symbol {symbol!r}")
         seen.add(symbol)
@@ -628,6 +685,12 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             known = ", ".join(sorted({*markets.CALENDARS, *custom}))
             errors.append(f"{path}.market: unknown market {feed.market!r} (known: {known}; "
                           f"or define it under markets:)")
+    if feed.max_symbols < 1:
+        errors.append(f"{path}.max_symbols: must be at least 1, got {feed.max_symbols}")
+    elif len(feed.symbols) > feed.max_symbols:
+        errors.append(f"{path}.symbols: {len(feed.symbols)} symbols, more than {path}.max_symbols "
+                      f"({feed.max_symbols}); raise max_symbols if your Prometheus can hold the series "
+                      f"(docs/configuration.md#max_symbols), or split the list over several feeds")
     if not 0 < feed.first_print_max_deviation:
         errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
     feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved,

@@ -51,7 +51,7 @@ class Service:
         self.config = config
         self.clock = clock or SystemClock()
         self.sweep_interval = sweep_interval
-        self.book = Book(config.feeds, self.clock.time())
+        self.book = Book(config.feeds, self.clock.time(), config.max_symbols)
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
@@ -123,6 +123,7 @@ class Service:
             if config.trading != old.trading:
                 done.append("trading: accounts, limits and settings reloaded")
         changes = feed_changes(old, config)
+        self.book.max_symbols = config.max_symbols
         managed = self.watchlist.managed if self.watchlist is not None else {}
         for name in changes.removed:
             await self.runners.pop(name).stop()
@@ -146,7 +147,7 @@ class Service:
             runner.reconfigure(feed)
             gone = [s for s in runner.symbols() if s not in feed.symbols and s not in mine]
             removed = await runner.remove_symbols(gone) if gone else []
-            added = await runner.add_symbols(feed.symbols)
+            added = await runner.add_symbols(feed.symbols, configured=True)
             done.append(f"feed {feed.name}: settings reloaded, connections kept{_symbols(added, removed)}")
         for feed in changes.added:
             book = self.book.add_feed(feed, now)

@@ -351,16 +351,38 @@ class FeedRunner:
     def symbols(self) -> list[str]:
         return [s for shard in self.shards.values() for s in shard.symbols]
 
-    async def add_symbols(self, symbols: Iterable[str]) -> list[str]:
-        """Watch more symbols without reconnecting; returns the ones that were new."""
+    async def add_symbols(self, symbols: Iterable[str], configured: bool = False) -> list[str]:
+        """Watch more symbols without reconnecting; returns the ones that were new.
+
+        Run-time additions (trigger files, the watchlist API) pass the feed's gate
+        (``FeedBook.admit``): impossible names and symbols past ``max_symbols`` are refused,
+        counted and logged here in one line. ``configured=True``: symbols from the config, which
+        the loader already held to the limits, are always taken.
+        """
+        return (await self.admit_symbols(symbols, configured))[0]
+
+    async def admit_symbols(self, symbols: Iterable[str],
+                            configured: bool = False) -> tuple[list[str], dict[str, str]]:
+        """``add_symbols`` that also returns the refused symbols with their reason."""
         async with self._lock:
             have = set(self.symbols())
-            new = [s for s in dict.fromkeys(symbols) if s not in have]
-            if not new:
-                return []
+            candidates = [s for s in dict.fromkeys(symbols) if s not in have]
+            if not candidates:
+                return [], {}
             now = self.clock.time()
-            for symbol in new:
-                self.feed.add_symbol(symbol, now)
+            refused: dict[str, str] = {}
+            if configured:
+                new = candidates
+                for symbol in new:
+                    self.feed.add_symbol(symbol, now)
+            else:
+                # Symbols already in the book (a stopped shard's) count as present: admit skips them.
+                new, refused = self.feed.admit(candidates, now)
+                new += [s for s in candidates if s in self.feed.symbols and s not in new]
+                if refused:
+                    self._report_refused(refused)
+            if not new:
+                return [], refused
             pending = list(new)
             for shard in list(self.shards.values()):
                 room = len(pending) if self.capacity is None else self.capacity - len(shard.symbols)
@@ -370,7 +392,25 @@ class FeedRunner:
             for chunk in self._chunks(pending):
                 self._new_shard(chunk)
             log.info("feed %s: watching %s", self.feed.name, ", ".join(new))
-            return new
+            return new, refused
+
+    def _report_refused(self, refused: dict[str, str]) -> None:
+        """One line per refusal batch (rate-limited per reason) saying why and what to do."""
+        feed, config = self.feed, self.config
+        for reason in sorted(set(refused.values())):
+            names = [s for s, r in refused.items() if r == reason]
+            shown = ", ".join(repr(s) for s in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            if reason == "feed_limit":
+                why = (f"the feed already watches {len(feed.symbols)} symbols, its max_symbols "
+                       f"({config.max_symbols}); raise it, or let trigger files expire")
+            elif reason == "exporter_limit":
+                budget = feed.budget
+                why = (f"the exporter already watches {budget.symbol_count() if budget else '?'} symbols, "
+                       f"its max_symbols ({budget.max_symbols if budget else '?'})")
+            else:
+                why = "not a symbol name (wildcard-looking, empty, whitespace or control characters, too long)"
+            self.problems.report("symbol name" if reason == "invalid_name" else "max_symbols",
+                                 f"refused {len(names)} new symbol(s) {shown}: {why}")
 
     async def remove_symbols(self, symbols: Iterable[str]) -> list[str]:
         """Stop watching symbols (unsubscribe on the live socket); returns the ones removed."""
