@@ -314,12 +314,60 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
+class ApiCredentials:
+    """Who may use an authenticated HTTP API: a bearer token and/or an HMAC secret.
+
+    The watchlist's admin API uses it as is; the trading push API's section has the same keys
+    and more (``exporter/trading/config.py``). Both are checked by ``exporter/web/auth.py``.
+    """
+
+    token: str = ""
+    # A file holding the token (Docker/Kubernetes secrets); whitespace around it is ignored.
+    token_file: str | None = None
+    hmac_secret: str = ""
+    hmac_secret_file: str | None = None
+    # A signed request whose timestamp is further than this from our clock is refused (replay).
+    max_skew: Duration = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token or self.hmac_secret)
+
+
+def read_secret_files(api: Any, path: str, errors: list[str]) -> Any:
+    """Resolve ``token_file`` / ``hmac_secret_file`` of an API section into the values."""
+    values = {}
+    for key in ("token", "hmac_secret"):
+        file_path = getattr(api, f"{key}_file")
+        if file_path is None:
+            continue
+        if getattr(api, key):
+            errors.append(f"{path}.{key}_file: give either {key} or {key}_file, not both")
+            continue
+        try:
+            with open(file_path, encoding="utf-8") as fh:
+                secret = fh.read().strip()
+        except OSError as exc:
+            errors.append(f"{path}.{key}_file: cannot read {file_path}: {exc.strerror or exc}")
+            continue
+        if not secret:
+            errors.append(f"{path}.{key}_file: {file_path} is empty")
+            continue
+        values[key] = secret
+    return dataclasses.replace(api, **values) if values else api
+
+
+@dataclass(frozen=True)
 class WatchlistConfig:
-    """Symbols added at run time by dropping trigger files (see docs/configuration.md)."""
+    """Symbols added at run time: trigger files and the admin API (see docs/configuration.md)."""
 
     trigger_dir: str | None = None
     ttl: Duration = 1800.0
     scan_interval: Duration = 5.0
+    # The feed of an immediate_*.json trigger that names none (default: the only market-data feed).
+    default_feed: str | None = None
+    # POST / DELETE /api/v1/watchlist/{feed}/{symbol}; refuses every request until configured.
+    api: ApiCredentials = ApiCredentials()
 
 
 @dataclass(frozen=True)
@@ -611,6 +659,16 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         # required, e.g. by a feed kind) and the built feeds.
         built[name] = build_section(data.get(name), name, errors, environ, tuple(feeds))
 
+    watchlist = config.watchlist
+    config = dataclasses.replace(config, watchlist=dataclasses.replace(
+        watchlist, api=read_secret_files(watchlist.api, "watchlist.api", errors)))
+    if watchlist.ttl <= 0:
+        errors.append("watchlist.ttl: must be positive")
+    if watchlist.scan_interval <= 0:
+        errors.append("watchlist.scan_interval: must be positive")
+    if watchlist.default_feed is not None and watchlist.default_feed not in seen:
+        errors.append(f"watchlist.default_feed: no feed named {watchlist.default_feed!r} "
+                      f"(feeds: {', '.join(seen) or 'none'})")
     if config.max_symbols < 1:
         errors.append(f"max_symbols: must be at least 1, got {config.max_symbols}")
     elif sum(len(f.symbols) for f in feeds) > config.max_symbols:

@@ -55,8 +55,9 @@ class Service:
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
-        self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock)
-                          if config.watchlist.trigger_dir else None)
+        # Always there: trigger files when watchlist.trigger_dir is set, the admin API when
+        # watchlist.api has a credential (exporter/web/watchlist_api.py calls watch/unwatch).
+        self.watchlist = Watchlist(config.watchlist, self.runners, self.clock, self.book)
         self._sweeper: asyncio.Task[None] | None = None
         self._resubscribes: set[asyncio.Task[bool]] = set()
         self._trading_attached = False
@@ -69,8 +70,7 @@ class Service:
         for runner in self.runners.values():
             await runner.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="feedwatch-sweeper")
-        if self.watchlist is not None:
-            await self.watchlist.start()
+        await self.watchlist.start()
         log.info("watching %d feed(s), %d symbol(s)", len(self.runners), self.book.symbol_count())
         self.warn_calendars_ending()
 
@@ -86,8 +86,7 @@ class Service:
                         "early closes read as trading days; %s", cal.name, cal.end, left, remedy)
 
     async def stop(self) -> None:
-        if self.watchlist is not None:
-            await self.watchlist.stop()
+        await self.watchlist.stop()
         tasks = [t for t in (self._sweeper, *self._resubscribes) if t is not None]
         for task in tasks:
             task.cancel()
@@ -124,7 +123,7 @@ class Service:
                 done.append("trading: accounts, limits and settings reloaded")
         changes = feed_changes(old, config)
         self.book.max_symbols = config.max_symbols
-        managed = self.watchlist.managed if self.watchlist is not None else {}
+        managed = self.watchlist.managed
         for name in changes.removed:
             await self.runners.pop(name).stop()
             self.book.remove_feed(name)
@@ -176,19 +175,10 @@ class Service:
         return added, removed
 
     async def _apply_watchlist(self, config: Config) -> None:
-        new = config.watchlist
-        if self.watchlist is not None and new.trigger_dir:
-            self.watchlist.config = new   # read at every scan: directory, ttl, interval
-            return
-        if self.watchlist is not None:    # switched off: its symbols go with it
-            watchlist, self.watchlist = self.watchlist, None
-            await watchlist.stop()
-            for name, symbols in watchlist.managed.items():
-                if symbols and name in self.runners:
-                    await self.runners[name].remove_symbols(sorted(symbols))
-        elif new.trigger_dir:
-            self.watchlist = Watchlist(new, self.runners, self.clock)
-            await self.watchlist.start()
+        """Read at every scan: directory, ttl, interval. A trigger_dir switched off drops the
+        file triggers' symbols at the next scan; the API's keep their expiry."""
+        self.watchlist.config = config.watchlist
+        await self.watchlist.scan()
 
     def sweep(self) -> list[Transition]:
         """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
