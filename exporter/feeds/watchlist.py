@@ -129,7 +129,7 @@ class Watchlist:
 
     # --- the admin API (exporter/web/watchlist_api.py) ----------------------------------------
 
-    async def watch(self, feed: str, symbol: str, ttl: float | None, who: str) -> Change:
+    async def watch(self, feed: str, symbol: str, ttl: float | None, who: str, origin: str = "") -> Change:
         """Watch ``symbol`` on ``feed`` for ``ttl`` seconds (default ``watchlist.ttl``)."""
         runner = self.runners.get(feed)
         if runner is None:
@@ -150,10 +150,11 @@ class Watchlist:
             expires = now + ttl
             self.api.setdefault(feed, {})[symbol] = expires
             self._count_change("add", who)
-        log.info("watchlist API: watching %s on %s for %s (signed with %s)", symbol, feed, format_duration(ttl), who)
+        log.info("watchlist API: watching %s on %s for %s (signed with %s, from %s)", symbol, feed,
+                 format_duration(ttl), who, origin or "?")
         return Change(200, f"watching {symbol} on {feed} for {format_duration(ttl)}", expires)
 
-    async def unwatch(self, feed: str, symbol: str, who: str) -> Change:
+    async def unwatch(self, feed: str, symbol: str, who: str, origin: str = "") -> Change:
         """End the API's watch of ``symbol`` on ``feed`` (a trigger file may still hold it)."""
         runner = self.runners.get(feed)
         if runner is None:
@@ -169,7 +170,7 @@ class Watchlist:
             if not held:
                 await runner.remove_symbols([symbol])
                 self.managed.get(feed, set()).discard(symbol)
-        log.info("watchlist API: stopped watching %s on %s (signed with %s)%s", symbol, feed, who,
+        log.info("watchlist API: stopped watching %s on %s (signed with %s, from %s)%s", symbol, feed, who, origin or "?",
                  "; a trigger file still holds it" if held else "")
         return Change(200, f"no longer watching {symbol} on {feed}" if not held
                       else f"removed the API's watch of {symbol} on {feed}; a trigger file still holds it")
