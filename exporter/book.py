@@ -83,6 +83,8 @@ TRIGGER_RESULTS = (
     "invalid_symbol",    # a wildcard-looking or otherwise impossible symbol: moved aside
     "unknown_feed",      # names a feed that does not exist (or names none when several could): moved aside
 )
+# feedwatch_feed_rest_requests_total{result} (exporter/feeds/rest.py says what each means).
+REST_RESULTS = ("ok", "http_error", "rate_limited", "timeout", "network_error", "decode_error")
 WATCHLIST_ACTIONS = ("add", "remove")
 WATCHLIST_CREDENTIALS = ("token", "hmac")
 
@@ -118,6 +120,8 @@ class SymbolState:
         "last_state",     # state at the last sweep, for transition events
         "last_seq",       # last sequence number seen (venues that give one; 0 = none)
         "gaps",           # sequence gaps seen for this symbol
+        "rest_mark",      # ``updates`` right after the last REST fallback update (-1 = none): the
+                          # price is the REST's while no other update came since (see ``from_rest``)
     )
 
     def __init__(self, feed: str, symbol: str, th: Thresholds, now: float) -> None:
@@ -136,6 +140,16 @@ class SymbolState:
         self.last_state = HEALTHY
         self.last_seq = 0
         self.gaps = 0
+        self.rest_mark = -1
+
+    @property
+    def from_rest(self) -> bool:
+        """The last accepted update came from the REST fallback (no socket update since).
+
+        Derived, not stored per message: the hot path stays untouched, and a WebSocket update
+        (which counts in ``updates``) ends it by itself.
+        """
+        return self.rest_mark == self.updates
 
     @property
     def event_time(self) -> float:
@@ -262,6 +276,11 @@ class FeedBook:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.refused = dict.fromkeys(REFUSE_REASONS, 0)
+        # REST fallback (exporter/feeds/restpoll.py): requests by result, updates applied, and
+        # whether the poller is polling now. Rendered only for feeds with rest.enabled.
+        self.rest_requests = dict.fromkeys(REST_RESULTS, 0)
+        self.rest_updates = 0
+        self.rest_active = False
         # The exporter-wide symbol budget (set by the Book that holds this feed; None alone).
         self.budget: Book | None = None
         for symbol in config.symbols:
@@ -449,6 +468,34 @@ class FeedBook:
         """
         item = _Quote(symbol, price, price, event_ts) if quote else _Trade(symbol, price, event_ts)
         return self.apply_one(item, now)
+
+    def apply_rest(self, symbol: str, bid: float, ask: float, event_ts: float, now: float) -> bool:
+        """A REST fallback snapshot (a trade: bid == ask == price); True if it moved the book.
+
+        Not the hot path (a few requests per second at most). The same price checks as a
+        socket's quote (counted in ``rejected`` alike). Its time is the venue's timestamp when
+        it gives one (capped at ``now``), else ``now``: a REST answer carrying yesterday's last
+        trade does not make a symbol look fresh. A snapshot no newer than what the book has is
+        not applied. The feed's ``last_update`` is left alone: stream health and silent-stall
+        detection are about the socket, and REST must not hide that it is quiet.
+        """
+        state = self.symbols.get(symbol)
+        if state is None or not (0.0 < bid <= ask < _INF):
+            price = self._salvage_quote(state, bid, ask)
+            if price != price:
+                return False
+        else:
+            price = (bid + ask) * 0.5
+        when = min(now, to_seconds(event_ts)) if event_ts else now
+        if when <= state.last_update:
+            return False
+        state.price = price
+        state.last_update = when
+        state.last_event = event_ts
+        state.updates += 1
+        state.rest_mark = state.updates
+        self.rest_updates += 1
+        return True
 
     def check_sequence(self, state: SymbolState, seq: int) -> None:
         """Count a gap when a venue's contiguous per-symbol sequence skips (Binance trade ids)."""

@@ -112,6 +112,23 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # TYPE feedwatch_market_calendar_end_timestamp_seconds gauge
     feedwatch_market_calendar_end_timestamp_seconds{market="us-equities"} 2114398800.0
 
+    # HELP feedwatch_symbol_source Where the symbol's current price came from: 1 on the source in use (ws: the feed's socket, rest: the REST fallback), 0 on the other. Feeds with rest.enabled only.
+    # TYPE feedwatch_symbol_source gauge
+    feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="ws"} 1
+    feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="rest"} 0
+    # HELP feedwatch_feed_rest_requests_total REST fallback requests, by result: ok, http_error, rate_limited, timeout, network_error, decode_error. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_requests_total counter
+    feedwatch_feed_rest_requests_total{feed="stocks",result="ok"} 0
+    ... one sample per result in book.REST_RESULTS
+    # HELP feedwatch_feed_rest_updates_total Prices the REST fallback applied to the book. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_updates_total counter
+    feedwatch_feed_rest_updates_total{feed="stocks"} 0
+    # HELP feedwatch_feed_rest_symbols Symbols whose current price came from the REST fallback. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_symbols gauge
+    feedwatch_feed_rest_symbols{feed="stocks"} 0
+    # HELP feedwatch_feed_rest_active Whether the REST fallback is polling now (1: the socket is down, or symbols are stale). Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_active gauge
+    feedwatch_feed_rest_active{feed="stocks"} 0
     # HELP feedwatch_max_symbols The most symbols the exporter may watch over every feed (max_symbols).
     # TYPE feedwatch_max_symbols gauge
     feedwatch_max_symbols 10000
@@ -204,6 +221,24 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_feed_max_symbols": ("gauge", "The most symbols this feed may watch (max_symbols)."),
 }
 
+# The REST fallback's series: only for feeds with rest.enabled (elsewhere the source is always
+# the socket, and two series per symbol would be pure cost).
+REST_FAMILIES: dict[str, tuple[str, str]] = {
+    "feedwatch_symbol_source": (
+        "gauge", "Where the symbol's current price came from: 1 on the source in use (ws: the feed's socket, "
+                 "rest: the REST fallback), 0 on the other. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_requests_total": (
+        "counter", "REST fallback requests, by result: ok, http_error, rate_limited, timeout, network_error, "
+                   "decode_error. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_updates_total": (
+        "counter", "Prices the REST fallback applied to the book. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_symbols": (
+        "gauge", "Symbols whose current price came from the REST fallback. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_active": (
+        "gauge", "Whether the REST fallback is polling now (1: the socket is down, or symbols are stale). "
+                 "Feeds with rest.enabled only."),
+}
+
 EXPORTER_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_max_symbols": ("gauge", "The most symbols the exporter may watch over every feed (max_symbols)."),
     "feedwatch_watchlist_trigger_files_total": (
@@ -258,8 +293,30 @@ class BookCollector:
         counts = self._render_symbols(feeds, now, out)
         self._render_feeds(feeds, now, counts, out)
         self._render_markets(feeds, out)
+        self._render_rest([f for f in feeds if f.config.rest.enabled], out)
         self._render_exporter(out)
         return "".join(out)
+
+    def _render_rest(self, feeds: list[FeedBook], out: list[str]) -> None:
+        """The REST fallback's series, for the feeds that have it (none: nothing at all)."""
+        if not feeds:
+            return
+        name = "feedwatch_symbol_source"
+        out.append(header(name, *REST_FAMILIES[name]))
+        for feed in feeds:
+            for s in feed.symbols.values():
+                rest = 1 if s.from_rest else 0
+                out.append(f'{name}{{{s.labels},source="ws"}} {1 - rest}\n{name}{{{s.labels},source="rest"}} {rest}\n')
+        name = "feedwatch_feed_rest_requests_total"
+        out.append(header(name, *REST_FAMILIES[name]))
+        for feed in feeds:
+            out.extend(f'{name}{{{feed.labels},result="{escape_label(result)}"}} {count}\n'
+                       for result, count in feed.rest_requests.items())
+        for name, value in (("feedwatch_feed_rest_updates_total", lambda f: f.rest_updates),
+                            ("feedwatch_feed_rest_symbols", lambda f: sum(1 for s in f.symbols.values() if s.from_rest)),
+                            ("feedwatch_feed_rest_active", lambda f: 1 if f.rest_active else 0)):
+            out.append(header(name, *REST_FAMILIES[name]))
+            out.extend(f"{name}{{{feed.labels}}} {value(feed)}\n" for feed in feeds)
 
     def _render_markets(self, feeds: list[FeedBook], out: list[str]) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"

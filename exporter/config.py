@@ -181,6 +181,9 @@ def symbol_problem(symbol: object) -> str | None:
 # source series on feeds with REST fallback): 10,000 symbols are ~100,000 series, about what a
 # Prometheus with 1-2 GiB of memory holds comfortably with room for the rules' series
 # (docs/configuration.md#max_symbols shows the arithmetic).
+# Venues with a built-in REST snapshot (exporter/feeds/rest.py); generic feeds configure theirs.
+REST_KINDS = ("polygon", "binance", "bybit")
+
 DEFAULT_MAX_SYMBOLS = 10_000
 DEFAULT_FEED_MAX_SYMBOLS = 5_000
 
@@ -239,6 +242,33 @@ class Reconnect:
 
 
 @dataclass(frozen=True)
+class RestFields:
+    """Generic feeds' REST snapshot: dotted paths into the response (like the generic adapter's)."""
+
+    price: str = ""
+    bid: str = ""
+    ask: str = ""
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """REST fallback: poll the venue's snapshot while the socket is down or a symbol is stale."""
+
+    enabled: bool = False
+    # Base URL of the venue's REST API ("" = the venue's public one); for generic feeds, a URL
+    # template with {symbol} (required there).
+    url: str = ""
+    # Each affected symbol is polled at most once per interval.
+    interval: Duration = 2.0
+    # Requests per second at most, all symbols together (0 = the venue's default: docs).
+    max_requests_per_second: float = 0.0
+    timeout: Duration = 5.0
+    # Generic feeds only: where the price is in the response.
+    fields: RestFields = RestFields()
+
+
+@dataclass(frozen=True)
 class NoOptions:
     """Venues without keys of their own."""
 
@@ -272,6 +302,8 @@ class FeedConfig:
     first_print_max_deviation: float = 0.5
     connect_timeout: Duration = 10.0
     reconnect: Reconnect = Reconnect()
+    # Poll the venue's REST snapshot while the socket is down or a symbol is stale (off by default).
+    rest: RestConfig = RestConfig()
     # Most symbols this feed watches, configured and added at run time together; new symbols
     # beyond it (trigger files, the watchlist API) are refused and counted.
     max_symbols: int = DEFAULT_FEED_MAX_SYMBOLS
@@ -743,6 +775,26 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             known = ", ".join(sorted({*markets.CALENDARS, *custom}))
             errors.append(f"{path}.market: unknown market {feed.market!r} (known: {known}; "
                           f"or define it under markets:)")
+    rest = feed.rest
+    if rest.enabled:
+        if rest.interval <= 0:
+            errors.append(f"{path}.rest.interval: must be positive")
+        if rest.timeout <= 0:
+            errors.append(f"{path}.rest.timeout: must be positive")
+        if rest.max_requests_per_second < 0 or not math.isfinite(rest.max_requests_per_second):
+            errors.append(f"{path}.rest.max_requests_per_second: must be 0 (the venue's default) or positive")
+        if kind == "generic":
+            if "{symbol}" not in rest.url:
+                errors.append(f"{path}.rest.url: a generic feed's REST fallback needs a URL template with "
+                              f"{{symbol}}, like https://example.com/ticker/{{symbol}}")
+            if not (rest.fields.price or rest.fields.bid or rest.fields.ask):
+                errors.append(f"{path}.rest.fields: give price, or bid and ask: the dotted paths to the "
+                              f"price in the response")
+        elif kind not in REST_KINDS:
+            errors.append(f"{path}.rest.enabled: no REST fallback for kind {kind!r} "
+                          f"(available for: {', '.join(REST_KINDS)}, generic)")
+    elif rest.fields != RestFields() and kind != "generic":
+        errors.append(f"{path}.rest.fields: only generic feeds take field paths")
     if feed.max_symbols < 1:
         errors.append(f"{path}.max_symbols: must be at least 1, got {feed.max_symbols}")
     elif len(feed.symbols) > feed.max_symbols:

@@ -144,6 +144,7 @@ class Service:
             mine.difference_update(feed.symbols)  # now configured: no longer the watchlist's to drop
             book.reconfigure(feed, now)
             runner.reconfigure(feed)
+            await runner.reconfigure_rest()
             gone = [s for s in runner.symbols() if s not in feed.symbols and s not in mine]
             removed = await runner.remove_symbols(gone) if gone else []
             added = await runner.add_symbols(feed.symbols, configured=True)

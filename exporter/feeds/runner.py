@@ -52,6 +52,7 @@ from exporter.book import FeedBook
 from exporter.config import FeedConfig
 from exporter.feeds import registry
 from exporter.feeds.link import CLOSE_TIMEOUT, ConnectFailed, Link
+from exporter.feeds.restpoll import RestPoller
 
 if TYPE_CHECKING:
     from exporter.clock import SystemClock
@@ -303,6 +304,7 @@ class FeedRunner:
         self._watch: asyncio.Task[None] | None = None
         self._resubscribed: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self.rest: RestPoller | None = None   # the REST fallback, when rest.enabled
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -316,6 +318,12 @@ class FeedRunner:
             self._new_shard(chunk)
         if self.config.silence_timeout > 0:
             self._watch = asyncio.create_task(self._silence_watch(), name=f"silence {self.feed.name}")
+        self._start_rest()
+
+    def _start_rest(self) -> None:
+        if self.config.rest.enabled:
+            self.rest = RestPoller(self)
+            self.rest.start()
 
     async def stop(self, reason: str = "shutdown") -> None:
         """Close every socket with ``reason`` (``shutdown``; ``reload`` for a feed restarted by a reload)."""
@@ -323,13 +331,27 @@ class FeedRunner:
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
+        if self.rest is not None:
+            await self.rest.stop()
+            self.rest = None
         await asyncio.gather(*(shard.stop(reason) for shard in list(self.shards.values())))
         if self.session is not None:
             await self.session.close()
 
+    async def reconfigure_rest(self) -> None:
+        """After ``reconfigure``: a changed ``rest:`` section restarts the REST poller."""
+        if self.rest is not None and self.rest.venue.config.rest == self.config.rest:
+            self.rest.venue.config = self.config
+            return
+        if self.rest is not None:
+            await self.rest.stop()
+            self.rest = None
+        self._start_rest()
+
     def reconfigure(self, config: FeedConfig) -> None:
         """A reloaded config whose connection settings (url, kind, credentials, venue keys,
-        connect timeout) are unchanged: take it without touching the sockets."""
+        connect timeout) are unchanged: take it without touching the sockets (the REST poller
+        follows in ``reconfigure_rest``)."""
         old, self.config = self.config, config
         if (config.ping_interval, config.heartbeat_timeout) != (old.ping_interval, old.heartbeat_timeout):
             _warn_about_liveness(config)

@@ -63,6 +63,9 @@ FAULT_HELP = {
     "bad_prices": "send non-positive trade prices and crossed quotes",
     "ignore_pings": "stop answering WebSocket pings (with stall_all: a half-open socket)",
     "accept_and_drop": "accept each new connection, then cut it at once (before any frame)",
+    "rest_error": "answer every REST snapshot request with HTTP 500",
+    "rest_rate_limit": "answer every REST snapshot request as rate limited (429 with Retry-After: 1; "
+                       "Binance: 418 from the 4th refused request on)",
 }
 FAULTS = tuple(FAULT_HELP)
 
@@ -146,6 +149,8 @@ class Faults:
     bad_prices: bool = False
     ignore_pings: bool = False
     accept_and_drop: bool = False
+    rest_error: bool = False
+    rest_rate_limit: bool = False
 
     def set(self, name: str, symbol: str | None = None) -> None:
         """Turn a fault on (``drop`` is an action, handled by the simulator)."""
@@ -159,7 +164,7 @@ class Faults:
             else:
                 self.clear()
         elif name in ("stall_all", "reject_auth", "max_connections", "garbage", "bad_prices", "ignore_pings",
-                      "accept_and_drop"):
+                      "accept_and_drop", "rest_error", "rest_rate_limit"):
             setattr(self, name, True)
         else:
             raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
@@ -180,6 +185,8 @@ class Faults:
             "bad_prices": self.bad_prices,
             "ignore_pings": self.ignore_pings,
             "accept_and_drop": self.accept_and_drop,
+            "rest_error": self.rest_error,
+            "rest_rate_limit": self.rest_rate_limit,
         }
 
 
@@ -208,6 +215,10 @@ class Stats:
     garbage_sent: int = 0
     bad_prices_sent: int = 0
     drops: int = 0              # connections cut by the drop and accept_and_drop faults
+    rest_requests: int = 0      # REST snapshot requests received (simulator/rest.py)
+    rest_refused: int = 0       # of those, answered with an error or a rate limit
+    # (loop time, status) of the latest REST answers, oldest first: tests check the pacing.
+    rest_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
     # Wire events sent per symbol (a Polygon tick with T and Q channels is two events).
     sent: dict[str, int] = field(default_factory=dict)
     # (loop time, first 200 characters) of the latest client messages, oldest first.

@@ -209,6 +209,8 @@ class Simulator:
             "garbage_sent": stats.garbage_sent,
             "bad_prices_sent": stats.bad_prices_sent,
             "drops": stats.drops,
+            "rest_requests": stats.rest_requests,
+            "rest_refused": stats.rest_refused,
             "sent": dict(stats.sent),
             "subscriptions": sorted({s for session in self.sessions for s in session.subscriptions}),
             "faults": self.faults.snapshot(),

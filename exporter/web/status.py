@@ -7,8 +7,9 @@ msgspec structs: they are the documented JSON schema and encode without an inter
 - ``feed_status``: one feed for ``GET /api/v1/status`` (up, health, connections, state counts,
   the worst symbols by staleness and by sequence gaps).
 - ``symbol_view``: one symbol for ``GET /api/v1/symbols/{feed}/{symbol}``: "is this price fresh
-  enough to trade on?" (``fresh`` = a price is known, the state is healthy, and the staleness is
-  within ``max_staleness`` when asked).
+  enough to trade on?" (``fresh`` = a price is known, the state is healthy, the staleness is
+  within ``max_staleness`` when asked, and the price came from ``source`` when asked), with
+  where the price came from (``source``: ws or rest).
 - ``snapshot``: the compact frame pushed once a second to the status page over Server-Sent Events.
 """
 
@@ -93,6 +94,12 @@ class SymbolView(msgspec.Struct):
     acknowledged: bool
     sequence_gaps: int
     thresholds: Thresholds
+    # Where the price came from: "ws" (the feed's socket) or "rest" (the REST fallback, while the
+    # socket is down or the symbol was stale). A REST price is fresh by its own (venue) timestamp;
+    # a strict bot refuses it with ?source=ws, or by reading this field.
+    source: str = "ws"
+    rest_timestamp: Optional[float] = None   # last_update, when the price is the REST fallback's
+    required_source: Optional[str] = None    # the ?source= asked for, if any
 
 
 class Problem(msgspec.Struct):
@@ -141,13 +148,17 @@ def book_status(book: Book, now: float, version: str, ready: tuple[bool, str], w
                   feeds=[feed_status(feed, now, worst) for feed in book.feeds.values()])
 
 
-def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: float | None = None) -> SymbolView:
+def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: float | None = None,
+                required_source: str | None = None) -> SymbolView:
+    """``required_source`` ("ws" or "rest"): fresh only when the price came from that source."""
     feed.refresh_market(now)
     value = feed.classify(state, now)
     staleness = feed.staleness(state, now)
+    source = "rest" if state.from_rest else "ws"
     # A symbol acknowledged a moment ago is "healthy" by staleness but has no price to trade on.
     fresh = (value == HEALTHY and state.updates > 0
-             and (max_staleness is None or staleness <= max_staleness))
+             and (max_staleness is None or staleness <= max_staleness)
+             and (required_source is None or required_source == source))
     price = state.price
     th = state.th
     return SymbolView(
@@ -165,6 +176,9 @@ def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: f
         acknowledged=state.acknowledged,
         sequence_gaps=state.gaps,
         thresholds=Thresholds(th.degraded, th.stale, th.critical),
+        source=source,
+        rest_timestamp=_time_or_none(state.last_update) if source == "rest" else None,
+        required_source=required_source,
     )
 
 
