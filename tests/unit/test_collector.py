@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import collector
 from exporter.book import DISCONNECT_REASONS, ERROR_KINDS, LATENCY_BUCKETS, MESSAGE_KINDS, REJECT_REASONS, Book
 from exporter.clock import FakeClock
-from exporter.collector import EXPORTER_FAMILIES, FEED_FAMILIES, MARKET_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
+from exporter.collector import EXPORTER_FAMILIES, FEED_FAMILIES, MARKET_FAMILIES, REST_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
 from exporter.config import load_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,8 @@ def golden_book(clock: FakeClock) -> Book:
             {"name": "stocks", "kind": "polygon", "url": "wss://socket.polygon.io/stocks", "market": "us-equities",
              "symbols": ["AAPL", "MSFT", "BRK.A"]},
             {"name": "crypto", "kind": "polygon", "url": "wss://crypto.invalid/ws",
-             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}}},
+             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}},
+             "rest": {"enabled": True}},
             {"name": "idle", "kind": "polygon", "url": "wss://idle.invalid/ws"},
         ]}, environ={})
     book = Book(config.feeds, clock.time())
@@ -65,6 +66,12 @@ def golden_book(clock: FakeClock) -> Book:
     crypto.reconnect_attempts = 2
     crypto.check_sequence(crypto.symbols["BTCUSD"], 10)
     crypto.check_sequence(crypto.symbols["BTCUSD"], 14)
+    # The REST fallback found SOLUSD's last price, 5 s after the start by the venue's clock (so it
+    # stays stale: a REST answer is dated by the venue); one request was rate limited.
+    crypto.apply_rest("SOLUSD", 58.25, 58.35, 1_700_000_005_000, start + 710)
+    crypto.rest_requests["ok"] = 1
+    crypto.rest_requests["rate_limited"] = 1
+    crypto.rest_active = True
     clock.set(start + 720)
     return book
 
@@ -232,7 +239,7 @@ def test_format_value_follows_the_text_format() -> None:
 
 def test_every_family_is_documented_in_the_docstring_and_docs() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
-    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES, *EXPORTER_FAMILIES):
+    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES, *EXPORTER_FAMILIES, *REST_FAMILIES):
         assert f"# TYPE {name} " in collector.__doc__, name
         assert re.search(rf"`{name}`", docs), f"{name} missing from docs/metrics.md"
 

@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def fixture(venue: str, name: str) -> bytes:
-    return (FIXTURES / venue / name).read_bytes()
+    return (FIXTURES / venue / "rest" / name.removeprefix("rest_")).read_bytes()
 
 
 def venue_for(kind: str, **extra):
