@@ -50,7 +50,7 @@ class BybitRest(RestVenue):
         if not isinstance(data, dict):
             raise RestError("decode_error" if 200 <= status < 300 else "http_error", f"HTTP {status}: not an object")
         code = data.get("retCode")
-        if code in RATE_LIMIT_CODES:
+        if isinstance(code, int) and code in RATE_LIMIT_CODES:
             raise RestError("rate_limited", f"retCode {code}: {str(data.get('retMsg'))[:100]}", 60.0)
         if not 200 <= status < 300 or code != 0:
             raise RestError("http_error", f"HTTP {status}, retCode {code}: {str(data.get('retMsg'))[:200]}")

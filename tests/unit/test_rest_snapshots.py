@@ -194,3 +194,59 @@ def test_a_rest_price_is_dated_by_the_venue_and_marked_until_the_socket_delivers
     feed.record("A", 12.5, 0, clock.time(), quote=True)
     assert not a.from_rest and feed.symbols["B"].from_rest
     assert feed.rest_updates == 3
+
+
+# --- garbage never escapes as anything but a counted result -----------------------------------------
+
+def _mangled(body: bytes):
+    """Every prefix of a recorded answer, and the answer with each value swapped for odd JSON."""
+    for end in range(0, len(body), max(1, len(body) // 40)):
+        yield body[:end]
+    data = json.loads(body)
+    odd = (None, True, "x", -1, 1e400, [], {}, "NaN")
+
+    def walk(value, path=()):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from walk(v, path + (k,))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from walk(v, path + (i,))
+        yield path
+
+    for path in list(walk(data)):
+        for replacement in odd:
+            copy = json.loads(body)
+            if not path:
+                copy = replacement
+            else:
+                target = copy
+                for step in path[:-1]:
+                    target = target[step]
+                target[path[-1]] = replacement
+            yield json.dumps(copy).encode()
+
+
+@pytest.mark.parametrize("kind, name, symbols, extra", [
+    ("polygon", "last_trade.json", ["AAPL"], {"channels": ["T"]}),
+    ("polygon", "last_nbbo.json", ["AAPL"], {"channels": ["Q"]}),
+    ("binance", "book_tickers.json", ["LTCBTC", "ETHBTC"], {}),
+    ("bybit", "tickers_spot.json", ["BTCUSDT"], {}),
+    ("generic", "ticker.json", ["BTC-USD"], {"rest": {"url": "http://x/{symbol}",
+                                                     "fields": {"bid": "data.bid", "ask": "data.ask",
+                                                                "timestamp": "data.ts"}}}),
+])
+def test_mangled_answers_raise_only_rest_errors(kind, name, symbols, extra):
+    venue = venue_for(kind, **extra)
+    [request] = venue.requests(symbols)
+    seen = 0
+    for body in _mangled(fixture(kind, name)):
+        for status in (200, 404, 503):
+            try:
+                got = venue.parse(request, status, body, {})
+            except RestError as exc:
+                assert exc.result in ("http_error", "decode_error", "rate_limited")
+            else:
+                assert all(isinstance(s, Snapshot) and s.symbol in symbols for s in got)
+            seen += 1
+    assert seen > 50
