@@ -148,6 +148,9 @@ class RestPoller:
         now = self.runner.clock.time()
         for snap in snapshots:
             feed.apply_rest(snap.symbol, snap.bid, snap.ask, snap.ts, now)
+        # Rejections (counted in the book) are reported here, like an adapter reports a frame's.
+        for reason, detail in feed.take_notes():
+            self.runner.problems.report(f"rest {reason}", f"REST fallback price rejected ({reason}): {detail}")
 
     def _failed(self, result: str, message: str, retry_after: float | None, loop: asyncio.AbstractEventLoop) -> None:
         feed = self.runner.feed
