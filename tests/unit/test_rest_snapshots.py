@@ -196,6 +196,30 @@ def test_a_rest_price_is_dated_by_the_venue_and_marked_until_the_socket_delivers
     assert feed.rest_updates == 3
 
 
+@pytest.mark.parametrize("ts", [
+    float("inf"), float("nan"), -1, 1.0,                 # no time at all, or 1970
+    10 ** 400, 1e300,                                    # a 401-digit integer, a float past every unit
+    253_402_300_800_000,                                 # the year 10000 in ms
+    5e12 * 1e3,                                          # between the ms and the us ranges
+])
+def test_an_implausible_rest_timestamp_is_rejected_counted_and_noted(ts):
+    """REST answers pass the socket's plausibility window (2000-2100 in any unit): a bad one is
+    counted as implausible_timestamp and noted for the poller's log, never stored, never raises."""
+    clock = FakeClock(1_700_000_000.0)
+    config = load_data({"feeds": [{"name": "s", "kind": "polygon", "url": "ws://x", "symbols": ["A"]}]}, {})
+    feed = Book(config.feeds, clock.time()).feeds["s"]
+    a = feed.symbols["A"]
+    clock.advance(1)
+    assert not feed.apply_rest("A", 10.0, 10.0, ts, clock.time())
+    assert (a.updates, a.last_event, a.from_rest, a.price != a.price) == (0, 0, False, True)
+    assert feed.rejected["implausible_timestamp"] == 1 and feed.rest_updates == 0
+    [(reason, detail)] = feed.take_notes()
+    assert reason == "implausible_timestamp" and detail.startswith("A: REST timestamp")
+    # A plausible stamp in another unit than the socket's is fine (Polygon: ns over REST).
+    assert feed.apply_rest("A", 10.0, 10.0, int(clock.time() * 1e9), clock.time())
+    assert a.event_time == clock.time()
+
+
 # --- garbage never escapes as anything but a counted result -----------------------------------------
 
 def _mangled(body: bytes):
@@ -239,6 +263,11 @@ def _mangled(body: bytes):
 def test_mangled_answers_raise_only_rest_errors(kind, name, symbols, extra):
     venue = venue_for(kind, **extra)
     [request] = venue.requests(symbols)
+    # What the poller does with whatever parses: into a book, which must store only what it can
+    # render (a finite price above 0, a plausible venue time) and never raise.
+    config = load_data({"feeds": [{"name": "s", "kind": "polygon", "url": "ws://x", "symbols": symbols}]}, {})
+    feed = Book(config.feeds, 1_700_000_000.0).feeds["s"]
+    now = 1_700_000_000.0
     seen = 0
     for body in _mangled(fixture(kind, name)):
         for status in (200, 404, 503):
@@ -248,5 +277,11 @@ def test_mangled_answers_raise_only_rest_errors(kind, name, symbols, extra):
                 assert exc.result in ("http_error", "decode_error", "rate_limited")
             else:
                 assert all(isinstance(s, Snapshot) and s.symbol in symbols for s in got)
+                for snap in got:
+                    now += 1
+                    feed.apply_rest(snap.symbol, snap.bid, snap.ask, snap.ts, now)
             seen += 1
     assert seen > 50
+    for state in feed.symbols.values():
+        assert state.updates == 0 or 0 < state.price < float("inf")
+        assert 0 <= state.event_time < 4_102_444_800.0
