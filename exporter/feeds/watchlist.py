@@ -136,6 +136,9 @@ class Watchlist:
             return Change(404, f"no feed named {feed!r} (feeds: {', '.join(sorted(self.runners)) or 'none'})")
         problem = symbol_problem(symbol)
         if problem is not None:
+            # Through the feed's gate all the same: counted (invalid_name) and logged like any
+            # refused symbol, so the operator sees a sender using wildcards, not just the sender.
+            await runner.admit_symbols([symbol])
             return Change(400, problem)
         ttl = self.config.ttl if ttl is None else ttl
         if symbol in runner.config.symbols:

@@ -119,6 +119,8 @@ async def test_wildcards_unknown_feeds_caps_and_configured_symbols(clock):
     async with exporter(clock, {"token": TOKEN}, max_symbols=3) as (h, url):
         status, reply = await call(url, "POST", "/api/v1/watchlist/stocks/*", b"", bearer())
         assert status == 400 and "looks like a wildcard" in reply["error"] and "list every symbol" in reply["error"]
+        # Counted like any refused symbol (feedwatch_feed_symbols_refused_total, FeedSymbolsRefused).
+        assert h.feed.refused["invalid_name"] == 1
         status, reply = await call(url, "POST", "/api/v1/watchlist/nosuch/NVDA", b"", bearer())
         assert status == 404 and "no feed named 'nosuch'" in reply["error"]
         status, reply = await call(url, "POST", "/api/v1/watchlist/stocks/NVDA", b'{"ttl": "soon"}', bearer())
