@@ -86,11 +86,18 @@ async def test_socket_down_rest_keeps_prices_moving_then_the_socket_takes_over_a
                      "both priced from REST")
         first = aapl.updates
         await h.wait(lambda: ticking(clock) and aapl.updates >= first + 3, "REST keeps the price moving")
+        # What a bot's gate sees, field by field as docs/configuration.md documents it.
         view = await get_json(url + "/api/v1/symbols/stocks/AAPL")
         assert view["source"] == "rest" and view["rest_timestamp"] == view["last_update"]
-        assert view["price"] > 0
+        assert view["price"] == aapl.price > 0 and view["update_count"] == aapl.updates
+        assert (view["state"], view["fresh"], view["required_source"]) == ("healthy", True, None)
+        assert view["staleness_seconds"] == clock.time() - view["last_update"]
+        assert view["last_event"] == aapl.event_time > 0           # the venue's time of the REST price
+        assert view["acknowledged"] is False                   # the socket's subscription is gone
         strict = await get_json(url + "/api/v1/symbols/stocks/AAPL?source=ws")
-        assert strict["fresh"] is False and strict["required_source"] == "ws"
+        assert strict["fresh"] is False and strict["required_source"] == "ws" and strict["state"] == "healthy"
+        status = next(f for f in (await get_json(url + "/api/v1/status"))["feeds"] if f["name"] == "stocks")
+        assert status["up"] is False and status["is_healthy"] is False  # REST never makes the socket look alive
         text = await scrape(url)
         assert 'feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="rest"} 1\n' in text
         assert 'feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="ws"} 0\n' in text
