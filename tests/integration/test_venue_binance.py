@@ -32,8 +32,10 @@ async def test_2500_symbols_on_three_connections_survive_several_heartbeat_perio
         assert all(len(c.symbols) <= 1024 for c in h.feed.connections.values())
         beats = h.feed.messages["heartbeat"]
         # Six more ping periods on each connection (every ping answered, or the venue drops us).
-        await h.wait(lambda: h.feed.messages["heartbeat"] >= beats + 3 * 6, "six more heartbeat periods", timeout=20)
-        await h.wait(lambda: all(s.updates for s in h.feed.symbols.values()), "every symbol updated", timeout=20)
+        # Deadlines, not durations: 3 s of pings and ~2 s of updates when idle; a loaded machine
+        # (this process runs the 2,500-symbol venue too) once took over 20 s.
+        await h.wait(lambda: h.feed.messages["heartbeat"] >= beats + 3 * 6, "six more heartbeat periods", timeout=60)
+        await h.wait(lambda: all(s.updates for s in h.feed.symbols.values()), "every symbol updated", timeout=60)
         assert sum(h.feed.disconnects.values()) == 0 and h.feed.connects == 3
         assert not rules.drops and not rules.refused
         assert h.feed.sequence_gaps == 0 and sum(h.feed.errors.values()) == 0
