@@ -150,7 +150,8 @@ class RestPoller:
             feed.apply_rest(snap.symbol, snap.bid, snap.ask, snap.ts, now)
         # Rejections (counted in the book) are reported here, like an adapter reports a frame's.
         for reason, detail in feed.take_notes():
-            self.runner.problems.report(f"rest {reason}", f"REST fallback price rejected ({reason}): {detail}")
+            self.runner.problems.report(f"rest {reason}", f"REST fallback price rejected ({reason}): {detail}",
+                                        what="rejected update", reason=reason)
 
     def _failed(self, result: str, message: str, retry_after: float | None, loop: asyncio.AbstractEventLoop) -> None:
         feed = self.runner.feed
@@ -163,4 +164,5 @@ class RestPoller:
             pause = min(MAX_BACKOFF, 2.0 ** (self.failures - 1))
             what = f"backing off {pause:g}s"
         self.paused_until = max(self.paused_until, loop.time() + pause)
-        self.runner.problems.report(f"rest {result}", f"REST fallback {result}: {message} ({what})")
+        self.runner.problems.report(f"rest {result}", f"REST fallback {result}: {message} ({what})",
+                                    reason=result, delay=pause)

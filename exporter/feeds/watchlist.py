@@ -154,7 +154,8 @@ class Watchlist:
             self.api.setdefault(feed, {})[symbol] = expires
             self._count_change("add", who)
         log.info("watchlist API: watching %s on %s for %s (signed with %s, from %s)", symbol, feed,
-                 format_duration(ttl), who, origin or "?")
+                 format_duration(ttl), who, origin or "?",
+                 extra={"feed": feed, "symbol": symbol, "credential": who, "remote": origin or "?", "ttl": ttl})
         return Change(200, f"watching {symbol} on {feed} for {format_duration(ttl)}", expires)
 
     async def unwatch(self, feed: str, symbol: str, who: str, origin: str = "") -> Change:
@@ -174,7 +175,8 @@ class Watchlist:
                 await runner.remove_symbols([symbol])
                 self.managed.get(feed, set()).discard(symbol)
         log.info("watchlist API: stopped watching %s on %s (signed with %s, from %s)%s", symbol, feed, who, origin or "?",
-                 "; a trigger file still holds it" if held else "")
+                 "; a trigger file still holds it" if held else "",
+                 extra={"feed": feed, "symbol": symbol, "credential": who, "remote": origin or "?"})
         return Change(200, f"no longer watching {symbol} on {feed}" if not held
                       else f"removed the API's watch of {symbol} on {feed}; a trigger file still holds it")
 
@@ -211,12 +213,15 @@ class Watchlist:
                 refused.update(now_refused)
                 have.update(added)
                 for symbol in added:
+                    source = "trigger file" if symbol in files else "watchlist API"
                     log.info("watchlist: watching %s on %s for up to %.0fs (%s)", symbol, feed,
-                             expiry[symbol] - now, "trigger file" if symbol in files else "watchlist API")
+                             expiry[symbol] - now, source,
+                             extra={"feed": feed, "symbol": symbol, "reason": source.replace(" ", "_")})
             if drop:
                 await runner.remove_symbols(drop)
                 have.difference_update(drop)
-                log.info("watchlist: stopped watching %s on %s (trigger expired or removed)", ", ".join(drop), feed)
+                log.info("watchlist: stopped watching %s on %s (trigger expired or removed)", ", ".join(drop), feed,
+                         extra={"feed": feed, "symbols": drop, "reason": "trigger_gone"})
 
     def _count(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
@@ -225,7 +230,7 @@ class Watchlist:
             if outcome.result != "accepted":
                 where = f"moved to {outcome.moved_to}" if outcome.moved_to else "left in place (could not move it)"
                 log.warning("watchlist: trigger file %s rejected (%s): %s; %s", outcome.path, outcome.result,
-                            outcome.reason, where)
+                            outcome.reason, where, extra={"file": outcome.path, "reason": outcome.result})
 
     def _count_change(self, action: str, who: str) -> None:
         if self.book is not None:
@@ -246,7 +251,7 @@ class Watchlist:
         except FileNotFoundError:
             return reading
         except OSError as exc:
-            self._warn_once(root, f"watchlist: cannot read {root}: {exc}")
+            self._warn_once(root, f"watchlist: cannot read {root}: {exc}", file=root)
             return reading
         for entry in entries:
             name = entry.name
@@ -266,13 +271,14 @@ class Watchlist:
     def _read_feed_dir(self, entry: os.DirEntry[str], now: float, feeds: dict[str, Any], counted: dict[str, int],
                        seen: dict[str, int], reading: Reading) -> None:
         if entry.name not in feeds:
-            self._warn_once(entry.name, f"watchlist: {entry.path}: no feed named {entry.name!r}; ignored")
+            self._warn_once(entry.name, f"watchlist: {entry.path}: no feed named {entry.name!r}; ignored",
+                            file=entry.path)
             return
         symbols = reading.wanted.setdefault(entry.name, {})
         try:
             items = list(os.scandir(entry.path))
         except OSError as exc:
-            self._warn_once(entry.path, f"watchlist: cannot read {entry.path}: {exc}")
+            self._warn_once(entry.path, f"watchlist: cannot read {entry.path}: {exc}", file=entry.path)
             return
         for item in items:
             name = item.name
@@ -336,14 +342,14 @@ class Watchlist:
             with open(target + ".reason", "w", encoding="utf-8") as fh:
                 fh.write(f"{result}: {reason}\n")
         except OSError as exc:
-            self._warn_once(f"move {path}", f"watchlist: cannot move {path} to {folder}: {exc}")
+            self._warn_once(f"move {path}", f"watchlist: cannot move {path} to {folder}: {exc}", file=path)
             return Outcome(path, result, reason)
         return Outcome(path, result, reason, target)
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, key: str, message: str, **fields: object) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            log.warning("%s", message)
+            log.warning("%s", message, extra=fields)
 
     async def _scan_forever(self) -> None:
         while True:
