@@ -430,8 +430,11 @@ class Config:
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
-    # ``trading`` by exporter/trading/config.py, kept beside the tracker.
+    # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
+    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py.
     trading: Any = field(default=None, metadata={"section": True})
+    journal: Any = field(default=None, metadata={"section": True})
+    recorder: Any = field(default=None, metadata={"section": True})
 
 
 # --- the generic walker -----------------------------------------------------------------------
