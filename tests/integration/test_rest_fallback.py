@@ -70,10 +70,12 @@ async def scrape(url: str) -> str:
 async def test_socket_down_rest_keeps_prices_moving_then_the_socket_takes_over_again(clock):
     async with fallback_feed(clock) as (h, control, url):
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscribed")
-        await h.flowing("AAPL")
+        # Until the socket first connects the fallback covers every symbol (a feed that never
+        # connected included); once both deliver over the socket, it has nothing to poll.
+        await h.flowing("AAPL", "MSFT")
+        await h.wait(lambda: not h.feed.rest_active, "REST fallback idle on a healthy socket")
         view = await get_json(url + "/api/v1/symbols/stocks/AAPL")
         assert view["source"] == "ws" and view["rest_timestamp"] is None
-        assert h.sim.state()["rest_requests"] == 0             # socket healthy: no polling at all
 
         # The venue's socket falls over (every connection cut at once) while its REST API stays up.
         h.sim.fault("accept_and_drop")
@@ -132,6 +134,11 @@ async def test_a_stale_symbol_on_a_live_socket_is_polled(clock):
 async def test_a_rate_limit_is_counted_and_backed_off_as_retry_after_asks(clock):
     async with fallback_feed(clock) as (h, control, url):
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscribed")
+        # Both priced by the socket and the fallback idle (it may have polled before the socket
+        # first connected): from here on, every REST answer is the rate limit's.
+        await h.flowing("AAPL", "MSFT")
+        await h.wait(lambda: not h.feed.rest_active, "REST fallback idle on a healthy socket")
+        ok_before = h.feed.rest_requests["ok"]
         h.sim.fault("rest_rate_limit")
         h.sim.fault("accept_and_drop")
         h.sim.fault("drop")
@@ -140,7 +147,7 @@ async def test_a_rate_limit_is_counted_and_backed_off_as_retry_after_asks(clock)
         gaps = [b[0] - a[0] for a, b in zip(log, log[1:])]
         # Retry-After: 1 -> no request within a second of a 429 (at 50 per second without it).
         assert min(gaps) >= 0.95, gaps
-        assert h.feed.rest_requests["ok"] == 0 and not h.feed.symbols["AAPL"].from_rest
+        assert h.feed.rest_requests["ok"] == ok_before and not h.feed.symbols["AAPL"].from_rest
         text = await scrape(url)
         assert 'feedwatch_feed_rest_requests_total{feed="stocks",result="rate_limited"}' in text
 
