@@ -26,9 +26,10 @@ writes per message, nothing else (no metric library, no logging, no unit convers
 from __future__ import annotations
 
 import math
+import statistics
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Protocol, Sequence, Union
+from typing import Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, Union
 
 from exporter.config import FeedConfig, Thresholds
 from exporter.markets import calendar
@@ -104,6 +105,13 @@ class SymbolState:
         "last_state",     # state at the last sweep, for transition events
         "last_seq",       # last sequence number seen (venues that give one; 0 = none)
         "gaps",           # sequence gaps seen for this symbol
+        # The frozen-price check (``FeedBook.is_frozen``), written by the hot path:
+        "ref",            # the price the next trade is compared with (last trade; NaN = none)
+        "changed",        # receive time the compared price last changed
+        "same",           # updates in a row since then that repeated it
+        # Adaptive thresholds (``FeedBook.learn``), written by the 1 s sweep, never the hot path:
+        "seen",           # the last update the learner has looked at (receive time; 0 = none)
+        "learn",          # None; (gaps, mean log-gap) while warming up; then the mean log-gap
     )
 
     def __init__(self, feed: str, symbol: str, th: Thresholds, now: float) -> None:
@@ -122,6 +130,11 @@ class SymbolState:
         self.last_state = HEALTHY
         self.last_seq = 0
         self.gaps = 0
+        self.ref = _NAN
+        self.changed = 0.0
+        self.same = 0
+        self.seen = 0.0
+        self.learn: float | tuple[int, float] | None = None
 
     @property
     def event_time(self) -> float:
@@ -247,8 +260,22 @@ class FeedBook:
         self.last_error = ""
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        # Falling behind (``sample_lag``): the lowest venue-to-receive latency since the last
+        # sample (written by ``observe_latency``, once per frame), the latency floor learned while
+        # caught up, and the last sample's results.
+        self.latency_min = _INF
+        self.lag = LagTracker()
+        self._detectors(config)
         for symbol in config.symbols:
             self.add_symbol(symbol, now)
+
+    def _detectors(self, config: FeedConfig) -> None:
+        """The per-feed switches the hot path and the sweep read (from the resolved thresholds)."""
+        self.frozen_quotes = config.resolved_thresholds.frozen.quotes
+        # Whether any symbol learns its interval: the sweep skips the others at no cost.
+        self.adaptive = config.resolved_thresholds.adaptive.enabled or any(
+            o is not None and o.adaptive is not None and o.adaptive.enabled
+            for o in config.symbol_thresholds.values())
 
     # --- symbols ----------------------------------------------------------------------------
 
@@ -276,8 +303,12 @@ class FeedBook:
             self.calendar = new_calendar
             self.market_open = new_calendar.is_open(now)
         self.deviation = config.first_print_max_deviation
+        self._detectors(config)
         for symbol, state in self.symbols.items():
-            state.th = config.thresholds_for(symbol)
+            state.th = th = config.thresholds_for(symbol)
+            if not th.adaptive.enabled:  # switched off: forget what was learned
+                state.learn = None
+                state.seen = 0.0
 
     def acknowledge(self, symbols: Iterable[str], now: float) -> None:
         """The venue confirmed these subscriptions; a never-updated symbol's clock starts now.
@@ -314,6 +345,7 @@ class FeedBook:
         symbols = self.symbols
         oldest = _NEVER
         quotes = 0
+        frozen_quotes = self.frozen_quotes
         for item in items:
             state = symbols.get(item.symbol)
             if item.is_quote:
@@ -326,6 +358,13 @@ class FeedBook:
                         continue
                 else:
                     price = (bid + ask) * 0.5
+                if frozen_quotes:  # the frozen check, as for trades below
+                    if price != state.ref:
+                        state.ref = price
+                        state.changed = now
+                        state.same = 0
+                    else:
+                        state.same += 1
             else:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
@@ -333,6 +372,13 @@ class FeedBook:
                     continue
                 if state.guard and not self._confirm_first(state, price):
                     continue
+                # The frozen check: one comparison; writes only when the price moves.
+                if price != state.ref:
+                    state.ref = price
+                    state.changed = now
+                    state.same = 0
+                else:
+                    state.same += 1
             ts = item.ts
             state.price = price
             state.last_update = now
@@ -367,6 +413,13 @@ class FeedBook:
                     return False
             else:
                 price = (bid + ask) * 0.5
+            if self.frozen_quotes:
+                if price != state.ref:
+                    state.ref = price
+                    state.changed = now
+                    state.same = 0
+                else:
+                    state.same += 1
         else:
             self.messages["trade"] += 1
             price = item.price
@@ -375,6 +428,12 @@ class FeedBook:
                 return False
             if state.guard and not self._confirm_first(state, price):
                 return False
+            if price != state.ref:
+                state.ref = price
+                state.changed = now
+                state.same = 0
+            else:
+                state.same += 1
         ts = item.ts
         state.price = price
         state.last_update = now
@@ -386,6 +445,8 @@ class FeedBook:
         return True
 
     def observe_latency(self, latency: float) -> None:
+        if latency < self.latency_min:  # before the clamp: a venue clock ahead of ours is no lag
+            self.latency_min = latency
         if latency < 0.0:
             latency = 0.0  # clock skew: count it as instant rather than corrupt the sum
         self.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
@@ -547,6 +608,9 @@ class FeedBook:
         if not self.market_open:
             return CLOSED
         age = now - self.reference_time(state)
+        if state.learn.__class__ is float:  # adaptive thresholds, learned
+            degraded, stale, critical = self.limits(state)
+            return HEALTHY if age < degraded else DEGRADED if age < stale else STALE if age < critical else CRITICAL
         th = state.th
         if age < th.degraded:
             return HEALTHY
@@ -555,6 +619,87 @@ class FeedBook:
         if age < th.critical:
             return STALE
         return CRITICAL
+
+    def limits(self, state: SymbolState) -> tuple[float, float, float]:
+        """The (degraded, stale, critical) staleness thresholds in force for ``state``: the
+        configured ones, or the adaptive ones once the symbol's interval is learned."""
+        th = state.th
+        learned = state.learn
+        if learned.__class__ is not float:
+            return th.degraded, th.stale, th.critical
+        a = th.adaptive
+        interval = math.exp(learned)  # type: ignore[arg-type]
+        floor, ceiling = a.floor, a.ceiling
+        degraded = min(max(a.k_degraded * interval, floor), ceiling)
+        stale = min(max(a.k * interval, floor), ceiling)
+        return degraded, stale, max(th.critical, stale)
+
+    @staticmethod
+    def expected_interval(state: SymbolState) -> float | None:
+        """The symbol's learned interval between updates (adaptive thresholds), once warmed up."""
+        learned = state.learn
+        return math.exp(learned) if learned.__class__ is float else None  # type: ignore[arg-type]
+
+    def is_frozen(self, state: SymbolState) -> bool:
+        """Updates keep arriving but repeat one price: at least ``frozen.updates`` repeats in a
+        row, spanning at least ``frozen.duration`` of this market session (thresholds)."""
+        check = state.th.frozen
+        if not check.updates or state.same < check.updates or not self.market_open:
+            return False
+        start = state.changed if state.changed > self.session_start else self.session_start
+        return state.last_update - start >= check.duration
+
+    def is_fresh(self, state: SymbolState, now: float) -> bool:
+        """Safe to act on: priced, healthy, and not frozen (the bot API's ``fresh``; the price
+        deviation compares fresh prices only)."""
+        return state.updates > 0 and self.classify(state, now) == HEALTHY and not self.is_frozen(state)
+
+    # --- adaptive thresholds: learning each symbol's rhythm, in the sweep --------------------
+
+    def learn(self, state: SymbolState) -> None:
+        """Learn from the gap before ``state``'s latest update, if the sweep has not seen it yet.
+
+        Off the hot path: the 1 s sweep compares ``last_update`` with the update it saw last. A
+        symbol updating more often than the sweep shows one gap per sweep (about 1 s), which is
+        the resolution (see docs/configuration.md). Gaps that began before the current market
+        session opened (the overnight close, a weekend) or that end while it is closed are not
+        learned. The statistic is the mean of log-gaps (the geometric mean interval): a plain
+        average while warming up, then an exponential one over about ``warmup`` gaps, each gap's
+        pull limited to a factor of 4 so a single outage cannot teach "normal" (a symbol whose
+        rhythm really changes is followed within a couple of dozen gaps).
+        """
+        last = state.last_update
+        seen = state.seen
+        if last == seen:
+            return
+        state.seen = last
+        if not seen or seen < self.session_start or not self.market_open or last <= seen:
+            return
+        x = math.log(last - seen)
+        learned = state.learn
+        warmup = state.th.adaptive.warmup
+        if learned is None:
+            state.learn = x if warmup <= 1 else (1, x)
+            return
+        if learned.__class__ is tuple:
+            n, mean = learned  # type: ignore[misc]
+            n += 1
+            mean += _clamp_pull(x - mean) / n
+            state.learn = mean if n >= warmup else (n, mean)
+            return
+        state.learn = learned + _clamp_pull(x - learned) / warmup  # type: ignore[operator]
+
+    # --- falling behind ----------------------------------------------------------------------
+
+    def sample_lag(self, now: float, backlog: int) -> None:
+        """Once a second (the sweep): how far behind the venue this feed's processing is.
+
+        ``backlog`` is the bytes received for the feed but not yet processed (the runner reads
+        its sockets). See ``LagTracker``.
+        """
+        low = self.latency_min
+        self.latency_min = _INF
+        self.lag.sample(now, backlog, low, self.bytes)
 
     def state_counts(self, now: float) -> dict[int, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -576,10 +721,14 @@ class FeedBook:
         return now - last < self.config.unhealthy_after_silence
 
     def sweep(self, now: float) -> list[Transition]:
-        """Classify every symbol and report the ones whose state changed since the last sweep."""
+        """Classify every symbol and report the ones whose state changed since the last sweep;
+        symbols with adaptive thresholds learn from their latest gap first."""
         self.refresh_market(now)
         changes: list[Transition] = []
+        adaptive = self.adaptive
         for state in self.symbols.values():
+            if adaptive and state.th.adaptive.enabled:
+                self.learn(state)
             new = self.classify(state, now)
             if new != state.last_state:
                 changes.append(Transition(self.name, state.symbol, state.last_state, new,
@@ -588,12 +737,112 @@ class FeedBook:
         return changes
 
 
-class Book:
-    """All feeds, keyed by name, and the listeners for state transitions."""
+# A single gap moves the learned log-interval by at most this (a factor of 4) before averaging.
+_MAX_PULL = math.log(4.0)
 
-    def __init__(self, feeds: Iterable[FeedConfig], now: float) -> None:
+
+def _clamp_pull(delta: float) -> float:
+    return _MAX_PULL if delta > _MAX_PULL else -_MAX_PULL if delta < -_MAX_PULL else delta
+
+
+class LagTracker:
+    """How far behind the venue a feed's processing is: ``feedwatch_feed_processing_lag_seconds``.
+
+    Sampled once a second. The venue stamps each event when it happens; the latency of what we
+    apply (receive clock minus venue stamp) is the venue's and the network's delay plus however
+    long the data waited for us. When we cannot keep up, data queues in our socket and, once that
+    is full, at the venue (TCP holds it back there), so the latency of everything we apply grows
+    for as long as we stay behind. The lag is therefore the lowest latency applied since the last
+    sample (one late print cannot raise it) minus the *floor*, the venue's and network's own
+    delay: the lowest latency seen over the last ten minutes. The floor follows a venue clock
+    that moves either way, but only a sample with nothing waiting in our sockets lets old
+    minimums expire, so a feed that stays behind does not teach the floor its own delay.
+
+    The lag counts only while bytes wait for us (``backlog`` > 0): a venue that is late on its
+    own while we wait idle for its data is not our lag (``FeedHighLatency`` covers that). When
+    bytes wait and none were read since the last sample, the reader is stuck and the lag grows
+    by the time passed. Clock offsets between the venue and us cancel out. A feed whose venue
+    gives no timestamps has no lag to report (None); its backlog is still exported.
+    """
+
+    WINDOW = 600.0       # the floor remembers latencies this long (once caught up again)
+    BUCKET = 60.0        # kept as per-minute minimums,
+    MAX_BUCKETS = 1440   # at most a day of them while never caught up
+
+    __slots__ = ("value", "backlog", "buckets", "floor", "at", "processed")
+
+    def __init__(self) -> None:
+        self.value: float | None = None      # seconds behind; None: unknown (no venue timestamps yet)
+        self.backlog = 0                     # bytes waiting at the last sample
+        self.buckets: list[list[float]] = []  # [minute start, lowest latency in it]
+        self.floor: float | None = None
+        self.at = 0.0                        # time of the last sample
+        self.processed = 0                   # the feed's bytes received at the last sample
+
+    def sample(self, now: float, backlog: int, low: float, processed: int) -> None:
+        """``low``: the lowest latency applied since the last sample (inf: none); ``processed``:
+        the feed's byte counter (frames read), to tell a stuck reader from a quiet one."""
+        stuck = backlog > 0 and processed == self.processed and self.at > 0.0
+        elapsed = now - self.at if self.at > 0.0 else 0.0
+        self.backlog, self.at, self.processed = backlog, now, processed
+        if low == _INF:
+            if self.value is not None:
+                self.value = self.value + elapsed if stuck else 0.0 if backlog <= 0 else self.value
+            return
+        self._learn_floor(now, low, caught_up=backlog <= 0)
+        lag = low - self.floor if backlog > 0 else 0.0  # type: ignore[operator]
+        self.value = lag if lag > 0.0 else 0.0
+
+    def _learn_floor(self, now: float, low: float, caught_up: bool) -> None:
+        buckets = self.buckets
+        start = now - now % self.BUCKET
+        if buckets and buckets[-1][0] == start:
+            if low < buckets[-1][1]:
+                buckets[-1][1] = low
+        else:
+            buckets.append([start, low])
+        if caught_up:
+            while buckets[0][0] <= now - self.WINDOW:
+                del buckets[0]
+        elif len(buckets) > self.MAX_BUCKETS:
+            del buckets[0]
+        self.floor = min(low for _, low in buckets)
+
+
+class Book:
+    """All feeds, keyed by name, the instruments compared across them, and the listeners for
+    state transitions."""
+
+    def __init__(self, feeds: Iterable[FeedConfig], now: float,
+                 instruments: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now) for f in feeds}
         self.listeners: list[Callable[[Transition], None]] = []
+        # instrument -> {feed: symbol} (config ``instruments:``), for ``deviations``.
+        self.instruments: dict[str, dict[str, str]] = {k: dict(v) for k, v in (instruments or {}).items()}
+
+    def deviations(self, now: float) -> list[tuple[str, str, float]]:
+        """(instrument, feed, ratio) for every instrument with at least two fresh prices: each
+        price's deviation from the median of the instrument's fresh prices (0.01 = 1 % above).
+
+        Fresh is the bot API's verdict (priced, healthy, not frozen): a stale or frozen venue
+        has no price to compare, and is its own alert. With two venues the median is their
+        midpoint, so each shows half of the gap between them; with three or more, the one that
+        went astray stands out.
+        """
+        found: list[tuple[str, str, float]] = []
+        feeds = self.feeds
+        for name, members in self.instruments.items():
+            prices: list[tuple[str, float]] = []
+            for feed_name, symbol in members.items():
+                feed = feeds.get(feed_name)
+                state = feed.symbols.get(symbol) if feed is not None else None
+                if state is not None and feed.is_fresh(state, now):  # type: ignore[union-attr]
+                    prices.append((feed_name, state.price))
+            if len(prices) < 2:
+                continue
+            reference = statistics.median(price for _, price in prices)
+            found.extend((name, feed_name, price / reference - 1.0) for feed_name, price in prices)
+        return found
 
     def feed(self, name: str) -> FeedBook:
         return self.feeds[name]
