@@ -78,6 +78,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 _INF = math.inf
 _NAN = math.nan
+# SymbolState.acks: never confirmed, confirmed on the current connection, confirmed before.
+NEVER_ACKED, ACKED, WAS_ACKED = 0, 1, 2
 _NEVER = 1 << 62  # larger than any timestamp in any unit
 
 
@@ -87,7 +89,11 @@ def escape_label(value: str) -> str:
 
 
 class SymbolState:
-    """Everything known about one (feed, symbol). Slotted: 100k of these must stay small."""
+    """Everything known about one (feed, symbol). Slotted: 100k of these must stay small.
+
+    Every slot costs 8 bytes per symbol (bench/README.md keeps the total at most 350 bytes), so
+    a few hold two things that are never needed at the same time; each says when it means what.
+    """
 
     __slots__ = (
         "symbol",         # the venue's symbol
@@ -97,21 +103,22 @@ class SymbolState:
         "last_update",    # receive time of the last accepted update (0.0 = never)
         "last_event",     # the venue's timestamp of that update, raw (any Unix unit; 0 = none)
         "updates",        # accepted updates
-        "since",          # when it was requested, then when first acknowledged (if never updated)
-        "acknowledged",   # the venue confirmed the subscription (on the current connection)
-        "ever_acked",     # it was confirmed at least once (re-acks after reconnects keep the clock)
+        "since",          # until the first update: when it was requested, then first acknowledged
+                          # (its staleness counts from it); after it, unused by staleness, so the
+                          # adaptive learner keeps there the last update it looked at (``learn``)
+        "acks",           # NEVER_ACKED, ACKED (on the current connection) or WAS_ACKED (before)
         "guard",          # the first trade is still to be checked (garbage-first-print guard)
-        "pending",        # a first print held back until confirmed (NaN = none)
+        "ref",            # the trade price the next trade is judged by: while the guard is on, a
+                          # first print held back for confirmation (NaN = none); after, the last
+                          # accepted trade, for the frozen check
         "last_state",     # state at the last sweep, for transition events
         "last_seq",       # last sequence number seen (venues that give one; 0 = none)
         "gaps",           # sequence gaps seen for this symbol
         # The frozen-price check (``FeedBook.is_frozen``), written by the hot path:
-        "ref",            # the price the next trade is compared with (last trade; NaN = none)
         "changed",        # receive time the compared price last changed
         "same",           # updates in a row since then that repeated it
         # Adaptive thresholds (``FeedBook.learn``), written by the 1 s sweep, never the hot path:
-        "seen",           # the last update the learner has looked at (receive time; 0 = none)
-        "learn",          # None; (gaps, mean log-gap) while warming up; then the mean log-gap
+        "learn",          # None: not learning; (gaps, mean log-gap) while warming up; then the mean
     )
 
     def __init__(self, feed: str, symbol: str, th: Thresholds, now: float) -> None:
@@ -123,18 +130,29 @@ class SymbolState:
         self.last_event = 0
         self.updates = 0
         self.since = now
-        self.acknowledged = False
-        self.ever_acked = False
+        self.acks = NEVER_ACKED
         self.guard = True
-        self.pending = _NAN
+        self.ref = _NAN
         self.last_state = HEALTHY
         self.last_seq = 0
         self.gaps = 0
-        self.ref = _NAN
         self.changed = 0.0
         self.same = 0
-        self.seen = 0.0
         self.learn: float | tuple[int, float] | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        """The venue confirmed the subscription on the current connection."""
+        return self.acks == ACKED
+
+    @acknowledged.setter
+    def acknowledged(self, value: bool) -> None:
+        self.acks = ACKED if value else (WAS_ACKED if self.acks != NEVER_ACKED else NEVER_ACKED)
+
+    @property
+    def ever_acked(self) -> bool:
+        """Confirmed at least once: re-acknowledgements after reconnects keep the staleness clock."""
+        return self.acks != NEVER_ACKED
 
     @property
     def event_time(self) -> float:
@@ -308,7 +326,6 @@ class FeedBook:
             state.th = th = config.thresholds_for(symbol)
             if not th.adaptive.enabled:  # switched off: forget what was learned
                 state.learn = None
-                state.seen = 0.0
 
     def acknowledge(self, symbols: Iterable[str], now: float) -> None:
         """The venue confirmed these subscriptions; a never-updated symbol's clock starts now.
@@ -318,12 +335,11 @@ class FeedBook:
         """
         for symbol in symbols:
             state = self.symbols.get(symbol)
-            if state is not None and not state.acknowledged:
-                state.acknowledged = True
-                if not state.ever_acked:
-                    state.ever_acked = True
-                    if not state.updates:
-                        state.since = now
+            if state is not None and state.acks != ACKED:
+                first = state.acks == NEVER_ACKED
+                state.acks = ACKED
+                if first and not state.updates:
+                    state.since = now
 
     def unacknowledge(self, symbols: Iterable[str]) -> None:
         for symbol in symbols:
@@ -358,9 +374,8 @@ class FeedBook:
                         continue
                 else:
                     price = (bid + ask) * 0.5
-                if frozen_quotes:  # the frozen check, as for trades below
-                    if price != state.ref:
-                        state.ref = price
+                if frozen_quotes:  # the frozen check on quote mids (against the last price)
+                    if price != state.price:
                         state.changed = now
                         state.same = 0
                     else:
@@ -414,8 +429,7 @@ class FeedBook:
             else:
                 price = (bid + ask) * 0.5
             if self.frozen_quotes:
-                if price != state.ref:
-                    state.ref = price
+                if price != state.price:
                     state.changed = now
                     state.same = 0
                 else:
@@ -509,7 +523,7 @@ class FeedBook:
 
         With a price already known from quotes (the mid), a first print within
         ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
-        the first print is held back (``pending``) and accepted only when the next trade lands
+        the first print is held back (``ref``) and accepted only when the next trade lands
         within the deviation of it; otherwise the held print is dropped and the newer one is held
         instead. A quote arriving meanwhile becomes the reference (a print still held then is
         dropped). Drops are counted as ``first_print_unconfirmed``; a held print that the next
@@ -518,28 +532,28 @@ class FeedBook:
         """
         limit = self.deviation
         ref = state.price
-        pending = state.pending
+        pending = state.ref
         if ref == ref:  # a quote mid is known
             if abs(price - ref) <= limit * ref:
                 if pending == pending:  # a print held before the quote came: never confirmed
                     self.rejected["first_print_unconfirmed"] += 1
                 state.guard = False
-                state.pending = _NAN
+                state.ref = _NAN
                 return True
             self.rejected["first_print_unconfirmed"] += 1
             return False
         if pending != pending:
-            state.pending = price
+            state.ref = price
             return False
         if abs(price - pending) <= limit * min(price, pending):
             # The held print is confirmed: it counts as accepted too (every print ends up
             # counted once, accepted or rejected), though the newer price is the one kept.
             state.updates += 1
             state.guard = False
-            state.pending = _NAN
+            state.ref = _NAN
             return True
         self.rejected["first_print_unconfirmed"] += 1
-        state.pending = price
+        state.ref = price
         return False
 
     # --- connection bookkeeping (called by the runner) --------------------------------------
@@ -628,11 +642,8 @@ class FeedBook:
         if learned.__class__ is not float:
             return th.degraded, th.stale, th.critical
         a = th.adaptive
-        interval = math.exp(learned)  # type: ignore[arg-type]
-        floor, ceiling = a.floor, a.ceiling
-        degraded = min(max(a.k_degraded * interval, floor), ceiling)
-        stale = min(max(a.k * interval, floor), ceiling)
-        return degraded, stale, max(th.critical, stale)
+        stale = min(max(a.k * math.exp(learned), a.floor), a.ceiling)  # type: ignore[arg-type]
+        return stale * a.k_degraded / a.k, stale, max(th.critical, stale)
 
     @staticmethod
     def expected_interval(state: SymbolState) -> float | None:
@@ -669,22 +680,24 @@ class FeedBook:
         rhythm really changes is followed within a couple of dozen gaps).
         """
         last = state.last_update
-        seen = state.seen
+        learned = state.learn
+        if learned is None:  # not learning yet: mark the first update (``since`` is free now)
+            if last:
+                state.since = last
+                state.learn = (0, 0.0)
+            return
+        seen = state.since
         if last == seen:
             return
-        state.seen = last
-        if not seen or seen < self.session_start or not self.market_open or last <= seen:
+        state.since = last
+        if seen < self.session_start or not self.market_open or last <= seen:
             return
         x = math.log(last - seen)
-        learned = state.learn
         warmup = state.th.adaptive.warmup
-        if learned is None:
-            state.learn = x if warmup <= 1 else (1, x)
-            return
         if learned.__class__ is tuple:
             n, mean = learned  # type: ignore[misc]
             n += 1
-            mean += _clamp_pull(x - mean) / n
+            mean = x if n == 1 else mean + _clamp_pull(x - mean) / n
             state.learn = mean if n >= warmup else (n, mean)
             return
         state.learn = learned + _clamp_pull(x - learned) / warmup  # type: ignore[operator]

@@ -168,16 +168,16 @@ class FrozenCheck:
 class AdaptiveThresholds:
     """Thresholds learned from each symbol's own rhythm (opt-in; docs/configuration.md).
 
-    Once ``warmup`` gaps between updates are learned, degraded is ``k_degraded`` and stale ``k``
-    times the symbol's learned interval, each kept within [floor, ceiling]; critical stays the
-    static one, but never below the adaptive stale.
+    Once ``warmup`` gaps between updates are learned, stale is ``k`` times the symbol's learned
+    interval, kept within [floor, ceiling], and degraded ``k_degraded / k`` of that; critical
+    stays the configured one, but never below the adaptive stale.
     """
 
     enabled: bool = False
     k: float = 20.0             # stale after this many learned intervals of silence
-    k_degraded: float = 10.0    # degraded after this many
-    floor: Duration = 5.0       # neither threshold below this
-    ceiling: Duration = 3600.0  # nor above this
+    k_degraded: float = 10.0    # degraded after this many (the same share of a bounded stale)
+    floor: Duration = 5.0       # stale never earlier than this
+    ceiling: Duration = 1800.0  # nor later than this (below the default critical, 1 h)
     warmup: int = 10            # gaps learned before the learned interval is used
 
     def validate(self, path: str, errors: list[str]) -> None:
