@@ -834,27 +834,30 @@ class Book:
         self.instruments: dict[str, dict[str, str]] = {k: dict(v) for k, v in (instruments or {}).items()}
 
     def deviations(self, now: float) -> list[tuple[str, str, float]]:
-        """(instrument, feed, ratio) for every instrument with at least two fresh prices: each
-        price's deviation from the median of the instrument's fresh prices (0.01 = 1 % above).
+        """(instrument, feed, ratio) for every watched member of every instrument: its price's
+        deviation from the median of the instrument's fresh prices (0.01 = 1 % above), or NaN
+        while that is unknown (its price is not fresh, or fewer than two of the instrument's are).
 
-        Fresh is the bot API's verdict (priced, healthy, not frozen): a stale or frozen venue
-        has no price to compare, and is its own alert. With two venues the median is their
-        midpoint, so each shows half of the gap between them; with three or more, the one that
-        went astray stands out.
+        Fresh is the bot API's verdict (priced, healthy, not frozen): a stale or frozen venue has
+        no price to compare, and is its own alert. With two venues the median is their midpoint,
+        so each shows half of the gap between them; with three or more, the one that went astray
+        stands out. A member whose feed or symbol is not watched (anymore) has no series.
         """
         found: list[tuple[str, str, float]] = []
         feeds = self.feeds
         for name, members in self.instruments.items():
-            prices: list[tuple[str, float]] = []
+            known: list[tuple[str, float]] = []
             for feed_name, symbol in members.items():
                 feed = feeds.get(feed_name)
                 state = feed.symbols.get(symbol) if feed is not None else None
-                if state is not None and feed.is_fresh(state, now):  # type: ignore[union-attr]
-                    prices.append((feed_name, state.price))
-            if len(prices) < 2:
+                if state is not None:
+                    known.append((feed_name, state.price if feed.is_fresh(state, now) else _NAN))  # type: ignore[union-attr]
+            fresh = [price for _, price in known if price == price]
+            if len(fresh) < 2:
+                found.extend((name, feed_name, _NAN) for feed_name, _ in known)
                 continue
-            reference = statistics.median(price for _, price in prices)
-            found.extend((name, feed_name, price / reference - 1.0) for feed_name, price in prices)
+            reference = statistics.median(fresh)
+            found.extend((name, feed_name, price / reference - 1.0) for feed_name, price in known)
         return found
 
     def feed(self, name: str) -> FeedBook:

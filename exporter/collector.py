@@ -115,14 +115,14 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_market_calendar_end_timestamp_seconds Unix time the market's session calendar (its holiday table) stops covering; after it, holidays read as trading days.
     # TYPE feedwatch_market_calendar_end_timestamp_seconds gauge
     feedwatch_market_calendar_end_timestamp_seconds{market="us-equities"} 2114398800.0
-    # HELP feedwatch_instrument_price_deviation_ratio Deviation of a feed's price of an instrument from the median of its fresh prices across feeds (0.01 = 1 % above); only while at least two are fresh.
+    # HELP feedwatch_instrument_price_deviation_ratio Deviation of a feed's price of an instrument from the median of its fresh prices across feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are).
     # TYPE feedwatch_instrument_price_deviation_ratio gauge
     feedwatch_instrument_price_deviation_ratio{instrument="BTCUSDT",feed="binance"} 0.0004
 
 (one ``feedwatch_market_calendar_end_timestamp_seconds`` sample per market that a feed uses and
 that has a holiday table: none for ``always`` or a custom market without holidays; one
-``feedwatch_instrument_price_deviation_ratio`` sample per feed of an ``instruments:`` entry
-whose price is fresh, while two or more of that instrument's prices are)
+``feedwatch_instrument_price_deviation_ratio`` sample per watched feed and symbol of each
+``instruments:`` entry)
 
 The complete output for a fixed book is kept in ``tests/golden/metrics.txt``.
 """
@@ -220,7 +220,7 @@ INSTRUMENT_FAMILIES: dict[str, tuple[str, str]] = {
     # Computed at scrape time from the fresh prices of the instruments: config (Book.deviations).
     "feedwatch_instrument_price_deviation_ratio": (
         "gauge", "Deviation of a feed's price of an instrument from the median of its fresh prices across "
-                 "feeds (0.01 = 1 % above); only while at least two are fresh."),
+                 "feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are)."),
 }
 
 

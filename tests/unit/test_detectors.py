@@ -303,7 +303,7 @@ def price_all(book: Book, clock: FakeClock, prices: dict[str, float]) -> None:
 def test_the_venue_that_went_astray_stands_out_from_the_median(clock):
     book = venues(clock)
     price_all(book, clock, {"binance": 100.0, "bybit": 105.0, "okx": 100.1})
-    found = {feed: ratio for _, feed, ratio in book.deviations(clock.time())}
+    found = deviations(book, clock)
     assert found["bybit"] == pytest.approx(105.0 / 100.1 - 1)
     assert found["okx"] == 0.0 and found["binance"] == pytest.approx(100.0 / 100.1 - 1)
 
@@ -311,24 +311,29 @@ def test_the_venue_that_went_astray_stands_out_from_the_median(clock):
 def test_two_venues_each_show_half_the_gap(clock):
     book = venues(clock, 2)
     price_all(book, clock, {"binance": 100.0, "bybit": 102.0})
-    found = {feed: ratio for _, feed, ratio in book.deviations(clock.time())}
-    assert found == {"binance": pytest.approx(100.0 / 101.0 - 1), "bybit": pytest.approx(102.0 / 101.0 - 1)}
+    assert deviations(book, clock) == {"binance": pytest.approx(100.0 / 101.0 - 1), "bybit": pytest.approx(102.0 / 101.0 - 1)}
 
 
-def test_only_fresh_prices_are_compared(clock):
+def deviations(book: Book, clock: FakeClock) -> dict[str, float | None]:
+    """feed -> deviation, None where it is NaN (unknown)."""
+    return {feed: None if math.isnan(ratio) else ratio for _, feed, ratio in book.deviations(clock.time())}
+
+
+def test_only_fresh_prices_are_compared_and_the_rest_is_unknown(clock):
     book = venues(clock)
+    assert deviations(book, clock) == {"binance": None, "bybit": None, "okx": None}   # no prices yet
     price_all(book, clock, {"binance": 100.0, "bybit": 200.0, "okx": 100.0})
     clock.advance(200)                           # all three degraded: nothing fresh to compare
-    assert book.deviations(clock.time()) == []
-    price_all(book, clock, {"binance": 100.0, "okx": 100.2})   # bybit stays degraded: left out
-    assert {feed for _, feed, _ in book.deviations(clock.time())} == {"binance", "okx"}
-    price_all(book, clock, {"okx": 100.2})
+    assert deviations(book, clock) == {"binance": None, "bybit": None, "okx": None}
+    price_all(book, clock, {"binance": 100.0, "okx": 100.2})   # bybit stays degraded: unknown
+    assert deviations(book, clock) == {"binance": pytest.approx(100.0 / 100.1 - 1), "bybit": None,
+                                       "okx": pytest.approx(100.2 / 100.1 - 1)}
     clock.advance(179)
-    price_all(book, clock, {"okx": 100.2})       # binance still healthy, okx fresh; then binance goes
+    price_all(book, clock, {"okx": 100.2})       # binance turns degraded: one fresh price left
     clock.advance(2)
-    assert book.deviations(clock.time()) == []   # one fresh price: no reference, no series
+    assert deviations(book, clock) == {"binance": None, "bybit": None, "okx": None}
     text = BookCollector(book).render(clock.time())
-    assert "feedwatch_instrument_price_deviation_ratio{" not in text
+    assert 'feedwatch_instrument_price_deviation_ratio{instrument="BTCUSDT",feed="okx"} NaN\n' in text
 
 
 # --- falling behind -----------------------------------------------------------------------------
