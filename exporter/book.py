@@ -21,6 +21,17 @@ acknowledged), and the opening of the current market session (so a stock is not 
 
 Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
 writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
+
+Detectors that look past staleness, each as cheap as it can be:
+
+- *Frozen prices* (``is_frozen``): the hot path compares each trade with the last one (``ref``)
+  and, only when the price moved, writes the time and resets the run (``changed``, ``same``); a
+  repeat increments ``same``. Judged at read time against ``thresholds.frozen``.
+- *Adaptive thresholds* (``learn``, ``limits``): learned in the 1 s sweep from ``last_update``,
+  never on the hot path; ``classify`` uses them once a symbol is warmed up.
+- *Cross-feed deviation* (``Book.deviations``): computed at scrape time from fresh prices.
+- *Falling behind* (``LagTracker``): the lowest latency of each second (one comparison per frame in
+  ``observe_latency``) against its floor, sampled with the sockets' backlog by the sweep.
 """
 
 from __future__ import annotations
