@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test unit compose-test bench soak lint dashboards dashboards-check kubernetes calendars calendars-check venv tools clean
+.PHONY: demo test unit compose-test bench fuzz soak lint dashboards dashboards-check kubernetes calendars calendars-check venv tools clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ unit: venv
 
 bench: venv
 	$(PY) -m bench
+
+# The long fuzz run of the five adapters' handle(): FUZZ_CASES mutated frames each (a progress
+# line every 5 s, then cases and escapes per adapter; tests/fuzz/__main__.py), then the
+# hypothesis tests under their "long" profile. CI runs the same tests bounded (profile "ci").
+FUZZ_CASES ?= 1000000
+fuzz: venv tools
+	$(PY) -m tests.fuzz --cases $(FUZZ_CASES)
+	FEEDWATCH_FUZZ_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
 
 # Not in CI: 1 hour at 20,000 updates/s over 2,000 symbols, scraped every second; every update
 # accounted for and memory flat (tests/soak.py). SOAK_ARGS=--duration 600 for a shorter run.

@@ -22,6 +22,24 @@ acknowledged), and the opening of the current market session (so a stock is not 
 Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
 writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
 
+Edges sanitize, cores trust: an update is stored only if its price is a finite number above 0 and
+its venue timestamp is *plausible*, so the collector, the status page and the JSON API never meet
+a value they cannot render. Plausible means 0 (the venue gave no time), or a Unix time from
+2000-01-01T00:00:00Z (``TIMESTAMP_FLOOR``) to 2100-01-01T00:00:00Z (``TIMESTAMP_CEILING``) in
+any unit (s, ms, us, ns: the four ranges cannot overlap). Anything else (negative, NaN, infinite,
+a 320-digit integer, 1970, the year 9999, a number between two units' ranges) is rejected as
+``implausible_timestamp``: not stored, not observed as latency. The window is fixed, not relative
+to the receive clock, on purpose: the clock is injected (tests run a fake clock against venues
+stamping real time, and a replayed recording keeps its own time), and a venue whose clock is
+merely wrong by hours is better seen than hidden: a late one shows as latency
+(``FeedHighLatency``), and ``feedwatch_symbol_last_event_timestamp_seconds`` shows one that runs
+ahead. The check is one chained comparison against the range of the unit the feed last used;
+only a value outside it takes the slow branch (``_timestamp_ok``), which finds the unit.
+
+Every rejection is counted by reason and leaves a short note (``notes``: symbol, value, why) that
+the adapter turns into a ``Rejected`` signal, so the runner logs it, rate-limited, with a preview
+of the frame. Notes are capped (``MAX_NOTES``): callers that never drain them lose nothing else.
+
 Detectors that look past staleness, each as cheap as it can be:
 
 - *Frozen prices* (``is_frozen``): the hot path compares each trade with the last one (``ref``)
@@ -38,6 +56,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, Union
@@ -81,14 +100,26 @@ REJECT_REASONS = (
     "crossed_quote",             # bid > ask
     "first_print_unconfirmed",   # a first print far from its reference, dropped when not confirmed
     "unknown_symbol",            # an update for a symbol this feed does not watch
+    "implausible_timestamp",     # a venue time outside [2000-01-01, 2100-01-01) in every unit
 )
 MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
 
 # Exchange-timestamp-to-receive latency buckets (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+# The plausible window of a venue timestamp (see the module docstring), in seconds.
+TIMESTAMP_FLOOR = 946_684_800.0       # 2000-01-01T00:00:00Z
+TIMESTAMP_CEILING = 4_102_444_800.0   # 2100-01-01T00:00:00Z
+# [floor, ceiling) in s, ms, us and ns: disjoint, so a value's unit is the range it falls in.
+_UNITS = (1.0, 1e3, 1e6, 1e9)  # stamps per second: s, ms, us, ns
+TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * unit, TIMESTAMP_CEILING * unit) for unit in _UNITS)
+# Rejection notes kept until an adapter takes them (one frame rarely holds more than a few).
+MAX_NOTES = 8
+
 _INF = math.inf
 _NAN = math.nan
+# Below this, bid + ask cannot overflow to inf; larger (finite) sides take the slow branch.
+_HALF_MAX = sys.float_info.max / 2
 # SymbolState.acks: never confirmed, confirmed on the current connection, confirmed before.
 NEVER_ACKED, ACKED, WAS_ACKED = 0, 1, 2
 _NEVER = 1 << 62  # larger than any timestamp in any unit
@@ -240,6 +271,23 @@ def to_seconds(ts: float) -> float:
     return float(ts)
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """A symbol cut for a log line."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def value_text(value: object, limit: int = 40) -> str:
+    """A venue's value for a log line, never raising: a 5,000-digit integer cannot even be
+    ``repr``-ed (Python's integer string limit), so huge integers are described by size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    try:
+        text = repr(value)
+    except Exception:  # an object whose repr fails is described by its type
+        return f"a {type(value).__name__}"
+    return _short(text, limit)
+
+
 class _Trade:
     """An update handed to ``FeedBook.record`` as values, shaped like a venue's decoded trade."""
 
@@ -289,6 +337,12 @@ class FeedBook:
         self.last_error = ""
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        # The plausible range of a raw venue timestamp in the unit this feed last used (seconds
+        # until one arrives); ``_timestamp_ok`` switches it. Cached so the hot path compares only.
+        self.ts_low, self.ts_high = TIMESTAMP_RANGES[0]
+        self.ts_unit = 1.0  # stamps per second in that range (1e3 for ms): converts for latency
+        # (reason, detail) of recent rejections, for the adapter to report (``take_notes``).
+        self.notes: list[tuple[str, str]] = []
         # Falling behind (``sample_lag``): the lowest venue-to-receive latency since the last
         # sample (written by ``observe_latency``, once per frame), the latency floor learned while
         # caught up, and the last sample's results.
@@ -372,19 +426,25 @@ class FeedBook:
         symbols = self.symbols
         oldest = _NEVER
         quotes = 0
+        low, high = self.ts_low, self.ts_high
         frozen_quotes = self.frozen_quotes
         for item in items:
             state = symbols.get(item.symbol)
+            ts = item.ts
             if item.is_quote:
                 quotes += 1
                 bid = item.bid
                 ask = item.ask
-                if state is None or not (0.0 < bid <= ask < _INF):
-                    price = self._salvage_quote(state, bid, ask)
+                if state is None or not (0.0 < bid <= ask < _HALF_MAX):
+                    price = self._salvage_quote(state, item.symbol, bid, ask)
                     if price != price:
                         continue
                 else:
                     price = (bid + ask) * 0.5
+                if ts and not (low <= ts < high):
+                    if not self._timestamp_ok(state, ts):
+                        continue
+                    low, high = self.ts_low, self.ts_high
                 if frozen_quotes:  # the frozen check on quote mids (against the last price)
                     if price != state.price:
                         state.changed = now
@@ -394,8 +454,12 @@ class FeedBook:
             else:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
-                    self._reject(state, price)
+                    self._reject(state, item.symbol, price)
                     continue
+                if ts and not (low <= ts < high):
+                    if not self._timestamp_ok(state, ts):
+                        continue
+                    low, high = self.ts_low, self.ts_high
                 if state.guard and not self._confirm_first(state, price):
                     continue
                 # The frozen check: one comparison; writes only when the price moves.
@@ -405,7 +469,6 @@ class FeedBook:
                     state.same = 0
                 else:
                     state.same += 1
-            ts = item.ts
             state.price = price
             state.last_update = now
             state.last_event = ts
@@ -429,16 +492,19 @@ class FeedBook:
         tests/unit/test_book.py::test_apply_one_matches_apply. Returns whether it was accepted.
         """
         state = self.symbols.get(item.symbol)
+        ts = item.ts
         if item.is_quote:
             self.messages["quote"] += 1
             bid = item.bid
             ask = item.ask
-            if state is None or not (0.0 < bid <= ask < _INF):
-                price = self._salvage_quote(state, bid, ask)
+            if state is None or not (0.0 < bid <= ask < _HALF_MAX):
+                price = self._salvage_quote(state, item.symbol, bid, ask)
                 if price != price:
                     return False
             else:
                 price = (bid + ask) * 0.5
+            if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
+                return False
             if self.frozen_quotes:
                 if price != state.price:
                     state.changed = now
@@ -449,7 +515,9 @@ class FeedBook:
             self.messages["trade"] += 1
             price = item.price
             if state is None or not (0.0 < price < _INF):
-                self._reject(state, price)
+                self._reject(state, item.symbol, price)
+                return False
+            if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
                 return False
             if state.guard and not self._confirm_first(state, price):
                 return False
@@ -459,14 +527,13 @@ class FeedBook:
                 state.same = 0
             else:
                 state.same += 1
-        ts = item.ts
         state.price = price
         state.last_update = now
         state.last_event = ts
         state.updates += 1
         self.last_update = now
-        if ts:
-            self.observe_latency(now - to_seconds(ts))
+        if ts:  # checked above, so its unit is the cached range's: a division, no to_seconds
+            self.observe_latency(now - ts / self.ts_unit)
         return True
 
     def observe_latency(self, latency: float) -> None:
@@ -485,6 +552,10 @@ class FeedBook:
         that price (same checks, same reject reasons, mid = price), so it skips the first-print
         guard the way a two-sided quote does.
         """
+        try:
+            price = float(price)  # venues' decoders give floats; an in-process caller may not
+        except OverflowError:     # an integer past a float's range: rejected as infinite_price
+            price = _INF if price > 0 else -_INF
         item = _Quote(symbol, price, price, event_ts) if quote else _Trade(symbol, price, event_ts)
         return self.apply_one(item, now)
 
@@ -499,34 +570,67 @@ class FeedBook:
 
     # --- the slow branches (off the hot path by construction) -------------------------------
 
-    def _reject(self, state: SymbolState | None, price: float) -> None:
-        if state is None:
-            self.rejected["unknown_symbol"] += 1
-        elif price != price:
-            self.rejected["nan_price"] += 1
-        elif price in (_INF, -_INF):
-            self.rejected["infinite_price"] += 1
-        else:
-            self.rejected["nonpositive_price"] += 1
+    def _note(self, reason: str, symbol: str, detail: str) -> None:
+        """Count a rejection and keep a short note of it for the adapter to report."""
+        self.rejected[reason] += 1
+        notes = self.notes
+        if len(notes) < MAX_NOTES:
+            notes.append((reason, f"{_short(symbol)}: {detail}"))
 
-    def _salvage_quote(self, state: SymbolState | None, bid: float, ask: float) -> float:
+    def take_notes(self) -> list[tuple[str, str]]:
+        """The notes of the rejections since the last call (an adapter reports them as signals).
+
+        Emptied in place: an adapter may hold ``feed.notes`` itself and test it after each frame."""
+        notes = self.notes[:]
+        self.notes.clear()
+        return notes
+
+    def _timestamp_ok(self, state: SymbolState, ts: float) -> bool:
+        """Slow branch of the timestamp check: is ``ts`` plausible in another unit (then the
+        cached range switches to it)? Otherwise count and note the rejection. Comparisons only:
+        a NaN fails every one, and Python compares a huge integer with a float exactly, so no
+        value can raise here."""
+        for (low, high), unit in zip(TIMESTAMP_RANGES, _UNITS):
+            if low <= ts < high:
+                # Bounds of the stamps' own type: comparing an int with a float is several
+                # times slower than int with int (measured on the ingest path).
+                self.ts_low, self.ts_high = (int(low), int(high)) if type(ts) is int else (low, high)
+                self.ts_unit = unit
+                return True
+        self._note("implausible_timestamp", state.symbol,
+                   f"venue timestamp {value_text(ts)} is not a Unix time from 2000 to 2100 (in s, ms, us or ns)")
+        return False
+
+    def _reject(self, state: SymbolState | None, symbol: str, price: float) -> None:
+        if state is None:
+            self._note("unknown_symbol", symbol, "update for a symbol this feed does not watch")
+        elif price != price:
+            self._note("nan_price", symbol, "price is NaN")
+        elif price in (_INF, -_INF):
+            self._note("infinite_price", symbol, f"price is {value_text(price)}")
+        else:
+            self._note("nonpositive_price", symbol, f"price {value_text(price)} is not above 0")
+
+    def _salvage_quote(self, state: SymbolState | None, symbol: str, bid: float, ask: float) -> float:
         """Price of a quote that failed the fast check: a one-sided quote uses its side; NaN = rejected."""
         if state is None:
-            self.rejected["unknown_symbol"] += 1
+            self._note("unknown_symbol", symbol, "quote for a symbol this feed does not watch")
             return _NAN
         if bid != bid or ask != ask:
-            self.rejected["nan_price"] += 1
+            self._note("nan_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}")
             return _NAN
         if _INF in (bid, ask) or -_INF in (bid, ask):
-            self.rejected["infinite_price"] += 1
+            self._note("infinite_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}")
             return _NAN
+        if 0.0 < bid <= ask:  # valid but past _HALF_MAX: halves first, so the mid stays finite
+            return bid * 0.5 + ask * 0.5
         if bid > 0.0 and ask > 0.0:  # both sides valid, so bid > ask
-            self.rejected["crossed_quote"] += 1
+            self._note("crossed_quote", symbol, f"quote bid {value_text(bid)} above ask {value_text(ask)}")
             return _NAN
         side = bid if bid > 0.0 else ask
         if side > 0.0:
             return side
-        self.rejected["nonpositive_price"] += 1
+        self._note("nonpositive_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}: no side above 0")
         return _NAN
 
     def _confirm_first(self, state: SymbolState, price: float) -> bool:
@@ -547,11 +651,13 @@ class FeedBook:
         if ref == ref:  # a quote mid is known
             if abs(price - ref) <= limit * ref:
                 if pending == pending:  # a print held before the quote came: never confirmed
-                    self.rejected["first_print_unconfirmed"] += 1
+                    self._note("first_print_unconfirmed", state.symbol,
+                               f"held first trade {value_text(pending)} dropped: a quote came first")
                 state.guard = False
                 state.ref = _NAN
                 return True
-            self.rejected["first_print_unconfirmed"] += 1
+            self._note("first_print_unconfirmed", state.symbol,
+                       f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
             return False
         if pending != pending:
             state.ref = price
@@ -563,7 +669,8 @@ class FeedBook:
             state.guard = False
             state.ref = _NAN
             return True
-        self.rejected["first_print_unconfirmed"] += 1
+        self._note("first_print_unconfirmed", state.symbol,
+                   f"held first trade {value_text(pending)} not confirmed by the next, {value_text(price)}")
         state.ref = price
         return False
 

@@ -125,11 +125,27 @@ that has a holiday table: none for ``always`` or a custom market without holiday
 ``instruments:`` entry)
 
 The complete output for a fixed book is kept in ``tests/golden/metrics.txt``.
+
+No value can fail a scrape. Edges sanitize, cores trust: the book stores only finite positive
+prices and plausible timestamps (``exporter/book.py``), so the renderer formats without checks on
+its hot loop. Behind that, a guard: a sample whose value still cannot be rendered (an exception
+while formatting it, or an integer beyond a float's range, which Prometheus could not parse) is
+left out of that scrape, counted in ``RenderErrors`` under this collector's name (``book``) and
+logged once a minute with its series and the error. Staleness and state, which alerts read, are
+computed from our own clock and never depend on a venue's value. ``RenderErrors.render`` emits,
+after every collector has run (``exporter/web/app.py``, ``exporter/monitor.py``)::
+
+    # HELP feedwatch_render_errors_total Samples left out of /metrics because their value could not be rendered, by collector.
+    # TYPE feedwatch_render_errors_total counter
+    feedwatch_render_errors_total{collector="book"} 0
+    feedwatch_render_errors_total{collector="trading"} 0
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Callable, Iterable, Sequence
 
 from exporter.book import (
@@ -146,6 +162,10 @@ from exporter.book import (
 )
 
 _INF = math.inf
+# A skipped sample of one collector is logged at most once per this many seconds.
+RENDER_ERROR_LOG_INTERVAL = 60.0
+
+log = logging.getLogger("feedwatch.collector")
 
 # The state order of ``feedwatch_feed_symbols`` (worst last, closed apart).
 STATE_ORDER = (HEALTHY, DEGRADED, STALE, CRITICAL, CLOSED)
@@ -225,7 +245,11 @@ INSTRUMENT_FAMILIES: dict[str, tuple[str, str]] = {
 
 
 def format_value(value: float) -> str:
-    """A sample value in the text format: ``NaN``, ``+Inf``, ``-Inf``, else shortest round-trip."""
+    """A sample value in the text format: ``NaN``, ``+Inf``, ``-Inf``, else shortest round-trip.
+
+    Raises (OverflowError, ValueError) for an integer no float can hold: its digits would be
+    text Prometheus cannot parse, failing the whole scrape, so the caller skips the sample.
+    """
     if value != value:
         return "NaN"
     if value == _INF:
@@ -234,7 +258,49 @@ def format_value(value: float) -> str:
         return "-Inf"
     if isinstance(value, bool):
         return "1" if value else "0"
-    return repr(value)
+    text = repr(value)
+    if len(text) > 24 and isinstance(value, int):
+        float(value)  # OverflowError past ~1.8e308
+    return text
+
+
+RENDER_ERRORS_HELP = "Samples left out of /metrics because their value could not be rendered, by collector."
+
+
+class RenderErrors:
+    """Samples the collectors had to leave out of a scrape, counted per collector.
+
+    The guard behind "edges sanitize, cores trust": a value that reached a collector and cannot
+    be rendered costs its own sample, never the scrape (a 500 would hide every other series).
+    Each collector ``register``s its name (so its count starts at 0); ``skipped`` counts and logs,
+    once per ``RENDER_ERROR_LOG_INTERVAL`` per collector, with the series and the error.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._logged: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def register(self, collector: str) -> None:
+        self.counts.setdefault(collector, 0)
+
+    def skipped(self, collector: str, series: str, exc: BaseException) -> None:
+        self.counts[collector] = self.counts.get(collector, 0) + 1
+        now = time.monotonic()
+        last = self._logged.get(collector)
+        if last is not None and now - last < RENDER_ERROR_LOG_INTERVAL:
+            self._held[collector] = self._held.get(collector, 0) + 1
+            return
+        self._logged[collector] = now
+        held = self._held.pop(collector, 0)
+        more = f" ({held} more since the last report)" if held else ""
+        log.error("collector %s: left %s out of /metrics: its value cannot be rendered (%r)%s; "
+                  "counted in feedwatch_render_errors_total", collector, series, exc, more)
+
+    def render(self) -> str:
+        name = "feedwatch_render_errors_total"
+        return header(name, "counter", RENDER_ERRORS_HELP) + "".join(
+            f'{name}{{collector="{escape_label(collector)}"}} {count}\n' for collector, count in self.counts.items())
 
 
 def header(name: str, kind: str, help_text: str) -> str:
@@ -248,8 +314,11 @@ _BUCKET_LE = tuple(format_value(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 class BookCollector:
     """Renders a ``Book`` (see the module docstring for the exact lines)."""
 
-    def __init__(self, book: Book) -> None:
+    def __init__(self, book: Book, errors: RenderErrors | None = None) -> None:
         self.book = book
+        # Shared with the other collectors of the same /metrics (see RenderErrors).
+        self.errors = errors if errors is not None else RenderErrors()
+        self.errors.register("book")
 
     def render(self, now: float) -> str:
         feeds = list(self.book.feeds.values())
@@ -300,17 +369,29 @@ class BookCollector:
             is_frozen = feed.is_frozen
             for s in feed.symbols.values():
                 labels = s.labels
-                state = classify(s, now)
+                # Zero-cost unless raised (3.11): the guard behind the book's checks.
+                try:
+                    state = classify(s, now)
+                    age = age_of(s, now)
+                except Exception as exc:
+                    self.errors.skipped("book", f"every series of {{{labels}}}", exc)
+                    continue
                 counts[state] += 1
                 updated.append(f"feedwatch_symbol_last_update_timestamp_seconds{{{labels}}} {s.last_update!r}\n")
-                if s.last_event:
-                    event.append(f"feedwatch_symbol_last_event_timestamp_seconds{{{labels}}} {s.event_time!r}\n")
-                staleness.append(f"feedwatch_symbol_staleness_seconds{{{labels}}} {age_of(s, now)!r}\n")
+                if s.last_event:  # the venue's value: the one sample that could be bad
+                    try:
+                        event.append(f"feedwatch_symbol_last_event_timestamp_seconds{{{labels}}} {s.event_time!r}\n")
+                    except Exception as exc:
+                        self.errors.skipped("book", f"feedwatch_symbol_last_event_timestamp_seconds{{{labels}}}", exc)
+                staleness.append(f"feedwatch_symbol_staleness_seconds{{{labels}}} {age!r}\n")
                 states.append(f"feedwatch_symbol_state{{{labels}}} {state}\n")
                 updates.append(f"feedwatch_symbol_updates_total{{{labels}}} {s.updates}\n")
                 price = s.price
                 if price == price:
-                    prices.append(f"feedwatch_symbol_price{{{labels}}} {format_value(price)}\n")
+                    try:
+                        prices.append(f"feedwatch_symbol_price{{{labels}}} {format_value(price)}\n")
+                    except Exception as exc:
+                        self.errors.skipped("book", f"feedwatch_symbol_price{{{labels}}}", exc)
                 # A repeat count under the threshold settles it without the full check.
                 frozen.append(f"feedwatch_symbol_frozen{{{labels}}} "
                               f"{1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0}\n")
@@ -333,7 +414,10 @@ class BookCollector:
             kind, help_text = FEED_FAMILIES[name]
             out.append(header(name, kind, help_text))
             for i, feed in enumerate(feeds):
-                out.extend(lines(feed, i))
+                try:
+                    out.extend(list(lines(feed, i)))  # whole or not at all
+                except Exception as exc:
+                    self.errors.skipped("book", f"{name}{{{feed.labels}}}", exc)
 
         def simple(name: str, value: Callable[[FeedBook], float]) -> None:
             family(name, lambda feed, _: (f"{name}{{{feed.labels}}} {format_value(value(feed))}\n",))

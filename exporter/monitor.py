@@ -87,9 +87,10 @@ class Monitor:
         self.book = Book(config.feeds, now)
         self.tracker = attach(config, now)
         self._lock = threading.RLock()
-        self._collectors: list[Any] = [BookCollector(self.book)]
+        book_collector = BookCollector(self.book)
+        self._collectors: list[Any] = [book_collector]
         if self.tracker is not None:
-            self._collectors.append(TradingCollector(self.tracker))
+            self._collectors.append(TradingCollector(self.tracker, book_collector.errors))
         self._http: ThreadingHTTPServer | None = None
 
     # --- prices -------------------------------------------------------------------------------
@@ -207,7 +208,8 @@ class Monitor:
         """The Prometheus text of everything the monitor knows (what ``/metrics`` serves)."""
         with self._lock:
             now = self.clock.time()
-            return "".join(collector.render(now) for collector in self._collectors)
+            text = "".join(collector.render(now) for collector in self._collectors)
+            return text + self._collectors[0].errors.render()
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` (and ``/-/healthy``) from a daemon thread; returns the bound port.

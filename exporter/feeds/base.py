@@ -19,6 +19,14 @@ Lifecycle the runner drives, per connection::
     send(adapter.subscribe_messages(symbols))      # paced at control_rate, batched by the adapter
     loop: frame -> adapter.handle(frame, now) -> signals
           every ping_interval: adapter.ping_message() (app level) or a WebSocket ping
+
+``handle`` never raises, whatever the frame: text or bytes, invalid UTF-8, JSON nested a
+thousand deep, a number of any size or type where another was expected. Each such frame is
+counted (a ``Problem``: ``feedwatch_feed_errors_total{kind}``) or its updates are rejected by the
+book (``feedwatch_feed_rejected_updates_total{reason}``, reported as ``Rejected``), so the
+runner's own catch-all around ``handle`` stays a last resort that never fires. Decoders raise
+``DECODE_ERRORS`` on bad input: msgspec's ``DecodeError`` and ``UnicodeError`` (both
+``ValueError``) and ``RecursionError`` (deep nesting). ``tests/fuzz/`` holds every adapter to this.
 """
 
 from __future__ import annotations
@@ -26,11 +34,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
+import msgspec
+
 from exporter.config import FeedConfig, NoOptions
 from exporter.text import preview  # noqa: F401 (adapters take it from here)
 
 if TYPE_CHECKING:
     from exporter.book import FeedBook
+
+# What decoding a frame may raise on hostile input; every adapter catches exactly these.
+DECODE_ERRORS = (ValueError, RecursionError)
 
 
 # --- signals: what a frame meant, beyond price updates ----------------------------------------
@@ -96,7 +109,37 @@ class Problem(Signal):
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected(Signal):
+    """The book rejected updates of this frame (already counted under ``reason``): log it once."""
+
+    reason: str
+    message: str
+
+
 NOTHING: tuple[Signal, ...] = ()
+
+
+def decode_reason(exc: BaseException) -> str:
+    """Why a frame did not decode, for a message (a RecursionError's own text says nothing of JSON)."""
+    return "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
+def excerpt(value: object, limit: int = 120) -> str:
+    """A decoded JSON value (from a venue) for a message, never raising: values nested too deeply
+    for ``str`` are described, not printed."""
+    try:
+        text = msgspec.json.encode(value).decode()
+    except (RecursionError, TypeError, ValueError, msgspec.EncodeError):
+        return f"<{type(value).__name__} too deeply nested to show>"
+    return preview(text, limit)
+
+
+def rejections(feed: "FeedBook", data: str | bytes) -> tuple[Signal, ...]:
+    """The book's notes of the updates it just rejected, as signals quoting the frame.
+
+    Adapters call it after ``apply`` only when ``feed.notes`` is not empty (the slow path)."""
+    return tuple(Rejected(reason, f"{detail}; frame: {preview(data)}") for reason, detail in feed.take_notes())
 
 
 class Adapter:

@@ -63,6 +63,7 @@ import msgspec
 
 from exporter.config import Duration
 from exporter.feeds.base import (
+    DECODE_ERRORS,
     NOTHING,
     Acknowledged,
     Adapter,
@@ -71,7 +72,10 @@ from exporter.feeds.base import (
     Reply,
     Signal,
     Unsubscribed,
+    decode_reason,
+    excerpt,
     preview,
+    rejections,
 )
 
 if TYPE_CHECKING:
@@ -179,6 +183,7 @@ class BinanceAdapter(Adapter):
         # only to ask their capacity: hence the defaults.)
         self._symbols = getattr(feed, "symbols", {})
         self._apply_one = getattr(feed, "apply_one", None)
+        self._notes = getattr(feed, "notes", [])  # rejections to report (emptied in place)
 
     # --- limits the runner enforces -----------------------------------------------------------
 
@@ -238,7 +243,7 @@ class BinanceAdapter(Adapter):
             return self._handle_slow(data, now)
         try:
             item = decoder.decode(data).data
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return self._handle_slow(data, now)
         if type(item) is self._sequenced:
             state = self._symbols.get(item.symbol)
@@ -249,6 +254,8 @@ class BinanceAdapter(Adapter):
                 elif not self._in_sequence(state, seq):
                     return NOTHING
         self._apply_one(item, now)
+        if self._notes:  # something was rejected (slow path)
+            return rejections(self.feed, data)
         return NOTHING
 
     def _in_sequence(self, state: "SymbolState", seq: int) -> bool:
@@ -256,6 +263,7 @@ class BinanceAdapter(Adapter):
         last = state.last_seq
         if seq <= last:
             if seq > last - ID_RESTART:
+                self.feed.messages["trade"] += 1  # received (and counted), not applied twice
                 return False
             state.last_seq = seq  # the venue restarted its ids: resume counting from here
             return True
@@ -265,8 +273,8 @@ class BinanceAdapter(Adapter):
     def _handle_slow(self, data: str | bytes, now: float) -> Sequence[Signal]:
         try:
             message = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            return (Problem("decode", f"undecodable frame ({exc}): {preview(data)}"),)
+        except DECODE_ERRORS as exc:
+            return (Problem("decode", f"undecodable frame ({decode_reason(exc)}): {preview(data)}"),)
         if not isinstance(message, dict):
             self.feed.messages["other"] += 1
             return (Problem("protocol", f"expected a JSON object: {preview(data)}"),)
@@ -280,6 +288,9 @@ class BinanceAdapter(Adapter):
 
     def _payload(self, payload: dict, data: str | bytes, now: float) -> Sequence[Signal]:
         event = payload.get("e")
+        if event is not None and not isinstance(event, str):
+            self.feed.messages["other"] += 1
+            return (Problem("protocol", f"event type \"e\" is not a string: {preview(data)}"),)
         if event == "serverShutdown":
             self.feed.messages["status"] += 1
             return (Close("server_shutdown", "Binance announced a server shutdown (serverShutdown event)"),)
@@ -290,15 +301,15 @@ class BinanceAdapter(Adapter):
             return (Problem("protocol", f"unexpected event {event!r}: {preview(data)}"),)
         try:
             item = msgspec.convert(payload, item_type, strict=False)
-        except msgspec.ValidationError as exc:
+        except DECODE_ERRORS as exc:
             self.feed.messages["other"] += 1
-            return (Problem("decode", f"malformed {event or 'bookTicker'} event ({exc}): {preview(data)}"),)
+            return (Problem("decode", f"malformed {event or 'bookTicker'} event ({decode_reason(exc)}): {preview(data)}"),)
         if type(item) is self._sequenced:
             state = self._symbols.get(item.symbol)
             if state is not None and not self._in_sequence(state, item.seq):
                 return NOTHING
         self.feed.apply((item,), now)
-        return NOTHING
+        return rejections(self.feed, data) if self.feed.notes else NOTHING
 
     def _reply(self, message: dict) -> Sequence[Signal]:
         self.feed.messages["control"] += 1
@@ -307,10 +318,10 @@ class BinanceAdapter(Adapter):
         method = request.method if request else "request"
         if "code" in message and "result" not in message:
             kind = "subscribe" if method in ("SUBSCRIBE", "UNSUBSCRIBE") else "protocol"
-            return (Problem(kind, f"Binance refused {method} id {request_id}: "
-                                  f"code {message.get('code')}: {message.get('msg', '')}"),)
+            return (Problem(kind, f"Binance refused {method} id {excerpt(request_id, 40)}: "
+                                  f"code {excerpt(message.get('code'), 40)}: {excerpt(message.get('msg', ''))}"),)
         if request is None:
-            return (Problem("protocol", f"reply to an unknown request id {request_id!r}: {preview(str(message))}"),)
+            return (Problem("protocol", f"reply to an unknown request id {excerpt(request_id, 40)}: {excerpt(message)}"),)
         if method == "SUBSCRIBE":
             return (Acknowledged(request.symbols),)
         if method == "UNSUBSCRIBE":
@@ -319,8 +330,8 @@ class BinanceAdapter(Adapter):
 
     def _audit(self, result: Any) -> Sequence[Signal]:
         """Compare LIST_SUBSCRIPTIONS with what was requested; re-request what is missing."""
-        if not isinstance(result, list):
-            return (Problem("protocol", f"LIST_SUBSCRIPTIONS returned {preview(str(result))}"),)
+        if not isinstance(result, list) or not all(isinstance(name, str) for name in result):
+            return (Problem("protocol", f"LIST_SUBSCRIPTIONS returned {excerpt(result)}, not a list of stream names"),)
         listed = set(result)
         missing = {name: symbol for name, symbol in self._wanted.items() if name not in listed}
         unexpected = sorted(listed.difference(self._wanted))

@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from exporter.feeds.base import (
+    DECODE_ERRORS,
     NOTHING,
     Acknowledged,
     Adapter,
@@ -54,7 +55,9 @@ from exporter.feeds.base import (
     Problem,
     Signal,
     Unsubscribed,
+    decode_reason,
     preview,
+    rejections,
 )
 
 CHANNELS = ("publicTrade", "tickers")
@@ -189,17 +192,22 @@ class BybitAdapter(Adapter):
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
         try:
             envelope = _envelope.decode(data)
-        except msgspec.DecodeError as exc:
-            return (Problem("decode", f"undecodable frame ({exc}): {preview(data)}"),)
+        except DECODE_ERRORS as exc:
+            return (Problem("decode", f"undecodable frame ({decode_reason(exc)}): {preview(data)}"),)
         topic = envelope.topic
         if topic.startswith("publicTrade."):
             try:
                 trades = _trades.decode(envelope.data)
-            except msgspec.DecodeError as exc:
+            except DECODE_ERRORS as exc:
                 self.feed.messages["other"] += 1
-                return (Problem("decode", f"malformed publicTrade data ({exc}): {preview(data)}"),)
+                return (Problem("decode", f"malformed publicTrade data ({decode_reason(exc)}): {preview(data)}"),)
             if trades:
-                self.feed.apply(trades, now)
+                feed = self.feed
+                feed.apply(trades, now)
+                if feed.notes:
+                    return rejections(feed, data)
+            else:  # no trades in it: a message all the same
+                self.feed.messages["other"] += 1
             return NOTHING
         if topic.startswith("tickers."):
             return self._ticker(envelope, data, now)
@@ -211,23 +219,28 @@ class BybitAdapter(Adapter):
     def _ticker(self, envelope: _Envelope, data: str | bytes, now: float) -> Sequence[Signal]:
         try:
             ticker = _ticker.decode(envelope.data)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             self.feed.messages["other"] += 1
-            return (Problem("decode", f"malformed tickers data ({exc}): {preview(data)}"),)
+            return (Problem("decode", f"malformed tickers data ({decode_reason(exc)}): {preview(data)}"),)
         merged = self._tickers.get(ticker.symbol)
         if merged is None or envelope.type == "snapshot":
-            merged = self._tickers[ticker.symbol] = [_NAN, _NAN, _NAN]
+            merged = [_NAN, _NAN, _NAN]
+            # Only watched symbols are remembered: a venue naming others must not grow this map
+            # (their update still goes to the book, which counts it as unknown_symbol).
+            if ticker.symbol in self.feed.symbols:
+                self._tickers[ticker.symbol] = merged
         for i, value in enumerate((ticker.lastPrice, ticker.bid1Price, ticker.ask1Price)):
             if value is not None:  # absent in a delta: unchanged
                 merged[i] = _number(value)
         last, bid, ask = merged
+        feed = self.feed
         if bid == bid and ask == ask:
-            self.feed.apply_one(_Quote(ticker.symbol, bid, ask, envelope.ts), now)
+            feed.apply_one(_Quote(ticker.symbol, bid, ask, envelope.ts), now)
         elif last == last:
-            self.feed.apply_one(_Last(ticker.symbol, last, envelope.ts), now)
+            feed.apply_one(_Last(ticker.symbol, last, envelope.ts), now)
         else:
-            self.feed.messages["other"] += 1
-        return NOTHING
+            feed.messages["other"] += 1
+        return rejections(feed, data) if feed.notes else NOTHING
 
     def _control(self, envelope: _Envelope, data: str | bytes) -> Sequence[Signal]:
         op = envelope.op

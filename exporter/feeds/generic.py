@@ -36,6 +36,12 @@ Misconfiguration is loud, not silent: a path that has not appeared in any of the
 (``MISSING_FIELD_GRACE``) is reported for every frame that lacks it, as error kind
 ``missing_field`` with the path, the field's role and a sample of what did arrive. Once a field
 has been seen, records without it are taken for control messages and skipped quietly.
+
+Values are checked where they enter: a symbol that is an object or array, a price or timestamp
+that is not a number (or a numeric string), an ISO text that is not a date, are ``decode``
+problems; numbers too large for a float become infinities and an ISO date outside what a Unix
+time can hold becomes NaN, which the book rejects and counts (``infinite_price``,
+``implausible_timestamp``). Nothing in a frame can make ``handle`` raise.
 """
 
 from __future__ import annotations
@@ -46,12 +52,28 @@ from typing import Any, ClassVar, Literal, Sequence
 
 import msgspec
 
-from exporter.feeds.base import NOTHING, Acknowledged, Adapter, Heartbeat, Problem, Signal, preview
+from exporter.feeds.base import (
+    DECODE_ERRORS,
+    NOTHING,
+    Acknowledged,
+    Adapter,
+    Heartbeat,
+    Problem,
+    Signal,
+    decode_reason,
+    excerpt,
+    preview,
+    rejections,
+)
 
 # Frames received before a field that has never appeared is reported as missing: control frames
 # (a greeting, a subscription reply) legitimately come first.
 MISSING_FIELD_GRACE = 5
 UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+_INF = float("inf")
+_NAN = float("nan")
+# What a record's values can raise while they are converted (see _item).
+_VALUE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 _MISSING = object()
 # Frames of a shape nobody wrote an adapter for: show a little more of them than the venues do.
 PREVIEW_CHARS = 160
@@ -190,8 +212,8 @@ class GenericAdapter(Adapter):
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
         try:
             message = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            return (Problem("decode", f"undecodable frame ({exc}): {preview(data, PREVIEW_CHARS)}"),)
+        except DECODE_ERRORS as exc:
+            return (Problem("decode", f"undecodable frame ({decode_reason(exc)}): {preview(data, PREVIEW_CHARS)}"),)
         self._frames += 1
         if self._pong and _all_match(self._pong, message, message):
             return (Heartbeat(),)
@@ -218,10 +240,13 @@ class GenericAdapter(Adapter):
                 continue
             try:
                 items.append(self._item(record))
-            except (TypeError, ValueError) as exc:
-                signals.append(Problem("decode", f"bad value in record ({exc}): {preview(str(record), PREVIEW_CHARS)}"))
+            except _VALUE_ERRORS as exc:
+                signals.append(Problem("decode", f"bad value in record ({decode_reason(exc)}): "
+                                                 f"{excerpt(record, PREVIEW_CHARS)}"))
         if items:
             self.feed.apply(items, now)
+            if self.feed.notes:
+                signals.extend(rejections(self.feed, data))
             if self._unacknowledged:
                 signals.extend(self._acknowledge(items))
         else:
@@ -241,7 +266,10 @@ class GenericAdapter(Adapter):
         return None
 
     def _item(self, record: Any) -> _Trade | _Quote:
-        symbol = str(lookup(record, self._symbol))
+        symbol = lookup(record, self._symbol)
+        if isinstance(symbol, (dict, list)):
+            raise ValueError(f"the symbol is a JSON {type(symbol).__name__}, not a string")
+        symbol = _text(symbol)
         ts = self._timestamp(lookup(record, self._ts)) if self._ts else 0.0
         if self._price:
             return _Trade(symbol, _float(lookup(record, self._price)), ts)
@@ -250,8 +278,12 @@ class GenericAdapter(Adapter):
     def _timestamp(self, value: Any) -> float:
         if self._unit == "iso":
             if not isinstance(value, str):
-                raise ValueError(f"timestamp {value!r} is not ISO-8601 text")
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+                raise ValueError(f"timestamp {excerpt(value, 40)} is not ISO-8601 text")
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            try:
+                return parsed.timestamp()
+            except (OverflowError, ValueError):  # a date at the edge of the calendar (year 1 or 9999)
+                return _NAN                      # the book rejects it as implausible_timestamp
         return _float(value) * UNITS[self._unit]
 
     def _matches(self, record: Any, frame: Any) -> bool:
@@ -265,7 +297,7 @@ class GenericAdapter(Adapter):
         return (Problem("missing_field", (
             f"{what} path {path!r} has not appeared in any of the {self._frames} frames received "
             f"on connection {self.connection}; check the feed's config. "
-            f"Sample: {preview(_dump(sample), PREVIEW_CHARS)}")),)
+            f"Sample: {excerpt(sample, PREVIEW_CHARS)}")),)
 
     def _acknowledge(self, items: list[_Trade | _Quote]) -> list[Signal]:
         fresh = tuple(dict.fromkeys(i.symbol for i in items if i.symbol in self._unacknowledged))
@@ -312,7 +344,7 @@ def _all_match(conditions: list[tuple[tuple[str, ...], str]], record: Any, frame
         value = lookup(record, path)
         if value is _MISSING:
             value = lookup(frame, path)
-        if value is _MISSING or _text(value) != expected:
+        if value is _MISSING or isinstance(value, (dict, list)) or _text(value) != expected:
             return False
     return True
 
@@ -331,9 +363,14 @@ def fill(template: str, symbols: Sequence[str]) -> str:
 
 
 def _float(value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{value!r} is not a number")
-    return float(value)  # NaN and infinities pass through: the book rejects and counts them
+    """A number, or a string holding one; NaN and infinities pass through (the book rejects and
+    counts them), and so does an integer too large for a float, as an infinity."""
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        raise ValueError(f"{excerpt(value, 40)} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        return _INF if value > 0 else -_INF
 
 
 def _text(value: Any) -> str:
@@ -341,9 +378,3 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     return str(value)
 
-
-def _dump(value: Any) -> str:
-    try:
-        return msgspec.json.encode(value).decode()
-    except (TypeError, msgspec.EncodeError):
-        return repr(value)

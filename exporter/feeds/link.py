@@ -14,13 +14,14 @@ The hot path, per data frame, is::
     self.beat.last_heartbeat = now     # a data frame is a sign of life too
     self.rx += 1                       # arrivals, for the keeper
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
-    if signals: slow path (acks, auth, replies, problems) else: feed.frame_ok()
+    if signals: slow path (acks, auth, replies, problems, rejected updates) else: feed.frame_ok()
 
 with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
 this link is the shard's primary (so ``feedwatch_feed_last_heartbeat_timestamp_seconds`` moves
 with every frame, ping or pong, even with ``ping_interval: 0``), a private stand-in otherwise.
 Only a plain data frame (no signals) ends a run of consecutive errors (``frame_ok``): acks,
-pongs, pings and other control traffic prove the socket, not the data. WebSocket pings and pongs
+pongs, pings and other control traffic prove the socket, not the data; a frame whose updates the
+book rejected (``Rejected``: counted there, only logged here) does not either. WebSocket pings and pongs
 are handled here, not by aiohttp (``autoping=False``), so they count as heartbeats; a server ping
 is answered with a pong echoing its payload.
 
@@ -62,6 +63,7 @@ from exporter.feeds.base import (
     Close,
     Heartbeat,
     Problem,
+    Rejected,
     Reply,
     Signal,
     Unsubscribed,
@@ -526,6 +528,9 @@ class Link:
             elif kind is Problem:
                 self.feed.error(signal.kind, signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}")  # type: ignore[attr-defined]
+            elif kind is Rejected:  # counted by the book already: only logged, not an error
+                self.runner.problems.report(signal.reason, f"{self.label}: {signal.message}",  # type: ignore[attr-defined]
+                                            what="rejected update")
 
     def _acknowledged(self, symbols: Iterable[str], now: float, from_venue: bool = True) -> None:
         symbols = [s for s in symbols if s in self.requested]

@@ -17,6 +17,10 @@ bid/ask mid. Trades are checked by the book's garbage-first-print guard.
 Decoding uses msgspec tagged-union structs keyed on ``ev`` in one pass; a frame with an event
 type we do not model falls back to decoding element by element, so one unexpected ``ev`` does
 not cost the rest of the frame.
+
+Hostile input never raises (see ``exporter/feeds/base.py``): a frame that no decoder accepts is
+a ``decode`` problem, a frame that is not a JSON array or object at all (a bare number, a
+string) too; updates the book refuses come back as ``Rejected`` signals.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import ClassVar, Sequence, Union
 import msgspec
 
 from exporter.feeds.base import (
+    DECODE_ERRORS,
     NOTHING,
     Acknowledged,
     Adapter,
@@ -36,7 +41,9 @@ from exporter.feeds.base import (
     Problem,
     Signal,
     Unsubscribed,
+    decode_reason,
     preview,
+    rejections,
 )
 
 CHANNELS = ("T", "Q")
@@ -106,46 +113,55 @@ class PolygonAdapter(Adapter):
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
         try:
             events = _data_decoder.decode(data)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return self._handle_general(data, now)  # statuses, unknown events, broken JSON
         if events:
-            self.feed.apply(events, now)
+            feed = self.feed
+            feed.apply(events, now)
+            if feed.notes:
+                return rejections(feed, data)
+        else:  # an empty array: nothing to apply, but a message all the same
+            self.feed.messages["other"] += 1
         return NOTHING
 
     def _handle_general(self, data: str | bytes, now: float) -> Sequence[Signal]:
         """Frames with statuses, or anything the fast decoder refused."""
         try:
             events = _frame_decoder.decode(data)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return self._handle_slow(data, now)
         updates = [e for e in events if type(e) is not Status]
         statuses = [e for e in events if type(e) is Status]
+        signals: list[Signal] = []
         if updates:
             self.feed.apply(updates, now)
-        return self._statuses(statuses)
+            signals.extend(rejections(self.feed, data))
+        signals.extend(self._statuses(statuses))
+        return signals
 
     def _handle_slow(self, data: str | bytes, now: float) -> Sequence[Signal]:
         """A frame that is not a clean array of known events: salvage what can be decoded."""
         try:
             items = _raw_decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             try:  # a lone object instead of an array
                 items = [msgspec.Raw(data.encode() if isinstance(data, str) else data)]
                 _event_decoder.decode(items[0])
-            except msgspec.DecodeError:
-                return (Problem("decode", f"undecodable frame ({exc}): {preview(data)}"),)
+            except DECODE_ERRORS:
+                return (Problem("decode", f"undecodable frame ({decode_reason(exc)}): {preview(data)}"),)
         signals: list[Signal] = []
         updates, statuses = [], []
         unknown = 0
         for raw in items:
             try:
                 event = _event_decoder.decode(raw)
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
                 unknown += 1
                 continue
             (statuses if type(event) is Status else updates).append(event)
         if updates:
             self.feed.apply(updates, now)
+            signals.extend(rejections(self.feed, data))
         if statuses:
             signals.extend(self._statuses(statuses))
         if unknown:

@@ -95,19 +95,22 @@ class ProblemLog:
     def __init__(self, feed: str, interval: float = PROBLEM_LOG_INTERVAL) -> None:
         self.feed = feed
         self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._last: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
 
-    def report(self, kind: str, message: str) -> None:
+    def report(self, kind: str, message: str, what: str = "error") -> None:
+        """Log ``message`` unless a ``kind`` ``what`` (error, rejected update) was logged within
+        the interval; the next line that is logged says how many were held back."""
         now = asyncio.get_running_loop().time()
-        last = self._last.get(kind)
+        key = (what, kind)
+        last = self._last.get(key)
         if last is not None and now - last < self.interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
-        self._last[kind] = now
-        repeats = self._suppressed.pop(kind, 0)
-        more = f" ({repeats} more {kind} problem(s) since the last report)" if repeats else ""
-        log.warning("feed %s: %s error: %s%s", self.feed, kind, message, more)
+        self._last[key] = now
+        repeats = self._suppressed.pop(key, 0)
+        more = f" ({repeats} more {kind} {what}(s) since the last report)" if repeats else ""
+        log.warning("feed %s: %s %s: %s%s", self.feed, kind, what, message, more)
 
 
 class Shard:

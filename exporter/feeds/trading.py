@@ -69,7 +69,9 @@ class TradingAdapter(Adapter):
             # Nothing of this frame was kept. Hang up rather than carry on without it: the feed
             # shows down (loud), and a bot that replays after a reconnect sends it again.
             return (Close(STATE_STORE, f"trading state cannot be saved, frame dropped: {result.store_error}"),)
-        self.feed.messages["other"] += result.accepted + result.total_rejected
+        # One per event; a frame with none (an empty array) counts as one message itself.
+        self.feed.messages["other"] += (result.accepted + result.total_rejected
+                                        or (0 if result.heartbeats else 1))
         if not result.problems and not result.heartbeats:
             return NOTHING
         signals: list[Signal] = []

@@ -58,7 +58,7 @@ from aiohttp import web
 from exporter.trading.collector import TradingCollector
 from exporter.trading.config import ApiConfig
 from exporter.trading.tracker import Tracker, attach, split_payload, EventError
-from exporter.web.app import CLOCK, CONFIG, RELOAD_HOOKS, RENDERERS, json_problem, json_response, own_auth, reject_http
+from exporter.web.app import CLOCK, COLLECTOR, CONFIG, RELOAD_HOOKS, RENDERERS, json_problem, json_response, own_auth, reject_http
 from exporter.web.guard import Throttle
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def add_routes(app: web.Application) -> None:
     tracker = app.get(TRACKER) or attach(config, app[CLOCK].time())
     app[TRACKER] = tracker
     if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[RENDERERS]):
-        app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker),)
+        app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker, app[COLLECTOR].errors),)
     app[AUTH] = Authenticator(config.trading.api)
     app[RELOAD_HOOKS].append(lambda new: _reload_credentials(app, new))
     if not config.trading.api.enabled:

@@ -104,6 +104,10 @@ feed ``binance`` (every family lists every configured account; ``...`` marks rep
     # HELP feedwatch_trading_state_store_errors_total Failed writes of the trading state file (the batch was refused and not applied; a backup that could not be refreshed counts too).
     # TYPE feedwatch_trading_state_store_errors_total counter
     feedwatch_trading_state_store_errors_total 0
+
+A sample whose value cannot be rendered (the tracker bounds what it accepts, so this is the
+guard behind it) is left out of the scrape and counted in
+``feedwatch_render_errors_total{collector="trading"}`` (``exporter.collector.RenderErrors``).
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from exporter.book import escape_label
-from exporter.collector import format_value, header, histogram_lines
+from exporter.collector import RenderErrors, format_value, header, histogram_lines
 from exporter.trading.tracker import API_LATENCY_BUCKETS, EVENT_TYPES, RESULTS, Account, Tracker
 
 # name -> (type, help): one table for the renderer, docs/metrics.md and the tests.
@@ -189,8 +193,11 @@ def _gauge(name: str, value: Callable[[Account], float | None]) -> Lines:
 class TradingCollector:
     """Renders a ``Tracker`` (see the module docstring for the exact lines)."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, errors: RenderErrors | None = None) -> None:
         self.tracker = tracker
+        # Shared with the book collector of the same /metrics, which renders the family.
+        self.errors = errors if errors is not None else RenderErrors()
+        self.errors.register("trading")
 
     def __call__(self, now: float) -> str:
         return self.render(now)
@@ -251,7 +258,10 @@ class TradingCollector:
             kind, help_text = TRADING_FAMILIES[name]
             out.append(header(name, kind, help_text))
             for account, labels in accounts:
-                out.extend(lines(account, labels))
+                try:
+                    out.extend(list(lines(account, labels)))  # whole or not at all
+                except Exception as exc:
+                    self.errors.skipped("trading", f"{name}{{{labels}}}", exc)
         kind, help_text = TRADING_FAMILIES["feedwatch_trading_events_rejected_total"]
         out.append(header("feedwatch_trading_events_rejected_total", kind, help_text))
         out.extend(f'feedwatch_trading_events_rejected_total{{reason="{reason}"}} {count}\n'

@@ -38,7 +38,7 @@ import math
 import weakref
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterable, Literal, Union
 
 import msgspec
 
@@ -78,11 +78,17 @@ _PRUNE_EVERY = 60.0
 
 # --- events -----------------------------------------------------------------------------------
 
+# Integers a bot sends are bounded where they are decoded (edges sanitize): an id or a limit of
+# 5,000 digits cannot even be printed in an error message, let alone stored or rendered.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+
+
 class _Event(msgspec.Struct, kw_only=True):
     """Fields every event has. ``ts``: Unix time (s, ms, us or ns) or an RFC 3339 string."""
 
     account: str
-    id: Union[str, int]
+    id: Union[str, Int64]
     ts: Union[float, str]
     type: ClassVar[str]
 
@@ -112,7 +118,7 @@ class Positions(_Event, kw_only=True):
 
     type: ClassVar[str] = "positions"
     positions: dict[str, float]
-    limit: Union[int, None] = None
+    limit: Union[Count, None] = None
 
 
 class Safety(_Event, kw_only=True):
@@ -131,7 +137,7 @@ class ApiCall(_Event, kw_only=True):
     endpoint: str
     ok: bool
     latency: float
-    status: Union[int, None] = None
+    status: Union[Int64, None] = None
 
 
 Event = Union[Trade, Equity, Positions, Safety, ApiCall]
@@ -167,10 +173,26 @@ def event_seconds(ts: float | str) -> float:
             raise EventError("malformed", f"ts {ts!r} is neither a Unix time nor an RFC 3339 timestamp") from None
         if parsed.tzinfo is None:
             raise EventError("malformed", f"ts {ts!r} has no UTC offset (append Z or +00:00)")
-        return parsed.timestamp()
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts <= 0:
-        raise EventError("malformed", f"ts must be a positive Unix time, got {ts!r}")
-    return to_seconds(float(ts))
+        try:
+            return parsed.timestamp()
+        except (OverflowError, ValueError):  # 9999-12-31T23:59:59-23:59 is past the calendar's end in UTC
+            raise EventError("malformed", f"ts {ts!r} is outside the range of a Unix time") from None
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not ts > 0:
+        raise EventError("malformed", f"ts must be a positive Unix time, got {_number_text(ts)}")
+    try:
+        seconds = to_seconds(float(ts))
+    except OverflowError:  # an integer past a float's range (in-process callers)
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise EventError("malformed", f"ts must be a finite Unix time, got {_number_text(ts)}")
+    return seconds
+
+
+def _number_text(value: Any) -> str:
+    """A number for an error message; integers too long to print are described by size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    return repr(value)
 
 
 def check_event(event: Event) -> str | None:
@@ -256,14 +278,17 @@ def event_from_mapping(data: Any) -> Event:
         raise EventError(reason, f"unknown event type {kind!r} (known: {', '.join(EVENT_TYPES)})")
     try:
         return msgspec.convert({k: v for k, v in data.items() if k != "type"}, cls)
-    except msgspec.ValidationError as exc:
-        raise EventError("malformed", f"{kind} event: {exc}") from None
+    except _UNDECODABLE as exc:
+        raise EventError("malformed", f"{kind} event: {_decode_problem(exc)}") from None
 
 
 def split_payload(data: bytes | str) -> list[msgspec.Raw]:
     """A frame or request body: one JSON object, or an array of them."""
     if isinstance(data, str):
-        data = data.encode()
+        try:
+            data = data.encode()
+        except UnicodeEncodeError as exc:  # a str holding lone surrogates: not valid Unicode text
+            raise EventError("malformed", f"text is not valid Unicode: {exc}") from None
     stripped = data.lstrip()
     if stripped[:1] == b"[":
         try:

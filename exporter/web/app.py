@@ -22,7 +22,9 @@ awaited on exit. Routes:
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
-``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics).
+``feedwatch_render_errors_total`` (samples the collectors had to skip, ``collector.RenderErrors``) +
+``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics). No venue
+or bot value can make it answer 500: the collectors skip and count what they cannot render.
 """
 
 from __future__ import annotations
@@ -233,6 +235,8 @@ def render_metrics(app: web.Application) -> bytes:
                 _renderer_failures[name] = time.monotonic()
                 log.exception("metrics renderer %s failed; its series are missing from this scrape "
                               "(repeats are logged once a minute)", name)
+    # After every collector: the samples any of them had to leave out of this very scrape.
+    parts.append(app[COLLECTOR].errors.render())
     app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
     parts.append(generate_latest(app[REGISTRY]).decode())
     return "".join(parts).encode()

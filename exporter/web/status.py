@@ -26,6 +26,18 @@ def _time_or_none(value: float) -> Optional[float]:
     return value if value else None
 
 
+def _event_time(state: SymbolState) -> Optional[float]:
+    """The venue's timestamp in seconds, or None when there is none or it cannot be converted.
+
+    The book stores only plausible timestamps; this is the guard behind it, so a bad value
+    reads as unknown (null) instead of failing the request."""
+    try:
+        seconds = float(state.event_time)
+    except (OverflowError, TypeError, ValueError):
+        return None
+    return seconds if seconds and seconds == seconds and abs(seconds) != float("inf") else None
+
+
 class ConnectionStatus(msgspec.Struct):
     name: str
     up: bool
@@ -178,7 +190,7 @@ def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: f
         max_staleness_seconds=max_staleness,
         price=price if price == price else None,
         last_update=_time_or_none(state.last_update),
-        last_event=_time_or_none(state.event_time),
+        last_event=_event_time(state),
         update_count=state.updates,
         acknowledged=state.acknowledged,
         sequence_gaps=state.gaps,

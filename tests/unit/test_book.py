@@ -10,7 +10,8 @@ from typing import ClassVar
 import pytest
 
 from exporter.book import (
-    CLOSED, CRITICAL, DEGRADED, HEALTHY, STALE, Book, LATENCY_BUCKETS, to_seconds,
+    CLOSED, CRITICAL, DEGRADED, HEALTHY, STALE, TIMESTAMP_CEILING, TIMESTAMP_FLOOR, Book, LATENCY_BUCKETS,
+    to_seconds,
 )
 from exporter.config import load_data
 from exporter.markets import NEW_YORK
@@ -234,7 +235,8 @@ def test_invalid_prices_are_counted_by_reason(clock):
                 Q("AAPL", 10.0, 9.0), Q("AAPL", math.nan, 9.0), T("NOPE", 5.0), Q("NOPE", 1.0, 2.0)],
                clock.time())
     assert feed.rejected == {"nonpositive_price": 2, "nan_price": 2, "infinite_price": 1,
-                             "crossed_quote": 1, "first_print_unconfirmed": 0, "unknown_symbol": 2}
+                             "crossed_quote": 1, "first_print_unconfirmed": 0, "unknown_symbol": 2,
+                             "implausible_timestamp": 0}
     assert feed.symbols["AAPL"].price == 100.0 and feed.symbols["AAPL"].updates == 2
 
 
@@ -342,8 +344,10 @@ def test_apply_one_matches_apply(clock, feed):
               T("AAPL", 16.2, 1_700_000_000_200), Q("MSFT", 10.0, 10.2, 1_700_000_000_300),
               Q("MSFT", 10.3, 10.1, 0), Q("MSFT", 0.0, 10.4, 1_700_000_000_400), T("MSFT", 55.0),
               T("MSFT", 10.25, 1_700_000_000_500), T("NOPE", 1.0), Q("NOPE", 1.0, 2.0),
-              T("PMN", math.nan), T("PMN", math.inf), T("PMN", -2.0), Q("PMN", math.nan, 1.0)]
-    events += [T("AAPL", 16.2), T("AAPL", 16.2), Q("MSFT", 10.2, 10.3), Q("MSFT", 10.2, 10.3)]  # repeats
+              T("PMN", math.nan), T("PMN", math.inf), T("PMN", -2.0), Q("PMN", math.nan, 1.0),
+              T("AAPL", 16.2), T("AAPL", 16.2), Q("MSFT", 10.2, 10.3), Q("MSFT", 10.2, 10.3),  # repeats
+              Q("PMN", 5.0, 5.1, 10 ** 320), T("AAPL", 16.3, -1), Q("MSFT", 10.3, 10.4, math.nan),
+              Q("MSFT", 10.3, 10.4, 4_102_444_800_000), Q("MSFT", 10.3, 10.4, 1_700_000_000_600_000)]
     one, batch = make_book(clock, **feed).feed("stocks"), make_book(clock, **feed).feed("stocks")
     for i, event in enumerate(events):
         now = clock.time() + i
@@ -357,4 +361,81 @@ def test_apply_one_matches_apply(clock, feed):
             assert getattr(a, slot) == getattr(b, slot), (symbol, slot)
         assert a.price == b.price or (math.isnan(a.price) and math.isnan(b.price))
         assert a.ref == b.ref or (math.isnan(a.ref) and math.isnan(b.ref))
-    assert one.symbols["MSFT"].price == 10.25 and one.rejected["crossed_quote"] == 1
+    assert one.symbols["MSFT"].price == pytest.approx(10.35) and one.rejected["crossed_quote"] == 1
+    assert one.rejected["implausible_timestamp"] == 4
+
+
+# --- implausible venue timestamps (issue 9) --------------------------------------------------
+
+NOW = 1_700_000_000.0
+IMPLAUSIBLE = {
+    "320 digits": 10 ** 320, "5000 digits": 10 ** 5000, "negative": -1_700_000_000_000, "nan": math.nan,
+    "inf": math.inf, "-inf": -math.inf, "1e300": 1e300, "1e26": 1e26, "1970 in s": 86_400, "1970 in ms": 86_400_000,
+    "1999 in s": TIMESTAMP_FLOOR - 1, "2100 in s": TIMESTAMP_CEILING, "2100 in ms": int(TIMESTAMP_CEILING * 1e3),
+    "year 3000 in ns": 32_503_680_000 * 10 ** 9, "between s and ms": 5e11, "between us and ns": 5e16,
+}
+PLAUSIBLE = {
+    "none": 0, "now in s": NOW, "now in ms": int(NOW * 1e3), "now in us": int(NOW * 1e6), "now in ns": int(NOW * 1e9),
+    "a year ago in ms": int((NOW - 365 * 86400) * 1e3), "2000-01-01 in s": TIMESTAMP_FLOOR,
+    "2099 in ms": int((TIMESTAMP_CEILING - 1) * 1e3), "two hours ahead in s": NOW + 7200,
+}
+
+
+@pytest.mark.parametrize("ts", IMPLAUSIBLE.values(), ids=IMPLAUSIBLE.keys())
+@pytest.mark.parametrize("quote", [False, True], ids=["trade", "quote"])
+@pytest.mark.parametrize("one", [False, True], ids=["apply", "apply_one"])
+def test_implausible_timestamps_are_rejected_never_stored_never_latency(clock, ts, quote, one):
+    clock.set(NOW)
+    feed = make_book(clock).feed("stocks")
+    feed.symbols["AAPL"].guard = False
+    item = Q("AAPL", 10.0, 10.2, ts) if quote else T("AAPL", 10.0, ts)
+    accepted = feed.apply_one(item, NOW) if one else feed.apply([item], NOW)
+    assert accepted in (False, None)
+    state = feed.symbols["AAPL"]
+    assert (state.updates, state.last_event, state.last_update) == (0, 0, 0.0) and math.isnan(state.price)
+    assert feed.rejected["implausible_timestamp"] == 1 and sum(feed.rejected.values()) == 1
+    assert sum(feed.latency_counts) == 0 and feed.latency_sum == 0.0 and feed.last_update == 0.0
+    [(reason, note)] = feed.take_notes()
+    assert reason == "implausible_timestamp" and note.startswith("AAPL: venue timestamp ") and len(note) < 200
+    assert feed.notes == []
+
+
+@pytest.mark.parametrize("ts", PLAUSIBLE.values(), ids=PLAUSIBLE.keys())
+def test_plausible_timestamps_are_accepted(clock, ts):
+    clock.set(NOW)
+    feed = make_book(clock).feed("stocks")
+    assert feed.apply_one(Q("AAPL", 10.0, 10.2, ts), NOW) is True
+    assert feed.symbols["AAPL"].last_event == ts and feed.rejected["implausible_timestamp"] == 0
+    assert sum(feed.latency_counts) == (1 if ts else 0)
+
+
+def test_a_feed_may_switch_units_and_each_is_checked_in_its_own(clock):
+    feed = make_book(clock).feed("stocks")
+    for ts, accepted in ((int(NOW * 1e3), True), (int(NOW * 1e9), True), (NOW, True), (int(NOW * 1e6), True),
+                         (int(TIMESTAMP_CEILING * 1e6), False), (int(NOW * 1e3), True), (TIMESTAMP_CEILING * 1e3, False)):
+        feed.apply([Q("MSFT", 10.0, 10.2, ts)], clock.time())
+        assert (feed.symbols["MSFT"].last_event == ts) is accepted, ts
+    assert feed.rejected["implausible_timestamp"] == 2
+
+
+def test_every_rejection_leaves_a_bounded_note(clock):
+    feed = make_book(clock).feed("stocks")
+    feed.apply([T("AAPL", -1.0)] * 50 + [Q("NOPE", 1.0, 2.0), T("MSFT", math.nan)], clock.time())
+    notes = feed.take_notes()
+    assert len(notes) == 8 and notes[0] == ("nonpositive_price", "AAPL: price -1.0 is not above 0")
+    assert feed.rejected["nonpositive_price"] == 50 and feed.rejected["unknown_symbol"] == 1
+    assert feed.take_notes() == []
+
+
+def test_record_turns_a_price_no_float_can_hold_into_a_rejection(clock):
+    feed = make_book(clock).feed("stocks")
+    assert feed.record("AAPL", 10 ** 400, 0, clock.time(), quote=True) is False
+    assert feed.rejected["infinite_price"] == 1 and math.isnan(feed.symbols["AAPL"].price)
+
+
+def test_the_mid_of_two_near_max_sides_is_finite(clock):
+    feed = make_book(clock).feed("stocks")
+    assert feed.apply_one(Q("AAPL", 1.7e308, 1.79e308), clock.time()) is True
+    feed.apply([Q("MSFT", 1.7e308, 1.79e308)], clock.time())
+    for symbol in ("AAPL", "MSFT"):
+        assert feed.symbols[symbol].price == pytest.approx(1.745e308) and math.isfinite(feed.symbols[symbol].price)

@@ -11,7 +11,7 @@ import pytest
 from exporter.book import Book
 from exporter.config import load_data
 from exporter.feeds import registry
-from exporter.feeds.base import Acknowledged, Authenticated, AuthFailed, Problem, Unsubscribed
+from exporter.feeds.base import Acknowledged, Authenticated, AuthFailed, Problem, Rejected, Unsubscribed
 from exporter.feeds.polygon import PolygonAdapter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "polygon"
@@ -109,7 +109,12 @@ def test_nanosecond_timestamps_are_tolerated(feed_and_adapter):
 
 def test_bad_prices_are_counted_and_skipped(feed_and_adapter):
     feed, adapter = feed_and_adapter
-    assert adapter.handle(frame("bad_prices.json"), NOW) == ()
+    signals = adapter.handle(frame("bad_prices.json"), NOW)
+    # Counted by the book, and reported for the runner's rate-limited log (not as errors).
+    assert [(type(s), s.reason) for s in signals] == [
+        (Rejected, "nonpositive_price"), (Rejected, "nonpositive_price"), (Rejected, "crossed_quote"),
+        (Rejected, "unknown_symbol")]
+    assert "AAPL: price 0.0 is not above 0; frame: [" in signals[0].message
     assert feed.rejected["nonpositive_price"] == 2
     assert feed.rejected["crossed_quote"] == 1
     assert feed.rejected["unknown_symbol"] == 1
