@@ -205,7 +205,8 @@ class SymbolState:
 class ConnectionState:
     """One socket of a feed (large symbol lists are spread over several)."""
 
-    __slots__ = ("name", "labels", "up", "last_heartbeat", "connected_at", "symbols")
+    __slots__ = ("name", "labels", "up", "last_heartbeat", "connected_at", "symbols", "down_since",
+                 "down_reason")
 
     def __init__(self, feed: str, name: str) -> None:
         self.name = name
@@ -214,6 +215,22 @@ class ConnectionState:
         self.last_heartbeat = 0.0
         self.connected_at = 0.0
         self.symbols: tuple[str, ...] = ()
+        self.down_since = 0.0      # when it last went down (0 = unknown or never up)
+        self.down_reason = ""      # the disconnect reason it went down with ("" = never up)
+
+
+@dataclass(frozen=True)
+class ConnectionChange:
+    """A connection of a feed went up or down; for the incident journal and the status page.
+
+    ``reason`` is the disconnect reason (one of DISCONNECT_REASONS) when ``up`` is False.
+    """
+
+    feed: str
+    connection: str
+    up: bool
+    reason: str
+    at: float
 
 
 @dataclass(frozen=True)
@@ -316,8 +333,11 @@ class _Quote:
 class FeedBook:
     """State of one feed: its symbols, connections and counters."""
 
-    def __init__(self, config: FeedConfig, now: float) -> None:
+    def __init__(self, config: FeedConfig, now: float,
+                 connection_listeners: list[Callable[[ConnectionChange], None]] | None = None) -> None:
         self.config = config
+        # Told of every connection going up or down (shared with the Book; never on the hot path).
+        self.connection_listeners = connection_listeners if connection_listeners is not None else []
         self.name = config.name
         self.labels = f'feed="{escape_label(config.name)}"'
         self.symbols: dict[str, SymbolState] = {}
@@ -692,20 +712,31 @@ class FeedBook:
 
     def connected(self, name: str, now: float) -> None:
         conn = self.connection(name)
+        was_up = conn.up
         conn.up = True
         conn.connected_at = now
         conn.last_heartbeat = now
         self.connects += 1
+        if not was_up:
+            self._tell(ConnectionChange(self.name, name, True, "", now))
 
-    def disconnected(self, name: str, reason: str) -> None:
+    def disconnected(self, name: str, reason: str, now: float | None = None) -> None:
+        """The connection ended with ``reason``; ``now`` (book time) dates it for the status page."""
         conn = self.connection(name)
         if conn.up:
             conn.up = False
             self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+            conn.down_reason = reason
+            conn.down_since = now if now is not None else 0.0
+            self._tell(ConnectionChange(self.name, name, False, reason, conn.down_since))
         for symbol in conn.symbols:
             state = self.symbols.get(symbol)
             if state is not None:
                 state.acknowledged = False
+
+    def _tell(self, change: ConnectionChange) -> None:
+        for listener in self.connection_listeners:
+            listener(change)
 
     def heartbeat(self, name: str, now: float) -> None:
         self.connection(name).last_heartbeat = now
@@ -947,11 +978,13 @@ class LagTracker:
 
 class Book:
     """All feeds, keyed by name, the instruments compared across them, and the listeners for
-    state transitions."""
+    state transitions and connection changes."""
 
     def __init__(self, feeds: Iterable[FeedConfig], now: float,
                  instruments: Mapping[str, Mapping[str, str]] | None = None) -> None:
-        self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now) for f in feeds}
+        # Listeners of every feed's connection changes (the incident journal); one list, shared.
+        self.connection_listeners: list[Callable[[ConnectionChange], None]] = []
+        self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now, self.connection_listeners) for f in feeds}
         self.listeners: list[Callable[[Transition], None]] = []
         # instrument -> {feed: symbol} (config ``instruments:``), for ``deviations``.
         self.instruments: dict[str, dict[str, str]] = {k: dict(v) for k, v in (instruments or {}).items()}
@@ -988,7 +1021,7 @@ class Book:
 
     def add_feed(self, config: FeedConfig, now: float) -> FeedBook:
         """A feed added by a configuration reload."""
-        feed = self.feeds[config.name] = FeedBook(config, now)
+        feed = self.feeds[config.name] = FeedBook(config, now, self.connection_listeners)
         return feed
 
     def remove_feed(self, name: str) -> None:

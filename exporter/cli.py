@@ -4,6 +4,7 @@
     feedwatch check-config feedwatch.yml     validate a config, every error with its path
     feedwatch simulate --venue polygon ...   a venue simulator with fault injection
     feedwatch demo                           simulator + exporter with compressed thresholds
+    feedwatch incidents [--since 1h] [--json] what happened, from the incident journal
     feedwatch init DIR                       write the shipped configs, rules and dashboards to DIR
     feedwatch --version
 
@@ -32,6 +33,7 @@ COMMAND_MODULES = [
     "demo",
     "alertmanager_config",
     "alert_test",
+    "incidents",
     "init",
     "healthcheck",
 ]

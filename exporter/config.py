@@ -385,8 +385,11 @@ class Config:
     # (feedwatch_instrument_price_deviation_ratio): instrument name -> {feed name: its symbol there}.
     instruments: dict[str, dict[str, str]] = field(default_factory=dict)
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
-    # ``trading`` by exporter/trading/config.py, kept beside the tracker.
+    # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
+    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py.
     trading: Any = field(default=None, metadata={"section": True})
+    journal: Any = field(default=None, metadata={"section": True})
+    recorder: Any = field(default=None, metadata={"section": True})
 
 
 # --- the generic walker -----------------------------------------------------------------------

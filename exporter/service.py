@@ -6,6 +6,11 @@
     service.runners["stocks"].add_symbols(["NVDA"])
     await service.stop()                   # sockets closed (reason "shutdown"), tasks awaited
 
+With the journal on (the default), every state change, connection change, trading breach and
+config reload also goes to the incident journal (``exporter/journal``), and each feed's frames
+to its frame recorder ring (``exporter/feeds/recorder.py``) so an incident can be saved with
+what the venue sent before it. ``renderers`` are their /metrics renderers (the web app adds them).
+
 The sweeper wakes every ``sweep_interval`` seconds (loop time), classifies every symbol with the
 injected clock (``book.sweep``), logs each state change once at INFO and asks the feed's runner
 to resubscribe a symbol that turned critical (once per critical period: only the transition into
@@ -29,8 +34,12 @@ import logging
 from exporter.book import CRITICAL, Book, Transition
 from exporter.clock import SystemClock
 from exporter.config import Config, FeedConfig
+from exporter.feeds.recorder import Recorder
 from exporter.feeds.runner import FeedRunner
 from exporter.feeds.watchlist import Watchlist
+from exporter.journal.collector import JournalCollector
+from exporter.journal.config import JournalConfig, open_sink, recordings_dir, resolve_path
+from exporter.journal.journal import Journal
 from exporter.markets import ending_within
 from exporter.reload import feed_changes
 from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker, reattach as reattach_tracker
@@ -57,15 +66,39 @@ class Service:
         }
         self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock)
                           if config.watchlist.trigger_dir else None)
+        self.recorder = Recorder(config.recorder, config.feeds, self.clock)
+        for name, runner in self.runners.items():
+            runner.recording = self.recorder.ring(name)
+        self.journal = self._journal(config.journal or JournalConfig())
+        self.renderers: tuple = (self.recorder,) + ((JournalCollector(self.journal),) if self.journal else ())
+        self._recorder_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._resubscribes: set[asyncio.Task[bool]] = set()
         self._trading_attached = False
 
+    def _journal(self, config: JournalConfig) -> Journal | None:
+        if not config.enabled:
+            return None
+        path = resolve_path(config, self.config.trading) if config.sink == "sqlite" else None
+        sink = open_sink(config, path)
+        directory = recordings_dir(config, path)
+        journal = Journal(config, sink, self.clock, self.book, recorder=self.recorder, recordings_dir=directory)
+        self.book.listeners.append(journal.on_transition)
+        self.book.connection_listeners.append(journal.on_connection)
+        return journal
+
     async def start(self) -> None:
         if self.config.trading is not None:
             # The tracker the trading feed delivers to must exist before its adapter runs.
-            attach_tracker(self.config, self.clock.time())
+            tracker = attach_tracker(self.config, self.clock.time())
             self._trading_attached = True
+            if self.journal is not None and tracker is not None:
+                self.journal.tracker = tracker
+                tracker.listeners.append(self.journal.on_trading)
+        if self.journal is not None:
+            await self.journal.start()
+        if self.recorder.config.enabled:
+            self._recorder_task = asyncio.create_task(self.recorder.run(), name="feedwatch-recorder")
         for runner in self.runners.values():
             await runner.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="feedwatch-sweeper")
@@ -95,6 +128,17 @@ class Service:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sweeper = None
         await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
+        if self._recorder_task is not None:
+            self._recorder_task.cancel()
+            await asyncio.gather(self._recorder_task, return_exceptions=True)
+            self._recorder_task = None
+        self.recorder.close()
+        if self.journal is not None:
+            # After the runners: their "shutdown" disconnects are journaled too.
+            tracker = self.journal.tracker
+            if tracker is not None and self.journal.on_trading in tracker.listeners:
+                tracker.listeners.remove(self.journal.on_trading)
+            await self.journal.stop()
         if self._trading_attached:
             detach_tracker(self.config)
             self._trading_attached = False
@@ -110,6 +154,9 @@ class Service:
         if old is not None and old.state_file != new.state_file:
             return [f"trading.state_file: changed from {old.state_file!r} to {new.state_file!r}; switching "
                     f"state files takes a restart (the reload changed nothing)"]
+        for section in ("journal", "recorder"):  # the database, the rings and their tasks are set up at start
+            if getattr(self.config, section) != getattr(config, section):
+                return [f"{section}: changing this section takes a restart (the reload changed nothing)"]
         return []
 
     async def apply(self, config: Config) -> list[str]:
@@ -128,6 +175,7 @@ class Service:
         for name in changes.removed:
             await self.runners.pop(name).stop()
             self.book.remove_feed(name)
+            self.recorder.forget(name)
             managed.pop(name, None)
             done.append(f"feed {name}: removed")
         for feed, keys in changes.restarted:
@@ -137,6 +185,7 @@ class Service:
             book.connections.clear()  # the new runner shards its symbols afresh
             added, removed = self._follow_config_symbols(feed, now, managed.get(feed.name, set()))
             runner = self.runners[feed.name] = FeedRunner(feed, book, self.clock)
+            runner.recording = self.recorder.follow(feed)   # the same ring: the frames before the change stay
             await runner.start()
             done.append(f"feed {feed.name}: reconnected ({', '.join(keys)} changed){_symbols(added, removed)}")
         for feed in changes.updated:
@@ -152,6 +201,7 @@ class Service:
         for feed in changes.added:
             book = self.book.add_feed(feed, now)
             runner = self.runners[feed.name] = FeedRunner(feed, book, self.clock)
+            runner.recording = self.recorder.follow(feed)
             managed.setdefault(feed.name, set())
             await runner.start()
             done.append(f"feed {feed.name}: added")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
 # (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
-# (tmpfs for the disk-full test) and systemd-analyze (verifies deploy/systemd/feedwatch.service).
+# (tmpfs for the disk-full test), systemd-analyze (verifies deploy/systemd/feedwatch.service) and
+# the PostgreSQL server (the incident journal's PostgreSQL sink; tests run their own cluster with
+# initdb/postgres from /usr/lib/postgresql/<version>/bin, never the system service).
 # `make compose-test` installs its own (docker.io, debootstrap) when it runs.
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 #
@@ -31,6 +33,10 @@ missing=()
 for binary in "${binaries[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${PACKAGE_FOR[$binary]}")
 done
+# Debian keeps the PostgreSQL server binaries off PATH, one directory per major version.
+if [ "$profile" = test ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

@@ -40,9 +40,12 @@ option for the Telegram token or a webhook URL, so those are written into the re
 which ``write`` creates with mode 0600.
 
 ``alert_test`` posts a uniquely labelled test alert to Alertmanager (routed by the committed
-config to the ``alert-test`` receiver, which ``render`` gives every configured channel) and reads
-Alertmanager's own per-integration counters (``alertmanager_notification_requests_total`` and
-``..._failed_total`` on its /metrics) until every channel has delivered or failed.
+config to the ``alert-test`` receiver, which ``render`` gives every configured channel, or with
+``channel=NAME`` to ``alert-test-NAME``, which has that channel alone) and reads Alertmanager's
+own per-integration counters (``alertmanager_notification_requests_total`` and
+``..._failed_total`` on its /metrics) until every channel has delivered or failed. The CLI
+(``feedwatch alert-test``) and ``POST /api/v1/alerts/test`` (``alerting/api.py``) both call it
+and print or answer ``AlertTestReport.to_json()``'s content.
 """
 
 from __future__ import annotations
@@ -287,11 +290,13 @@ def render(base_text: str, env: Mapping[str, str], base_dir: Path,
             for channel in channels:
                 if severity in channel.severities:
                     add(name, channel, team)
-    # alert-test: every configured channel, so one run checks them all. No resolved message: the
-    # test alert is resolved right after delivery and nobody needs to hear about it twice.
-    if "alert-test" in receivers:
-        for channel in channels:
-            add("alert-test", channel, "data", send_resolved=False)
+    # alert-test: every configured channel, so one run checks them all; alert-test-<channel>:
+    # that channel alone (a test of one channel). No resolved message: the test alert is
+    # resolved right after delivery and nobody needs to hear about it twice.
+    for channel in channels:
+        for name in ("alert-test", f"alert-test-{channel.name}"):
+            if name in receivers:
+                add(name, channel, "data", send_resolved=False)
     watchdog_url = _get(env, "FEEDWATCH_WATCHDOG_URL") or _get(env, "FEEDWATCH_WEBHOOK_URL")
     if watchdog_url and "watchdog" in receivers:
         receivers["watchdog"]["webhook_configs"] = [{"send_resolved": False, "url": watchdog_url}]
@@ -358,10 +363,26 @@ class AlertTestReport:
     run_id: str
     receiver: str
     results: list[ChannelResult] = field(default_factory=list)
+    channel: str = "all"
 
     @property
     def ok(self) -> bool:
         return bool(self.results) and all(r.delivered for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the HTTP endpoint answers it (and ``alert-test --json`` prints it)."""
+        return {"run_id": self.run_id, "receiver": self.receiver, "channel": self.channel, "ok": self.ok,
+                "results": [{"channel": r.integration, "delivered": r.delivered, "attempts": r.attempts,
+                             "failures": r.failures, "verdict": r.verdict} for r in self.results]}
+
+
+def receiver_for(channel: str) -> str:
+    """The receiver a test of ``channel`` (a CHANNELS name, or ``all``) routes to."""
+    if channel == "all":
+        return "alert-test"
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r} (known: all, {', '.join(CHANNELS)})")
+    return f"alert-test-{channel}"
 
 
 _SAMPLE = re.compile(r'^(alertmanager_notification_requests(?:_failed)?_total)\{([^}]*)\}\s+(\S+)', re.M)
@@ -387,10 +408,11 @@ def receiver_integrations(config: Mapping[str, Any], receiver: str) -> list[str]
     raise LookupError(f"receiver {receiver!r} not found in Alertmanager's configuration")
 
 
-def make_test_alert(run_id: str, now: dt.datetime, lifetime: float) -> dict[str, Any]:
+def make_test_alert(run_id: str, now: dt.datetime, lifetime: float, channel: str = "all") -> dict[str, Any]:
     host = socket.gethostname()
     return {
-        "labels": {"alertname": TEST_ALERTNAME, "severity": "info", "team": "data", "run": run_id},
+        "labels": {"alertname": TEST_ALERTNAME, "severity": "info", "team": "data", "run": run_id,
+                   "channel": channel},
         "annotations": {
             "summary": "Test notification from feedwatch alert-test.",
             "description": f"If you can read this, this channel works (sent by {host} at "
@@ -402,9 +424,12 @@ def make_test_alert(run_id: str, now: dt.datetime, lifetime: float) -> dict[str,
     }
 
 
-async def alert_test(alertmanager_url: str, timeout: float = 30.0, receiver: str = "alert-test",
-                     poll: float = 0.25) -> AlertTestReport:
+async def alert_test(alertmanager_url: str, timeout: float = 30.0, receiver: str | None = None,
+                     poll: float = 0.25, channel: str = "all") -> AlertTestReport:
     """Send one test alert and watch Alertmanager's counters until each channel answers.
+
+    ``channel`` is ``all`` or one of CHANNELS; the receiver defaults to the one that channel's
+    test routes to (``receiver_for``). ValueError for an unknown channel.
 
     Raises LookupError when the receiver is missing and RuntimeError when Alertmanager cannot be
     reached or refuses the alert. A channel is *delivered* when a request to it succeeded, and
@@ -412,9 +437,10 @@ async def alert_test(alertmanager_url: str, timeout: float = 30.0, receiver: str
     the timeout passed. Other notifications sent at the same moment through the same integration
     count too (Alertmanager 0.25 counts per integration, not per receiver).
     """
+    receiver = receiver or receiver_for(channel)
     base = alertmanager_url.rstrip("/")
     run_id = uuid.uuid4().hex[:12]
-    report = AlertTestReport(run_id, receiver)
+    report = AlertTestReport(run_id, receiver, channel=channel)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         try:
             async with http.get(f"{base}/api/v2/status") as resp:
@@ -428,7 +454,7 @@ async def alert_test(alertmanager_url: str, timeout: float = 30.0, receiver: str
             return report
         before = await _counters(http, base)
         now = dt.datetime.now(dt.timezone.utc)
-        alert = make_test_alert(run_id, now, lifetime=max(timeout, 60.0) + 60.0)
+        alert = make_test_alert(run_id, now, lifetime=max(timeout, 60.0) + 60.0, channel=channel)
         async with http.post(f"{base}/api/v2/alerts", json=[alert]) as resp:
             if resp.status >= 300:
                 raise RuntimeError(f"Alertmanager refused the test alert: HTTP {resp.status} {await resp.text()}")

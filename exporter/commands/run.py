@@ -185,7 +185,12 @@ class Exporter:
         if self.reloader is None:
             return ["this exporter was started without a configuration file to re-read"]
         await self._started.wait()  # a SIGHUP during start-up waits for the start to finish
-        return await self.reloader.reload(trigger)
+        problems = await self.reloader.reload(trigger)
+        if self.app is not None:
+            from exporter.web.app import notify_reload
+
+            notify_reload(self.app, not problems, problems, trigger)  # the incident journal records it
+        return problems
 
     async def apply(self, config: Config) -> list[str]:
         """Put a loaded configuration into effect, whole, or return why not (nothing changed)."""

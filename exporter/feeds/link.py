@@ -13,6 +13,7 @@ The hot path, per data frame, is::
     feed.frame_received(len(data), now)
     self.beat.last_heartbeat = now     # a data frame is a sign of life too
     self.rx += 1                       # arrivals, for the keeper
+    record((now, data))                # only with the frame recorder on (recorder.py): a deque append
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
     if signals: slow path (acks, auth, replies, problems, rejected updates) else: feed.frame_ok()
 
@@ -73,6 +74,7 @@ from exporter.feeds.keepalive import Keepalive
 if TYPE_CHECKING:
     from exporter.book import FeedBook
     from exporter.config import FeedConfig
+    from exporter.feeds.recorder import FrameRing
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class RunnerView(Protocol):
     adapter_class: type[Adapter]
     session: aiohttp.ClientSession | None
     problems: Reporter
+    recording: "FrameRing | None"     # the feed's frame recorder ring, if recording
 
     def note_connected(self, now: float) -> None:
         """A primary link opened at book time ``now`` (the silent-stall reference)."""
@@ -368,9 +371,10 @@ class Link:
                 await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT + 0.5)
 
     def _mark_down(self) -> None:
-        """Count this (primary, opened) link's disconnect once, with its reason."""
+        """Count this (primary, opened) link's disconnect once, with its reason (and when: the
+        status page says since when a feed is down)."""
         if self.primary and self.opened_at is not None and self.reason is not None:
-            self.feed.disconnected(self.name, self.reason)  # a no-op once the connection is down
+            self.feed.disconnected(self.name, self.reason, self.clock.time())  # a no-op once down
 
     async def _open(self) -> None:
         symbols = self._url_symbols = list(self.shard.symbols)
@@ -441,6 +445,8 @@ class Link:
         frame_received = feed.frame_received
         frame_ok = feed.frame_ok
         clock = self.clock.time
+        ring = self.runner.recording
+        record = ring.frames.append if ring is not None else None
         TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
         while True:
             msg = await receive()
@@ -449,6 +455,8 @@ class Link:
                 data = msg.data
                 now = clock()
                 frame_received(len(data), now)
+                if record is not None:
+                    record((now, data))
                 self.beat.last_heartbeat = now
                 self.rx += 1
                 try:

@@ -56,6 +56,7 @@ from exporter.feeds.link import CLOSE_TIMEOUT, ConnectFailed, Link
 if TYPE_CHECKING:
     from exporter.clock import SystemClock
     from exporter.feeds.base import Adapter
+    from exporter.feeds.recorder import FrameRing
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ class Shard:
             # Book order matters: count the old one's planned disconnect, then the new connect,
             # with no await between, so no reader ever sees the connection down.
             old.primary = False
-            runner.feed.disconnected(self.name, reason)
+            runner.feed.disconnected(self.name, reason, now)
             old.close(reason)
             self.link = successor
             successor.promote(now)
@@ -319,6 +320,8 @@ class FeedRunner:
         # A replacement link must be subscribed within this long, or the switch is abandoned.
         self.replacement_timeout = max(5.0, 3 * config.connect_timeout)
         self.session: aiohttp.ClientSession | None = None
+        # The feed's frame recorder ring (recorder.py), set by the service when recording is on.
+        self.recording: "FrameRing | None" = None
         self._up_since = 0.0   # book time of the latest (re)connect: silent-stall reference
         self._watch: asyncio.Task[None] | None = None
         self._resubscribed: dict[str, int] = {}

@@ -283,6 +283,8 @@ class Stats:
     bad_prices_sent: int = 0
     drops: int = 0              # connections cut by the drop and accept_and_drop faults
     flood_frames: int = 0       # frames sent by the flood fault
+    replayed: int = 0           # recorded frames sent (replay mode)
+    replays_completed: int = 0  # connections that received the whole recording
     # Wire events sent per symbol (a Polygon tick with T and Q channels is two events).
     sent: dict[str, int] = field(default_factory=dict)
     # (loop time, first 200 characters) of the latest client messages, oldest first.
@@ -339,6 +341,11 @@ class Dialect:
     async def stream(self) -> None:
         """Push data to the client; by default price ticks for the subscribed symbols."""
         await self.session.stream_ticks()
+
+    def replay_ready(self) -> bool:
+        """Replay mode: may the recorded frames start? By default once the client is authenticated
+        and has subscribed something (a venue sends data only then)."""
+        return self.session.ready and bool(self.session.subscriptions)
 
     async def send_json(self, message: Any) -> None:
         """Send one message as a compact JSON text frame (replies, errors, acknowledgements)."""

@@ -12,6 +12,14 @@ close frame it mishandles, shows up here as it would against a venue).
 
 Everything here is single-threaded asyncio; the fault switches are plain attributes read on
 every tick, so a fault set from the control API takes effect at the next tick.
+
+Replay (``Simulator(..., replay=frames, replay_speed=2.0)``, ``feedwatch simulate --replay FILE``):
+the dialect still answers the client (auth, subscriptions, pings), but instead of generated
+ticks each connection gets the recorded frames, from the first, with their original spacing
+divided by the speed, once it is ready (``Dialect.replay_ready``: authenticated and subscribed).
+After the last frame the connection stays open and silent, as the venue was when the recording
+was saved. The frames are ``(time, text or bytes)``; reading them from a file is the caller's job
+(``exporter.feeds.recorder.read_recording``), so the simulator knows no file format.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -77,6 +85,24 @@ class Session:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self.ws.close(code, reason)
+
+    async def play(self, frames: Sequence[tuple[float, str | bytes]], speed: float) -> None:
+        """Send recorded frames with their original spacing (divided by ``speed``), then stay silent."""
+        stats = self.sim.stats
+        while not self.dialect.replay_ready():
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        if frames:
+            start, first = loop.time(), frames[0][0]
+            for at, data in frames:
+                delay = start + (at - first) / speed - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if not await self.send(data):
+                    return
+                stats.replayed += 1
+        stats.replays_completed += 1
+        await self.ws.wait_closed()
 
     def abort(self) -> None:
         """Cut the TCP connection without a close frame (a crash, a network failure)."""
@@ -188,7 +214,8 @@ class Simulator:
     def __init__(self, venue: str = "polygon", symbols: tuple[str, ...] | list[str] = (),
                  rate: float = 10.0, api_key: str | None = None, host: str = "127.0.0.1",
                  port: int = 0, seed: int | None = None, faults: tuple[str, ...] | list[str] = (),
-                 ping_interval: float | None = None) -> None:
+                 ping_interval: float | None = None, replay: Sequence[tuple[float, str | bytes]] | None = None,
+                 replay_speed: float = 1.0) -> None:
         self.venue = venue
         self.dialect_class = base.get(venue)
         # Server pings every this many seconds (default: the dialect's habit); a client that
@@ -203,6 +230,11 @@ class Simulator:
         self.market = Market(tuple(symbols), seed, self.faults)
         self.stats = Stats()
         self.sessions: set[Session] = set()
+        # Recorded frames played to every connection instead of generated ticks (see the module docs).
+        self.replay = list(replay) if replay is not None else None
+        if replay_speed <= 0:
+            raise ValueError(f"replay speed must be positive, got {replay_speed}")
+        self.replay_speed = replay_speed
         self._server: Server | None = None
         self._numbers = 0
         for spec in faults:
@@ -265,6 +297,9 @@ class Simulator:
             "bad_prices_sent": stats.bad_prices_sent,
             "drops": stats.drops,
             "flood_frames": stats.flood_frames,
+            "replay": None if self.replay is None else {"frames": len(self.replay), "speed": self.replay_speed,
+                                                        "sent": stats.replayed,
+                                                        "completed": stats.replays_completed},
             "sent": dict(stats.sent),
             "subscriptions": sorted({s for session in self.sessions for s in session.subscriptions}),
             "faults": self.faults.snapshot(),
@@ -322,7 +357,10 @@ class Simulator:
 
     async def _stream(self, session: Session) -> None:
         try:
-            await session.dialect.stream()
+            if self.replay is not None:
+                await session.play(self.replay, self.replay_speed)
+            else:
+                await session.dialect.stream()
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:

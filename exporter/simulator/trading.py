@@ -286,6 +286,9 @@ class TradingDialect(Dialect):
                     if not await session.send(frame):
                         return
 
+    def replay_ready(self) -> bool:
+        return self.session.ready  # a bot streams as soon as the client is in: nothing to subscribe
+
     def pack(self, events: list[Any]) -> list[str]:
         # Batches of up to 100 events per frame: a replay arrives as a few arrays, like a real bot's.
         return [compact_json(events[i:i + 100]) for i in range(0, len(events), 100)]

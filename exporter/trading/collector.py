@@ -37,6 +37,24 @@ feed ``binance`` (every family lists every configured account; ``...`` marks rep
     # HELP feedwatch_trading_win_rate_ratio Winning trades over all closed trades; absent before the first trade.
     # TYPE feedwatch_trading_win_rate_ratio gauge
     feedwatch_trading_win_rate_ratio{account="main"} 0.55
+    # HELP feedwatch_trading_sortino_ratio Annualised Sortino ratio of daily returns over the Sharpe window; absent until defined.
+    # TYPE feedwatch_trading_sortino_ratio gauge
+    feedwatch_trading_sortino_ratio{account="main"} 2.41
+    # HELP feedwatch_trading_calmar_ratio Compound annual growth over the maximum drawdown of the daily returns in the Sharpe window; absent until defined.
+    # TYPE feedwatch_trading_calmar_ratio gauge
+    feedwatch_trading_calmar_ratio{account="main"} 3.9
+    # HELP feedwatch_trading_profit_factor Gross profit of winning trades over the gross loss of losing trades; absent before the first losing trade.
+    # TYPE feedwatch_trading_profit_factor gauge
+    feedwatch_trading_profit_factor{account="main"} 1.34
+    # HELP feedwatch_trading_average_win Mean net P&L of winning trades, in the account currency; absent before the first win.
+    # TYPE feedwatch_trading_average_win gauge
+    feedwatch_trading_average_win{account="main"} 48.2
+    # HELP feedwatch_trading_average_loss Mean net P&L of losing trades (negative), in the account currency; absent before the first loss.
+    # TYPE feedwatch_trading_average_loss gauge
+    feedwatch_trading_average_loss{account="main"} -43.9
+    # HELP feedwatch_trading_expectancy Expected net P&L per winning or losing trade, in the account currency; absent before the first.
+    # TYPE feedwatch_trading_expectancy gauge
+    feedwatch_trading_expectancy{account="main"} 6.75
     # HELP feedwatch_trading_trades_total Closed trades by result (net of fees: win > 0, loss < 0, flat = 0).
     # TYPE feedwatch_trading_trades_total counter
     feedwatch_trading_trades_total{account="main",result="win"} 11
@@ -116,6 +134,7 @@ from typing import Callable, Iterable
 
 from exporter.book import escape_label
 from exporter.collector import RenderErrors, format_value, header, histogram_lines
+from exporter.trading import desk
 from exporter.trading.tracker import API_LATENCY_BUCKETS, EVENT_TYPES, RESULTS, Account, Tracker
 
 # name -> (type, help): one table for the renderer, docs/metrics.md and the tests.
@@ -135,6 +154,20 @@ TRADING_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Annualised Sharpe ratio of daily returns over the rolling window; absent until defined."),
     "feedwatch_trading_win_rate_ratio": (
         "gauge", "Winning trades over all closed trades; absent before the first trade."),
+    "feedwatch_trading_sortino_ratio": (
+        "gauge", "Annualised Sortino ratio of daily returns over the Sharpe window; absent until defined."),
+    "feedwatch_trading_calmar_ratio": (
+        "gauge", "Compound annual growth over the maximum drawdown of the daily returns in the Sharpe window; "
+                 "absent until defined."),
+    "feedwatch_trading_profit_factor": (
+        "gauge", "Gross profit of winning trades over the gross loss of losing trades; absent before the first "
+                 "losing trade."),
+    "feedwatch_trading_average_win": (
+        "gauge", "Mean net P&L of winning trades, in the account currency; absent before the first win."),
+    "feedwatch_trading_average_loss": (
+        "gauge", "Mean net P&L of losing trades (negative), in the account currency; absent before the first loss."),
+    "feedwatch_trading_expectancy": (
+        "gauge", "Expected net P&L per winning or losing trade, in the account currency; absent before the first."),
     "feedwatch_trading_trades_total": (
         "counter", "Closed trades by result (net of fees: win > 0, loss < 0, flat = 0)."),
     "feedwatch_trading_consecutive_losses": (
@@ -215,6 +248,13 @@ class TradingCollector:
                 "feedwatch_trading_max_drawdown_ratio", lambda a: a.max_drawdown),
             "feedwatch_trading_sharpe_ratio": _gauge("feedwatch_trading_sharpe_ratio", lambda a: a.sharpe(now)),
             "feedwatch_trading_win_rate_ratio": _gauge("feedwatch_trading_win_rate_ratio", lambda a: a.win_rate()),
+            "feedwatch_trading_sortino_ratio": _gauge(
+                "feedwatch_trading_sortino_ratio", lambda a: desk.sortino(a, now)),
+            "feedwatch_trading_calmar_ratio": _gauge("feedwatch_trading_calmar_ratio", lambda a: desk.calmar(a, now)),
+            "feedwatch_trading_profit_factor": _gauge("feedwatch_trading_profit_factor", desk.profit_factor),
+            "feedwatch_trading_average_win": _gauge("feedwatch_trading_average_win", desk.average_win),
+            "feedwatch_trading_average_loss": _gauge("feedwatch_trading_average_loss", desk.average_loss),
+            "feedwatch_trading_expectancy": _gauge("feedwatch_trading_expectancy", desk.expectancy),
             "feedwatch_trading_trades_total": lambda a, labels: (
                 f'feedwatch_trading_trades_total{{{labels},result="{result}"}} {a.trades[result]}\n'
                 for result in RESULTS),

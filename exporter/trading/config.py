@@ -134,6 +134,8 @@ class AccountRules:
     week_start: str
     # symbol -> the feed whose price it trades on (joins positions with symbol freshness).
     symbols: Mapping[str, str]
+    # ISO 4217 code of the account currency, for display only (the status page); None = unknown.
+    currency: str | None = None
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -158,6 +160,8 @@ class AccountConfig:
     day_start: str | None = None
     week_start: Weekday | None = None
     symbols: dict[str, str] = field(default_factory=dict)
+    # The account currency's ISO 4217 code (USD, EUR, ...), for display; USDT and the like are fine.
+    currency: str | None = None
     # Filled by build_section.
     resolved: Any = None
 
@@ -245,6 +249,8 @@ def build_section(raw: Any, path: str, errors: list[str], environ: Mapping[str, 
         where = f"{path}.accounts[{i}]"
         if account is None:
             continue
+        if account.currency is not None and not re.fullmatch(r"[A-Z]{3,5}", account.currency):
+            errors.append(f"{where}.currency: expected a currency code like USD, EUR or USDT, got {account.currency!r}")
         if not account.name or not _ACCOUNT_NAME.match(account.name):
             errors.append(f"{where}.name: {account.name!r} is not a valid account name (letters, digits, _ . : @ -)")
         if account.name in seen:
@@ -258,6 +264,7 @@ def build_section(raw: Any, path: str, errors: list[str], environ: Mapping[str, 
             day_start=account.day_start or section.day_start,
             week_start=account.week_start or section.week_start,
             symbols=dict(account.symbols),
+            currency=account.currency,
         )
         if account.timezone is not None or account.day_start is not None:
             _check_calendar(resolved.timezone, resolved.day_start, where, errors)

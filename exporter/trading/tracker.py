@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import logging
 import math
 import weakref
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterable, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Iterable, Literal, Union
 
 import msgspec
 
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from exporter.config import Config, FeedConfig
     from exporter.trading.config import AccountRules, TradingConfig
     from exporter.trading.store import Store
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("trade", "equity", "positions", "safety", "api_call")
 # Why an event (or a push request) was refused; every value starts at 0.
@@ -74,6 +78,8 @@ _MAX_PROBLEMS = 5
 # Invalid events described (with their index) per ingest call, for the push API's 400 answer.
 _MAX_ERRORS = 50
 _PRUNE_EVERY = 60.0
+# Recent API calls kept per account for the live view's error rate and p99 latency (not persisted).
+RECENT_API_CALLS = 5000
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -338,7 +344,7 @@ class Account:
     # Attributes saved by the store (names are the persisted keys: change with a migration).
     PERSISTED = (
         "equity", "equity_ts", "peak", "max_drawdown", "day", "day_peak", "week", "week_peak",
-        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak",
+        "closes", "pnl_total", "pnl_day_key", "pnl_day", "trades", "losing_streak", "gross_profit", "gross_loss",
         "kill_switch", "kill_reason", "breaker_open", "breaker_reason", "safety_ts",
         "positions", "position_limit", "positions_ts",
         "api_errors", "latency_counts", "latency_sum", "last_event",
@@ -362,6 +368,8 @@ class Account:
         self.pnl_day = 0.0
         self.trades = dict.fromkeys(RESULTS, 0)
         self.losing_streak = 0
+        self.gross_profit = 0.0                  # sum of net P&L of winning trades (desk metrics)
+        self.gross_loss = 0.0                    # sum of net P&L of losing trades (negative)
         self.kill_switch = False
         self.kill_reason = ""
         self.breaker_open = False
@@ -374,6 +382,8 @@ class Account:
         self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.last_event = 0.0
+        # (ts, ok, latency) of the latest API calls: the live view's last-minute error rate and p99.
+        self.recent_api: deque[tuple[float, bool, float]] = deque(maxlen=RECENT_API_CALLS)
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -382,13 +392,17 @@ class Account:
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the state, to put back with ``load_state`` if a batch cannot be stored."""
-        return copy.deepcopy(self.to_state())
+        state = copy.deepcopy(self.to_state())
+        state["_recent_api"] = list(self.recent_api)  # not persisted, but undone with the rest
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         for name in self.PERSISTED:
             if name in state:
                 setattr(self, name, state[name])
         self.trades = {**dict.fromkeys(RESULTS, 0), **self.trades}
+        if "_recent_api" in state:
+            self.recent_api = deque(state["_recent_api"], maxlen=RECENT_API_CALLS)
         if len(self.latency_counts) != len(API_LATENCY_BUCKETS) + 1:  # buckets changed: restart them
             self.latency_counts = [0] * (len(API_LATENCY_BUCKETS) + 1)
             self.latency_sum = 0.0
@@ -429,6 +443,7 @@ class Account:
                 self.api_errors += 1
             self.latency_counts[bisect_left(API_LATENCY_BUCKETS, event.latency)] += 1
             self.latency_sum += event.latency
+            self.recent_api.append((ts, event.ok, event.latency))
 
     def _trade(self, trade: Trade, ts: float) -> None:
         net = trade.pnl - trade.fees
@@ -436,8 +451,10 @@ class Account:
         self.trades[result] += 1
         if result == "loss":
             self.losing_streak += 1
+            self.gross_loss += net
         elif result == "win":
             self.losing_streak = 0
+            self.gross_profit += net
         # A flat trade neither extends nor breaks the streak.
         self.pnl_total += net
         day = self.calendar.day(ts)
@@ -597,6 +614,9 @@ class Tracker:
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
         self.store_errors = 0
         self.last_prune = now - _PRUNE_EVERY
+        # Told which accounts a batch changed, after it is applied (the live view pushes, the
+        # incident journal looks for breaches). Called on the ingesting thread; must be quick.
+        self.listeners: list[Callable[["Tracker", frozenset[str]], None]] = []
         # Forget expired ids now; on a full disk this fails, is counted, and is retried later.
         self.housekeeping(now)
 
@@ -757,6 +777,8 @@ class Tracker:
             for reason, message in skipped:
                 self.rejected[reason] += 1
                 result.reject(reason, message)
+            if before:
+                self._tell(frozenset(before))
         self.housekeeping(now, result)
 
     def housekeeping(self, now: float, result: IngestResult | None = None) -> str | None:
@@ -781,6 +803,13 @@ class Tracker:
                 result.problems.append(f"state store: {exc}")
             return str(exc)
         return None
+
+    def _tell(self, accounts: frozenset[str]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(self, accounts)
+            except Exception:  # a listener's bug must not cost the events (they are applied)
+                log.exception("trading listener %r failed", listener)
 
     def close(self) -> None:
         self.store.close()

@@ -19,9 +19,17 @@ awaited on exit. Routes:
     GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
                                    "is this price fresh enough to trade on?"
     GET /status                    the live status page (exporter/web/static/status.html)
-    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second (at most a
-                                   quarter of http.max_connections at once; 503 beyond)
+    GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second, and a named
+                                   event as soon as an extension's part changes (below); at most a
+                                   quarter of http.max_connections at once (503 beyond)
     GET /api/v1/snapshot           the same snapshot once (debugging, scripts)
+
+Extension points besides routes: ``SNAPSHOT_PARTS`` (name -> ``now -> JSON value``, added to
+every snapshot under that name; ``push(app, name)`` sends the part to every open stream at once,
+as ``event: <name>``, at most every ``push_min_interval``: the trading view pushes on each
+tracker change), ``HISTORY`` (the last hour of samples for sparklines, ``web/history.py``) and
+``RELOAD_LISTENERS`` (told of every config reload, applied or not: ``feedwatch run`` calls
+``notify_reload(app, ok, problems, trigger)``; ``RELOAD_HOOKS`` get the new config after a success).
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
 ``feedwatch_render_errors_total`` (samples the collectors had to skip, ``collector.RenderErrors``) +
@@ -38,6 +46,7 @@ import gzip
 import html
 import logging
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +64,7 @@ from exporter.exposition import CONTENT_TYPE_TEXT, Exposition, negotiate
 from exporter.plugins import WEB_EXTENSIONS
 from exporter.version import __version__
 from exporter.web import guard, status
+from exporter.web.history import History, feed_staleness
 from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -84,17 +94,29 @@ class Settings:
     loop_lag_interval: float = 0.5   # how often the loop-lag watcher wakes
     started_at: float = 0.0          # injected-clock time the app was created
     lingering_time: float = 2.0      # seconds an unread request body (a refused push) is drained before closing
+    history_interval: float = 10.0   # seconds between sparkline samples
+    history_span: float = 3600.0     # how far back the sparklines reach
+    push_min_interval: float = 0.1   # a changed snapshot part is pushed at most this often
 
 
 @dataclass
 class StreamHub:
-    """Shares one snapshot per interval among all status-page clients and ends them on shutdown."""
+    """Shares one snapshot per interval among all status-page clients, pushes changed parts to
+    them as soon as they change, and ends them on shutdown."""
 
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     cached_at: float = -1.0
     cached_key: int = -1
     cached: bytes = b""
     clients: int = 0  # streams open now (a stream holds its connection active: they are capped)
+    # Pushes: part name -> (sequence number, the SSE message); every stream waits on its waker.
+    pushes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    wakers: set[asyncio.Event] = field(default_factory=set)
+    sequence: int = 0
+    loop: asyncio.AbstractEventLoop | None = None
+    loop_thread: int = 0
+    scheduled: dict[str, asyncio.TimerHandle | None] = field(default_factory=dict)
+    built_at: dict[str, float] = field(default_factory=dict)
 
 
 BOOK = web.AppKey("feedwatch.book", Book)
@@ -114,6 +136,9 @@ RELOAD = web.AppKey("feedwatch.reload", Any)          # a ``Reload``, or None
 # API's credentials, say) is handed over here by the extension that owns it.
 RELOAD_HOOKS = web.AppKey("feedwatch.reload_hooks", list)
 CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
+SNAPSHOT_PARTS = web.AppKey("feedwatch.snapshot_parts", dict)
+HISTORY = web.AppKey("feedwatch.history", History)
+RELOAD_LISTENERS = web.AppKey("feedwatch.reload_listeners", list)
 
 _encode = msgspec.json.encode
 
@@ -142,13 +167,19 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[REGISTRY] = registry
     app[COLLECTOR] = BookCollector(book)
     app[SELF_METRICS] = SelfMetrics.of(registry)
-    app[RENDERERS] = tuple(renderers)
+    # A service brings its components' renderers (frame recorder, incident journal) by duck typing:
+    # this module never imports them.
+    app[RENDERERS] = tuple(renderers) + tuple(getattr(service, "renderers", ()))
     app[SERVICE] = service
     app[SETTINGS] = settings
     app[HUB] = StreamHub()
     app[STATUS_PAGE] = (STATIC_DIR / "status.html").read_bytes()
     app[RELOAD] = reload
     app[RELOAD_HOOKS] = []
+    app[SNAPSHOT_PARTS] = {}
+    app[HISTORY] = History(settings.history_interval, settings.history_span)
+    app[HISTORY].add("feeds", feed_staleness(book))
+    app[RELOAD_LISTENERS] = []
     app.cleanup_ctx.append(_background_tasks)
     app.on_shutdown.append(_end_streams)
 
@@ -210,18 +241,87 @@ async def serve(app: web.Application, listen: str,
 # --- lifecycle --------------------------------------------------------------------------------
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
-    lag = asyncio.create_task(app[SELF_METRICS].watch_loop_lag(app[SETTINGS].loop_lag_interval),
-                              name="feedwatch-loop-lag")
+    hub = app[HUB]
+    hub.loop, hub.loop_thread = asyncio.get_running_loop(), threading.get_ident()
+    tasks = [asyncio.create_task(app[SELF_METRICS].watch_loop_lag(app[SETTINGS].loop_lag_interval),
+                                 name="feedwatch-loop-lag"),
+             asyncio.create_task(_sample_history(app), name="feedwatch-history")]
     yield
-    lag.cancel()
+    hub.loop = None
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _sample_history(app: web.Application) -> None:
+    history, clock = app[HISTORY], app[CLOCK]
+    while True:
+        history.sample(clock.time())
+        await asyncio.sleep(history.interval)
+
+
+def notify_reload(app: web.Application, ok: bool, problems: Sequence[str] = (), trigger: str = "") -> None:
+    """Tell the reload listeners (the incident journal) that a config reload finished: whether it
+    was applied, its problems, what asked for it (``SIGHUP``, ``POST /-/reload``)."""
+    for listener in app[RELOAD_LISTENERS]:
+        try:
+            listener(ok, list(problems), trigger)
+        except Exception:
+            log.exception("reload listener %r failed", listener)
+
+
+# --- pushes -------------------------------------------------------------------------------------
+
+def push(app: web.Application, part: str) -> None:
+    """Send snapshot part ``part`` to every open stream now (coalesced to one per
+    ``push_min_interval``). Safe from any thread; a no-op while the app is not running."""
+    hub = app[HUB]
+    loop = hub.loop
+    if loop is None:
+        return
+    if threading.get_ident() == hub.loop_thread:
+        _schedule_push(app, part)
+    else:
+        loop.call_soon_threadsafe(_schedule_push, app, part)
+
+
+def _schedule_push(app: web.Application, part: str) -> None:
+    hub = app[HUB]
+    if hub.scheduled.get(part) is not None or hub.loop is None:
+        return  # one is coming: it will carry this change too
+    wait = hub.built_at.get(part, -1e9) + app[SETTINGS].push_min_interval - hub.loop.time()
+    if wait <= 0:
+        hub.scheduled[part] = None
+        _build_push(app, part)
+    else:
+        hub.scheduled[part] = hub.loop.call_later(wait, _build_push, app, part)
+
+
+def _build_push(app: web.Application, part: str) -> None:
+    hub = app[HUB]
+    hub.scheduled[part] = None
+    if hub.loop is None:
+        return
+    hub.built_at[part] = hub.loop.time()
+    now = app[CLOCK].time()
     try:
-        await lag
-    except asyncio.CancelledError:
-        pass
+        value = app[SNAPSHOT_PARTS][part](now)
+    except Exception:
+        log.exception("status snapshot part %s failed", part)
+        return
+    hub.sequence += 1
+    hub.cached_at = -1.0  # the next full snapshot must not carry an older copy of this part
+    body = _encode({"now": now, part: value})
+    hub.pushes[part] = (hub.sequence, b"event: " + part.encode() + b"\ndata: " + body + b"\n\n")
+    for waker in hub.wakers:
+        waker.set()
 
 
 async def _end_streams(app: web.Application) -> None:
-    app[HUB].closing.set()
+    hub = app[HUB]
+    hub.closing.set()
+    for waker in hub.wakers:
+        waker.set()
 
 
 # --- /metrics -----------------------------------------------------------------------------------
@@ -381,8 +481,17 @@ def _snapshot_bytes(app: web.Application, limit: int) -> bytes:
     hub = app[HUB]
     loop_now = asyncio.get_running_loop().time()
     if hub.cached_key != limit or loop_now - hub.cached_at >= app[SETTINGS].stream_interval * 0.5:
-        snap = status.snapshot(app[BOOK], app[CLOCK].time(), __version__, limit)
+        now = app[CLOCK].time()
+        snap = status.snapshot(app[BOOK], now, __version__, limit)
         snap["interval"] = app[SETTINGS].stream_interval
+        for name, part in app[SNAPSHOT_PARTS].items():
+            try:
+                snap[name] = part(now)
+            except Exception:  # a broken part costs that part, not the page
+                if time.monotonic() - _renderer_failures.get(f"part:{name}", -1e9) > 60.0:
+                    _renderer_failures[f"part:{name}"] = time.monotonic()
+                    log.exception("status snapshot part %s failed (repeats are logged once a minute)", name)
+        snap["history"] = app[HISTORY].to_json()
         hub.cached, hub.cached_at, hub.cached_key = _encode(snap), loop_now, limit
     return hub.cached
 
@@ -393,7 +502,8 @@ async def api_snapshot(request: web.Request) -> web.Response:
 
 
 async def api_stream(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: ``data: <snapshot JSON>`` every ``stream_interval`` until the client goes."""
+    """Server-Sent Events: ``data: <snapshot JSON>`` every ``stream_interval`` until the client
+    goes, and ``event: <part>`` with ``{"now": ..., "<part>": ...}`` whenever a part is pushed."""
     app = request.app
     limit = _int_query(request, "limit", app[SETTINGS].stream_limit, 1_000_000)
     interval = app[SETTINGS].stream_interval
@@ -409,19 +519,32 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     hub.clients += 1
+    waker = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    hub.wakers.add(waker)
+    seen = hub.sequence  # the full snapshot below carries everything pushed so far
     try:
         await response.prepare(request)
         await response.write(f"retry: {int(max(interval, 1.0) * 2000)}\n\n".encode())
         while not closing.is_set():
             await response.write(b"data: " + _snapshot_bytes(app, limit) + b"\n\n")
-            try:
-                await asyncio.wait_for(closing.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            seen = max(seen, hub.sequence)
+            next_full = loop.time() + interval
+            while not closing.is_set() and (left := next_full - loop.time()) > 0:
+                try:
+                    await asyncio.wait_for(waker.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+                waker.clear()
+                fresh = sorted((seq, message) for seq, message in hub.pushes.values() if seq > seen)
+                for seq, message in fresh:
+                    await response.write(message)
+                    seen = seq
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away: nothing to clean up
     finally:
         hub.clients -= 1
+        hub.wakers.discard(waker)
     return response
 
 

@@ -9,7 +9,8 @@ msgspec structs: they are the documented JSON schema and encode without an inter
 - ``symbol_view``: one symbol for ``GET /api/v1/symbols/{feed}/{symbol}``: "is this price fresh
   enough to trade on?" (``fresh`` = a price is known, the state is healthy, the price is not
   frozen, and the staleness is within ``max_staleness`` when asked; ``reason`` says why not).
-- ``snapshot``: the compact frame pushed once a second to the status page over Server-Sent Events.
+- ``snapshot``: the compact frame pushed once a second to the status page over Server-Sent Events
+  (with, per feed, why it is down and since when: ``down_reason``).
 """
 
 from __future__ import annotations
@@ -200,6 +201,19 @@ def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: f
     )
 
 
+def down_reason(feed: FeedBook) -> tuple[str, Optional[float]]:
+    """Why a feed is down and since when: its most recent disconnect, or "never connected" with
+    the last connection error since the feed started. ("", None) while a connection is up."""
+    if feed.is_up():
+        return "", None
+    down = [c for c in feed.connections.values() if c.down_reason]
+    if down:
+        latest = max(down, key=lambda c: c.down_since)
+        return latest.down_reason, latest.down_since or None
+    detail = f": {feed.last_error}" if feed.last_error else ""
+    return f"never connected{detail}", feed.started_at
+
+
 def snapshot(book: Book, now: float, version: str, limit: int = 1000) -> dict:
     """The status page's frame: per feed its health, state counts and up to ``limit`` symbols.
 
@@ -220,14 +234,19 @@ def snapshot(book: Book, now: float, version: str, limit: int = 1000) -> dict:
                          s.updates, s.last_update or None])
         if len(rows) > limit:
             rows = heapq.nlargest(limit, rows, key=lambda row: row[2])
+        reason, since = down_reason(feed)
         feeds.append({
             "name": feed.name,
             "kind": feed.config.kind,
             "up": feed.is_up(),
+            "down_reason": reason,         # why it is down ("" while up)
+            "down_since": since,           # since when (book time), None while up or unknown
+            "last_message": feed.last_message or None,
             "healthy": feed.is_healthy(now),
             "market_open": feed.market_open,
-            "connections": [{"name": c.name, "up": c.up, "last_heartbeat": c.last_heartbeat or None}
-                            for c in feed.connections.values()],
+            "connections": [{"name": c.name, "up": c.up, "last_heartbeat": c.last_heartbeat or None,
+                             "down_reason": "" if c.up else c.down_reason, "down_since": None if c.up else
+                             (c.down_since or None)} for c in feed.connections.values()],
             "counts": {STATE_NAMES[state]: counts[state] for state in STATES},
             "total": len(feed.symbols),
             "symbols": rows,

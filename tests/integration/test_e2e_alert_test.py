@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -162,3 +164,83 @@ async def test_alert_test_with_alertmanager_unreachable() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "cannot reach Alertmanager" in err.decode()
+
+
+# --- the same over HTTP: POST /api/v1/alerts/test ------------------------------------------------
+
+SECRET = "alert-test-secret"
+
+
+async def _exporter_app(am_url: str):
+    from exporter.alerting.api import ALERTMANAGER_URL
+    from exporter.book import Book
+    from exporter.clock import SystemClock
+    from exporter.config import load_data
+    from exporter.web.app import create_app, serve
+
+    config = load_data({"trading": {"accounts": [{"name": "main"}], "api": {"hmac_secret": SECRET,
+                                                                           "token": "push-token"}}}, environ={})
+    app = create_app(Book(config.feeds, 0.0), config, SystemClock())
+    app[ALERTMANAGER_URL] = am_url
+    return await serve(app, "127.0.0.1:0")
+
+
+async def _post(port: int, body: bytes, headers: dict[str, str] | None = None, sign: bool = True):
+    from exporter.trading.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign as signature
+
+    headers = dict(headers or {})
+    if sign:
+        stamp = str(time.time())
+        headers.update({TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: signature(SECRET, stamp, body)})
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{port}/api/v1/alerts/test", data=body, headers=headers) as resp:
+            return resp.status, await resp.json(), headers
+
+
+async def test_alert_test_over_http_for_one_channel_or_all(channels: Channels, tmp_path: Path) -> None:
+    slack_url_file = tmp_path / "slack_url"
+    slack_url_file.write_text(f"{channels.base}/slack\n")
+    am = await _start_alertmanager(tmp_path, {"FEEDWATCH_WEBHOOK_URL": f"{channels.base}/webhook",
+                                              "FEEDWATCH_SLACK_API_URL_FILE": str(slack_url_file)})
+    runner, port = await _exporter_app(am.url)
+    try:
+        # One channel: only the webhook is tried, through its own receiver.
+        status, report, headers = await _post(port, b'{"channel": "webhook", "timeout": 20}')
+        assert status == 200, report
+        assert report["receiver"] == "alert-test-webhook" and report["channel"] == "webhook" and report["ok"]
+        assert [(r["channel"], r["delivered"], r["verdict"]) for r in report["results"]] == [
+            ("webhook", True, "delivered")]
+        assert channels.webhook[-1]["receiver"] == "alert-test-webhook" and not channels.slack
+        assert channels.webhook[-1]["alerts"][0]["labels"]["run"] == report["run_id"]
+
+        # The same signed request again is a replay.
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/api/v1/alerts/test", data=b'{"channel": "webhook", '
+                                 b'"timeout": 20}', headers=headers) as resp:
+                assert resp.status == 401 and "already used" in (await resp.json())["error"]
+
+        # All channels (an empty body), answered exactly as the CLI's --json prints it.
+        status, report, _ = await _post(port, b"")
+        assert status == 200 and report["receiver"] == "alert-test" and report["ok"]
+        assert sorted((r["channel"], r["delivered"]) for r in report["results"]) == [("slack", True),
+                                                                                      ("webhook", True)]
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "alert-test", "--alertmanager.url", am.url, "--timeout", "20s", "--channel", "slack", "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        printed = json.loads(out)
+        assert set(printed) == set(report) and printed["receiver"] == "alert-test-slack"
+        assert [(r["channel"], r["delivered"]) for r in printed["results"]] == [("slack", True)]
+
+        # Refusals: unsigned, a bearer token (even the push API's), a bad signature, a bad channel.
+        assert (await _post(port, b"{}", sign=False))[0] == 401
+        assert (await _post(port, b"{}", {"Authorization": "Bearer push-token"}, sign=False))[0] == 401
+        forged = {"X-Feedwatch-Timestamp": str(int(time.time())), "X-Feedwatch-Signature": "sha256=" + "0" * 64}
+        status, problem, _ = await _post(port, b"{}", forged, sign=False)
+        assert status == 401 and problem["error"] == "invalid signature"
+        status, problem, _ = await _post(port, b'{"channel": "pager"}')
+        assert status == 400 and "unknown channel 'pager'" in problem["error"]
+    finally:
+        await runner.cleanup()
+        am.stop()

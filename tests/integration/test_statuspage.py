@@ -4,14 +4,14 @@ The exporter app serves on 127.0.0.1 with a FakeClock; Chromium loads /status, a
 the page's DOM (``Runtime.evaluate``) while the book changes underneath: a symbol going stale, a
 feed's connection dropping, and the server restarting (the page must reconnect by itself).
 
-The README screenshot is made by the same machinery::
+The README screenshot is made by the same machinery (tests/integration/test_trading_view.py, which
+also covers the trading panels, incidents and sparklines)::
 
-    .venv/bin/python -m tests.integration.test_statuspage --screenshot docs/images/status-page.png
+    .venv/bin/python -m tests.integration.test_trading_view --screenshot docs/images/status-page.png
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import itertools
@@ -26,7 +26,7 @@ import pytest
 
 from exporter.book import Book
 from exporter.clock import FakeClock
-from exporter.config import FeedConfig, Thresholds, load_data
+from exporter.config import load_data
 from exporter.web.app import Settings, create_app, serve
 from tests.waiting import async_wait_for, free_port
 
@@ -93,8 +93,13 @@ class Browser:
     async def goto(self, url: str) -> None:
         await self.call("Page.navigate", url=url)
 
-    async def screenshot(self, path: Path) -> None:
-        result = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
+    async def screenshot(self, path: Path, full_page: bool = False) -> None:
+        """A PNG of the viewport, or of the whole page (``full_page``) at the viewport's width."""
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page}
+        if full_page:
+            size = (await self.call("Page.getLayoutMetrics"))["cssContentSize"]
+            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        result = await self.call("Page.captureScreenshot", **params)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(result["data"]))
 
@@ -211,56 +216,3 @@ async def test_page_reconnects_after_a_server_restart(browser: Browser, book_and
 
 async def _poll(browser: Browser, expression: str, expected: str) -> bool:
     return await browser.evaluate(expression) == expected
-
-
-# --- the README screenshot ------------------------------------------------------------------------
-
-def demo_book(clock: FakeClock) -> tuple[Any, Book]:
-    """A plausible morning: stocks mostly fresh with a few laggards, crypto on two connections."""
-    stocks = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "BRK.A", "JPM", "V", "XOM", "PMN")
-    crypto = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT")
-    config = load_data({"feeds": [
-        {"name": "stocks", "kind": "polygon", "url": "wss://socket.polygon.io/stocks", "symbols": list(stocks)},
-    ]}, environ={})
-    binance = FeedConfig(name="binance", kind="binance", url="wss://stream.binance.com:9443",
-                         symbols=crypto, resolved_thresholds=Thresholds())
-    book = Book((*config.feeds, binance), clock.time() - 7200)
-    now = clock.time()
-    prices = {"AAPL": 189.52, "MSFT": 370.31, "NVDA": 487.16, "AMZN": 146.09, "GOOGL": 135.44, "META": 334.9,
-              "TSLA": 236.08, "BRK.A": 545120.0, "JPM": 153.02, "V": 251.38, "XOM": 102.77, "PMN": 0.3412,
-              "BTCUSDT": 37312.4, "ETHUSDT": 2051.37, "SOLUSDT": 58.91, "BNBUSDT": 248.6, "XRPUSDT": 0.6123,
-              "DOGEUSDT": 0.07611}
-    ages = {"NVDA": 4.2, "TSLA": 212.0, "PMN": 640.0, "XOM": 4100.0, "SOLUSDT": 195.0}
-    for name, feed in book.feeds.items():
-        feed.connected("0", now - 3000)
-        if name == "binance":
-            feed.connected("1", now - 2900)
-        symbol_ages = {symbol: ages.get(symbol, 0.3 + (i % 5) * 0.7) for i, symbol in enumerate(feed.symbols)}
-        # Oldest first, so the feed's own last update is its freshest symbol's, as in real life.
-        for i, (symbol, age) in enumerate(sorted(symbol_ages.items(), key=lambda item: -item[1])):
-            for _ in range(50 + 37 * i):
-                feed.record(symbol, prices[symbol], 0, now - age, quote=True)
-    return config, book
-
-
-async def make_screenshot(path: Path) -> None:
-    clock = FakeClock(1_700_058_600.0)  # a Wednesday, 09:30 in New York: the market is open
-    config, book = demo_book(clock)
-    runner, port = await serve(create_app(book, config, clock, settings=Settings(stream_interval=0.5)),
-                               "127.0.0.1:0")
-    browser = Browser()
-    try:
-        await browser.start(width=1280, height=1000)
-        await browser.goto(f"http://127.0.0.1:{port}/status")
-        await async_wait_for(lambda: _poll(browser, _row_state("AAPL"), "healthy"), timeout=20,
-                             what="the page filled in")
-        await browser.screenshot(path)
-    finally:
-        await browser.close()
-        await runner.cleanup()
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--screenshot", type=Path, required=True, help="PNG file to write")
-    asyncio.run(make_screenshot(parser.parse_args().screenshot))

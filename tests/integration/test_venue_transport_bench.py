@@ -11,4 +11,4 @@ def test_transport_benchmark_runs() -> None:
     assert set(result.rates) == set(transport.CONTENDERS)
     assert all(rate > 0 for rate in result.rates.values())
     text = transport.report(result)
-    assert "msgs/s" in text and "feedwatch / websockets" in text
+    assert "msgs/s" in text and "feedwatch / websockets" in text and "frame recording costs" in text

@@ -117,10 +117,12 @@ def test_grouping_and_timings_follow_the_design() -> None:
 
     fast_seen = set()
 
-    def visit(node: dict[str, Any], inherited: dict[str, str]) -> None:
+    def visit(node: dict[str, Any], inherited: dict[str, str], fast_parent: bool = False) -> None:
         opts = {**inherited, **{k: node[k] for k in ("group_wait", "group_interval", "repeat_interval") if k in node}}
-        fast = tuple(node.get("matchers", [])) in FAST_ROUTES
-        fast_seen.update([tuple(node["matchers"])] if fast else [])
+        listed = tuple(node.get("matchers", [])) in FAST_ROUTES
+        fast_seen.update([tuple(node["matchers"])] if listed else [])
+        # A child that sets no timing of its own keeps its fast parent's (alert-test per channel).
+        fast = listed or (fast_parent and not any(k in node for k in ("group_wait", "group_interval")))
         # A group sends at most one update a minute (the critical path and the exporter-down
         # page: every 2s at most, each a change worth a message), and repeats a still-firing alert at most once per 5 minutes
         # (the Watchdog, for the dead man's switch); the others hourly or less.
@@ -131,7 +133,7 @@ def test_grouping_and_timings_follow_the_design() -> None:
         if node.get("matchers") != ['alertname="Watchdog"']:
             assert seconds(opts["repeat_interval"]) >= 3600, node
         for child in node.get("routes", []):
-            visit(child, opts)
+            visit(child, opts, fast)
 
     visit(route, {})
     assert fast_seen == FAST_ROUTES

@@ -20,7 +20,8 @@ from exporter.alerting import receivers as alerting
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "alertmanager" / "alertmanager.yml"
 RECEIVERS = ["data-critical", "data-warning", "data-info", "trading-critical", "trading-warning",
-             "trading-info", "watchdog", "alert-test"]
+             "trading-info", "watchdog", "alert-test", "alert-test-slack", "alert-test-telegram",
+             "alert-test-email", "alert-test-webhook"]
 
 
 def render(env: dict[str, str], **kwargs: Any) -> dict[str, Any]:
@@ -88,6 +89,9 @@ def test_every_channel_by_severity(secrets: dict[str, str]) -> None:
     assert integrations(config, "alert-test") == ["email", "slack", "telegram", "webhook"]
     assert all(i["send_resolved"] is False for key, value in receiver(config, "alert-test").items()
                if key.endswith("_configs") for i in value)
+    for channel in ("email", "slack", "telegram", "webhook"):  # a test of one channel: that one alone
+        assert integrations(config, f"alert-test-{channel}") == [channel]
+    assert integrations(render({"FEEDWATCH_WEBHOOK_URL": "https://hooks.example.com/x"}), "alert-test-slack") == []
     # Watchdog falls back to the generic webhook.
     assert receiver(config, "watchdog")["webhook_configs"] == [
         {"send_resolved": False, "url": "https://hooks.example.com/feedwatch"}]

@@ -83,7 +83,8 @@ def test_run_help_shows_defaults_and_choices(capsys: pytest.CaptureFixture[str])
         assert expected in text, expected
 
 
-@pytest.mark.parametrize("command", ["run", "check-config", "simulate", "demo", "alertmanager-config", "alert-test"])
+@pytest.mark.parametrize("command", ["run", "check-config", "simulate", "demo", "alertmanager-config", "alert-test",
+                                     "incidents"])
 def test_every_option_says_its_default_or_that_it_is_required(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Each option with a value documents its default (or none, or required): a user never has to
     read the source to know what happens when they leave it out."""

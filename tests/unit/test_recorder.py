@@ -1,0 +1,97 @@
+"""The frame recorder: its ring stays within its bounds, recordings round-trip, continuous files rotate."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.config import ConfigError, FeedConfig, load_data
+from exporter.feeds.recorder import (
+    ContinuousConfig,
+    FrameRing,
+    Recorder,
+    RecorderConfig,
+    RecordingError,
+    read_recording,
+    recording_header,
+    write_recording,
+)
+
+FEED = FeedConfig(name="stocks", kind="polygon", url="wss://x.invalid", symbols=("AAPL",))
+
+
+def test_the_ring_keeps_the_window_and_the_byte_bound():
+    ring = FrameRing(FEED, window=10.0, max_frames=1000, max_bytes=50)
+    for i in range(20):
+        ring.frames.append((float(i), b"0123456789"))         # what the link's read loop does
+    fresh = ring.trim(20.0)
+    assert len(fresh) == 20                                    # everything was new
+    # 10 s window: frames from t=10 on; then the byte bound keeps the newest 5 (50 bytes).
+    assert [t for t, _ in ring.frames] == [15.0, 16.0, 17.0, 18.0, 19.0] and ring.bytes == 50
+    ring.frames.append((20.5, b"x"))
+    assert ring.trim(21.0) == [(20.5, b"x")]                  # only what arrived since the last trim
+    assert ring.bytes == 41 and [t for t, _ in ring.frames][0] == 16.0
+    assert ring.window_frames(21.0, seconds=2.0) == [(19.0, b"0123456789"), (20.5, b"x")]
+
+
+def test_a_saturated_ring_is_recounted_and_the_overrun_noted():
+    ring = FrameRing(FEED, window=1e9, max_frames=4, max_bytes=10**9)
+    ring.frames.extend((float(i), b"ab") for i in range(4))
+    ring.trim(5.0)
+    ring.frames.extend((float(i), b"abc") for i in range(5, 11))   # pushes out what the trim saw last
+    fresh = ring.trim(11.0)
+    assert [t for t, _ in fresh] == [7.0, 8.0, 9.0, 10.0] and ring.bytes == 12 and ring.lost == 1
+
+
+def test_recordings_round_trip_text_and_binary_frames(tmp_path):
+    frames = [(1.5, b'[{"ev":"T","sym":"AAPL","p":189.5}]'), (1.75, '{"already": "text"}'), (2.0, b"\xff\x00\x01")]
+    path = tmp_path / "r.fwrec.gz"
+    write_recording(path, recording_header(FEED, frames, note="test"), frames)
+    header, back = read_recording(path)
+    assert header["feed"] == "stocks" and header["kind"] == "polygon" and header["frames"] == 3
+    assert header["started_at"] == 1.5 and header["ended_at"] == 2.0 and header["note"] == "test"
+    assert back == [(1.5, '[{"ev":"T","sym":"AAPL","p":189.5}]'), (1.75, '{"already": "text"}'), (2.0, b"\xff\x00\x01")]
+    with gzip.open(path, "rt") as fh:                            # readable with zcat
+        assert json.loads(fh.readlines()[1]) == [1.5, '[{"ev":"T","sym":"AAPL","p":189.5}]']
+
+
+@pytest.mark.parametrize("content", [b"not gzip at all", gzip.compress(b'{"hello": 1}\n'),
+                                     gzip.compress(b'{"feedwatch_recording": 1}\n[1.0]\n')])
+def test_a_file_that_is_not_a_recording_is_refused_with_its_path(tmp_path, content):
+    path = tmp_path / "bad.fwrec.gz"
+    path.write_bytes(content)
+    with pytest.raises(RecordingError, match="bad.fwrec.gz"):
+        read_recording(path)
+
+
+def test_continuous_recording_writes_new_frames_and_rotates(tmp_path):
+    clock = FakeClock(1_700_000_000.0)
+    config = RecorderConfig(continuous=ContinuousConfig(dir=str(tmp_path), rotate_every=60.0, keep=2))
+    recorder = Recorder(config, [FEED], clock)
+    ring = recorder.ring("stocks")
+    for minute in range(4):
+        for i in range(3):
+            ring.frames.append((clock.time() + i, f"frame {minute}.{i}".encode()))
+        recorder._write_all(recorder.trim(), clock.time())
+        clock.advance(61)
+    recorder.close()
+    files = sorted(tmp_path.glob("stocks-*-continuous.fwrec.gz"))
+    assert len(files) == 2                                        # keep: 2, the oldest deleted
+    header, frames = read_recording(files[-1])
+    assert [data for _, data in frames] == ["frame 3.0", "frame 3.1", "frame 3.2"]
+    assert recorder.writer.written["stocks"] == 12
+    assert 'feedwatch_recorder_written_frames_total{feed="stocks"} 12' in recorder.render(clock.time())
+
+
+def test_recorder_config_is_strict_and_checked():
+    config = load_data({"feeds": [{"name": "s", "kind": "polygon", "url": "wss://x", "symbols": ["A"]}],
+                        "recorder": {"window": "30s", "feeds": ["s"]}}, environ={})
+    assert config.recorder.window == 30.0 and config.recorder.feeds == ("s",)
+    with pytest.raises(ConfigError) as exc:
+        load_data({"feeds": [], "recorder": {"feeds": ["nope"], "max_frames": 0, "windw": "1s"}}, environ={})
+    assert exc.value.errors == ["recorder.windw: unknown key (did you mean 'window'?)",
+                                "recorder.feeds[0]: unknown feed 'nope' (feeds: none)",
+                                "recorder.max_frames: must be at least 1, got 0"]
