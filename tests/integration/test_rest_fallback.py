@@ -98,6 +98,7 @@ async def test_socket_down_rest_keeps_prices_moving_then_the_socket_takes_over_a
         assert view["acknowledged"] is False                   # the socket's subscription is gone
         strict = await get_json(url + "/api/v1/symbols/stocks/AAPL?source=ws")
         assert strict["fresh"] is False and strict["required_source"] == "ws" and strict["state"] == "healthy"
+        assert (view["reason"], strict["reason"], view["frozen"]) == (None, "source", False)
         status = next(f for f in (await get_json(url + "/api/v1/status"))["feeds"] if f["name"] == "stocks")
         assert status["up"] is False and status["is_healthy"] is False  # REST never makes the socket look alive
         text = await scrape(url)

@@ -74,7 +74,7 @@ def test_a_config_over_the_caps_is_refused_with_the_key():
 def test_admit_refuses_past_the_feed_cap_and_counts():
     clock = FakeClock(1_700_000_000.0)
     config = load_data({"feeds": [feed(symbols=["AAPL"], max_symbols=3)]}, environ={})
-    book = Book(config.feeds, clock.time(), config.max_symbols)
+    book = Book(config.feeds, clock.time(), max_symbols=config.max_symbols)
     stocks = book.feeds["stocks"]
     added, refused = stocks.admit(["AAPL", "MSFT", "*", "NVDA", "TSLA", "AMD"], clock.time())
     assert added == ["MSFT", "NVDA"]                       # AAPL was there; room for two more
@@ -86,7 +86,7 @@ def test_admit_refuses_past_the_feed_cap_and_counts():
 def test_admit_refuses_past_the_exporter_cap_across_feeds():
     clock = FakeClock(1_700_000_000.0)
     config = load_data({"max_symbols": 4, "feeds": [feed("a", ["A1", "A2"]), feed("b", ["B1"])]}, environ={})
-    book = Book(config.feeds, clock.time(), config.max_symbols)
+    book = Book(config.feeds, clock.time(), max_symbols=config.max_symbols)
     assert book.feeds["b"].admit(["B2", "B3"], clock.time()) == (["B2"], {"B3": "exporter_limit"})
     assert book.feeds["a"].admit(["A3"], clock.time()) == ([], {"A3": "exporter_limit"})
     book.feeds["a"].remove_symbol("A1")                    # room again
