@@ -70,13 +70,17 @@ class Service:
         self.config = config = share.config
         self.clock = clock or SystemClock()
         self.sweep_interval = sweep_interval
-        self.book = Book(config.feeds, self.clock.time())
+        self.book = Book(config.feeds, self.clock.time(), config.instruments,
+                         max_symbols=config.max_symbols)
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
         self.standby = StandbyFeeds(self, share.standby)
-        self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock, owns=shard.owns, standby=self.standby)
-                          if config.watchlist.trigger_dir else None)
+        # Always there: trigger files when watchlist.trigger_dir is set, the admin API when
+        # watchlist.api has a credential (exporter/web/watchlist_api.py calls watch/unwatch).
+        # Sharded, it honours only the (feed, symbol) pairs this shard owns.
+        self.watchlist = Watchlist(config.watchlist, self.runners, self.clock, self.book,
+                                   shard=shard, standby=self.standby)
         self.recorder = Recorder(config.recorder, config.feeds, self.clock)
         for name, runner in self.runners.items():
             runner.recording = self.recorder.ring(name)
@@ -113,8 +117,7 @@ class Service:
         for runner in self.runners.values():
             await runner.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="feedwatch-sweeper")
-        if self.watchlist is not None:
-            await self.watchlist.start()
+        await self.watchlist.start()
         where = f" (shard {self.shard}; {len(self.standby.configs)} feed(s) on standby)" if self.shard.sharded else ""
         log.info("watching %d feed(s), %d symbol(s)%s", len(self.runners), self.book.symbol_count(), where)
         self.warn_calendars_ending()
@@ -132,8 +135,7 @@ class Service:
                         extra={"market": cal.name, "until": str(cal.end)})
 
     async def stop(self) -> None:
-        if self.watchlist is not None:
-            await self.watchlist.stop()
+        await self.watchlist.stop()
         tasks = [t for t in (self._sweeper, *self._resubscribes) if t is not None]
         for task in tasks:
             task.cancel()
@@ -179,7 +181,7 @@ class Service:
         """
         share = self.shard.share(config)
         config, now = share.config, self.clock.time()
-        managed = self.watchlist.managed if self.watchlist is not None else {}
+        managed = self.watchlist.managed
         # Feeds up only for trigger files (no configured symbol on this shard) are running
         # feeds too: compared as such, those still on standby stay up with their trigger symbols.
         configured = {feed.name for feed in self.config.feeds}
@@ -193,6 +195,7 @@ class Service:
             if config.trading != self.config.trading:
                 done.append("trading: accounts, limits and settings reloaded")
         changes = feed_changes(old, new)
+        self.book.max_symbols = config.max_symbols
         for name in changes.removed:
             await self.runners.pop(name).stop()
             self.book.remove_feed(name)
@@ -215,9 +218,10 @@ class Service:
             mine.difference_update(feed.symbols)  # now configured: no longer the watchlist's to drop
             book.reconfigure(feed, now)
             runner.reconfigure(feed)
+            await runner.reconfigure_rest()
             gone = [s for s in runner.symbols() if s not in feed.symbols and s not in mine]
             removed = await runner.remove_symbols(gone) if gone else []
-            added = await runner.add_symbols(feed.symbols)
+            added = await runner.add_symbols(feed.symbols, configured=True)
             done.append(f"feed {feed.name}: settings reloaded, connections kept{_symbols(added, removed)}")
         for feed in changes.added:
             book = self.book.add_feed(feed, now)
@@ -228,6 +232,9 @@ class Service:
             done.append(f"feed {feed.name}: added")
         self.standby.configs = share.standby
         await self._apply_watchlist(config)
+        if config.instruments != old.instruments:
+            self.book.instruments = {k: dict(v) for k, v in config.instruments.items()}
+            done.append("instruments: reloaded")
         self.config = config
         for line in done:
             log.info("configuration reload: %s", line)
@@ -248,25 +255,21 @@ class Service:
         return added, removed
 
     async def _apply_watchlist(self, config: Config) -> None:
-        new = config.watchlist
-        if self.watchlist is not None and new.trigger_dir:
-            self.watchlist.config = new   # read at every scan: directory, ttl, interval
-            return
-        if self.watchlist is not None:    # switched off: its symbols go with it
-            watchlist, self.watchlist = self.watchlist, None
-            await watchlist.stop()
-            for name, symbols in watchlist.managed.items():
-                if symbols and name in self.runners:
-                    await self.runners[name].remove_symbols(sorted(symbols))
-                    if name in self.standby and not self.runners[name].symbols():
-                        await self.standby.deactivate(name)  # it was up for trigger files only
-        elif new.trigger_dir:
-            self.watchlist = Watchlist(new, self.runners, self.clock, owns=self.shard.owns, standby=self.standby)
-            await self.watchlist.start()
+        """Read at every scan: directory, ttl, interval. A trigger_dir switched off drops the
+        file triggers' symbols at the next scan (a feed up for them alone goes back to standby);
+        the API's keep their expiry."""
+        self.watchlist.config = config.watchlist
+        await self.watchlist.scan()
 
     def sweep(self) -> list[Transition]:
-        """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
-        changes = self.book.sweep(self.clock.time())
+        """Classify every symbol now; log and act on the changes; sample how far behind each
+        feed's processing is (the sweeper calls this every second)."""
+        now = self.clock.time()
+        for name, runner in self.runners.items():
+            feed = self.book.feeds.get(name)
+            if feed is not None:
+                feed.sample_lag(now, runner.receive_backlog())
+        changes = self.book.sweep(now)
         for change in changes[:MAX_TRANSITION_LINES]:
             log.info("%s", change.describe(), extra=change.fields())
         if len(changes) > MAX_TRANSITION_LINES:

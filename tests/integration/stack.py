@@ -17,7 +17,7 @@ degraded 5s, stale 8s), so a stalled symbol alerts within about ten seconds.
 API::
 
     with running_stack(tmp_path) as stack:          # or start_stack(...) / stack.stop()
-        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API
+        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API (value= too)
         alert = stack.wait_for_alert(lambda a: a["labels"]["alertname"] == "FeedSymbolStale",
                                      timeout=30, what="FeedSymbolStale")
         stack.query('feedwatch_symbol_state{symbol="AAPL"}')    # Prometheus instant query
@@ -27,7 +27,8 @@ API::
         stack.simulators["stocks"].ws_url / .control_url
 
 ``start_stack`` arguments: ``exporter_config`` (YAML text; simulator URLs arrive as environment
-variables ``SIM_<NAME>_URL``, expanded by the exporter's own ``${...}`` support), ``simulators``
+variables ``SIM_<NAME>_URL``, and ``SIM_<NAME>_CONTROL_URL`` for the simulator's HTTP server with
+its REST snapshots, expanded by the exporter's own ``${...}`` support), ``simulators``
 (name -> ``feedwatch simulate`` arguments, ``--port``/``--control-port`` are added),
 ``time_scale``, ``alertmanager_env`` (extra FEEDWATCH_* channel variables), ``interval``
 (scrape and evaluation, default 1s; None keeps the committed ones: 5s for the feedwatch job and
@@ -275,11 +276,13 @@ class Stack:
         finally:
             self.post_alerts([alert(time.time() - 0.5)])
 
-    def fault(self, simulator: str, name: str, symbol: str | None = None) -> dict[str, Any]:
+    def fault(self, simulator: str, name: str, symbol: str | None = None,
+              value: float | None = None) -> dict[str, Any]:
         """Switch a fault on a simulator (POST /faults/NAME); returns its state after the change."""
         url = f"{self.simulators[simulator].control_url}/faults/{name}"
-        if symbol:
-            url += "?" + urllib.parse.urlencode({"symbol": symbol})
+        query = {k: v for k, v in (("symbol", symbol), ("value", value)) if v is not None}
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
         req = urllib.request.Request(url, method="POST", data=b"")
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.load(resp)
@@ -369,6 +372,7 @@ def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CON
                 sim = _start_simulator(name, args, workdir)
                 stack.simulators[name] = sim
                 env[f"SIM_{name.upper()}_URL"] = sim.ws_url
+                env[f"SIM_{name.upper()}_CONTROL_URL"] = sim.control_url  # its REST snapshots too
             config_path = workdir / "feedwatch.yml"
             config_path.write_text(exporter_config)
             port = free_port()

@@ -31,6 +31,8 @@ DESIGN_ALERTS = {
     "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding", "FeedwatchConfigReloadFailed",
     # Replicas and shards (docs/scaling.md).
     "FeedwatchReplicaDown", "FeedReplicaUnhealthy", "FeedwatchShardMislabelled", "FeedwatchShardMissing",
+    "FeedRestFallbackActive", "FeedSymbolsRefused",
+    "FeedSymbolFrozen", "FeedPriceDeviation", "FeedwatchFallingBehind",
 }
 SEVERITIES = {"critical", "warning", "info", "none"}
 
