@@ -717,28 +717,33 @@ def _suggest(key: str, known: Collection[str], more: Collection[str] = (), other
 
 # --- loading ----------------------------------------------------------------------------------
 
-def load_file(path: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML file; raises ConfigError listing every problem."""
+def load_file(path: str, environ: Mapping[str, str] | None = None, *, shard: str | None = None) -> Config:
+    """Read and validate a YAML file; raises ConfigError listing every problem.
+
+    ``shard`` (``--shard``) overrides the file's ``shard:`` before the checks that depend on it
+    (the symbol caps count this shard's share)."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigError([f"{path}: {exc.strerror or exc}"]) from exc
-    return load_text(text, environ, source=path)
+    return load_text(text, environ, source=path, shard=shard)
 
 
-def load_text(text: str, environ: Mapping[str, str] | None = None, source: str = "<config>") -> Config:
+def load_text(text: str, environ: Mapping[str, str] | None = None, source: str = "<config>", *,
+              shard: str | None = None) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"{source}:{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
-    return load_data(data if data is not None else {}, environ)
+    return load_data(data if data is not None else {}, environ, shard=shard)
 
 
-def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML (a dict); raises ConfigError listing every problem."""
+def load_data(data: Any, environ: Mapping[str, str] | None = None, *, shard: str | None = None) -> Config:
+    """Validate already-parsed YAML (a dict); raises ConfigError listing every problem.
+    ``shard``: as for ``load_file``."""
     environ = os.environ if environ is None else environ
     errors: list[str] = []
     if not isinstance(data, dict):
@@ -749,6 +754,8 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
     config = build_dataclass(Config, top, "", errors, environ, skip=frozenset({"feeds", *sections}))
     if config is None:
         config = Config()
+    if shard is not None:
+        config = dataclasses.replace(config, shard=shard.strip())
     config.thresholds.validate("thresholds", errors)
     custom = market_calendars(config.markets, errors)
 
@@ -757,6 +764,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         errors.append(f"feeds: expected a list, got {_describe(feeds_raw)}")
         feeds_raw = []
     seen: dict[str, int] = {}
+    positions: list[int] = []   # each built feed's index in the file, for key paths
     for i, raw in enumerate(feeds_raw):
         feed = _build_feed(raw, f"feeds[{i}]", config.thresholds, custom, errors, environ)
         if feed is None:
@@ -765,6 +773,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
             errors.append(f"feeds[{i}].name: duplicate feed name {feed.name!r} (also feeds[{seen[feed.name]}])")
         seen[feed.name] = i
         feeds.append(feed)
+        positions.append(i)
 
     built: dict[str, Any] = {}
     for name in sections:
@@ -792,13 +801,8 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
     if watchlist.default_feed is not None and watchlist.default_feed not in seen:
         errors.append(f"watchlist.default_feed: no feed named {watchlist.default_feed!r} "
                       f"(feeds: {', '.join(seen) or 'none'})")
-    if config.max_symbols < 1:
-        errors.append(f"max_symbols: must be at least 1, got {config.max_symbols}")
-    elif sum(len(f.symbols) for f in feeds) > config.max_symbols:
-        errors.append(f"max_symbols: the feeds list {sum(len(f.symbols) for f in feeds)} symbols together, more "
-                      f"than max_symbols ({config.max_symbols}); raise it if your Prometheus can hold the series "
-                      f"(docs/configuration.md#max_symbols)")
     check_instruments(config.instruments, feeds, errors)
+    check_symbol_caps(config, list(zip(positions, feeds)), errors)
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
     if not config.telemetry_path.startswith("/"):
@@ -896,10 +900,7 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
         errors.append(f"{path}.rest.fields: only generic feeds take field paths")
     if feed.max_symbols < 1:
         errors.append(f"{path}.max_symbols: must be at least 1, got {feed.max_symbols}")
-    elif len(feed.symbols) > feed.max_symbols:
-        errors.append(f"{path}.symbols: {len(feed.symbols)} symbols, more than {path}.max_symbols "
-                      f"({feed.max_symbols}); raise max_symbols if your Prometheus can hold the series "
-                      f"(docs/configuration.md#max_symbols), or split the list over several feeds")
+    # (Its symbols against max_symbols: in check_symbol_caps, which knows the shard.)
     if not 0 < feed.first_print_max_deviation:
         errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
     feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved,
@@ -909,6 +910,34 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
         for problem in check(feed):  # venue rules: "channels[2]: ..." relative to the feed
             errors.append(f"{path}.{problem}")
     return feed
+
+
+def check_symbol_caps(config: Config, feeds: Collection[tuple[int, FeedConfig]], errors: list[str]) -> None:
+    """Each feed's symbols against its ``max_symbols``, all of them against the top-level one.
+
+    Sharded (``shard:``, or ``--shard`` through ``load_file``), only the symbols this shard owns
+    count: the caps bound one process, and each replica watches its share of the file.
+    """
+    try:
+        shard = Shard.parse(config.shard).bound(config) if config.shard != "0/1" else Shard()
+    except ValueError:
+        return  # the shard's own error is reported; counting needs it
+    where = f" on shard {shard}" if shard.sharded else ""
+    total = 0
+    for i, feed in feeds:
+        count = len(feed.symbols) if not shard.sharded else sum(shard.owns(feed.name, s) for s in feed.symbols)
+        total += count
+        if feed.max_symbols >= 1 and count > feed.max_symbols:
+            errors.append(f"feeds[{i}].symbols: {count} symbols{where}, more than feeds[{i}].max_symbols "
+                          f"({feed.max_symbols}); raise max_symbols if your Prometheus can hold the series "
+                          f"(docs/configuration.md#max_symbols), or split the list over several feeds"
+                          f"{' or shards' if shard.sharded else ''}")
+    if config.max_symbols < 1:
+        errors.append(f"max_symbols: must be at least 1, got {config.max_symbols}")
+    elif total > config.max_symbols:
+        errors.append(f"max_symbols: the feeds list {total} symbols together{where}, more than max_symbols "
+                      f"({config.max_symbols}); raise it if your Prometheus can hold the series "
+                      f"(docs/configuration.md#max_symbols){', or run more shards' if shard.sharded else ''}")
 
 
 def check_instruments(instruments: Mapping[str, Mapping[str, str] | None], feeds: Collection[FeedConfig],

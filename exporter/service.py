@@ -65,7 +65,8 @@ MAX_TRANSITION_LINES = 20
 class Service:
     def __init__(self, config: Config, clock: SystemClock | None = None, sweep_interval: float = 1.0,
                  shard: Shard = Shard()) -> None:
-        self.shard = shard
+        # Bound to the file's instruments: their members are placed together (exporter/sharding.py).
+        self.shard = shard = shard.bound(config)
         share = shard.share(config)
         self.config = config = share.config
         self.clock = clock or SystemClock()
@@ -180,6 +181,8 @@ class Service:
         changed, one line each, for the log. ``check(config)`` must be empty.
         """
         share = self.shard.share(config)
+        # Run-time additions are judged by the reloaded file's instruments too.
+        self.shard = self.watchlist.shard = self.shard.bound(config)
         config, now = share.config, self.clock.time()
         managed = self.watchlist.managed
         # Feeds up only for trigger files (no configured symbol on this shard) are running

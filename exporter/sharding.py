@@ -16,6 +16,11 @@ shard, and nothing moves between the shards that stay. Dropping a shard moves on
 symbols. The hash is keyed BLAKE2, the same in every process and every Python (never the salted
 built-in ``hash()``), and pinned by tests: changing it would reshuffle every deployment.
 
+The members of an instrument (config ``instruments:``, one instrument on several feeds, whose
+prices the exporter compares with each other) are watched together, by the shard their
+instrument's name hashes to (``instrument_owner``): a comparison needs every member's price in one
+process. ``Shard.bound(config)`` knows them; ``share`` binds itself.
+
 What is not a (feed, symbol) pair belongs to shard 0, whatever N is, so it never moves when N
 changes: a feed configured without symbols (the trading bot's event stream, a feed fed only by
 trigger files) and the ``trading:`` section with its state file and push API. A replica opens no
@@ -31,7 +36,7 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -48,11 +53,29 @@ _SALTS = tuple(_salt(i) for i in range(MAX_SHARDS))
 
 
 def owner(feed: str, symbol: str, count: int) -> int:
-    """The shard (0 to count-1) that watches ``symbol`` on ``feed`` when there are ``count``."""
+    """The shard (0 to count-1) that watches ``symbol`` on ``feed`` when there are ``count``.
+
+    Not for a member of an instrument (config ``instruments:``): those go where their instrument
+    goes (``instrument_owner``; ``Shard.bound(config).owner_of`` knows both).
+    """
+    # Feed names cannot contain NUL (config validation), so the key is unambiguous.
+    return _rendezvous(feed.encode() + b"\0" + symbol.encode(), count)
+
+
+def instrument_owner(instrument: str, count: int) -> int:
+    """The shard that watches every member of ``instrument`` (config ``instruments:``).
+
+    The exporter compares an instrument's prices across its feeds in one process
+    (``Book.deviations``), so its members must share a shard: hashed by the instrument's name
+    (rendezvous too, so changing N moves instruments like symbols), in a key space no
+    (feed, symbol) pair can reach (a key starting with NUL: a feed name is never empty).
+    """
+    return _rendezvous(b"\0instrument\0" + instrument.encode(), count)
+
+
+def _rendezvous(key: bytes, count: int) -> int:
     if count == 1:
         return 0
-    # Feed names cannot contain NUL (config validation), so the key is unambiguous.
-    key = feed.encode() + b"\0" + symbol.encode()
     best, best_weight = 0, b""
     for index in range(count):
         weight = hashlib.blake2b(key, digest_size=8, salt=_SALTS[index]).digest()
@@ -80,6 +103,8 @@ class Shard:
 
     index: int = 0
     count: int = 1
+    # (feed, symbol) -> instrument, for the members of the config's instruments (``bound``).
+    pinned: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_SHARDS:
@@ -103,17 +128,31 @@ class Shard:
     def sharded(self) -> bool:
         return self.count > 1
 
+    def bound(self, config: Any) -> "Shard":
+        """This shard knowing ``config``'s instruments, whose members it places together."""
+        pinned = {(feed, symbol): name for name, members in (config.instruments or {}).items()
+                  for feed, symbol in (members or {}).items()}
+        return dataclasses.replace(self, pinned=pinned)
+
+    def owner_of(self, feed: str, symbol: str) -> int:
+        """The shard that watches ``symbol`` on ``feed``: its instrument's, if it is a member of one."""
+        instrument = self.pinned.get((feed, symbol))
+        if instrument is not None:
+            return instrument_owner(instrument, self.count)
+        return owner(feed, symbol, self.count)
+
     def owns(self, feed: str, symbol: str) -> bool:
-        return owner(feed, symbol, self.count) == self.index
+        return self.owner_of(feed, symbol) == self.index
 
     def share(self, config: Any) -> Share:
         """This shard's part of ``config`` (an ``exporter.config.Config``); see ``Share``."""
         if not self.sharded:
             return Share(config)
+        shard = self.bound(config)
         feeds, standby = [], {}
         for feed in config.feeds:
             if feed.symbols:
-                mine = tuple(s for s in feed.symbols if self.owns(feed.name, s))
+                mine = tuple(s for s in feed.symbols if shard.owns(feed.name, s))
                 if mine:
                     feeds.append(dataclasses.replace(feed, symbols=mine))
                 else:

@@ -34,8 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        config = load_file(args.file)
-        shard = Shard.parse(args.shard or config.shard)
+        if args.shard:
+            Shard.parse(args.shard)   # its own message first
+        config = load_file(args.file, shard=args.shard)   # the caps count this shard's share
+        shard = Shard.parse(config.shard)
     except ConfigError as exc:
         report_problems(f"{args.file}: {len(exc.errors)} problem(s):", exc.errors)
         return 1

@@ -84,14 +84,27 @@ def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:
         if not args.telemetry_path.startswith("/"):
             raise ValueError(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")
         changes["telemetry_path"] = args.telemetry_path
-    shard = getattr(args, "shard", None)
+    shard = shard_flag(args)
     if shard:
-        try:
-            Shard.parse(shard)
-        except ValueError as exc:
-            raise ValueError(f"--shard: {exc}") from None
-        changes["shard"] = shard.strip()
+        changes["shard"] = shard
     return dataclasses.replace(config, **changes) if changes else config
+
+
+def shard_flag(args: argparse.Namespace) -> str | None:
+    """``--shard``, checked (ValueError naming the flag); None when not given."""
+    shard = getattr(args, "shard", None)
+    if not shard:
+        return None
+    try:
+        Shard.parse(shard)
+    except ValueError as exc:
+        raise ValueError(f"--shard: {exc}") from None
+    return shard.strip()
+
+
+def load_config(args: argparse.Namespace, environ=None) -> Config:
+    """The file with the command line's overrides; the symbol caps count the --shard's share."""
+    return apply_web_flags(load_file(args.config_file, environ, shard=shard_flag(args)), args)
 
 
 class _EarlyHangup:
@@ -109,7 +122,7 @@ class _EarlyHangup:
 def main(args: argparse.Namespace) -> int:
     early = _EarlyHangup()
     try:
-        config = apply_web_flags(load_file(args.config_file), args)
+        config = load_config(args)
         web_access = load_web_config(args.web_config_file)
     except ConfigError as exc:
         report_problems(f"feedwatch: invalid configuration ({len(exc.errors)} problem(s)):", exc.errors)
@@ -117,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
-    load = lambda: apply_web_flags(load_file(args.config_file), args)  # noqa: E731 (what a reload re-reads)
+    load = lambda: load_config(args)  # noqa: E731 (what a reload re-reads)
     return asyncio.run(serve(config, web_access, load=load, source=args.config_file, early=early,
                              reset_trading_state=args.reset_trading_state))
 

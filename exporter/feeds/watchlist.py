@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from exporter.config import WatchlistConfig, format_duration, parse_duration, symbol_problem
-from exporter.sharding import Shard, owner
+from exporter.sharding import Shard
 
 if TYPE_CHECKING:
     from exporter.book import Book
@@ -251,7 +251,7 @@ class Watchlist:
         shard = self.shard
         if shard.owns(feed, symbol):
             return None
-        theirs = owner(feed, symbol, shard.count)
+        theirs = shard.owner_of(feed, symbol)
         return Change(421, f"{symbol!r} on feed {feed!r} belongs to shard {theirs} of {shard.count}; this replica "
                            f"is shard {shard} and adds only its own symbols: send the request to a replica of "
                            f"shard {theirs} (docs/scaling.md)", owner=theirs)

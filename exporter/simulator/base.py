@@ -293,6 +293,8 @@ class Stats:
     rest_refused: int = 0       # of those, answered with an error or a rate limit
     # (loop time, status) of the latest REST answers, oldest first: tests check the pacing.
     rest_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
+    # Snapshots answered per symbol (a batched request counts each symbol it answers).
+    rest_symbols: dict[str, int] = field(default_factory=dict)
     flood_frames: int = 0       # frames sent by the flood fault
     replayed: int = 0           # recorded frames sent (replay mode)
     replays_completed: int = 0  # connections that received the whole recording

@@ -13,7 +13,8 @@ Only the simulator's own venue answers (the others 404). A symbol that does not 
 (``--symbols`` given and it is not listed) gets the venue's not-found answer. Faults (``rest_error``:
 HTTP 500; ``rest_rate_limit``: 429 with ``Retry-After: 1``, and on Binance 418 from the fourth
 refused request, as Binance bans an IP that ignores its 429s) apply to every venue. Counted in
-``stats.rest_requests`` / ``rest_refused``, with each answer's (loop time, status) in ``rest_log``.
+``stats.rest_requests`` / ``rest_refused``, with each answer's (loop time, status) in ``rest_log``
+and the snapshots answered per symbol in ``rest_symbols``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _guarded(sim: Any, handler: Callable[[Any, web.Request], Awaitable[web.Respo
 def _tick(sim: Any, symbol: str) -> Any | None:
     if not sim.market.trades(symbol):
         return None
+    sim.stats.rest_symbols[symbol] = sim.stats.rest_symbols.get(symbol, 0) + 1
     return sim.market.tick(symbol, time.time())
 
 

@@ -298,6 +298,7 @@ class Simulator:
             "drops": stats.drops,
             "rest_requests": stats.rest_requests,
             "rest_refused": stats.rest_refused,
+            "rest_symbols": dict(stats.rest_symbols),
             "flood_frames": stats.flood_frames,
             "replay": None if self.replay is None else {"frames": len(self.replay), "speed": self.replay_speed,
                                                         "sent": stats.replayed,

@@ -63,7 +63,7 @@ from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
 from exporter.exposition import CONTENT_TYPE_TEXT, Exposition, negotiate
 from exporter.plugins import WEB_EXTENSIONS
-from exporter.sharding import Shard, owner
+from exporter.sharding import Shard
 from exporter.version import __version__
 from exporter.web import guard, status
 from exporter.web.history import History, feed_staleness
@@ -457,13 +457,13 @@ async def api_status(request: web.Request) -> web.Response:
 
 def _other_shard(app: web.Application, feed_name: str, symbol: str) -> str | None:
     """Sharded: why another replica, not this one, answers for ``symbol`` (421 Misdirected Request)."""
-    shard = Shard.parse(app[CONFIG].shard)
+    shard = Shard.parse(app[CONFIG].shard).bound(app[CONFIG])   # an instrument's members go together
     if not shard.sharded:
         return None
     standby = getattr(app.get(SERVICE), "standby", ())
     if feed_name not in app[BOOK].feeds and feed_name not in standby:
         return None  # no such feed anywhere: a plain 404
-    theirs = owner(feed_name, symbol, shard.count)
+    theirs = shard.owner_of(feed_name, symbol)
     if theirs == shard.index:
         return None
     return (f"{symbol!r} on feed {feed_name!r} belongs to shard {theirs} of {shard.count}; this replica is "

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from exporter.config import ConfigError, load_data
-from exporter.sharding import MAX_SHARDS, Shard, owner
+from exporter.sharding import MAX_SHARDS, Shard, instrument_owner, owner
 
 SYMBOLS = [f"S{i:05d}" for i in range(20_000)]
 
@@ -164,3 +164,43 @@ def test_shard_info_exposition():
         "# HELP feedwatch_shard_info Always 1; this replica's shard (0 to shards-1) and the number of shards.\n"
         "# TYPE feedwatch_shard_info gauge\n"
         'feedwatch_shard_info{shard="1",shards="3"} 1\n')
+
+
+INSTRUMENTS = {
+    "feeds": [
+        {"name": "binance", "kind": "binance", "url": "ws://a", "symbols": [f"C{i}USDT" for i in range(40)]},
+        {"name": "bybit", "kind": "bybit", "url": "ws://b", "symbols": [f"C{i}USDT" for i in range(40)]},
+    ],
+    # One instrument per coin on both venues, named like the coin.
+    "instruments": {f"C{i}": {"binance": f"C{i}USDT", "bybit": f"C{i}USDT"} for i in range(20)},
+}
+
+
+def test_the_instrument_hash_is_pinned():
+    assert [instrument_owner("BTC", n) for n in range(1, 9)] == [0, 1, 1, 1, 1, 1, 1, 1]
+    assert [instrument_owner("ETH", n) for n in range(1, 9)] == [0, 1, 2, 2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_an_instruments_members_are_watched_by_one_shard(count):
+    """The exporter compares an instrument's prices in one process (Book.deviations): split over
+    shards, every member would see only itself and its deviation would stay unknown for ever."""
+    config = load_data(INSTRUMENTS, {})
+    shares = [Shard(i, count).share(config).config for i in range(count)]
+    watched = [{(f.name, s) for f in share.feeds for s in f.symbols} for share in shares]
+    split = 0
+    for i in range(20):
+        home = instrument_owner(f"C{i}", count)
+        members = {("binance", f"C{i}USDT"), ("bybit", f"C{i}USDT")}
+        assert all(members <= watched[home] if n == home else not members & watched[n] for n in range(count))
+        split += owner("binance", f"C{i}USDT", count) != owner("bybit", f"C{i}USDT", count)
+    assert split, "the plain pair hash would have split some of them: the test shows the pinning"
+    # Symbols outside any instrument keep the pair hash; every pair is still watched exactly once.
+    for i in range(20, 40):
+        for feed in ("binance", "bybit"):
+            assert (feed, f"C{i}USDT") in watched[owner(feed, f"C{i}USDT", count)]
+    assert sum(len(w) for w in watched) == 80
+    # Run-time additions and the 421 answers judge by the same placement.
+    bound = Shard(0, count).bound(config)
+    assert all(bound.owner_of(feed, f"C{i}USDT") == instrument_owner(f"C{i}", count)
+               for i in range(20) for feed in ("binance", "bybit"))

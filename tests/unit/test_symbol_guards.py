@@ -16,6 +16,7 @@ from exporter.config import (
     DEFAULT_FEED_MAX_SYMBOLS, DEFAULT_MAX_SYMBOLS, SYMBOL_MAX_LENGTH, ConfigError, load_data, symbol_problem,
 )
 from exporter.monitor import Monitor
+from exporter.sharding import owner
 
 
 def feed(name="stocks", symbols=("AAPL",), **more):
@@ -69,6 +70,29 @@ def test_a_config_over_the_caps_is_refused_with_the_key():
     assert any(e.startswith("max_symbols: the feeds list 4 symbols together, more than max_symbols (3)")
                for e in errors), errors
     assert errors_of({"max_symbols": 0})[0].startswith("max_symbols: must be at least 1")
+
+
+def test_sharded_the_caps_count_the_shards_own_symbols():
+    """Each replica watches its share of the file (docs/scaling.md): 20 symbols over 2 shards fit
+    caps of 14 on each replica, and the refusal names the shard whose share does not fit."""
+    symbols = [f"S{i:02d}" for i in range(20)]
+    shares = [sum(owner("stocks", s, 2) == i for s in symbols) for i in (0, 1)]
+    assert max(shares) <= 14 < 20 and min(shares) > 0, shares
+    data = {"max_symbols": 14, "feeds": [feed(symbols=symbols, max_symbols=14)]}
+    errors = errors_of(data)   # one exporter watches all 20
+    assert any(e.startswith("feeds[0].symbols: 20 symbols, more than feeds[0].max_symbols (14)") for e in errors)
+    assert any(e.startswith("max_symbols: the feeds list 20 symbols together, more than") for e in errors)
+    for index in (0, 1):   # the file's shard: key, or --shard (load_file's shard=)
+        assert load_data({**data, "shard": f"{index}/2"}, environ={}).max_symbols == 14
+        assert load_data(data, environ={}, shard=f"{index}/2").shard == f"{index}/2"
+    small = min(shares)
+    with pytest.raises(ConfigError) as caught:
+        load_data({"max_symbols": small - 1, "feeds": [feed(symbols=symbols, max_symbols=small - 1)]},
+                  environ={}, shard=f"{shares.index(small)}/2")
+    assert any(e.startswith(f"feeds[0].symbols: {small} symbols on shard {shares.index(small)}/2, more than")
+               and e.endswith("or split the list over several feeds or shards") for e in caught.value.errors)
+    assert any(e.startswith(f"max_symbols: the feeds list {small} symbols together on shard") and
+               e.endswith("or run more shards") for e in caught.value.errors)
 
 
 def test_admit_refuses_past_the_feed_cap_and_counts():
