@@ -28,6 +28,10 @@ STATE = (f"max(shard_feed_symbol:feedwatch_symbol_state:unhealthy{SYMBOL})"
          f" or min(feedwatch_symbol_state{SYMBOL})")
 STALENESS = (f"max(shard_feed_symbol:feedwatch_symbol_staleness_seconds:unhealthy{SYMBOL})"
              f" or min(feedwatch_symbol_staleness_seconds{SYMBOL})")
+# Frozen as FeedSymbolFrozen sees it (its record, which merges the replicas and holds across a
+# restart, is the stuck price: any value means frozen), else the replicas' most favourable view.
+FROZEN = (f"max(feed_symbol:feedwatch_symbol_price:frozen_held{SYMBOL}) * 0 + 1"
+          f" or min(feedwatch_symbol_frozen{SYMBOL})")
 
 
 def build() -> models.Dashboard:
@@ -71,15 +75,18 @@ def build() -> models.Dashboard:
 
     dash = dash.with_panel(
         p.stat_panel("Frozen", "Whether updates keep arriving at one unchanged price (the exporter's "
-                     "thresholds.frozen: 300 repeats over 10 minutes by default). A frozen price is not fresh.",
-                     [p.query(f"max(feedwatch_symbol_frozen{SYMBOL})", "frozen", instant=True)],
+                     "thresholds.frozen: 300 repeats over 10 minutes by default). A frozen price is not fresh. "
+                     "With replicas, as the alert judges it: frozen when no replica that sees the symbol update "
+                     "says the price moves.",
+                     [p.query(FROZEN, "frozen", instant=True)],
                      unit=units.NoUnit, width=12)
         .mappings(p.flag_mappings("frozen", "moving", on_colour="red", off_colour="green"))
         .thresholds(p.plain_thresholds("text")))
     dash = dash.with_panel(
         p.stat_panel("Normal interval (learned)", "The interval between updates the symbol's adaptive "
                      "thresholds learned (thresholds.adaptive; about 1 s for anything faster). Empty "
-                     "for a symbol without adaptive thresholds, or while it is still learning.",
+                     "for a symbol without adaptive thresholds, or while it is still learning. With "
+                     "replicas, the longest any of them learned.",
                      [p.query(f"max(feedwatch_symbol_expected_interval_seconds{SYMBOL})", "interval",
                               instant=True)],
                      unit=units.Seconds, width=12)
@@ -130,7 +137,8 @@ def build() -> models.Dashboard:
     dash = dash.with_panel(
         p.timeseries_panel("Processing lag", "How far behind the venue the exporter processes the feed "
                            "(latency above the venue's own delay, while data waits in its sockets). "
-                           "FeedwatchFallingBehind fires above 1 s for 2 minutes.",
+                           "FeedwatchFallingBehind fires above 1 s for 2 minutes. With replicas or shards, "
+                           "the replica furthest behind.",
                            [p.query(f"max(feedwatch_feed_processing_lag_seconds{FEED})", "$feed")],
                            unit=units.Seconds, width=24, height=6)
         .thresholds(p.warn_above(1.0, warn="orange")))
