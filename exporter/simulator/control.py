@@ -16,7 +16,8 @@
                                        fast as the client takes them (a client that cannot keep up
                                        falls behind)
     GET  /state                        JSON: connections, auth, faults, events sent per symbol,
-                                       subscriptions (all, and per open connection)
+                                       subscriptions (all, and per open connection), REST
+                                       snapshots answered per symbol
     POST /scenarios/NAME[?account=A]   a dialect's scripted scenario (the trading bot's drawdown,
                                        kill_switch, ...: exporter/simulator/trading.py)
     GET  /v2/last/trade/{ticker} ...   the venue's REST snapshot (exporter/simulator/rest.py), for
