@@ -66,7 +66,7 @@ import termios
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 
 import aiohttp
-from aiohttp import WSMsgType
+from aiohttp import WSCloseCode, WSMsgType
 
 from exporter.feeds.base import (
     NOTHING,
@@ -384,7 +384,9 @@ class Link:
             if self.ws is not None and self._closer is None:
                 self._closer = asyncio.create_task(self._close_socket())
             if self._closer is not None:
-                await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT + 0.5)
+                # Bounded by the closer's own wait_for; awaited to the end so that how the close
+                # went (close_detail) is known before the shard logs the reconnect.
+                await asyncio.wait({self._closer})
 
     def _mark_down(self) -> None:
         """Count this (primary, opened) link's disconnect once, with its reason (and when: the
@@ -660,12 +662,37 @@ class Link:
                 pass  # the reader sees the socket go
 
     async def _close_socket(self) -> None:
+        """Close the socket with a handshake, and say so when it fails instead of hiding it.
+
+        A peer that never answers the close (a dead or black-holed venue: the usual end of a
+        ``heartbeat_timeout``) costs nothing, the TCP connection is dropped anyway; it is noted
+        in ``close_detail``, which the shard's reconnect line prints after the reason. Any other
+        failure is unexpected: noted there too and logged once (rate-limited, kind ``close``).
+        """
         ws = self.ws
-        if ws is not None and not ws.closed:
-            try:
-                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
-            except (asyncio.TimeoutError, Exception):
-                pass  # the peer never answered the close: the TCP connection is dropped anyway
+        if ws is None or ws.closed:
+            return
+        error: BaseException | None = None
+        try:
+            # aiohttp gives up on the handshake after its own ws_close (CLOSE_TIMEOUT) and drops
+            # the connection; this bound only guards against a close that hangs before that.
+            await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 0.25)
+        except asyncio.TimeoutError as exc:
+            error = exc
+        except Exception as exc:  # the close path must end the link whatever the transport does
+            error = exc
+        else:
+            if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # aiohttp's word for a failed close
+                error = ws.exception() or asyncio.TimeoutError()
+        if error is None:
+            return
+        if isinstance(error, asyncio.TimeoutError):
+            note = f"close handshake unanswered within {CLOSE_TIMEOUT:g}s"
+        else:
+            note = f"close failed: {error!r}"
+            self.runner.problems.report("close", f"{self.label}: closing the socket failed ({self.reason}): {error!r}",
+                                        connection=self.name, reason=self.reason)
+        self.close_detail = f"{self.close_detail}; {note}" if self.close_detail else note
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

@@ -183,7 +183,7 @@ class Shard:
             why = link.reason if link.opened_at is not None else f"connect failed: {_describe(link.cause)}"
             if link.opened_at is not None and link.cause is not None:
                 why = f"{why}: {_describe(link.cause)}"
-            elif link.close_detail:
+            if link.close_detail:   # the venue's close code and text; a close that failed
                 why = f"{why}: {link.close_detail}"
             fields = {**self.fields, "reason": link.reason or "connect_failed", "delay": round(delay, 3),
                       "attempt": self.backoff.attempts}
