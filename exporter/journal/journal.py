@@ -86,6 +86,8 @@ class Journal:
         self.recent: deque[Incident] = deque(maxlen=RECENT)
         self._safety: dict[str, tuple[bool, str, bool, str]] = {}
         self._adopted = not sink.persistent
+        # Ids of the incidents this run saved before adoption: never a previous run's leftovers.
+        self._ours_before_adoption: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._errors_logged: dict[str, float] = {}
         from exporter.journal.recordings import Recordings
@@ -337,6 +339,8 @@ class Journal:
     # --- rows ------------------------------------------------------------------------------------
 
     def _save(self, incident: Incident) -> None:
+        if not self._adopted:
+            self._ours_before_adoption.add(incident.id)
         self.writer.put(_copy(incident))
 
     def _resolve(self, key: tuple[str, ...], at: float, reason: str) -> None:
@@ -356,7 +360,10 @@ class Journal:
     async def _adopt(self, now: float) -> None:
         """Take over this replica's incidents left open by a previous run (see the module docs)."""
         found = await asyncio.wait_for(self.sink.incidents(Query(open=True, limit=100_000)), self.config.write_timeout)
-        mine = [i for i in found if i.replica == self.replica and i.id not in {o.id for o in self.open.values()}]
+        # Not this run's own: one written open and resolved since (its resolution still waiting to
+        # be written while the database refused writes) is no leftover to resolve again.
+        ours = self._ours_before_adoption | {o.id for o in self.open.values()}
+        mine = [i for i in found if i.replica == self.replica and i.id not in ours]
         for incident in mine:
             key = (("trading", incident.account, incident.level) if incident.kind == "trading" else
                    ("feed", incident.feed) if incident.kind == "feed" else ("symbol", incident.feed, incident.symbol))
@@ -378,6 +385,7 @@ class Journal:
             self.recent.append(incident)
             self._save(incident)
         self._adopted = True
+        self._ours_before_adoption = set()
         if mine:
             log.info("journal: took over %d incident(s) left open by the previous run", len(mine))
 

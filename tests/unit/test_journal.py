@@ -19,6 +19,7 @@ from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import load_data
 from exporter.feeds.recorder import Recorder
+from exporter.journal import journal as journal_module
 from exporter.journal import recordings as recordings_module
 from exporter.journal.config import JournalConfig
 from exporter.journal.journal import Journal
@@ -247,6 +248,34 @@ async def test_a_stuck_writer_cannot_hang_the_journal_stop(tmp_path, clock, monk
         assert journal.recordings.failed == 1 and journal.recordings.saved == 0
     finally:
         release.set()
+
+
+async def test_adoption_leaves_the_incidents_of_this_run_alone(tmp_path, clock, monkeypatch):
+    """Adoption takes over what a previous run left open. It ran whenever the database first
+    answered, and took this run's own incidents for leftovers too: one written open, resolved
+    since, its resolution still waiting (the database refusing writes), was "resolved" again as
+    "feedwatch restarted", at the wrong time."""
+    monkeypatch.setattr(journal_module, "TICK", 3600.0)   # this test plays the tick's adoption itself
+    book = book_for(clock)
+    path = tmp_path / "journal.sqlite"
+    journal = journal_for(path, clock, book)
+    await journal.start()
+    try:
+        feed = book.feeds["stocks"]
+        feed.disconnected("0", "network_error", clock.advance(1))   # a feed incident, written open
+        assert await journal.writer.drained(10)
+        lock = Locked(path)                                           # writes fail from here; reads work
+        try:
+            feed.connected("0", clock.advance(30))                    # resolved; the row waits
+            await journal._adopt(clock.advance(5))                    # the database answers a read
+        finally:
+            lock.release()
+        assert await journal.writer.drained(10)
+        (incident,) = await journal.sink.incidents(Query(kind="feed"))
+        assert incident.reason == "network_error; connected again (connection 0)"
+        assert incident.resolved_at - incident.opened_at == pytest.approx(30)
+    finally:
+        await journal.stop()
 
 
 async def test_a_newer_incident_version_replaces_the_one_waiting(tmp_path, clock):
