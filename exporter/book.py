@@ -233,13 +233,14 @@ class SymbolState:
 class ConnectionState:
     """One socket of a feed (large symbol lists are spread over several)."""
 
-    __slots__ = ("name", "labels", "up", "last_heartbeat", "connected_at", "symbols", "down_since",
-                 "down_reason")
+    __slots__ = ("name", "labels", "opened", "up", "last_heartbeat", "connected_at", "symbols",
+                 "down_since", "down_reason")
 
     def __init__(self, feed: str, name: str) -> None:
         self.name = name
         self.labels = f'feed="{escape_label(feed)}",connection="{escape_label(name)}"'
-        self.up = False
+        self.opened = False        # a socket is open (counted in connects; its disconnect not yet)
+        self.up = False            # ... and the venue accepted it: authenticated and subscribed
         self.last_heartbeat = 0.0
         self.connected_at = 0.0
         self.symbols: tuple[str, ...] = ()
@@ -821,23 +822,41 @@ class FeedBook:
     def drop_connection(self, name: str) -> None:
         self.connections.pop(name, None)
 
-    def connected(self, name: str, now: float) -> None:
+    def opened(self, name: str, now: float) -> None:
+        """A socket of this connection opened (its handshake done): counted in connects, but not
+        up: an open socket is not yet a venue that accepted us (``connected``)."""
         conn = self.connection(name)
+        conn.opened = True
+        conn.last_heartbeat = now
+        self.connects += 1
+
+    def connected(self, name: str, now: float) -> None:
+        """The venue accepted this connection (authenticated where it authenticates, and its first
+        subscription acknowledged or its first data arrived): up from ``now``. A connection that
+        was not reported ``opened`` first counts as opened here."""
+        conn = self.connection(name)
+        if not conn.opened:
+            self.opened(name, now)
         was_up = conn.up
         conn.up = True
         conn.connected_at = now
         conn.last_heartbeat = now
-        self.connects += 1
         if not was_up:
             self._tell(ConnectionChange(self.name, name, True, "", now))
 
     def disconnected(self, name: str, reason: str, now: float | None = None) -> None:
-        """The connection ended with ``reason``; ``now`` (book time) dates it for the status page."""
+        """The connection ended with ``reason``; ``now`` (book time) dates it for the status page.
+
+        Every opened socket counts its disconnect once, up or not (a loop of refused logins is a
+        loop of ``auth_failed`` disconnects); only one that was up is told as going down.
+        """
         conn = self.connection(name)
-        if conn.up:
-            conn.up = False
+        if conn.opened:
+            conn.opened = False
             self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
             conn.down_reason = reason
+        if conn.up:
+            conn.up = False
             conn.down_since = now if now is not None else 0.0
             self._tell(ConnectionChange(self.name, name, False, reason, conn.down_since))
         for symbol in conn.symbols:

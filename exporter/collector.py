@@ -40,7 +40,7 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended, cme-globex or one from the config).
     # TYPE feedwatch_feed_info gauge
     feedwatch_feed_info{feed="stocks",kind="polygon",market="us-equities"} 1
-    # HELP feedwatch_feed_up Whether the connection is open (1) or not (0); a feed never connected shows connection 0, at 0.
+    # HELP feedwatch_feed_up Whether the venue accepted the connection, authenticated and subscribed (1), or not (0); a feed never connected shows connection 0, at 0.
     # TYPE feedwatch_feed_up gauge
     feedwatch_feed_up{feed="stocks",connection="0"} 1
     # HELP feedwatch_feed_connects_total Connections opened.
@@ -236,7 +236,7 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Always 1; the labels say the feed's adapter (kind) and session calendar "
                  "(market: always, us-equities, us-equities-extended, cme-globex or one from the config)."),
     "feedwatch_feed_up": (
-        "gauge", 'Whether the connection is open (1) or not (0); a feed never connected shows connection 0, at 0.'),
+        "gauge", 'Whether the venue accepted the connection, authenticated and subscribed (1), or not (0); a feed never connected shows connection 0, at 0.'),
     "feedwatch_feed_connects_total": ("counter", "Connections opened."),
     "feedwatch_feed_disconnects_total": ("counter", "Connections lost or closed, by reason."),
     "feedwatch_feed_messages_total": ("counter", "Messages received, by kind."),

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 # (feedwatch_market_calendar_end_timestamp_seconds carries the same date for the alert rules).
 CALENDAR_WARNING_HORIZON = 365 * 86400.0
 
+# Stopping waits at most this long for a write under way (frame recorder, journal phases): a
+# stuck disk or database is logged and left behind, never a hung shutdown.
+STOP_TIMEOUT = 5.0
+
 # Past this many state changes in one sweep, one summary line replaces the per-symbol lines
 # (a market close turns every symbol "closed" at once).
 MAX_TRANSITION_LINES = 20
@@ -147,13 +151,13 @@ class Service:
             self._recorder_task.cancel()
             await asyncio.gather(self._recorder_task, return_exceptions=True)
             self._recorder_task = None
-        self.recorder.close()
+        await self.recorder.stop(STOP_TIMEOUT)   # a continuous write under way: bounded
         if self.journal is not None:
             # After the runners: their "shutdown" disconnects are journaled too.
             tracker = self.journal.tracker
             if tracker is not None and self.journal.on_trading in tracker.listeners:
                 tracker.listeners.remove(self.journal.on_trading)
-            await self.journal.stop()
+            await self.journal.stop(STOP_TIMEOUT)
         if self._trading_attached:
             detach_tracker(self.config)
             self._trading_attached = False

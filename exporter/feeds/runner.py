@@ -25,11 +25,12 @@ subscriptions are acknowledged does the old one close. Symbols added at run time
 on the live socket (a new shard when capacity is exceeded); adapters whose URL carries the
 subscriptions get a make-before-break replacement instead (reason ``resharding``).
 
-Silent-stall protection: if the socket is up but no symbol of the feed has updated for
-``silence_timeout`` (book time, while the market is open), every link reconnects with reason
-``silent_stall``. A symbol that turned critical is resubscribed (unsubscribe + subscribe) once
-per critical period; on an adapter whose URL carries the subscriptions the only way is a
-make-before-break replacement of that connection (counted as ``resharding``).
+Silent-stall protection: if a socket is open (accepted by the venue or not) but no symbol of
+the feed has updated for ``silence_timeout`` (book time, while the market is open), every link
+reconnects with reason ``silent_stall``. A symbol that turned critical is resubscribed
+(unsubscribe + subscribe) once per critical period; on an adapter whose URL carries the
+subscriptions the only way is a make-before-break replacement of that connection (counted as
+``resharding``).
 
 A configuration reload that leaves the feed's connection settings alone hands the runner its
 new ``FeedConfig`` (``reconfigure``): links read the ping and deadline settings from it as they
@@ -183,7 +184,7 @@ class Shard:
             why = link.reason if link.opened_at is not None else f"connect failed: {_describe(link.cause)}"
             if link.opened_at is not None and link.cause is not None:
                 why = f"{why}: {_describe(link.cause)}"
-            elif link.close_detail:
+            if link.close_detail:   # the venue's close code and text; a close that failed
                 why = f"{why}: {link.close_detail}"
             fields = {**self.fields, "reason": link.reason or "connect_failed", "delay": round(delay, 3),
                       "attempt": self.backoff.attempts}
@@ -525,7 +526,9 @@ class FeedRunner:
         while True:
             timeout = self.config.silence_timeout  # read each time: a reload may change it
             await asyncio.sleep(min(0.25, max(timeout / 4, 0.01)))
-            if not feed.symbols or not feed.is_up():
+            # An open socket, accepted or not: one the venue never answers is reconnected too.
+            if not feed.symbols or not any(shard.link is not None and shard.link.is_open
+                                           for shard in self.shards.values()):
                 continue
             now = self.clock.time()
             if not feed.calendar.is_open(now):

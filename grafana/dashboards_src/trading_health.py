@@ -25,8 +25,12 @@ TITLE = "feedwatch / Trading system health"
 FEEDS_UID = "feedwatch-feeds"  # grafana/dashboards_src/feeds_overview.py
 
 ACCOUNT = '{account=~"$account"}'
+# Positions of any job, as TradingStalePricePosition reads them: a bot embedding exporter.Monitor
+# exports them under its own job (exporter/alerting/mixin.py, ANY_JOB_PANELS); the price state is
+# the feedwatch job's (the generator adds its selector there).
+POSITIONS = 'feedwatch_trading_position{job=~".+",account=~"$account"}'
 # Each open position with the health state of its price on the feed the config maps it to.
-POSITION_PRICE_STATE = (f"(feedwatch_trading_position{ACCOUNT} != 0) * 0"
+POSITION_PRICE_STATE = (f"({POSITIONS} != 0) * 0"
                         f" + on (feed, symbol) group_left ()"
                         f" (max by (feed, symbol) (shard_feed_symbol:feedwatch_symbol_state:unhealthy)"
                         f" or min by (feed, symbol) (feedwatch_symbol_state))")
@@ -91,7 +95,7 @@ def build() -> models.Dashboard:
     positions = p.table_panel(
         "Open positions and their price", "Each open position (signed quantity) and the health "
         "state of its price on the mapped feed: stale or worse fires TradingStalePricePosition.",
-        [p.query(f"max by (account, symbol, feed) (feedwatch_trading_position{ACCOUNT} != 0)",
+        [p.query(f"max by (account, symbol, feed) ({POSITIONS} != 0)",
                  instant=True, as_table=True, ref="A"),
          p.query(f"max by (account, symbol, feed) ({POSITION_PRICE_STATE})",
                  instant=True, as_table=True, ref="B")],

@@ -323,6 +323,26 @@ def test_connection_bookkeeping_and_health(clock):
     assert not feed.symbols["AAPL"].acknowledged
 
 
+def test_an_opened_socket_is_counted_but_up_only_once_the_venue_accepts_it(clock):
+    feed = make_book(clock).feed("stocks")
+    changes = []
+    feed.connection_listeners.append(changes.append)
+    # A refused login: the socket opened and closed, never accepted. Counted both ways, never up.
+    feed.opened("0", clock.time())
+    assert not feed.is_up() and feed.connects == 1
+    feed.disconnected("0", "auth_failed", clock.advance(1))
+    feed.disconnected("0", "auth_failed", clock.time())  # the link reports its end twice: once
+    assert feed.disconnects["auth_failed"] == 1 and changes == []
+    assert feed.connection("0").down_reason == "auth_failed"   # the status page says why
+    # Accepted: up from then, and the opened socket is not counted a second time.
+    feed.opened("0", clock.advance(1))
+    feed.connected("0", clock.advance(1))
+    assert feed.is_up() and feed.connects == 2
+    feed.disconnected("0", "network_error", clock.advance(1))
+    assert [(c.up, c.reason) for c in changes] == [(True, ""), (False, "network_error")]
+    assert feed.disconnects["network_error"] == 1 and not feed.is_up()
+
+
 def test_symbols_added_and_removed_at_run_time(clock):
     feed = make_book(clock).feed("stocks")
     state = feed.add_symbol("NVDA", clock.time())
