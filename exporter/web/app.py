@@ -67,6 +67,7 @@ from exporter.sharding import Shard
 from exporter.version import __version__
 from exporter.web import guard, status
 from exporter.web.history import History, feed_staleness
+from exporter.web.loopwatch import LoopWatch
 from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,6 @@ class Settings:
     ready_grace: float = 60.0        # /-/ready turns 200 this long after start even if a feed never connected
     stream_interval: float = 1.0     # seconds between status-page snapshots
     stream_limit: int = 1000         # symbols per feed in a snapshot (the stalest past this)
-    loop_lag_interval: float = 0.5   # how often the loop-lag watcher wakes
     started_at: float = 0.0          # injected-clock time the app was created
     lingering_time: float = 2.0      # seconds an unread request body (a refused push) is drained before closing
     history_interval: float = 10.0   # seconds between sparkline samples
@@ -243,16 +243,17 @@ async def serve(app: web.Application, listen: str,
 # --- lifecycle --------------------------------------------------------------------------------
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
+    watch = LoopWatch.start()   # times every loop iteration while the app serves (loopwatch.py)
+    app[SELF_METRICS].loop.watch = watch
     hub = app[HUB]
     hub.loop, hub.loop_thread = asyncio.get_running_loop(), threading.get_ident()
-    tasks = [asyncio.create_task(app[SELF_METRICS].watch_loop_lag(app[SETTINGS].loop_lag_interval),
-                                 name="feedwatch-loop-lag"),
-             asyncio.create_task(_sample_history(app), name="feedwatch-history")]
+    tasks = [asyncio.create_task(_sample_history(app), name="feedwatch-history")]
     yield
     hub.loop = None
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    watch.stop()
 
 
 async def _sample_history(app: web.Application) -> None:

@@ -7,9 +7,16 @@ renders it, OpenMetrics too, without the ``_created`` samples the library adds t
     # HELP feedwatch_build_info Build information (revision and branch of the build, exporter/version.py); always 1.
     # TYPE feedwatch_build_info gauge
     feedwatch_build_info{branch="main",python_version="3.11.7",revision="96eef71...",version="0.1.0"} 1.0
-    # HELP feedwatch_event_loop_lag_seconds How late the event loop woke a timer at the last check.
+    # HELP feedwatch_event_loop_lag_seconds Longest time the event loop ran callbacks without polling its sockets (one loop iteration) in the last 60 s; 0 when none took over 1 ms.
     # TYPE feedwatch_event_loop_lag_seconds gauge
-    feedwatch_event_loop_lag_seconds 0.0003
+    feedwatch_event_loop_lag_seconds 0.481
+    # HELP feedwatch_event_loop_iteration_seconds Time each event loop iteration spent running callbacks between two polls for I/O.
+    # TYPE feedwatch_event_loop_iteration_seconds histogram
+    feedwatch_event_loop_iteration_seconds_bucket{le="0.001"} 91234
+    ... one bucket per loopwatch.ITERATION_BUCKETS, cumulative
+    feedwatch_event_loop_iteration_seconds_bucket{le="+Inf"} 91302
+    feedwatch_event_loop_iteration_seconds_sum 12.5
+    feedwatch_event_loop_iteration_seconds_count 91302
     # HELP feedwatch_scrape_duration_seconds Seconds the last /metrics render of the feed state took.
     # TYPE feedwatch_scrape_duration_seconds gauge
     feedwatch_scrape_duration_seconds 0.024
@@ -45,8 +52,11 @@ from typing import Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client import gc_collector, platform_collector, process_collector
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from exporter.version import build_info
+from exporter.web.loopwatch import WINDOW, LoopWatch
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +97,9 @@ class SelfMetrics:
             "Build information (revision and branch of the build, exporter/version.py); always 1.",
             ["branch", "python_version", "revision", "version"], registry=registry)
         self.build_info.labels(build["branch"], platform.python_version(), build["revision"], build["version"]).set(1)
-        self.loop_lag = Gauge(
-            "feedwatch_event_loop_lag_seconds",
-            "How late the event loop woke a timer at the last check.",
-            unit="seconds", registry=registry)
+        # The loop's iteration times (``loopwatch.py``); the app sets ``loop.watch`` while it runs.
+        self.loop = _LoopCollector()
+        registry.register(self.loop)
         self.scrape_duration = Gauge("feedwatch_scrape_duration_seconds",
                                      "Seconds the last /metrics render of the feed state took.",
                                      unit="seconds", registry=registry)
@@ -122,15 +131,22 @@ class SelfMetrics:
         self.http_connections.set_function(open_connections)
         self.http_max_connections.set(limit)
 
-    async def watch_loop_lag(self, interval: float = 0.5) -> None:
-        """Sleep ``interval`` over and over; how late each wake-up comes is the loop's lag.
 
-        A blocked loop (a slow render, a CPU-bound callback) shows here before it shows as
-        missed heartbeats. Runs until cancelled.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            start = loop.time()
-            await asyncio.sleep(interval)
-            lag = loop.time() - start - interval
-            self.loop_lag.set(lag if lag > 0.0 else 0.0)
+LAG_HELP = (f"Longest time the event loop ran callbacks without polling its sockets (one loop iteration) "
+            f"in the last {WINDOW} s; 0 when none took over 1 ms.")
+ITERATION_HELP = "Time each event loop iteration spent running callbacks between two polls for I/O."
+
+
+class _LoopCollector(Collector):
+    """The event loop's stalls, read from its ``LoopWatch`` at scrape time (zeros before it runs)."""
+
+    def __init__(self) -> None:
+        self.watch: LoopWatch | None = None
+
+    def collect(self):
+        watch = self.watch or LoopWatch()
+        yield GaugeMetricFamily("feedwatch_event_loop_lag_seconds", LAG_HELP, value=watch.longest(),
+                                unit="seconds")
+        buckets = watch.buckets()
+        yield HistogramMetricFamily("feedwatch_event_loop_iteration_seconds", ITERATION_HELP,
+                                    buckets=buckets, sum_value=watch.total, unit="seconds")
