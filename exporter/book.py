@@ -298,7 +298,8 @@ class TickTape:
     objects it already holds (a 6-tuple from the free list, no object kept per row beyond the
     list's slots): about a tenth of a message's cost, measured in bench/README.md. Conversion to
     typed rows (nanoseconds, sizes as numbers) happens when the sink takes the rows, off the hot
-    path.
+    path. One accepted update never reaches it: a first trade print held by the first-print guard
+    and confirmed by the next (only its price was kept; the confirming print is on the tape).
 
     Bounded: once ``len(rows)`` reaches ``limit`` (slots) when a frame starts, that frame's
     accepted updates are counted in ``dropped`` instead, so memory stays bounded through a sink

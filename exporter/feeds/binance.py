@@ -104,6 +104,7 @@ class Trade(msgspec.Struct, gc=False):
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="T")        # trade time; the event time "E" is not used
     seq: int = msgspec.field(name="t")       # trade id, contiguous per symbol
+    size: Any = msgspec.field(name="q", default=None)  # quantity, a quoted decimal; for the tick sink
 
 
 class AggTrade(msgspec.Struct, gc=False):
@@ -112,6 +113,7 @@ class AggTrade(msgspec.Struct, gc=False):
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="T")
     seq: int = msgspec.field(name="a")       # aggregate trade id, contiguous per symbol
+    size: Any = msgspec.field(name="q", default=None)
 
 
 class BookTicker(msgspec.Struct, gc=False):

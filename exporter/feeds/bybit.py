@@ -41,7 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 from urllib.parse import urlsplit
 
 import msgspec
@@ -79,6 +79,7 @@ class Trade(msgspec.Struct, gc=False):
     symbol: str = msgspec.field(name="s")
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="T")       # fill time (ms)
+    size: Any = msgspec.field(name="v", default=None)  # quantity, a quoted decimal; for the tick sink
 
 
 class _TickerData(msgspec.Struct, gc=False):

@@ -26,7 +26,7 @@ string) too; updates the book refuses come back as ``Rejected`` signals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence, Union
+from typing import Any, ClassVar, Sequence, Union
 
 import msgspec
 
@@ -56,6 +56,8 @@ class Trade(msgspec.Struct, tag_field="ev", tag="T", gc=False):
     symbol: str = msgspec.field(name="sym")
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="t")
+    # Only the tick sink reads it; as sent (any JSON), checked there: a bad size never costs the price.
+    size: Any = msgspec.field(name="s", default=None)
 
 
 class Quote(msgspec.Struct, tag_field="ev", tag="Q", gc=False):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, Sequence
 
 from exporter.config import Duration, FeedConfig, build_dataclass
 
@@ -110,8 +110,7 @@ def section(raw: Any, path: str, errors: list[str], environ: Mapping[str, str],
     return config
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where rows go, resolved: the backend's kind and its address."""
 
     kind: Literal["sqlite", "postgres", "clickhouse"]

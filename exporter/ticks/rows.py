@@ -47,7 +47,17 @@ def to_ns(ts: Any) -> int | None:
     if ts > 1e17:
         return int(ts)
     unit = 1_000 if ts > 1e14 else 1_000_000 if ts > 1e11 else 1_000_000_000
-    return ts * unit if type(ts) is int else round(ts * unit)
+    if type(ts) is int:
+        return ts * unit
+    # Whole and fractional parts apart: 1700000000.25 * 1e9 as one float product is off by 128 ns.
+    whole = int(ts)
+    return whole * unit + round((ts - whole) * unit)
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """Our own clock's time (float seconds) -> integer nanoseconds, without a float product's rounding."""
+    whole = int(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
 
 
 def clean_size(value: Any) -> float | None:
@@ -69,7 +79,7 @@ def prepare(flat: list, start: int, stop: int, run: str, first_seq: int) -> list
     for i in range(start, min(stop, len(flat)) - TAPE_SLOTS + 1, TAPE_SLOTS):
         feed, symbol, price, size, ts, now = flat[i:i + TAPE_SLOTS]
         quote = size is QUOTE
-        append((run, seq, round(now * 1e9), feed, symbol, float(price), None if quote else clean_size(size),
+        append((run, seq, seconds_to_ns(now), feed, symbol, float(price), None if quote else clean_size(size),
                 "quote" if quote else "trade", to_ns(ts)))
         seq += 1
     return rows

@@ -63,6 +63,7 @@ class TickSink:
         self.duration_sum = 0.0
         self.last_success = 0.0
         self.last_error = ""
+        self.writing = False                      # a batch is in the worker thread's hands now
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"feedwatch-ticks-{backend.name}")
         self._backoff = Backoff(0.5, 30.0, 2.0, reset_after=0.0)
         self._task: asyncio.Task[None] | None = None
@@ -139,6 +140,7 @@ class TickSink:
         while self.batches:
             batch = self.batches[0]
             started = time.perf_counter()
+            self.writing = True
             try:
                 await asyncio.wait_for(loop.run_in_executor(self._thread, self.backend.write, batch),
                                        self.config.write_timeout)
@@ -149,6 +151,8 @@ class TickSink:
                 self.last_error = f"{type(exc).__name__}: {exc}".strip() if str(exc) else type(exc).__name__
                 self._log_failure()
                 return False
+            finally:
+                self.writing = False
             self._observe(time.perf_counter() - started)
             self.batches.popleft()
             self.held -= len(batch)

@@ -1,0 +1,234 @@
+"""The tick sink's pure parts: the book's tape (what is appended, the bound, drops), row conversion,
+the ``tick_sink:`` section and where rows go, and the metrics (checked by promtool)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from exporter.book import QUOTE, TAPE_SLOTS, Book, TickTape
+from exporter.clock import FakeClock
+from exporter.config import ConfigError, load_data
+from exporter.feeds.binance import BinanceAdapter
+from exporter.feeds.polygon import PolygonAdapter
+from exporter.journal.config import JournalConfig
+from exporter.ticks.collector import TickSinkCollector
+from exporter.ticks.config import TickSinkConfig, resolve
+from exporter.ticks.rows import clean_size, prepare, to_ns
+from exporter.ticks.sink import TickSink
+
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class T:
+    symbol: str
+    price: float
+    ts: int = 0
+    is_quote: ClassVar[bool] = False   # no ``size`` attribute: a plugin venue's trade may have none
+
+
+@dataclass
+class Q:
+    symbol: str
+    bid: float
+    ask: float
+    ts: int = 0
+    is_quote: ClassVar[bool] = True
+
+
+def make_book(kind: str = "polygon", symbols=("AAPL", "MSFT"), **extra) -> Book:
+    spec = {"name": "stocks", "kind": kind, "url": "ws://x", "symbols": list(symbols), **extra}
+    if kind == "polygon":
+        spec["api_key"] = "k"
+    return Book(load_data({"feeds": [spec]}, environ={}).feeds, T0)
+
+
+def rows_of(tape: TickTape) -> list[tuple]:
+    flat = tape.rows
+    return [tuple(flat[i:i + TAPE_SLOTS]) for i in range(0, len(flat), TAPE_SLOTS)]
+
+
+def test_accepted_updates_go_to_the_tape_and_rejected_ones_do_not():
+    book = make_book()
+    tape = TickTape(100)
+    book.attach_tape(tape)
+    feed = book.feeds["stocks"]
+    feed.apply([Q("AAPL", 10.0, 10.2, 1_700_000_000_123), Q("AAPL", 11.0, 10.0),      # crossed: rejected
+                Q("NOPE", 1.0, 2.0), T("MSFT", -1.0), T("MSFT", 50.0, 1_700_000_000_124),
+                T("MSFT", 50.0, 0)], T0 + 1)
+    assert rows_of(tape) == [
+        ("stocks", "AAPL", pytest.approx(10.1), QUOTE, 1_700_000_000_123, T0 + 1),
+        # MSFT's first print is held by the first-print guard (not accepted); the second confirms it.
+        ("stocks", "MSFT", 50.0, None, 0, T0 + 1),
+    ]
+    # The held print counts as accepted once confirmed (updates), but only its price was kept, not
+    # its time or size: it is the one accepted update the tape does not carry (one per symbol at most).
+    accepted = sum(s.updates for s in feed.symbols.values())
+    assert len(rows_of(tape)) == accepted - 1 and tape.dropped == 0
+    # apply_one (single-event venues) and record (the in-process Monitor) append the same way.
+    assert feed.apply_one(Q("AAPL", 10.0, 10.4), T0 + 2)
+    assert feed.record("AAPL", 10.3, 0, T0 + 3, quote=True)
+    assert rows_of(tape)[-2:] == [("stocks", "AAPL", pytest.approx(10.2), QUOTE, 0, T0 + 2),
+                                  ("stocks", "AAPL", 10.3, QUOTE, 0, T0 + 3)]
+    assert feed.apply_one(Q("AAPL", 0.0, -1.0), T0 + 4) is False
+    assert len(rows_of(tape)) == sum(s.updates for s in feed.symbols.values()) - 1
+
+
+def test_without_a_tape_nothing_is_kept():
+    book = make_book()
+    feed = book.feeds["stocks"]
+    feed.apply([Q("AAPL", 10.0, 10.2)], T0)
+    assert feed.tape is None and feed.symbols["AAPL"].updates == 1
+
+
+def test_venue_sizes_reach_the_tape_as_sent():
+    clock = FakeClock(T0)
+    book = make_book()
+    tape = TickTape(100)
+    book.attach_tape(tape)
+    adapter = PolygonAdapter(book.feeds["stocks"].config, book.feeds["stocks"], "0")
+    frame = (b'[{"ev":"Q","sym":"AAPL","bp":9.9,"ap":10.1,"bs":3,"as":4,"t":1700000000000000001},'
+             b'{"ev":"T","sym":"AAPL","p":10.0,"s":100,"t":1700000000000000002},'
+             b'{"ev":"T","sym":"AAPL","p":10.0,"s":"junk","t":1700000000000000003}]')
+    adapter.handle(frame, clock.time())
+    assert [(r[1], r[3], r[4]) for r in rows_of(tape)] == [
+        ("AAPL", QUOTE, 1700000000000000001), ("AAPL", 100, 1700000000000000002), ("AAPL", "junk", 1700000000000000003)]
+    # A bad size never costs the price: both trades were accepted; the size is cleaned on the way out.
+    assert book.feeds["stocks"].symbols["AAPL"].updates == 3
+
+    binance = make_book("binance", symbols=("BNBBTC",))
+    tape = TickTape(10)
+    binance.attach_tape(tape)
+    feed = binance.feeds["stocks"]
+    adapter = BinanceAdapter(feed.config, feed, "0")
+    for trade_id in (1, 2, 3):
+        adapter.handle('{"stream":"bnbbtc@trade","data":{"e":"trade","E":1672515782136,"s":"BNBBTC","t":%d,'
+                       '"p":"0.001","q":"100.5","T":1672515782136,"m":true,"M":true}}' % trade_id, clock.time())
+    assert [r[3] for r in rows_of(tape)] == ["100.5", "100.5"]   # the first print, held, is not on the tape
+
+
+def test_the_tape_is_bounded_and_counts_what_it_drops():
+    book = make_book()
+    tape = TickTape(3)
+    book.attach_tape(tape)
+    feed = book.feeds["stocks"]
+    feed.apply([Q("AAPL", 1.0, 1.0), Q("AAPL", 2.0, 2.0)], T0)          # 2 rows: room left
+    feed.apply([Q("AAPL", 3.0, 3.0), Q("AAPL", 4.0, 4.0)], T0)          # room at the frame's start: 4 rows
+    feed.apply([Q("AAPL", 5.0, 5.0), Q("NOPE", 1.0, 1.0), Q("MSFT", 6.0, 6.0)], T0)  # full: 2 accepted, dropped
+    assert feed.apply_one(Q("AAPL", 7.0, 7.0), T0)                       # accepted (the book is updated) ...
+    assert len(tape.rows) == 4 * TAPE_SLOTS and tape.dropped == 3        # ... but dropped from the tape
+    assert feed.symbols["AAPL"].price == 7.0
+    taken = tape.take(held_rows=0)
+    assert len(taken) == 4 * TAPE_SLOTS and tape.rows == [] and tape.depth == 0
+    # Rows the sink still holds count against the bound: 3 rows held leaves no room on the tape.
+    assert tape.limit == 0
+    feed.apply([Q("AAPL", 8.0, 8.0)], T0)
+    assert tape.dropped == 4
+    tape.release(1)                                                      # the sink wrote all but one row
+    feed.apply([Q("AAPL", 9.0, 9.0)], T0)
+    assert tape.depth == 1 and tape.dropped == 4
+
+
+def test_feeds_added_later_use_the_tape():
+    book = make_book()
+    tape = TickTape(10)
+    book.attach_tape(tape)
+    added = book.add_feed(load_data({"feeds": [{"name": "more", "kind": "polygon", "url": "ws://x", "api_key": "k",
+                                                "symbols": ["X"]}]}, environ={}).feeds[0], T0)
+    added.apply([Q("X", 1.0, 1.0)], T0)
+    assert rows_of(tape) == [("more", "X", 1.0, QUOTE, 0, T0)]
+
+
+@pytest.mark.parametrize("ts, ns", [
+    (0, None),
+    (1_700_000_000, 1_700_000_000_000_000_000),
+    (1_700_000_000.25, 1_700_000_000_250_000_000),
+    (1_700_000_000_123, 1_700_000_000_123_000_000),
+    (1_700_000_000_123_456, 1_700_000_000_123_456_000),
+    (1_700_000_000_123_456_789, 1_700_000_000_123_456_789),   # exact: a float would round it
+])
+def test_timestamps_become_exact_nanoseconds(ts, ns):
+    assert to_ns(ts) == ns
+
+
+@pytest.mark.parametrize("size, clean", [
+    (100, 100.0), ("100.5", 100.5), ("0.001", 0.001), (0, 0.0), (None, None), (QUOTE, None), ("junk", None),
+    (-1, None), (math.nan, None), (math.inf, None), ("1" * 400, None), (10 ** 400, None), ([1], None), ({}, None),
+])
+def test_sizes_are_cleaned(size, clean):
+    assert clean_size(size) == clean
+
+
+def test_rows_are_numbered_typed_and_in_order():
+    flat = ["f", "A", 10.5, QUOTE, 0, T0 + 0.5, "f", "B", 2.0, "3", 1_700_000_000_001, T0 + 1]
+    assert prepare(flat, 0, len(flat), "run1", 7) == [
+        ("run1", 7, 1_700_000_000_500_000_000, "f", "A", 10.5, None, "quote", None),
+        ("run1", 8, 1_700_000_001_000_000_000, "f", "B", 2.0, 3.0, "trade", 1_700_000_000_001_000_000),
+    ]
+    assert prepare(flat, TAPE_SLOTS, 100, "r", 1)[0][4] == "B"
+
+
+def test_the_section_checks_its_keys_with_their_paths(tmp_path):
+    base = {"feeds": [{"name": "s", "kind": "polygon", "url": "ws://x", "api_key": "k", "symbols": ["A"]}]}
+    assert load_data(base, environ={}).tick_sink is None       # absent: no sink, no tape
+    config = load_data({**base, "tick_sink": {}}, environ={}).tick_sink
+    assert config == TickSinkConfig() and config.flush_interval == 2.0 and config.sink == "journal"
+    with pytest.raises(ConfigError) as err:
+        load_data({**base, "tick_sink": {"sink": "mysql", "table": "ticks; DROP TABLE x", "batch_size": 0,
+                                         "buffer_limit": 10, "flush_intervall": "1s", "path": "x.sqlite",
+                                         "url": "clickhouse:8123", "password_file": str(tmp_path / "missing")}},
+                  environ={})
+    text = str(err.value)
+    for expected in ("tick_sink.sink:", "tick_sink.table: expected a plain SQL name", "tick_sink.batch_size: must be",
+                     "tick_sink.flush_intervall: unknown key", "tick_sink.password_file: cannot read"):
+        assert expected in text, text
+    with pytest.raises(ConfigError) as err:
+        load_data({**base, "tick_sink": {"sink": "clickhouse", "url": "clickhouse:8123", "path": "x.sqlite",
+                                         "batch_size": 100, "buffer_limit": 10}}, environ={})
+    for expected in ("tick_sink.url: expected the ClickHouse HTTP interface", "tick_sink.path: a SQLite file",
+                     "tick_sink.buffer_limit: must be at least batch_size"):
+        assert expected in str(err.value), str(err.value)
+
+
+def test_rows_go_to_the_journals_database_by_default(tmp_path):
+    journal_file = str(tmp_path / "state" / "journal.sqlite")
+    assert resolve(TickSinkConfig(), JournalConfig(), journal_file) == ("sqlite", str(tmp_path / "state" / "ticks.sqlite"))
+    pg = JournalConfig(sink="postgres", dsn="host=db")
+    assert resolve(TickSinkConfig(), pg, None) == ("postgres", "host=db")
+    assert resolve(TickSinkConfig(sink="clickhouse", url="http://ch:8123"), pg, None) == ("clickhouse", "http://ch:8123")
+    assert resolve(TickSinkConfig(path="/x/t.sqlite"), JournalConfig(), None) == ("sqlite", "/x/t.sqlite")
+    with pytest.raises(ValueError, match="tick_sink.path"):
+        resolve(TickSinkConfig(), JournalConfig(), None)          # the journal keeps memory only
+    with pytest.raises(ValueError, match="tick_sink.dsn"):
+        resolve(TickSinkConfig(sink="postgres"), JournalConfig(), journal_file)
+
+
+class _Backend:
+    name = "sqlite"
+
+
+def test_metrics_are_what_the_docstring_shows_and_promtool_accepts():
+    sink = TickSink(TickSinkConfig(), _Backend(), TickTape(10), FakeClock(T0))  # type: ignore[arg-type]
+    sink.written, sink.writes_ok, sink.writes_failed = 1250, 3, 1
+    sink.tape.dropped = 2
+    sink._observe(0.02)
+    text = TickSinkCollector(sink).render(T0)
+    for line in ('feedwatch_tick_sink_rows_total{sink="sqlite",result="written"} 1250',
+                 'feedwatch_tick_sink_rows_total{sink="sqlite",result="dropped"} 2',
+                 'feedwatch_tick_sink_batches_total{sink="sqlite",result="error"} 1',
+                 'feedwatch_tick_sink_batch_duration_seconds_bucket{sink="sqlite",le="0.025"} 1',
+                 'feedwatch_tick_sink_batch_duration_seconds_bucket{sink="sqlite",le="+Inf"} 1',
+                 'feedwatch_tick_sink_buffer_rows{sink="sqlite"} 0',
+                 'feedwatch_tick_sink_buffer_limit_rows{sink="sqlite"} 1000000',
+                 'feedwatch_tick_sink_last_write_success_timestamp_seconds{sink="sqlite"} 0'):
+        assert line in text, line
+    import exporter.ticks.collector as module
+    for name in module.FAMILIES:
+        assert f"# TYPE {name} " in module.__doc__, name
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
