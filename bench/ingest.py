@@ -96,7 +96,8 @@ def feedwatch_loop(frames: list[bytes], n_symbols: int, tape: TickTape | None = 
 
     def run() -> None:
         if tape is not None:
-            tape.take()  # what the sink does every flush_interval (off the timed loop's path otherwise)
+            tape.take()      # what the sink does every flush_interval, and then writes them:
+            tape.release(0)  # nothing held, the whole bound free again
         for frame in frames:
             handle(frame, now)
     return run, feed

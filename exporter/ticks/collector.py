@@ -22,7 +22,7 @@ Exactly what ``render`` emits (``sink`` is ``sqlite``, ``postgres`` or ``clickho
     feedwatch_tick_sink_buffer_rows{sink="clickhouse"} 3800
     # HELP feedwatch_tick_sink_buffer_limit_rows Most rows the tick sink holds in memory before dropping new ones (tick_sink.buffer_limit).
     # TYPE feedwatch_tick_sink_buffer_limit_rows gauge
-    feedwatch_tick_sink_buffer_limit_rows{sink="clickhouse"} 1000000
+    feedwatch_tick_sink_buffer_limit_rows{sink="clickhouse"} 500000
     # HELP feedwatch_tick_sink_last_write_success_timestamp_seconds When a batch was last written (0 = never).
     # TYPE feedwatch_tick_sink_last_write_success_timestamp_seconds gauge
     feedwatch_tick_sink_last_write_success_timestamp_seconds{sink="clickhouse"} 1700000000.5

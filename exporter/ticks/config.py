@@ -9,7 +9,7 @@
       table: feedwatch_ticks
       flush_interval: 2s
       batch_size: 50000
-      buffer_limit: 1000000
+      buffer_limit: 500000
       write_timeout: 10s
 
 An absent section means no tick sink (nothing is appended on the hot path). Defaults are the
@@ -54,7 +54,7 @@ class TickSinkConfig:
     flush_interval: Duration = 2.0
     batch_size: int = 50_000
     # Rows held in memory (waiting plus being written); beyond it new rows are dropped and counted.
-    buffer_limit: int = 1_000_000
+    buffer_limit: int = 500_000
     # A write taking longer than this counts as failed (and is retried).
     write_timeout: Duration = 10.0
 

@@ -29,6 +29,7 @@ DESIGN_ALERTS = {
     "FeedSymbolStale", "FeedSymbolDead", "FeedDown", "FeedSilent", "FeedHeartbeatMissing",
     "FeedReconnectFlapping", "FeedHighLatency", "FeedRejectingUpdates", "FeedPriceMove",
     "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding", "FeedwatchConfigReloadFailed",
+    "FeedwatchTickSinkDropping",
 }
 SEVERITIES = {"critical", "warning", "info", "none"}
 

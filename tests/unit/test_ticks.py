@@ -224,7 +224,7 @@ def test_metrics_are_what_the_docstring_shows_and_promtool_accepts():
                  'feedwatch_tick_sink_batch_duration_seconds_bucket{sink="sqlite",le="0.025"} 1',
                  'feedwatch_tick_sink_batch_duration_seconds_bucket{sink="sqlite",le="+Inf"} 1',
                  'feedwatch_tick_sink_buffer_rows{sink="sqlite"} 0',
-                 'feedwatch_tick_sink_buffer_limit_rows{sink="sqlite"} 1000000',
+                 'feedwatch_tick_sink_buffer_limit_rows{sink="sqlite"} 500000',
                  'feedwatch_tick_sink_last_write_success_timestamp_seconds{sink="sqlite"} 0'):
         assert line in text, line
     import exporter.ticks.collector as module
