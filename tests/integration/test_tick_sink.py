@@ -156,13 +156,16 @@ async def test_a_full_buffer_drops_new_rows_and_counts_every_one(tmp_path):
 
 
 async def test_the_service_writes_ticks_beside_the_journal_and_flushes_at_stop(tmp_path):
-    config = load_data({
+    config_data = {
         "feeds": [{"name": "stocks", "kind": "polygon", "url": "ws://127.0.0.1:9/unreachable", "api_key": "k",
                    "symbols": ["AAPL"]}],
         "journal": {"path": str(tmp_path / "journal.sqlite")},
         "tick_sink": {"flush_interval": "1h"},       # only the stop's last flush writes
-    }, environ={})
+    }
+    config = load_data(config_data, environ={})
     service = Service(config)
+    changed = load_data({**config_data, "tick_sink": {"flush_interval": "2s"}}, environ={})
+    assert service.check(changed) == ["tick_sink: changing this section takes a restart (the reload changed nothing)"]
     await service.start()
     try:
         service.book.feeds["stocks"].apply([Q("AAPL", 10.0, 10.2), Q("AAPL", 10.1, 10.3)], service.clock.time())
