@@ -37,6 +37,7 @@ COLUMNS = ("run", "seq", "time_ns", "feed", "symbol", "price", "size", "source",
 Row = tuple  # (run, seq, time_ns, feed, symbol, price, size, source, exchange_time_ns)
 
 _INF = math.inf
+_EXACT = 1 << 53   # integers below this are exact as floats
 
 
 def to_ns(ts: Any) -> int | None:
@@ -72,14 +73,37 @@ def clean_size(value: Any) -> float | None:
 
 
 def prepare(flat: list, start: int, stop: int, run: str, first_seq: int) -> list[Row]:
-    """Typed rows from ``TickTape`` slots ``flat[start:stop]`` (whole rows), numbered from ``first_seq``."""
+    """Typed rows from ``TickTape`` slots ``flat[start:stop]`` (whole rows), numbered from ``first_seq``.
+
+    Written for speed (it runs for every price, in the sink's thread, sharing the GIL with
+    ingest): the columns are strided slices zipped together, a frame's shared receive time is
+    converted once, and the common sizes and timestamps (finite numbers, integer stamps) take
+    inline fast paths before the general helpers.
+    """
+    stop = min(stop, len(flat))
+    stop -= (stop - start) % TAPE_SLOTS
+    columns = [flat[start + k:stop:TAPE_SLOTS] for k in range(TAPE_SLOTS)]
     rows: list[Row] = []
     append = rows.append
     seq = first_seq
-    for i in range(start, min(stop, len(flat)) - TAPE_SLOTS + 1, TAPE_SLOTS):
-        feed, symbol, price, size, ts, now = flat[i:i + TAPE_SLOTS]
-        quote = size is QUOTE
-        append((run, seq, seconds_to_ns(now), feed, symbol, float(price), None if quote else clean_size(size),
-                "quote" if quote else "trade", to_ns(ts)))
+    last_now, now_ns = None, 0
+    for feed, symbol, price, size, ts, now in zip(*columns):
+        if now is not last_now:
+            last_now, now_ns = now, seconds_to_ns(now)
+        if size is QUOTE:
+            size, source = None, "quote"
+        else:
+            source = "trade"
+            if type(size) is int and 0 <= size < _EXACT:
+                size = float(size)
+            elif type(size) is not float or not 0.0 <= size < _INF:
+                size = clean_size(size)
+        if type(ts) is int and ts > 1e17:
+            pass                              # integer nanoseconds already (Polygon)
+        elif type(ts) is int and ts > 1e11 and ts <= 1e14:
+            ts = ts * 1_000_000               # integer milliseconds (Binance, Bybit)
+        else:
+            ts = to_ns(ts)
+        append((run, seq, now_ns, feed, symbol, price, size, source, ts))
         seq += 1
     return rows
