@@ -1,6 +1,6 @@
 """The tick tape's cost per message on the ingest path, counted by cachegrind (load-independent).
 
-    .venv/bin/python -m bench.tapegrind                 # ~2 minutes: four runs under valgrind
+    .venv/bin/python -m bench.tapegrind                 # a few minutes: four runs under valgrind
     .venv/bin/python -m bench.tapegrind --tree DIR      # also count DIR's code (e.g. a `git archive` of
                                                         # the commit before), plain, for a before/after
 
@@ -23,28 +23,33 @@ import sys
 import tempfile
 from pathlib import Path
 
-COUNTS = (300, 800)   # frames of 100 messages; the first 50 (warm-up) are in both runs
+COUNTS = (150, 400)   # frames of 100 messages; the first 50 (warm-up) are in both runs
 _SUMMARY = {"Ir": r"I\s+refs:\s+([\d,]+)", "D1": r"D1\s+misses:\s+([\d,]+)", "LL": r"LL misses:\s+([\d,]+)"}
 
 
-def client(mode: str, frames: int) -> None:
+def client(mode: str, frames: int, path: str) -> None:
     from bench import ingest
     from exporter import book
 
-    data = ingest.make_frames(n_frames=frames)
+    with open(path, "rb") as fh:   # made outside valgrind: generating frames would dwarf ingesting them
+        data = fh.read().split(b"\n")[:frames]
     tape = book.TickTape(frames * 100 + 1) if mode == "tape" else None
     run, feed = ingest.feedwatch_loop(data, 10_000, tape) if tape is not None else ingest.feedwatch_loop(data, 10_000)
     run()
 
 
 def count(mode: str, frames: int, tree: str | None) -> dict[str, int]:
+    from bench import ingest
+
     env = dict(os.environ)
     if tree:
         env["PYTHONPATH"] = tree
     with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "frames"
+        data.write_bytes(b"\n".join(ingest.make_frames(n_frames=frames)))
         out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=yes",
                               f"--cachegrind-out-file={Path(tmp) / 'out'}", sys.executable, __file__,
-                              "--client", mode, str(frames)],
+                              "--client", mode, str(frames), str(data)],
                              capture_output=True, text=True, check=True, env=env, cwd=tree or None).stderr
     return {key: int(re.search(pattern, out).group(1).replace(",", "")) for key, pattern in _SUMMARY.items()}
 
@@ -73,6 +78,6 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--client"]:
         sys.path.insert(0, os.getcwd())
-        client(sys.argv[2], int(sys.argv[3]))
+        client(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         main(sys.argv[1:])

@@ -295,8 +295,8 @@ class TickTape:
     ``rows`` is one flat list, ``TAPE_SLOTS`` entries per accepted update: the feed's name, the
     symbol, the price, the trade's size as the venue gave it (``QUOTE`` for a quote's mid), the
     raw venue timestamp and the receive time. ``FeedBook.apply`` extends it with references to
-    objects it already holds (a 6-tuple from the free list, no object kept per row beyond the
-    list's slots): about a tenth of a message's cost, measured in bench/README.md. Conversion to
+    objects it already made (the 6-tuple itself is freed at once; the price, stamp and size stay
+    alive until the sink takes them): its cost per message is measured in bench/README.md. Conversion to
     typed rows (nanoseconds, sizes as numbers) happens when the sink takes the rows, off the hot
     path. One accepted update never reaches it: a first trade print held by the first-print guard
     and confirmed by the next (only its price was kept; the confirming print is on the tape).

@@ -17,6 +17,7 @@ collapses at merge time (``SELECT ... FINAL`` for an exact count before that).
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import sqlite3
 import urllib.parse
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 import msgspec
 
 from exporter.ticks.rows import COLUMNS, Row
+
+log = logging.getLogger(__name__)
 
 SQL_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     run TEXT NOT NULL, seq BIGINT NOT NULL, time_ns BIGINT NOT NULL, feed TEXT NOT NULL,
@@ -153,8 +156,8 @@ class PostgresBackend:
             conn, self._conn = self._conn, None
             try:
                 conn.close()
-            except Exception:  # a dead server's socket: nothing left to close cleanly
-                pass
+            except Exception as exc:  # a dead server's socket: nothing left to close cleanly
+                log.debug("tick sink: closing the PostgreSQL connection: %s", exc)
 
 
 class TickRecord(msgspec.Struct, gc=False):

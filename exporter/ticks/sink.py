@@ -94,8 +94,8 @@ class TickSink:
             self._task = None
         try:
             await asyncio.wait_for(self.flush(), self.config.write_timeout)
-        except (asyncio.TimeoutError, Exception):
-            pass
+        except (asyncio.TimeoutError, Exception) as exc:  # counted and logged below, with what is left
+            self.last_error = self.last_error or f"{type(exc).__name__}: {exc}"
         left = self.depth
         if left:
             self.dropped_at_stop += left
