@@ -9,16 +9,20 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Only what the package needs (.dockerignore keeps everything else out of the context): the code
 # and the folders pyproject.toml maps into exporter.resources (configs, rules, dashboards).
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY exporter ./exporter
 COPY examples ./examples
 COPY prometheus ./prometheus
 COPY alertmanager ./alertmanager
 COPY grafana/dashboards ./grafana/dashboards
 COPY grafana/provisioning ./grafana/provisioning
+# feedwatch_build_info's revision and branch (setup.py stamps them into the package; the context
+# has no .git): docker build --build-arg REVISION=$(git rev-parse HEAD) --build-arg BRANCH=$(git rev-parse --abbrev-ref HEAD) .
+ARG REVISION=unknown
+ARG BRANCH=unknown
 # A virtualenv copied whole into the runtime stage: no compiler, no pip cache, no sources there.
 RUN python -m venv /opt/feedwatch \
- && /opt/feedwatch/bin/pip install . \
+ && FEEDWATCH_BUILD_REVISION="$REVISION" FEEDWATCH_BUILD_BRANCH="$BRANCH" /opt/feedwatch/bin/pip install . \
  && /opt/feedwatch/bin/pip uninstall --yes pip
 
 FROM python:3.11.13-slim-bookworm

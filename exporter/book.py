@@ -208,6 +208,11 @@ class Transition:
         return (f"{self.symbol} on {self.feed}: {STATE_NAMES[self.old]} -> {STATE_NAMES[self.new]} "
                 f"(staleness {self.staleness:.1f}s)")
 
+    def fields(self) -> dict[str, object]:
+        """The transition as log fields."""
+        return {"feed": self.feed, "symbol": self.symbol, "from": STATE_NAMES[self.old], "state": STATE_NAMES[self.new],
+                "staleness": round(self.staleness, 3)}
+
 
 class TradeLike(Protocol):
     """A venue's decoded trade struct: ``is_quote = False`` as a class attribute."""

@@ -22,7 +22,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from exporter.version import __version__
+from exporter.version import __version__, build_info
 from exporter.commands import setup_logging
 
 # Subcommand modules under exporter/commands/, in the order `feedwatch --help` lists them.
@@ -39,12 +39,26 @@ COMMAND_MODULES = [
 ]
 
 
+class _Version(argparse.Action):
+    """``--version``: the version, revision and branch (looked up only when asked: git may run)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        info = build_info()
+        print(f"feedwatch {__version__} (revision {info['revision']}, branch {info['branch']})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedwatch",
         description="Prometheus exporter for market-data freshness and trading risk.",
     )
-    parser.add_argument("--version", action="version", version=f"feedwatch {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version, revision and branch and exit")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"exporter.commands.{name}").register(subparsers)

@@ -34,7 +34,7 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended, cme-globex or one from the config).
     # TYPE feedwatch_feed_info gauge
     feedwatch_feed_info{feed="stocks",kind="polygon",market="us-equities"} 1
-    # HELP feedwatch_feed_up Whether the connection is open (1) or not (0); a feed with no connection yet shows connection "0" at 0.
+    # HELP feedwatch_feed_up Whether the connection is open (1) or not (0); a feed never connected shows connection 0, at 0.
     # TYPE feedwatch_feed_up gauge
     feedwatch_feed_up{feed="stocks",connection="0"} 1
     # HELP feedwatch_feed_connects_total Connections opened.
@@ -143,6 +143,8 @@ from exporter.book import (
     FeedBook,
     escape_label,
 )
+from exporter.exposition import DEFAULT, Exposition
+from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
 _INF = math.inf
 # A skipped sample of one collector is logged at most once per this many seconds.
@@ -175,7 +177,7 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Always 1; the labels say the feed's adapter (kind) and session calendar "
                  "(market: always, us-equities, us-equities-extended, cme-globex or one from the config)."),
     "feedwatch_feed_up": (
-        "gauge", 'Whether the connection is open (1) or not (0); a feed with no connection yet shows connection "0" at 0.'),
+        "gauge", 'Whether the connection is open (1) or not (0); a feed never connected shows connection 0, at 0.'),
     "feedwatch_feed_connects_total": ("counter", "Connections opened."),
     "feedwatch_feed_disconnects_total": ("counter", "Connections lost or closed, by reason."),
     "feedwatch_feed_messages_total": ("counter", "Messages received, by kind."),
@@ -260,17 +262,13 @@ class RenderErrors:
         held = self._held.pop(collector, 0)
         more = f" ({held} more since the last report)" if held else ""
         log.error("collector %s: left %s out of /metrics: its value cannot be rendered (%r)%s; "
-                  "counted in feedwatch_render_errors_total", collector, series, exc, more)
+                  "counted in feedwatch_render_errors_total", collector, series, exc, more,
+                  extra={"collector": collector, "series": series, **({"suppressed": held} if held else {})})
 
     def render(self) -> str:
         name = "feedwatch_render_errors_total"
         return header(name, "counter", RENDER_ERRORS_HELP) + "".join(
             f'{name}{{collector="{escape_label(collector)}"}} {count}\n' for collector, count in self.counts.items())
-
-
-def header(name: str, kind: str, help_text: str) -> str:
-    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
 _BUCKET_LE = tuple(format_value(b) for b in LATENCY_BUCKETS) + ("+Inf",)
@@ -285,19 +283,27 @@ class BookCollector:
         self.errors = errors if errors is not None else RenderErrors()
         self.errors.register("book")
 
-    def render(self, now: float) -> str:
+    def render(self, now: float, ask: Exposition = DEFAULT) -> str:
+        """Every family in the text format, or what ``ask`` (a scrape's ``Accept`` and ``name[]``)
+        asked for: headers written in its format, only its families; the per-symbol pass, the
+        expensive part, runs only if one of its families is wanted."""
         feeds = list(self.book.feeds.values())
         for feed in feeds:
             feed.refresh_market(now)  # a session that just opened restarts the symbol clocks
         out: list[str] = []
-        counts = self._render_symbols(feeds, now, out)
-        self._render_feeds(feeds, now, counts, out)
-        self._render_markets(feeds, out)
+        counts: list[dict[int, int]] = []
+        if ask.wants("feedwatch_feed_symbols", "gauge") or any(
+                ask.wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
+            counts = self._render_symbols(feeds, now, out, ask)
+        self._render_feeds(feeds, now, counts, out, ask)
+        self._render_markets(feeds, out, ask)
         return "".join(out)
 
-    def _render_markets(self, feeds: list[FeedBook], out: list[str]) -> None:
+    def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
-        out.append(header(name, *MARKET_FAMILIES[name]))
+        if not ask.wants(name, MARKET_FAMILIES[name][0]):
+            return
+        out.append(ask.header(name, *MARKET_FAMILIES[name]))
         seen: set[str] = set()
         for feed in feeds:
             cal = feed.calendar
@@ -309,7 +315,8 @@ class BookCollector:
 
     # --- per symbol: one pass over every symbol fills six families at once -------------------
 
-    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str]) -> list[dict[int, int]]:
+    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str],
+                        ask: Exposition) -> list[dict[int, int]]:
         updated: list[str] = []
         event: list[str] = []
         staleness: list[str] = []
@@ -349,17 +356,21 @@ class BookCollector:
             all_counts.append(counts)
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(),
                                                    (updated, event, staleness, states, updates, prices)):
-            out.append(header(name, kind, help_text))
+            if not ask.wants(name, kind):
+                continue
+            out.append(ask.header(name, kind, help_text))
             out.extend(lines)
         return all_counts
 
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[str]) -> None:
+                      out: list[str], ask: Exposition) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
-            out.append(header(name, kind, help_text))
+            if not ask.wants(name, kind):
+                return
+            out.append(ask.header(name, kind, help_text))
             for i, feed in enumerate(feeds):
                 try:
                     out.extend(list(lines(feed, i)))  # whole or not at all

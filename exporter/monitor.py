@@ -33,16 +33,17 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
 
 from exporter.web import status
 from exporter.book import Book
 from exporter.clock import SystemClock
 from exporter.collector import BookCollector
 from exporter.config import Config, ConfigError, FeedConfig, Thresholds, build_dataclass
+from exporter.exposition import Exposition, negotiate
 from exporter.trading.collector import TradingCollector
 from exporter.trading.tracker import Account, attach, detach, event_from_mapping
 
-CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 IN_PROCESS_KIND = "in-process"
 
 
@@ -204,12 +205,14 @@ class Monitor:
 
     # --- exposition ---------------------------------------------------------------------------
 
-    def render(self) -> str:
-        """The Prometheus text of everything the monitor knows (what ``/metrics`` serves)."""
+    def render(self, exposition: Exposition = Exposition()) -> str:
+        """The Prometheus text of everything the monitor knows (what ``/metrics`` serves); OpenMetrics
+        or some families only with an ``exporter.exposition.Exposition`` (what a scrape asks for)."""
         with self._lock:
             now = self.clock.time()
-            text = "".join(collector.render(now) for collector in self._collectors)
-            return text + self._collectors[0].errors.render()
+            parts = [exposition.render(collector.render(now)) for collector in self._collectors]
+            parts.append(exposition.render(self._collectors[0].errors.render()))
+            return exposition.finish(parts).decode()
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` (and ``/-/healthy``) from a daemon thread; returns the bound port.
@@ -222,8 +225,10 @@ class Monitor:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                if self.path.split("?")[0] == "/metrics":
-                    body, ctype, code = monitor.render().encode(), CONTENT_TYPE_METRICS, 200
+                url = urlsplit(self.path)
+                if url.path == "/metrics":
+                    exposition = negotiate(self.headers.get("Accept"), parse_qs(url.query).get("name[]", ()))
+                    body, ctype, code = monitor.render(exposition).encode(), exposition.content_type, 200
                 elif self.path == "/-/healthy":
                     body, ctype, code = b"OK", "text/plain", 200
                 else:

@@ -107,22 +107,25 @@ class Reloader:
             except ConfigError as exc:
                 problems = list(exc.errors)
             except Exception as exc:  # never fatal: a reload that breaks must not stop the monitor
-                log.exception("configuration reload (%s): loading %s failed unexpectedly", trigger, self.source)
+                log.exception("configuration reload (%s): loading %s failed unexpectedly", trigger, self.source,
+                              extra={"trigger": trigger, "file": self.source})
                 problems = [f"{self.source}: {exc!r}"]
             else:
                 try:
                     problems = await self.apply(config)
                 except Exception as exc:
-                    log.exception("configuration reload (%s): applying %s failed", trigger, self.source)
+                    log.exception("configuration reload (%s): applying %s failed", trigger, self.source,
+                                  extra={"trigger": trigger, "file": self.source})
                     problems = [f"applying the configuration failed: {exc!r} (part of it may be in effect; "
                                 f"a restart applies it whole)"]
             self.successful = not problems
             self.problems = problems
             if problems:
                 log.error("configuration reload (%s) failed, the running configuration stays: %s has "
-                          "%d problem(s)", trigger, self.source, len(problems))
+                          "%d problem(s)", trigger, self.source, len(problems),
+                          extra={"trigger": trigger, "file": self.source})
                 for problem in problems:
-                    log.error("configuration reload: %s", problem)
+                    log.error("configuration reload: %s", problem, extra={"trigger": trigger, "file": self.source})
             else:
                 self.success_at = self.clock.time()
             return problems

@@ -135,7 +135,8 @@ class Service:
             remedy = ("extend its holidays and holidays_until in the config" if cal.source == "config"
                       else "upgrade feedwatch, whose calendars are regenerated from exchange_calendars")
             log.warning("market calendar %s knows holidays only up to %s (%s): after that its holidays and "
-                        "early closes read as trading days; %s", cal.name, cal.end, left, remedy)
+                        "early closes read as trading days; %s", cal.name, cal.end, left, remedy,
+                        extra={"market": cal.name, "until": str(cal.end)})
 
     async def stop(self) -> None:
         if self.watchlist is not None:
@@ -265,7 +266,7 @@ class Service:
         """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
         changes = self.book.sweep(self.clock.time())
         for change in changes[:MAX_TRANSITION_LINES]:
-            log.info("%s", change.describe())
+            log.info("%s", change.describe(), extra=change.fields())
         if len(changes) > MAX_TRANSITION_LINES:
             log.info("... and %d more state changes in this sweep", len(changes) - MAX_TRANSITION_LINES)
         for change in changes:

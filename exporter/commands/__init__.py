@@ -1,24 +1,23 @@
 """Subcommands of ``feedwatch`` (one module each) and what they share: log flags and setup.
 
-Log output goes to stderr in ``logfmt`` (default) or ``json``, one line per record::
+Log output goes to stderr in ``logfmt`` (default) or ``json``, one line per record, context as
+fields (``exporter/commands/logformat.py``)::
 
-    ts=2024-05-01T14:03:07.120Z level=info logger=exporter.feeds.runner msg="stocks[0]: reconnecting in 0.84s (network_error; attempt 1)"
-    {"ts":"2024-05-01T14:03:07.120Z","level":"info","logger":"exporter.feeds.runner","msg":"stocks[0]: ..."}
+    ts=2024-05-01T14:03:07.120Z level=info logger=exporter.feeds.runner msg="stocks[0]: reconnecting in 0.84s (network_error; attempt 1)" feed=stocks connection=0 reason=network_error delay=0.84 attempt=1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import signal
 import sys
-import time
 from typing import Sequence
 
-LEVELS = ("debug", "info", "warn", "error")
-FORMATS = ("logfmt", "json")
+from exporter.commands.logformat import FORMATS, LEVELS, JsonFormatter, LogfmtFormatter, setup_logging
+
+__all__ = ["FORMATS", "LEVELS", "JsonFormatter", "LogfmtFormatter", "common_flags", "report_problems",
+           "setup_logging", "stop_event"]
 
 
 def common_flags() -> argparse.ArgumentParser:
@@ -28,55 +27,9 @@ def common_flags() -> argparse.ArgumentParser:
     group.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info",
                        help="only log messages with this severity or above (default: info)")
     group.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt",
-                       help="output format of log messages (default: logfmt)")
+                       help="output format of log messages: logfmt or json, one line per message with its "
+                            "context as fields (default: logfmt)")
     return parent
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-
-
-def _level(record: logging.LogRecord) -> str:
-    name = record.levelname.lower()
-    return {"warning": "warn", "critical": "error"}.get(name, name)
-
-
-class LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = [("ts", _timestamp(record)), ("level", _level(record)), ("logger", record.name),
-                  ("msg", record.getMessage())]
-        if record.exc_info:
-            fields.append(("err", self.formatException(record.exc_info)))
-        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields)
-
-
-def _logfmt_value(value: str) -> str:
-    if value and not any(c in value for c in ' ="\n\t\\'):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": _timestamp(record), "level": _level(record), "logger": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            out["err"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel({"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-                   "error": logging.ERROR}[level])
-    # Libraries' chatter stays at warnings unless we debug.
-    if level != "debug":
-        for name in ("aiohttp.access", "websockets", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def report_problems(heading: str, errors: Sequence[str]) -> None:

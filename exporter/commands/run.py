@@ -12,7 +12,9 @@ Flags follow the Prometheus exporter conventions::
     --config.file, -c          the YAML configuration (docs/configuration.md)
     --web.listen-address       overrides the config's `listen` (default ":10119")
     --web.telemetry-path       overrides the config's `telemetry_path` (default "/metrics")
-    --web.config.file          exporter-toolkit web config: TLS, basic auth (exporter/web/webconfig.py)
+    --web.config.file          exporter-toolkit web config: TLS, basic auth, headers, rate limit
+                               (exporter/web/webconfig.py); re-read while running, so certificates
+                               rotate without a restart (exporter/web/webaccess.py)
     --reset-trading-state      replace a missing or damaged trading state file with an empty one
                                (moved aside, never deleted); a sound file is kept
     --log.level, --log.format  see exporter/commands/__init__.py
@@ -95,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
     early = _EarlyHangup()
     try:
         config = apply_web_flags(load_file(args.config_file), args)
-        web_config = load_web_config(args.web_config_file)
+        web_access = load_web_config(args.web_config_file)
     except ConfigError as exc:
         report_problems(f"feedwatch: invalid configuration ({len(exc.errors)} problem(s)):", exc.errors)
         return 1
@@ -103,16 +105,17 @@ def main(args: argparse.Namespace) -> int:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
     load = lambda: apply_web_flags(load_file(args.config_file), args)  # noqa: E731 (what a reload re-reads)
-    return asyncio.run(serve(config, web_config, load=load, source=args.config_file, early=early,
+    return asyncio.run(serve(config, web_access, load=load, source=args.config_file, early=early,
                              reset_trading_state=args.reset_trading_state))
 
 
 def load_web_config(path: str | None):
+    """The web config file, read and checked (ConfigError), as a ``WebAccess`` that re-reads it."""
     if not path:
         return None
-    from exporter.web import webconfig
+    from exporter.web.webaccess import WebAccess
 
-    return webconfig.load(path)
+    return WebAccess(path)
 
 
 class Exporter:
@@ -122,19 +125,19 @@ class Exporter:
     ``await exporter.reload(trigger)``, SIGHUP and ``POST /-/reload`` all end up there.
     """
 
-    def __init__(self, config: Config, web_config=None, clock=None, *, reset_trading_state: bool = False,
+    def __init__(self, config: Config, web_access=None, clock=None, *, reset_trading_state: bool = False,
                  load: Callable[[], Config] | None = None, source: str = "the configuration file") -> None:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
         self.config = config
-        self.web_config = web_config
+        self.web_access = web_access   # a web.webaccess.WebAccess, or None
         self.reset_trading_state = reset_trading_state
         self.clock = clock or SystemClock()
         self.service = Service(config, self.clock)
         self.reloader = Reloader(load, self.apply, self.clock, source) if load is not None else None
         self.port = 0
-        self.scheme = "https" if web_config is not None and web_config.tls_server_config else "http"
+        self.scheme = "https" if web_access is not None and web_access.ssl_context is not None else "http"
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._started = asyncio.Event()
@@ -162,11 +165,11 @@ class Exporter:
                 renderers=(reloader.render,) if reloader is not None else (),
                 reload=self.reload if reloader is not None else None)
             ssl_context = None
-            if self.web_config is not None:
-                from exporter.web import webconfig
+            if self.web_access is not None:
+                from exporter.web.webaccess import install
 
-                webconfig.apply(app, self.web_config)
-                ssl_context = webconfig.ssl_context(self.web_config)
+                install(app, self.web_access)
+                ssl_context = self.web_access.ssl_context
             self._runner, self.port = await serve(app, self.config.listen, ssl_context)
             # Feeds connect only once the port is ours: a taken port fails fast, venue untouched.
             await self.service.start()
@@ -174,7 +177,8 @@ class Exporter:
             await self.stop()
             raise
         self._started.set()
-        log.info("serving %s%s", self.base_url, self.config.telemetry_path)
+        log.info("serving %s%s", self.base_url, self.config.telemetry_path,
+                 extra={"listen": self.config.listen, "tls": self.scheme == "https"})
 
     async def reload(self, trigger: str) -> list[str]:
         """Re-read the configuration file and apply it; the problems if it was not applied."""
@@ -212,21 +216,21 @@ class Exporter:
         detach(self.config)  # closes the state file (and writes its backup) if start opened it
 
 
-async def serve(config: Config, web_config=None, *, reset_trading_state: bool = False,
+async def serve(config: Config, web_access=None, *, reset_trading_state: bool = False,
                 load: Callable[[], Config] | None = None, source: str = "the configuration file",
                 early: _EarlyHangup | None = None) -> int:
     from exporter.trading.store import StateFileError
 
     stopping = stop_event()
     try:
-        exporter = Exporter(config, web_config, reset_trading_state=reset_trading_state, load=load, source=source)
+        exporter = Exporter(config, web_access, reset_trading_state=reset_trading_state, load=load, source=source)
     except ValueError as exc:  # a setting that depends on several sections (tick_sink.path: nowhere to write)
         log.error("refusing to start: %s", exc)
         return 1
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def reload_on_sighup() -> None:
-        log.info("SIGHUP: reloading %s", source)
+        log.info("SIGHUP: reloading %s", source, extra={"trigger": "SIGHUP", "file": source})
         task = asyncio.create_task(exporter.reload("SIGHUP"))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
@@ -239,10 +243,10 @@ async def serve(config: Config, web_config=None, *, reset_trading_state: bool = 
     try:
         await exporter.start()
     except StateFileError as exc:
-        log.error("refusing to start: %s", exc)
+        log.error("refusing to start: %s", exc, extra={"file": exc.path})
         return 1
     except OSError as exc:  # the port is taken, the certificate unreadable, ...
-        log.error("cannot serve on %s: %s", config.listen, exc)
+        log.error("cannot serve on %s: %s", config.listen, exc, extra={"listen": config.listen})
         return 1
     await stopping.wait()
     if load is not None:

@@ -174,6 +174,11 @@ class Link:
         return f"{self.feed.name}[{self.name}]"
 
     @property
+    def fields(self) -> dict[str, str]:
+        """This connection as log fields (``extra=``; exporter/commands/logformat.py)."""
+        return {"feed": self.feed.name, "connection": self.name}
+
+    @property
     def is_open(self) -> bool:
         return self.ws is not None and not self.ws.closed and self.reason is None
 
@@ -285,7 +290,7 @@ class Link:
             await ws.send_str(text)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             self.feed.error("send", f"{self.label}: {exc}")
-            self.runner.problems.report("send", f"could not send on {self.label}: {exc!r}")
+            self.runner.problems.report("send", f"could not send on {self.label}: {exc!r}", connection=self.name)
             self.close("network_error")
             return False
         return True
@@ -328,7 +333,8 @@ class Link:
             self.cause = exc
             if self.reason is None:
                 self.reason = "protocol_error" if self.opened_at is not None else None
-            log.warning("%s: connection failed unexpectedly: %r", self.label, exc, exc_info=True)
+            log.warning("%s: connection failed unexpectedly: %r", self.label, exc, exc_info=True,
+                        extra={**self.fields, "reason": self.reason})
         finally:
             self.ended_at = loop.time()
             for task in list(self._helpers):
@@ -392,7 +398,7 @@ class Link:
             except asyncio.TimeoutError:
                 self.feed.error("auth", f"{self.label}: no answer to authentication")
                 self.runner.problems.report("auth", f"{self.label}: no answer to authentication within "
-                                                    f"{self.config.connect_timeout}s")
+                                                    f"{self.config.connect_timeout}s", connection=self.name)
                 self.close("protocol_error")
                 return
         else:
@@ -503,21 +509,24 @@ class Link:
             elif kind is AuthFailed:
                 self.feed.error("auth", signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(
-                    "auth", f"{self.label}: venue refused us ({signal.reason}): {signal.message}")  # type: ignore[attr-defined]
+                    "auth", f"{self.label}: venue refused us ({signal.reason}): {signal.message}",  # type: ignore[attr-defined]
+                    connection=self.name, reason=signal.reason)  # type: ignore[attr-defined]
                 self.close(signal.reason)  # type: ignore[attr-defined]
             elif kind is Close:
                 reason, message = signal.reason, signal.message  # type: ignore[attr-defined]
-                log.info("%s: venue asked to reconnect (%s): %s", self.label, reason, message)
+                log.info("%s: venue asked to reconnect (%s): %s", self.label, reason, message,
+                         extra={**self.fields, "reason": reason})
                 if reason == "server_shutdown":
                     self.shard.replace_link(self, reason)   # planned: make-before-break
                 else:
                     self.close(reason)
             elif kind is Problem:
                 self.feed.error(signal.kind, signal.message)  # type: ignore[attr-defined]
-                self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}")  # type: ignore[attr-defined]
+                self.runner.problems.report(signal.kind, f"{self.label}: {signal.message}",  # type: ignore[attr-defined]
+                                            connection=self.name)
             elif kind is Rejected:  # counted by the book already: only logged, not an error
                 self.runner.problems.report(signal.reason, f"{self.label}: {signal.message}",  # type: ignore[attr-defined]
-                                            what="rejected update")
+                                            what="rejected update", connection=self.name)
 
     def _acknowledged(self, symbols: Iterable[str], now: float, from_venue: bool = True) -> None:
         symbols = [s for s in symbols if s in self.requested]
@@ -555,7 +564,8 @@ class Link:
                 keeper.retune(config.ping_interval, config.heartbeat_timeout, now)
             ping, dead = keeper.step(now, self.rx)
             if dead:
-                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - keeper.alive_at)
+                log.info("%s: no frame, ping or pong for %.1fs: reconnecting", self.label, now - keeper.alive_at,
+                         extra={**self.fields, "reason": "heartbeat_timeout", "silence": round(now - keeper.alive_at, 3)})
                 self.close("heartbeat_timeout")
                 return
             if ping:
@@ -593,5 +603,5 @@ class Link:
         self._helpers.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.warning("%s: helper task failed: %r", self.label, exc, exc_info=exc)
+            log.warning("%s: helper task failed: %r", self.label, exc, exc_info=exc, extra=self.fields)
             self.close("protocol_error")

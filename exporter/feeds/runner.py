@@ -99,9 +99,11 @@ class ProblemLog:
         self._last: dict[tuple[str, str], float] = {}
         self._suppressed: dict[tuple[str, str], int] = {}
 
-    def report(self, kind: str, message: str, what: str = "error") -> None:
+    def report(self, kind: str, message: str, what: str = "error", **fields: object) -> None:
         """Log ``message`` unless a ``kind`` ``what`` (error, rejected update) was logged within
-        the interval; the next line that is logged says how many were held back."""
+        the interval; the next line that is logged says how many were held back. A venue's words
+        may be in ``message`` (the log formatter escapes them); the feed, the kind and ``fields``
+        (connection, reason, ...) go out as log fields."""
         now = asyncio.get_running_loop().time()
         key = (what, kind)
         last = self._last.get(key)
@@ -111,7 +113,9 @@ class ProblemLog:
         self._last[key] = now
         repeats = self._suppressed.pop(key, 0)
         more = f" ({repeats} more {kind} {what}(s) since the last report)" if repeats else ""
-        log.warning("feed %s: %s %s: %s%s", self.feed, kind, what, message, more)
+        log.warning("feed %s: %s %s: %s%s", self.feed, kind, what, message, more,
+                    extra={"feed": self.feed, "kind": kind, "problem": what, **fields,
+                           **({"suppressed": repeats} if repeats else {})})
 
 
 class Shard:
@@ -133,6 +137,11 @@ class Shard:
     @property
     def label(self) -> str:
         return f"{self.runner.feed.name}[{self.name}]"
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """This connection slot as log fields (``extra=``)."""
+        return {"feed": self.runner.feed.name, "connection": self.name}
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._supervise(), name=f"shard {self.label}")
@@ -175,10 +184,16 @@ class Shard:
                 why = f"{why}: {_describe(link.cause)}"
             elif link.close_detail:
                 why = f"{why}: {link.close_detail}"
+            fields = {**self.fields, "reason": link.reason or "connect_failed", "delay": round(delay, 3),
+                      "attempt": self.backoff.attempts}
+            if link.cause is not None:
+                fields["error"] = _describe(link.cause)
             if retryable:
-                log.info("%s: reconnecting in %.2fs (%s; attempt %d)", self.label, delay, why, self.backoff.attempts)
+                log.info("%s: reconnecting in %.2fs (%s; attempt %d)", self.label, delay, why, self.backoff.attempts,
+                         extra=fields)
             else:
-                log.error("%s: %s; retrying soon will not help, next attempt in %.1fs", self.label, why, delay)
+                log.error("%s: %s; retrying soon will not help, next attempt in %.1fs", self.label, why, delay,
+                          extra=fields)
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -195,11 +210,12 @@ class Shard:
     def _replaced(self, task: asyncio.Task[None]) -> None:
         self._replacing = None
         if not task.cancelled() and task.exception() is not None:
-            log.warning("%s: replacement failed: %r", self.label, task.exception(), exc_info=task.exception())
+            log.warning("%s: replacement failed: %r", self.label, task.exception(), exc_info=task.exception(),
+                        extra=self.fields)
 
     async def _replace(self, old: Link, reason: str) -> None:
         runner = self.runner
-        log.info("%s: opening a replacement connection (%s)", self.label, reason)
+        log.info("%s: opening a replacement connection (%s)", self.label, reason, extra={**self.fields, "reason": reason})
         successor = self.successor = Link(self, primary=False)
         ready = await successor.wait_ready(runner.replacement_timeout)
         if self.successor is not successor:
@@ -214,11 +230,12 @@ class Shard:
             old.close(reason)
             self.link = successor
             successor.promote(now)
-            log.info("%s: switched to the replacement connection (%s)", self.label, reason)
+            log.info("%s: switched to the replacement connection (%s)", self.label, reason,
+                     extra={**self.fields, "reason": reason})
             return
         successor.close("shutdown")
         log.warning("%s: replacement connection not ready within %.0fs (%s)", self.label,
-                    runner.replacement_timeout, reason)
+                    runner.replacement_timeout, reason, extra={**self.fields, "reason": reason})
         if reason != "rollover" and self.link is old:
             old.close(reason)  # planned but cannot overlap: plain reconnect
 
@@ -375,7 +392,7 @@ class FeedRunner:
                     await shard.add(take)
             for chunk in self._chunks(pending):
                 self._new_shard(chunk)
-            log.info("feed %s: watching %s", self.feed.name, ", ".join(new))
+            log.info("feed %s: watching %s", self.feed.name, ", ".join(new), extra={"feed": self.feed.name, "symbols": new})
             return new
 
     async def remove_symbols(self, symbols: Iterable[str]) -> list[str]:
@@ -397,7 +414,8 @@ class FeedRunner:
                 self.feed.remove_symbol(symbol)
                 self._resubscribed.pop(symbol, None)
             if removed:
-                log.info("feed %s: no longer watching %s", self.feed.name, ", ".join(removed))
+                log.info("feed %s: no longer watching %s", self.feed.name, ", ".join(removed),
+                         extra={"feed": self.feed.name, "symbols": removed})
             return removed
 
     async def resubscribe(self, symbol: str) -> bool:
@@ -410,7 +428,8 @@ class FeedRunner:
         for shard in self.shards.values():
             if symbol in shard.symbols:
                 self._resubscribed[symbol] = state.updates
-                log.info("feed %s: resubscribing %s (critical)", self.feed.name, symbol)
+                log.info("feed %s: resubscribing %s (critical)", self.feed.name, symbol,
+                         extra={"feed": self.feed.name, "symbol": symbol, "reason": "critical"})
                 await shard.resubscribe([symbol])
                 return True
         return False
@@ -447,7 +466,7 @@ class FeedRunner:
             if silent <= timeout:
                 continue
             log.warning("feed %s: connected but no update for %.0fs: reconnecting (silent_stall)",
-                        feed.name, silent)
+                        feed.name, silent, extra={"feed": feed.name, "reason": "silent_stall", "silence": round(silent, 3)})
             self._up_since = now  # one reconnect per silent period
             for shard in self.shards.values():
                 if shard.link is not None and shard.link.is_open:
@@ -460,7 +479,7 @@ def _warn_about_liveness(config: FeedConfig) -> None:
     if ping > 0 and deadline > 0 and ping > 0.5 * deadline:
         log.warning("feed %s: ping_interval (%gs) is more than half of heartbeat_timeout (%gs): a quiet "
                     "connection may be cut between two pongs; keep it at most about 40 %% of the deadline",
-                    config.name, ping, deadline)
+                    config.name, ping, deadline, extra={"feed": config.name})
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -65,11 +65,13 @@ class Watchlist:
                 have.update(added)
                 for symbol in added:
                     log.info("watchlist: watching %s on %s for up to %.0fs (trigger file)",
-                             symbol, feed, wanted[feed][symbol] - self.clock.time())
+                             symbol, feed, wanted[feed][symbol] - self.clock.time(),
+                             extra={"feed": feed, "symbol": symbol, "reason": "trigger_file"})
             if drop:
                 await runner.remove_symbols(drop)
                 have.difference_update(drop)
-                log.info("watchlist: stopped watching %s on %s (trigger expired or removed)", ", ".join(drop), feed)
+                log.info("watchlist: stopped watching %s on %s (trigger expired or removed)", ", ".join(drop), feed,
+                         extra={"feed": feed, "symbols": drop, "reason": "trigger_gone"})
 
     def _read(self, now: float) -> dict[str, dict[str, float]]:
         """feed -> {symbol: expiry} for the unexpired trigger files (runs in a thread)."""
@@ -80,11 +82,12 @@ class Watchlist:
         except FileNotFoundError:
             return found
         except OSError as exc:
-            self._warn_once(root or "", f"watchlist: cannot read {root}: {exc}")
+            self._warn_once(root or "", f"watchlist: cannot read {root}: {exc}", file=root)
             return found
         for entry in feeds:
             if entry.name not in self.runners:
-                self._warn_once(entry.name, f"watchlist: {entry.path}: no feed named {entry.name!r}; ignored")
+                self._warn_once(entry.name, f"watchlist: {entry.path}: no feed named {entry.name!r}; ignored",
+                                file=entry.path)
                 continue
             symbols: dict[str, float] = {}
             try:
@@ -96,14 +99,14 @@ class Watchlist:
                     if expiry > now:
                         symbols[name] = expiry
             except OSError as exc:
-                self._warn_once(entry.path, f"watchlist: cannot read {entry.path}: {exc}")
+                self._warn_once(entry.path, f"watchlist: cannot read {entry.path}: {exc}", file=entry.path)
             found[entry.name] = symbols
         return found
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, key: str, message: str, **fields: object) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            log.warning("%s", message)
+            log.warning("%s", message, extra=fields)
 
     async def _scan_forever(self) -> None:
         while True:

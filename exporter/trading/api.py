@@ -187,7 +187,8 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(_HOUSEKEEPING_EVERY)
             problem = app[TRACKER].housekeeping(app[CLOCK].time())
             if problem is not None:
-                _throttle.warn("housekeeping", "trading state: %s (retried every %gs)", problem, _HOUSEKEEPING_EVERY)
+                _throttle.warn("housekeeping", "trading state: %s (retried every %gs)", problem, _HOUSEKEEPING_EVERY,
+                               reason="state_store")
 
     task = asyncio.create_task(loop(), name="feedwatch-trading-housekeeping")
     yield
@@ -203,7 +204,7 @@ def _refuse(request: web.Request, verdict: Verdict) -> web.Response:
     request.app[TRACKER].reject(verdict.reason)
     reject_http(request.app, "unauthorized")
     _throttle.warn(verdict.reason, "trading push API: refused a request from %s (%s): %s",
-                   request.remote, verdict.reason, verdict.message)
+                   request.remote, verdict.reason, verdict.message, remote=request.remote, reason=verdict.reason)
     response = json_problem(verdict.message, 401, {"WWW-Authenticate": 'Bearer realm="feedwatch"'})
     response.force_close()  # the body was not read: do not wait for it on this connection
     return response
@@ -229,7 +230,7 @@ async def _expect(request: web.Request) -> web.Response | None:
 def _too_large(request: web.Request, limit: int) -> web.Response:
     reject_http(request.app, "body_too_large")
     _throttle.warn("body_too_large", "trading push API: refused a body over %d bytes from %s "
-                   "(trading.api.max_body_size)", limit, request.remote)
+                   "(trading.api.max_body_size)", limit, request.remote, remote=request.remote, reason="body_too_large")
     response = json_problem(f"request body larger than {limit} bytes (trading.api.max_body_size)", 413)
     response.force_close()
     return response
@@ -254,7 +255,8 @@ async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes 
     except TimeoutError:
         reject_http(request.app, "body_timeout")
         _throttle.warn("body_timeout", "trading push API: %s did not send its %s-byte body within %gs "
-                       "(http.body_timeout)", request.remote, request.content_length or "chunked", timeout)
+                       "(http.body_timeout)", request.remote, request.content_length or "chunked", timeout,
+                       remote=request.remote, reason="body_timeout")
         response = json_problem(f"request body not received within {timeout:g}s (http.body_timeout)", 408)
         response.force_close()
         return response
@@ -286,7 +288,8 @@ async def post_events(request: web.Request) -> web.Response:
             return json_problem(f"{len(raws)} events in one request; at most {limit} (trading.api.max_batch)", 413)
         result = tracker.ingest_raw(raws, now, atomic=True)
     if result.store_error is not None:
-        _throttle.warn("state_store", "trading push API: answered 503, nothing applied: %s", result.store_error)
+        _throttle.warn("state_store", "trading push API: answered 503, nothing applied: %s", result.store_error,
+                       remote=request.remote, reason="state_store")
         return json_problem(f"the trading state cannot be saved, nothing was applied; send the same events "
                             f"again later ({result.store_error})", 503, {"Retry-After": _RETRY_AFTER})
     duplicates = result.rejected.get("duplicate", 0)
@@ -302,8 +305,10 @@ async def post_events(request: web.Request) -> web.Response:
         answer["errors"] = errors
         answer["problems"] = [f"events[{e['index']}]: {e['reason']}: {e['message']}" if e["index"] is not None
                               else f"body: {e['reason']}: {e['message']}" for e in errors]
-        _throttle.warn(first["reason"], "trading push API: refused a batch from %s: %s", request.remote, answer["error"])
+        _throttle.warn(first["reason"], "trading push API: refused a batch from %s: %s", request.remote, answer["error"],
+                       remote=request.remote, reason=first["reason"])
         return json_response(answer, 400)
     for problem in result.problems:
-        _throttle.warn(problem.partition(":")[0], "trading push API: skipped an event: %s", problem)
+        _throttle.warn(problem.partition(":")[0], "trading push API: skipped an event: %s", problem,
+                       remote=request.remote, reason=problem.partition(":")[0])
     return json_response(answer, 200)

@@ -84,7 +84,7 @@ feed ``binance`` (every family lists every configured account; ``...`` marks rep
     # HELP feedwatch_trading_positions_utilization_ratio Open positions over the position limit; absent without a limit.
     # TYPE feedwatch_trading_positions_utilization_ratio gauge
     feedwatch_trading_positions_utilization_ratio{account="main"} 0.2
-    # HELP feedwatch_trading_position Open position per symbol (signed quantity); feed is the price feed the config maps the symbol to ("" if none).
+    # HELP feedwatch_trading_position Open position per symbol (signed quantity); feed is the price feed the config maps the symbol to (empty if none).
     # TYPE feedwatch_trading_position gauge
     feedwatch_trading_position{account="main",symbol="BTCUSDT",feed="binance"} 0.5
     # HELP feedwatch_trading_api_errors_total Failed calls the bot made to its exchange API.
@@ -187,8 +187,8 @@ TRADING_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_trading_positions_utilization_ratio": (
         "gauge", "Open positions over the position limit; absent without a limit."),
     "feedwatch_trading_position": (
-        "gauge", 'Open position per symbol (signed quantity); feed is the price feed the config maps the '
-                 'symbol to ("" if none).'),
+        "gauge", "Open position per symbol (signed quantity); feed is the price feed the config maps the "
+                 "symbol to (empty if none)."),
     "feedwatch_trading_api_errors_total": (
         "counter", "Failed calls the bot made to its exchange API."),
     "feedwatch_trading_api_request_duration_seconds": (

@@ -204,7 +204,7 @@ class SqliteStore:
             raise
         if fresh:
             log.warning("trading state file %s did not exist (nor its backup): starting with empty trading "
-                        "state in a new file", path)
+                        "state in a new file", path, extra={"file": path})
         if fresh or not os.path.exists(self.backup_file):
             # From now on the backup says "this file held state": its loss will be noticed.
             try:
@@ -260,7 +260,7 @@ class SqliteStore:
             try:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error as exc:  # the journal undoes it at the next open
-                log.warning("trading state file %s: rollback failed: %s", self.path, exc)
+                log.warning("trading state file %s: rollback failed: %s", self.path, exc, extra={"file": self.path})
 
     def prune(self, before: float) -> None:
         self._write("DELETE FROM seen_event WHERE ts < ?", (before,))
@@ -300,7 +300,7 @@ class SqliteStore:
             try:
                 self.backup()
             except StoreError as exc:
-                log.error("%s (the state file itself is up to date)", exc)
+                log.error("%s (the state file itself is up to date)", exc, extra={"file": self.backup_file})
         self.db.close()
 
 
@@ -453,9 +453,10 @@ def open_store(path: str | None, *, reset: bool = False,
             raise StateFileError(path, f"{exc.problem}, and cannot be moved aside for the reset: "
                                        f"{move_exc.strerror or move_exc}") from None
         log.warning("--reset-trading-state: trading state file %s %s; moved aside: %s; starting with "
-                    "empty trading state", path, exc.problem, ", ".join(moved) or "nothing")
+                    "empty trading state", path, exc.problem, ", ".join(moved) or "nothing",
+                    extra={"file": path, "reason": "reset"})
         return SqliteStore(path, backup_interval)
     if reset:
         log.info("--reset-trading-state: trading state file %s is sound and was kept (the flag only "
-                 "replaces a missing or damaged file)", path)
+                 "replaces a missing or damaged file)", path, extra={"file": path})
     return store

@@ -6,7 +6,9 @@ typed app keys; the event-loop-lag watcher runs as a ``cleanup_ctx`` task that i
 awaited on exit. Routes:
 
     GET /                          landing page: version, feeds with their state counts, links
-    GET /metrics                   Prometheus text (config.telemetry_path; gzip on Accept-Encoding)
+    GET /metrics                   Prometheus text 0.0.4, or OpenMetrics when Accept asks for it;
+                                   ?name[]=... for some families only (config.telemetry_path; gzip on
+                                   Accept-Encoding; exporter/exposition.py)
     GET /-/healthy                 200 "OK" while the process serves
     GET /-/ready                   200 once every feed connected at least once, or after the
                                    startup grace; 503 with the reason otherwise
@@ -31,8 +33,9 @@ tracker change), ``HISTORY`` (the last hour of samples for sparklines, ``web/his
 
 ``/metrics`` = ``BookCollector`` text + each extra renderer's text (the trading collector) +
 ``feedwatch_render_errors_total`` (samples the collectors had to skip, ``collector.RenderErrors``) +
-``generate_latest(registry)`` (build info, loop lag, scrape duration, process metrics). No venue
-or bot value can make it answer 500: the collectors skip and count what they cannot render.
+the registry's (build info, loop lag, scrape duration, process metrics), each in the format and
+with the families the scrape asked for (``exporter.exposition``). No venue or bot value can make
+it answer 500: the collectors skip and count what they cannot render.
 """
 
 from __future__ import annotations
@@ -51,12 +54,13 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from exporter.book import STATE_NAMES, STATES, Book
 from exporter.clock import SystemClock
 from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
+from exporter.exposition import CONTENT_TYPE_TEXT, Exposition, negotiate
 from exporter.plugins import WEB_EXTENSIONS
 from exporter.version import __version__
 from exporter.web import guard, status
@@ -65,7 +69,7 @@ from exporter.web.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_METRICS = CONTENT_TYPE_TEXT   # the default; OpenMetrics when asked (exporter/exposition.py)
 STATIC_DIR = Path(__file__).parent / "static"
 # Bodies larger than this are gzipped in a worker thread (zlib releases the GIL) so a large
 # scrape does not stall the feeds' frames.
@@ -200,6 +204,9 @@ async def serve(app: web.Application, listen: str,
                 ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``listen`` (``":10119"``, ``"127.0.0.1:0"``); returns the runner and the bound port.
 
+    ``:port`` and ``[::]:port`` listen on every interface, IPv4 and IPv6 (IPv4 alone on a host
+    without IPv6), like a Go exporter's ``--web.listen-address``; ``0.0.0.0:port`` is IPv4 only.
+
     Connections pass through a ``guard.ConnectionGuard`` (header and idle deadlines, a cap on
     open connections: the config's ``http:`` section); handlers of clients that hang up are
     cancelled; an unread request body is drained for at most ``Settings.lingering_time``.
@@ -207,6 +214,8 @@ async def serve(app: web.Application, listen: str,
     If the site cannot start (port taken, ...) the runner is cleaned up and the OSError raised.
     """
     host, port = listen_address(listen)
+    if listen.rpartition(":")[0].strip("[]") in ("", "::"):
+        host = None   # every interface, both families (guard.bind_everywhere)
     limits = app[CONFIG].http
     metrics = app[SELF_METRICS]
     connection_guard = guard.ConnectionGuard(limits, guard.connection_cap(limits.max_connections),
@@ -320,26 +329,27 @@ async def _end_streams(app: web.Application) -> None:
 _renderer_failures: dict[str, float] = {}
 
 
-def render_metrics(app: web.Application) -> bytes:
-    """The full exposition text of one scrape, uncompressed."""
+def render_metrics(app: web.Application, exposition: Exposition = Exposition()) -> bytes:
+    """The full exposition of one scrape, uncompressed: text 0.0.4 with every family by default."""
     now = app[CLOCK].time()
     started = time.perf_counter()
-    parts = [app[COLLECTOR].render(now)]
+    render = exposition.render
+    parts = [app[COLLECTOR].render(now, exposition)]   # already in the format and families asked for
     for renderer in app[RENDERERS]:
         try:
-            parts.append(renderer(now))
+            parts.append(render(renderer(now)))
         except Exception:  # a broken extra renderer must not take the feed metrics down with it
             app[SELF_METRICS].scrape_errors.inc()
             name = getattr(renderer, "__qualname__", repr(renderer))
             if time.monotonic() - _renderer_failures.get(name, -1e9) > 60.0:
                 _renderer_failures[name] = time.monotonic()
                 log.exception("metrics renderer %s failed; its series are missing from this scrape "
-                              "(repeats are logged once a minute)", name)
+                              "(repeats are logged once a minute)", name, extra={"renderer": name})
     # After every collector: the samples any of them had to leave out of this very scrape.
-    parts.append(app[COLLECTOR].errors.render())
+    parts.append(render(app[COLLECTOR].errors.render()))
     app[SELF_METRICS].scrape_duration.set(time.perf_counter() - started)
-    parts.append(generate_latest(app[REGISTRY]).decode())
-    return "".join(parts).encode()
+    parts.append(exposition.registry_text(app[REGISTRY]))
+    return exposition.finish(parts)
 
 
 def _accepts_gzip(request: web.Request) -> bool:
@@ -351,8 +361,9 @@ def _accepts_gzip(request: web.Request) -> bool:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = render_metrics(request.app)
-    headers = {"Content-Type": CONTENT_TYPE_METRICS, "Vary": "Accept-Encoding"}
+    exposition = negotiate(request.headers.get("Accept"), request.query.getall("name[]", ()))
+    body = render_metrics(request.app, exposition)
+    headers = {"Content-Type": exposition.content_type, "Vary": "Accept, Accept-Encoding"}
     if _accepts_gzip(request):
         if len(body) > GZIP_IN_THREAD_ABOVE:
             body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, GZIP_LEVEL)

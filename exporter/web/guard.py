@@ -27,8 +27,10 @@ server never lets the guard's cap exceed half of it (the feeds and the state fil
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
+import socket
 import time
 from typing import Any, Awaitable, Callable
 
@@ -59,7 +61,8 @@ class Throttle:
         self.last: dict[str, float] = {}
         self.quiet: dict[str, int] = {}
 
-    def warn(self, key: str, message: str, *args: Any) -> None:
+    def warn(self, key: str, message: str, *args: Any, **fields: Any) -> None:
+        """``fields`` become log fields (``remote``, ``reason``, ...), with ``suppressed`` when repeats were."""
         now = time.monotonic()
         if now - self.last.get(key, -1e9) < self.interval:
             self.quiet[key] = self.quiet.get(key, 0) + 1
@@ -67,7 +70,17 @@ class Throttle:
         self.last[key] = now
         suppressed = self.quiet.pop(key, 0)
         suffix = f" ({suppressed} similar not logged in the last {self.interval:g}s)" if suppressed else ""
-        self.logger.warning(message + suffix, *args, stacklevel=2)
+        if suppressed:
+            fields["suppressed"] = suppressed
+        self.logger.warning(message + suffix, *args, stacklevel=2, extra=fields)
+
+
+def _address(peer: Any) -> str:
+    """A peer as one log field: ``127.0.0.1:5555``, ``[::1]:5555``."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return str(peer)
 
 
 def raise_open_files_limit() -> int:
@@ -143,12 +156,14 @@ class ConnectionGuard:
             if victim is None:
                 self.count("connection_limit")
                 self.throttle.warn("connection_limit", "HTTP: refused a connection from %s: all %d connections "
-                                   "are busy with requests (http.max_connections)", peer, self.max_connections)
+                                   "are busy with requests (http.max_connections)", peer, self.max_connections,
+                                   remote=_address(peer), reason="connection_limit")
                 return False
             if victim.phase == WAITING:
                 self.count("connection_limit")
             self.throttle.warn("evicted", "HTTP: %d connections open (http.max_connections): closed the one "
-                               "%s longest (from %s) to make room", self.max_connections, victim.phase, victim.peer)
+                               "%s longest (from %s) to make room", self.max_connections, victim.phase, victim.peer,
+                               remote=_address(victim.peer), reason="connection_limit")
             victim.drop()
         self._order[conn] = None
         self._by_transport[conn.transport] = conn
@@ -167,7 +182,8 @@ class ConnectionGuard:
     def timed_out(self, conn: "_Connection") -> None:
         self.count("header_timeout")
         self.throttle.warn("header_timeout", "HTTP: closed a connection from %s that did not send its request "
-                           "headers within %gs (http.header_timeout)", conn.peer, self.limits.header_timeout)
+                           "headers within %gs (http.header_timeout)", conn.peer, self.limits.header_timeout,
+                           remote=_address(conn.peer), reason="header_timeout")
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -284,22 +300,89 @@ class _Connection(asyncio.BufferedProtocol):
 
 
 class GuardedSite(web.TCPSite):
-    """A TCP site whose connections pass through a ``ConnectionGuard``."""
+    """A TCP site whose connections pass through a ``ConnectionGuard``.
+
+    ``host=None`` (a listen address of ``:port`` or ``[::]:port``) listens on every interface,
+    IPv4 and IPv6, as Go exporters do (``bind_everywhere``).
+    """
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, guard: ConnectionGuard,
                  **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.guard = guard
+        self.more_servers: list[asyncio.AbstractServer] = []
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with the runner (stopped on cleanup)
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        self._server = await loop.create_server(
-            self.guard.protocol_factory(server), self._host, self._port, ssl=self._ssl_context,
-            backlog=self._backlog, reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+        options: dict[str, Any] = dict(
+            ssl=self._ssl_context, backlog=self._backlog,
             # A TLS handshake is part of "sending the request": the same deadline.
             ssl_handshake_timeout=self.guard.limits.header_timeout if self._ssl_context else None)
-        if self._server.sockets:
+        factory = self.guard.protocol_factory(server)
+        if self._host is None:
+            servers = []
+            sockets = bind_everywhere(self._port)
+            try:
+                for sock in sockets:
+                    servers.append(await loop.create_server(factory, sock=sock, **options))
+            except BaseException:
+                for sock in sockets[len(servers):]:
+                    sock.close()
+                raise
+            finally:
+                if servers:
+                    self._server, self.more_servers = servers[0], servers[1:]
+        else:
+            self._server = await loop.create_server(factory, self._host, self._port, reuse_address=self._reuse_address,
+                                                    reuse_port=self._reuse_port, **options)
+        if self._server is not None and self._server.sockets:
             self._bound_port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for extra in self.more_servers:
+            extra.close()
+        await super().stop()
+
+
+def bind_everywhere(port: int, attempts: int = 5) -> list[socket.socket]:
+    """Bound sockets for ``:port``: one IPv4 and one IPv6 (``IPV6_V6ONLY``, so each family keeps
+    its own addresses in logs) on the same port, also when ``port`` is 0 (the IPv6 socket takes
+    the port the kernel gave IPv4). A host without IPv6 (no support, or disabled) gets IPv4 alone,
+    said once in the log; any other failure (the port is taken) raises.
+    """
+    for attempt in range(attempts):
+        v4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            v4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            v4.bind(("0.0.0.0", port))
+        except BaseException:
+            v4.close()
+            raise
+        bound = v4.getsockname()[1]
+        try:
+            v6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        except OSError as exc:
+            log.info("no IPv6 on this host (%s): listening on IPv4 only", exc.strerror or exc)
+            return [v4]
+        try:
+            v6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            v6.bind(("::", bound))
+            return [v4, v6]
+        except OSError as exc:
+            v6.close()
+            if exc.errno in _NO_IPV6:
+                log.info("IPv6 is not available on this host (%s): listening on IPv4 only", exc.strerror or exc)
+                return [v4]
+            v4.close()
+            if exc.errno != errno.EADDRINUSE or port != 0 or attempt == attempts - 1:
+                raise
+            # Port 0: the port the kernel gave IPv4 is taken for IPv6; ask again.
+    raise AssertionError("unreachable")
+
+
+# bind() errors that mean "no IPv6 here" rather than "this port is taken".
+_NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT})

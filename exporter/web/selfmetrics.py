@@ -1,11 +1,12 @@
 """The exporter's own health, with prometheus_client in a registry the caller passes in.
 
 These few series change rarely and have no per-symbol labels, so the library is the right tool
-here (unlike the Book, see collector.py). Exposition from ``generate_latest(registry)``::
+here (unlike the Book, see collector.py). Their text-format exposition (``exporter.exposition``
+renders it, OpenMetrics too, without the ``_created`` samples the library adds to counters)::
 
-    # HELP feedwatch_build_info Build information; always 1.
+    # HELP feedwatch_build_info Build information (revision and branch of the build, exporter/version.py); always 1.
     # TYPE feedwatch_build_info gauge
-    feedwatch_build_info{python_version="3.11.7",version="0.1.0"} 1.0
+    feedwatch_build_info{branch="main",python_version="3.11.7",revision="96eef71...",version="0.1.0"} 1.0
     # HELP feedwatch_event_loop_lag_seconds How late the event loop woke a timer at the last check.
     # TYPE feedwatch_event_loop_lag_seconds gauge
     feedwatch_event_loop_lag_seconds 0.0003
@@ -15,7 +16,6 @@ here (unlike the Book, see collector.py). Exposition from ``generate_latest(regi
     # HELP feedwatch_scrape_errors_total Extra metric renderers (the trading collector) that failed during a scrape.
     # TYPE feedwatch_scrape_errors_total counter
     feedwatch_scrape_errors_total 0.0
-    feedwatch_scrape_errors_created 1.7e+09
     # HELP feedwatch_http_requests_rejected_total HTTP requests or connections refused before a handler could serve them, by reason.
     # TYPE feedwatch_http_requests_rejected_total counter
     feedwatch_http_requests_rejected_total{reason="connection_limit"} 0.0
@@ -23,6 +23,7 @@ here (unlike the Book, see collector.py). Exposition from ``generate_latest(regi
     feedwatch_http_requests_rejected_total{reason="body_timeout"} 0.0
     feedwatch_http_requests_rejected_total{reason="body_too_large"} 0.0
     feedwatch_http_requests_rejected_total{reason="unauthorized"} 0.0
+    feedwatch_http_requests_rejected_total{reason="rate_limited"} 0.0
     # HELP feedwatch_http_connections Open HTTP connections.
     # TYPE feedwatch_http_connections gauge
     feedwatch_http_connections 3.0
@@ -45,7 +46,7 @@ from typing import Callable
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client import gc_collector, platform_collector, process_collector
 
-from exporter.version import __version__
+from exporter.version import build_info
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ HTTP_REJECT_REASONS = (
     "header_timeout",     # request line and headers not complete within http.header_timeout (408)
     "body_timeout",       # a request body not complete within http.body_timeout (408)
     "body_too_large",     # a request body over the route's limit (413; trading.api.max_body_size)
-    "unauthorized",       # basic auth (--web.config.file) or the push API's token/signature refused (401)
+    "unauthorized",       # basic auth or client certificate SANs (--web.config.file; 401, 403), or the push API's token/signature (401)
+    "rate_limited",       # over the web config's rate_limit (429)
 )
 
 
@@ -79,16 +81,19 @@ class SelfMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.build_info = Gauge("feedwatch_build_info", "Build information; always 1.",
-                                ["version", "python_version"], registry=registry)
-        self.build_info.labels(__version__, platform.python_version()).set(1)
+        build = build_info()
+        self.build_info = Gauge(
+            "feedwatch_build_info",
+            "Build information (revision and branch of the build, exporter/version.py); always 1.",
+            ["branch", "python_version", "revision", "version"], registry=registry)
+        self.build_info.labels(build["branch"], platform.python_version(), build["revision"], build["version"]).set(1)
         self.loop_lag = Gauge(
             "feedwatch_event_loop_lag_seconds",
             "How late the event loop woke a timer at the last check.",
-            registry=registry)
+            unit="seconds", registry=registry)
         self.scrape_duration = Gauge("feedwatch_scrape_duration_seconds",
                                      "Seconds the last /metrics render of the feed state took.",
-                                     registry=registry)
+                                     unit="seconds", registry=registry)
         self.scrape_errors = Counter("feedwatch_scrape_errors_total",
                                      "Extra metric renderers (the trading collector) that failed during a scrape.",
                                      registry=registry)

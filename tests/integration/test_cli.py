@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import signal
 import ssl
@@ -83,7 +84,12 @@ def test_version():
     from exporter import __version__
 
     result = feedwatch("--version")
-    assert result.returncode == 0 and result.stdout.strip() == f"feedwatch {__version__}"
+    # Running from the checkout: revision and branch come from git (exporter/version.py).
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"feedwatch {__version__} (revision {revision}, branch {branch})"
 
 
 # --- feedwatch run ----------------------------------------------------------------------------
@@ -153,7 +159,8 @@ async def test_run_serves_metrics_with_data_and_exits_zero_on_sigterm(tmp_path, 
     finally:
         rc, err = await stop(proc)
     assert rc == 0, err
-    assert '"msg": "stopped"' in err                      # --log.format json
+    records = [json.loads(line) for line in err.splitlines()]   # --log.format json: every line is JSON
+    assert {"level": "info", "logger": "exporter.commands.run", "msg": "stopped"}.items() <= records[-1].items()
     await async_wait_for(lambda: venue.stats.connections_open == 0, what="socket closed by the exporter")
 
 

@@ -1,4 +1,5 @@
-"""``promtool check metrics`` on the exporter's real output: no lint problem is allowed.
+"""``promtool check metrics`` on the exporter's real output: no lint problem is allowed, in the text
+format and in OpenMetrics.
 
 The book is fed by the real Polygon adapter with the recorded frames in tests/fixtures/polygon/
 (trades, quotes, statuses, bad prices, an unknown event, a truncated frame); the app serves on
@@ -8,6 +9,7 @@ The book is fed by the real Polygon adapter with the recorded frames in tests/fi
 from __future__ import annotations
 
 import gzip
+import re
 import subprocess
 from pathlib import Path
 
@@ -29,8 +31,26 @@ FIXTURES = ROOT / "tests" / "fixtures" / "polygon"
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
 
 
+OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
 def promtool_check(text: bytes) -> subprocess.CompletedProcess:
     return subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60)
+
+
+def assert_promtool_clean_on_openmetrics(body: bytes) -> None:
+    """promtool lints with the text-format parser. On OpenMetrics it reads ``# UNIT`` and ``# EOF``
+    as comments, but a counter's metadata there names the family without ``_total``
+    (``# TYPE x counter``, samples ``x_total``), so it sees each counter's samples as a family of
+    their own without HELP. Those findings, exactly one per declared counter, are the format's and
+    are allowed; anything else (a parse error, such as a ``\\"`` in HELP that the text parser
+    refuses, or any lint rule) fails."""
+    assert body.endswith(b"# EOF\n")
+    counters = re.findall(rb"^# TYPE (\S+) counter$", body, re.MULTILINE)
+    assert counters
+    result = promtool_check(body)
+    findings = sorted((result.stdout + result.stderr).decode().splitlines())
+    assert findings == sorted(f"{name.decode()}_total no help text" for name in counters), "\n".join(findings)
 
 
 def polygon_book(clock: FakeClock) -> tuple:
@@ -77,6 +97,10 @@ async def test_live_metrics_pass_promtool(clock: FakeClock) -> None:
                                    headers={"Accept-Encoding": "gzip"}) as resp:
                 assert resp.headers["Content-Encoding"] == "gzip"
                 unzipped = gzip.decompress(await resp.read())
+            async with session.get(f"http://127.0.0.1:{port}/metrics",
+                                   headers={"Accept": OPENMETRICS, "Accept-Encoding": "identity"}) as resp:
+                assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+                openmetrics = await resp.read()
     finally:
         await runner.cleanup()
     assert b'feedwatch_symbol_price{feed="extended",symbol="MSFT"}' in plain
@@ -85,6 +109,7 @@ async def test_live_metrics_pass_promtool(clock: FakeClock) -> None:
         result = promtool_check(body)
         assert result.returncode == 0 and not result.stdout and not result.stderr, \
             (result.stdout + result.stderr).decode()
+    assert_promtool_clean_on_openmetrics(openmetrics)
 
 
 def test_golden_file_passes_promtool() -> None:
@@ -110,8 +135,12 @@ async def test_metrics_with_trading_configured_pass_promtool(clock: FakeClock) -
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 body = await resp.read()
+            async with session.get(f"http://127.0.0.1:{port}/metrics", headers={"Accept": OPENMETRICS}) as resp:
+                openmetrics = await resp.read()
     finally:
         await runner.cleanup()
     assert b"feedwatch_trading_" in body and b"feedwatch_feed_up" in body
     result = promtool_check(body)
     assert result.returncode == 0 and not result.stdout and not result.stderr, (result.stdout + result.stderr).decode()
+    assert b"# TYPE feedwatch_trading_" in openmetrics
+    assert_promtool_clean_on_openmetrics(openmetrics)

@@ -18,7 +18,7 @@ import yaml
 from exporter.commands.run import Exporter
 from exporter.config import load_data, load_file
 from exporter.simulator.server import Simulator
-from exporter.web import webconfig
+from exporter.web.webaccess import WebAccess
 from tests.integration.feedharness import API_KEY, feed_config, simulated_feed
 from tests.integration.test_cli import FEEDWATCH
 from tests.waiting import async_wait_for, free_port
@@ -109,7 +109,7 @@ async def test_post_reload_applies_the_file_behind_basic_auth(tmp_path, clock):
     write(path, original)
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  ops: '{bcrypt.hashpw(b'pw', bcrypt.gensalt(rounds=4)).decode()}'\n")
-    exporter = Exporter(load_file(str(path)), webconfig.load(str(web)), clock,
+    exporter = Exporter(load_file(str(path)), WebAccess(str(web)), clock,
                         load=lambda: load_file(str(path)), source=str(path))
     await exporter.start()
     auth = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}

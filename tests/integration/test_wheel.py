@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
+import json
 import os
 import re
 import signal
@@ -128,6 +129,23 @@ def test_the_sdist_holds_the_sources_of_every_resource(dist):
     for folder in MAPPED.values():
         assert {f"{folder}/{f}" for f in tracked_files(folder)} <= names, folder
     assert {"LICENSE", "README.md", "pyproject.toml"} <= names
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_archives_say_which_revision_they_were_built_from(dist, installed, empty_dir):
+    """setup.py stamps exporter/build_info.json into the sdist, and the wheel (built from the sdist,
+    which has no .git) carries it on: feedwatch_build_info and --version name the build."""
+    stamp = {"revision": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
+    with zipfile.ZipFile(dist["wheel"]) as wheel:
+        assert json.loads(wheel.read("exporter/build_info.json")) == stamp
+    with tarfile.open(dist["sdist"]) as sdist:
+        member = next(m for m in sdist.getmembers() if m.name.endswith("/exporter/build_info.json"))
+        assert json.loads(sdist.extractfile(member).read()) == stamp
+    done = feedwatch(installed, empty_dir, "--version")
+    assert done.stdout.strip() == f"feedwatch {__version__} (revision {stamp['revision']}, branch {stamp['branch']})"
 
 
 # --- the commands, from an empty directory ------------------------------------------------------------

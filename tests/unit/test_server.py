@@ -13,11 +13,13 @@ import json
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import load_data
+from exporter.version import build_info
 from exporter.web.app import CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
 from tests.waiting import async_wait_for
 
@@ -90,11 +92,56 @@ async def test_metrics_content_type_and_sources(client: TestClient) -> None:
     assert "Content-Encoding" not in resp.headers
     values = parse(await resp.text())
     assert sample(values, "feedwatch_symbol_price", feed="stocks", symbol="AAPL") == 189.5
-    assert sample(values, "feedwatch_build_info", version="0.1.0",
-                  python_version=next(dict(k[1])["python_version"] for k in values
-                                      if k[0] == "feedwatch_build_info")) == 1
+    assert [value for (name, labels), value in values.items() if name == "feedwatch_build_info"
+            and dict(labels)["version"] == "0.1.0"] == [1]
     assert ("process_cpu_seconds_total", frozenset()) in values
     assert sample(values, "feedwatch_scrape_duration_seconds") > 0
+
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+                     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+async def test_openmetrics_when_asked(client: TestClient) -> None:
+    text = await (await client.get("/metrics", headers=PLAIN)).text()
+    resp = await client.get("/metrics", headers={**PLAIN, "Accept": PROMETHEUS_ACCEPT})
+    assert resp.headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    assert resp.headers["Vary"] == "Accept, Accept-Encoding"
+    body = await resp.text()
+    assert body.endswith("\n# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(body)}   # strict: raises on anything invalid
+    assert families["feedwatch_symbol_updates"].type == "counter"
+    assert families["feedwatch_scrape_errors"].type == "counter"        # prometheus_client's part too
+    assert families["feedwatch_event_loop_lag_seconds"].unit == "seconds"
+    # The same series as the text format (process metrics move between scrapes: compare names).
+    text_series = {(s.name, frozenset(s.labels.items())) for f in text_string_to_metric_families(text) for s in f.samples}
+    om_series = {(s.name, frozenset(s.labels.items())) for f in families.values() for s in f.samples}
+    assert om_series == text_series
+
+
+async def test_name_filter_in_both_formats(client: TestClient) -> None:
+    query = "?name[]=feedwatch_feed_up&name[]=feedwatch_feed_latency_seconds_count&name[]=feedwatch_scrape_errors_total"
+    text = await (await client.get("/metrics" + query, headers=PLAIN)).text()
+    assert [f.name for f in text_string_to_metric_families(text)] == [
+        "feedwatch_feed_up", "feedwatch_feed_latency_seconds", "feedwatch_scrape_errors"]
+    om = await (await client.get("/metrics" + query, headers={**PLAIN, "Accept": PROMETHEUS_ACCEPT})).text()
+    assert [f.name for f in parse_openmetrics(om)] == [
+        "feedwatch_feed_up", "feedwatch_feed_latency_seconds", "feedwatch_scrape_errors"]
+    nothing = await (await client.get("/metrics?name[]=feedwatch_no_such_thing", headers=PLAIN)).text()
+    assert nothing == ""
+
+
+async def test_no_created_samples_and_build_info_names_the_build(client: TestClient) -> None:
+    """main served ``feedwatch_scrape_errors_created`` (prometheus_client's) and build_info without a revision."""
+    for accept in ("text/plain", PROMETHEUS_ACCEPT):
+        body = await (await client.get("/metrics", headers={**PLAIN, "Accept": accept})).text()
+        assert "_created" not in body
+    values = await get_metrics(client)
+    info = build_info()
+    labels = next(dict(k[1]) for k in values if k[0] == "feedwatch_build_info")
+    assert labels["revision"] == info["revision"] != "unknown"      # git: the tests run from a checkout
+    assert labels["branch"] == info["branch"] != "unknown"
+    assert labels["version"] == "0.1.0" and labels["python_version"]
 
 
 async def test_metrics_gzip_when_asked(client: TestClient) -> None:

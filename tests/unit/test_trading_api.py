@@ -17,7 +17,7 @@ from exporter.config import load_data
 from exporter.web.app import create_app, serve
 from exporter.trading.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, TRACKER, sign
 from exporter.trading.store import MemoryStore
-from exporter.web import webconfig
+from exporter.web import webaccess
 
 TOKEN = "t0ken-for-tests"
 SECRET = "hmac-secret-for-tests"
@@ -259,12 +259,14 @@ async def test_a_body_that_never_arrives_gets_408_after_body_timeout(clock):
         await runner.cleanup()
 
 
-async def test_the_push_api_keeps_its_own_auth_when_basic_auth_guards_the_rest(clock):
+async def test_the_push_api_keeps_its_own_auth_when_basic_auth_guards_the_rest(clock, tmp_path):
     """With --web.config.file basic auth, every push was refused on main, even signed ones."""
     config = make_config({"hmac_secret": SECRET, "max_skew": "30s"})
     app = create_app(Book(config.feeds, clock.time()), config, clock)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
-    webconfig.apply(app, webconfig.WebConfig(basic_auth_users={"prometheus": hashed}))
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    webaccess.install(app, webaccess.WebAccess(str(web)))
     runner, port = await serve(app, "127.0.0.1:0")
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from exporter import Monitor
 from exporter.config import ConfigError
@@ -90,6 +91,15 @@ def test_metrics_served_from_a_thread(clock):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             assert 'feedwatch_trading_equity{account="main"} 1234.5' in response.read().decode()
+        # OpenMetrics and name[] as on the exporter's own /metrics (exporter/exposition.py).
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics?name[]=feedwatch_trading_equity&name[]=feedwatch_feed_connects",
+            headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            families = list(parse_openmetrics(response.read().decode()))
+        assert [f.name for f in families] == ["feedwatch_feed_connects", "feedwatch_trading_equity"]
+        assert families[1].samples[0].value == 1234.5
     finally:
         monitor.close()
 
