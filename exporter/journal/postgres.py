@@ -10,7 +10,11 @@ a batch in one round trip.
 
 Two connections, opened lazily and dropped on any error (the next call reconnects): one for the
 writer's transactions, one for readers, so an API read never lands inside a write transaction.
-Every call is bounded by ``write_timeout``. The tables are created on first connect (the same
+Each connection is used by one call at a time (a lock per connection): the hourly prune runs on
+the writer's connection from another task than the writer, and two ``conn.transaction()`` blocks
+of two tasks on one connection nest instead of running one after the other (psycopg then fails
+both with ``OutOfOrderTransactionNesting`` and the dropped connection). Every call is bounded by
+``write_timeout``. The tables are created on first connect (the same
 DDL as SQLite, ``sinks.SCHEMA``); a newer schema is refused.
 """
 
@@ -56,6 +60,7 @@ class PostgresSink:
         self.timeout = timeout
         self._writer: Any = None
         self._reader: Any = None
+        self._locks = {"_writer": asyncio.Lock(), "_reader": asyncio.Lock()}
         self._migrated = False
 
     async def _connect(self) -> Any:
@@ -89,6 +94,10 @@ class PostgresSink:
 
     async def _with(self, role: str, work) -> Any:
         """Run ``work(conn)`` on the writer or reader connection; drop the connection on failure."""
+        async with self._locks[role]:
+            return await self._with_locked(role, work)
+
+    async def _with_locked(self, role: str, work) -> Any:
         conn = getattr(self, role)
         try:
             if conn is None or conn.closed:

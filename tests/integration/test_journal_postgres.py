@@ -16,7 +16,7 @@ from exporter.journal.collector import JournalCollector
 from exporter.journal.config import JournalConfig
 from exporter.journal.journal import Journal
 from exporter.journal.postgres import PostgresSink
-from exporter.journal.records import Query
+from exporter.journal.records import Event, Query, new_id
 from tests.integration.postgres import PostgresCluster
 from tests.waiting import async_wait_for
 
@@ -125,3 +125,20 @@ async def test_replicas_share_one_journal(cluster):
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_prune_beside_a_write_on_the_writers_connection_fails_neither(cluster):
+    # The hourly prune runs from the journal's tick task, the batches from the writer's task, both
+    # on the writer's connection: unserialised, their transactions nested and both failed.
+    sink = PostgresSink(cluster.dsn, 5.0)
+    await sink.open()
+    try:
+        for n in range(5):
+            events = [Event(id=new_id(), at=1_700_200_000.0 + n, kind="reload", replica="prune") for _ in range(50)]
+            results = await asyncio.gather(sink.write([], events), sink.prune(0.0),
+                                           sink.incidents(Query(limit=1)), sink.incidents(Query(limit=1)),
+                                           return_exceptions=True)
+            assert not [r for r in results if isinstance(r, BaseException)], results
+        assert cluster.query("SELECT count(*) FROM feedwatch_events WHERE replica = 'prune'") == [(250,)]
+    finally:
+        await sink.close()

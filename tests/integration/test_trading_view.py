@@ -4,7 +4,7 @@ The exporter app serves on 127.0.0.1 with a FakeClock, a trading tracker fed thr
 push API (``POST /api/v1/events``) and an incident journal; Chromium loads /status and the tests
 read its DOM (``Runtime.evaluate``). A screenshot of each state is kept under
 ``.artifacts/statuspage/`` (``$FEEDWATCH_ARTIFACTS`` overrides; gitignored); the README's image
-is the ``docs`` one (``python -m tests.integration.test_statuspage --screenshot ...`` makes it).
+is the ``docs`` one (``python -m tests.integration.test_trading_view --screenshot ...`` makes it).
 
 The push latency is measured, not assumed: the test takes the wall-clock time just before it
 sends the kill switch event, and the page stamps the wall-clock time at the animation frame
