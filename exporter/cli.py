@@ -6,6 +6,7 @@
     feedwatch demo                           simulator + exporter with compressed thresholds
     feedwatch incidents [--since 1h] [--json] what happened, from the incident journal
     feedwatch init DIR                       write the shipped configs, rules and dashboards to DIR
+    feedwatch mixin --out DIR ...            the rules, their tests and the dashboards for your job selector
     feedwatch --version
 
 Adding a command: write ``exporter/commands/<name>.py`` with ``register(subparsers)`` (which
@@ -35,6 +36,7 @@ COMMAND_MODULES = [
     "alert_test",
     "incidents",
     "init",
+    "mixin",
     "healthcheck",
 ]
 

@@ -33,6 +33,8 @@ if __package__ in (None, ""):  # run as a script: make ``grafana`` and ``exporte
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from exporter.alerting import mixin
+
 GRAFANA_DIR = Path(__file__).resolve().parent
 SOURCE_PACKAGE = "grafana.dashboards_src"
 SOURCE_DIR = GRAFANA_DIR / "dashboards_src"
@@ -52,6 +54,20 @@ def to_dict(dashboard: Any) -> dict[str, Any]:
         dashboard = dashboard.build()
     data = json.loads(json.dumps(dashboard, cls=JSONEncoder))
     number_panels(data)
+    return select_job(data)
+
+
+def select_job(data: Any) -> Any:
+    """Every query and variable query with the default job selector on each feedwatch series.
+
+    The dashboard modules write their queries without it; the committed JSON carries it, like the
+    rules, so ``feedwatch mixin --job-selector`` can swap it for the user's (exporter/alerting/mixin.py).
+    """
+    if isinstance(data, dict):
+        return {key: (mixin.inject_default(value) if key in ("expr", "query") and isinstance(value, str)
+                      else select_job(value)) for key, value in data.items()}
+    if isinstance(data, list):
+        return [select_job(item) for item in data]
     return data
 
 

@@ -190,6 +190,23 @@ def test_init_writes_rules_that_promtool_and_amtool_accept(installed, empty_dir)
     assert feedwatch(installed, empty_dir, "init", "--force", "stack").returncode == 0
 
 
+def test_mixin_writes_from_the_wheel_what_it_writes_from_the_checkout(installed, empty_dir, tmp_path):
+    """`feedwatch mixin` reads the shipped rules, tests and dashboards from the installed package;
+    its output for another job selector is the checkout's, byte for byte (tests/unit/test_mixin.py
+    runs promtool on that output)."""
+    options = ["--job-selector", 'job="md",env="prod"', "--runbook-base", "https://wiki.example.com/runbook"]
+    done = feedwatch(installed, empty_dir, "mixin", "--out", "md", *options)
+    assert done.returncode == 0, done.stderr
+    here = subprocess.run([sys.executable, "-m", "exporter.cli", "mixin", "--out", str(tmp_path / "md"), *options],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert here.returncode == 0, here.stderr
+    wheel_files = {p.relative_to(empty_dir / "md"): p.read_bytes() for p in (empty_dir / "md").rglob("*") if p.is_file()}
+    checkout_files = {p.relative_to(tmp_path / "md"): p.read_bytes() for p in (tmp_path / "md").rglob("*") if p.is_file()}
+    assert sorted(wheel_files) == sorted(checkout_files)
+    assert len([p for p in wheel_files if p.parts[:2] == ("prometheus", "tests")]) > 0
+    assert wheel_files == checkout_files
+
+
 async def test_run_serves_metrics_and_the_status_page_from_the_wheel(installed, empty_dir):
     feedwatch_bin = str(installed / "feedwatch")
     sim_port, port = free_port(), free_port()

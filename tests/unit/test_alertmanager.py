@@ -179,7 +179,8 @@ def test_every_alert_the_closed_market_mute_names_carries_the_market_label() -> 
     for rule in rules:
         # The live condition (what the exporter says, not the hold) ends with the join.
         condition = " ".join(rulefiles.live_condition(rule).split())
-        assert condition.endswith("* on (job, instance, feed) group_left (market) feedwatch_feed_info"), rule["alert"]
+        assert condition.endswith('* on (job, instance, feed) group_left (market) feedwatch_feed_info{job="feedwatch"}'), \
+            rule["alert"]
 
 
 # --- templates --------------------------------------------------------------------------------

@@ -100,7 +100,8 @@ def test_symbol_alerts_read_the_exporters_classification_and_never_closed() -> N
     # in the alert's condition and in the hold that keeps it (its *_held record).
     checked = 0
     for rule in alert_rules(RULE_FILES):
-        for op, value in re.findall(r"feedwatch_symbol_state\s*(>=|==|>)\s*(-?\d+)", rulefiles.condition(rule)):
+        for op, value in re.findall(r"feedwatch_symbol_state(?:\{[^}]*\})?\s*(>=|==|>)\s*(-?\d+)",
+                                    rulefiles.condition(rule)):
             assert int(value) >= 0, f"{rule['alert']}: feedwatch_symbol_state {op} {value} admits closed"
             checked += 1
     assert checked >= 5
@@ -131,8 +132,11 @@ def test_every_alert_holds_what_it_knew_while_the_exporter_is_unobserved(rule: d
                 record = next(r for r in group["rules"] if r.get("record") == name)
     expr = " ".join(record["expr"].split())
     assert name in expr, f"{name} does not carry its own previous value"
-    assert re.search(r"unless on \(job(, instance)?\) (min by \(job\) \()?up\)? == 1", expr), expr
-    assert "present_over_time(up[1h])" in expr, expr
+    # `up` of the exporter's job (the mixin's selector, tests/unit/test_mixin.py), or of any job
+    # where positions come from a bot's own (TradingStalePricePosition).
+    up = r'up\{job(?:="feedwatch"|=~"\.\+")\}'
+    assert re.search(rf"unless on \(job(, instance)?\) (min by \(job\) \()?{up}\)? == 1", expr), expr
+    assert re.search(rf"present_over_time\({up}\[1h\]\)", expr), expr
 
 
 def test_warning_and_critical_variants_differ_in_for() -> None:
