@@ -237,6 +237,10 @@ class Mixin:
             return "\n".join(lines)
 
         text = _EXPECTED_JOB.sub(expected, text)
+        # ... and in flow mappings: `exp_labels: {severity: critical, job: feedwatch, ...}`.
+        flow = ", ".join([f"job: {_yaml_scalar(job)}"]
+                         + [f"{name}: {_yaml_scalar(value)}" for name, value in labels.items() if name != "job"])
+        text = _EXPECTED_JOB_FLOW.sub(lambda m: m["before"] + flow + m["after"], text)
         if job != "feedwatch":
             text = _retemplate_job(text, rule_texts, job)
         return text
@@ -254,6 +258,7 @@ class Mixin:
 _LABEL_LIST = re.compile(r"\b(?P<keyword>by|without|on|ignoring|group_left|group_right)(?P<space>\s*)"
                          r"\((?P<labels>[A-Za-z0-9_,\s]*)\)")
 _EXPECTED_JOB = re.compile(r"^(?P<indent>[ \t]+)job: (?:feedwatch|\"feedwatch\"|'feedwatch')[ \t]*$", re.MULTILINE)
+_EXPECTED_JOB_FLOW = re.compile(r"(?P<before>[{,][ \t]*)job: (?:feedwatch|\"feedwatch\"|'feedwatch')(?P<after>[ \t]*[,}])")
 
 
 def _yaml_scalar(value: str) -> str:

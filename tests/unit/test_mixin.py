@@ -259,6 +259,19 @@ def test_the_promtool_tests_pass_for_another_selector_and_fail_for_the_old_one(m
     assert old.returncode != 0 and "FAILED" in old.stdout + old.stderr, old.stdout[-2000:]
 
 
+def test_expected_labels_are_rewritten_in_block_and_flow_mappings() -> None:
+    config = mixin.Mixin(mixin.parse_selector(MD))
+    text = ("tests:\n  - exp_labels:\n      severity: info\n      job: feedwatch\n"
+            "  - exp_labels: {severity: critical, job: feedwatch, instance: \"feedwatch:10119\"}\n"
+            "  - exp_labels: {job: \"feedwatch\"}\n")
+    data = yaml.safe_load(config.tests(text, []))
+    assert [case["exp_labels"] for case in data["tests"]] == [
+        {"severity": "info", "job": "md", "env": "prod"},
+        {"severity": "critical", "job": "md", "env": "prod", "instance": "feedwatch:10119"},
+        {"job": "md", "env": "prod"},
+    ]
+
+
 def test_thresholds_are_rewritten_where_the_table_says_and_the_tests_left_out(tmp_path: Path, capsys) -> None:
     changed = {"price_move_ratio": 0.1, "drawdown_warning_fraction": 0.75, "latency_p99_seconds": 2.5,
                "calendar_ending_days": 30}
