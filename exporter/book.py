@@ -41,15 +41,27 @@ only a value outside it takes the slow branch (``_timestamp_ok``), which finds t
 Every rejection is counted by reason and leaves a short note (``notes``: symbol, value, why) that
 the adapter turns into a ``Rejected`` signal, so the runner logs it, rate-limited, with a preview
 of the frame. Notes are capped (``MAX_NOTES``): callers that never drain them lose nothing else.
+
+Detectors that look past staleness, each as cheap as it can be:
+
+- *Frozen prices* (``is_frozen``): the hot path compares each trade with the last one (``ref``)
+  and, only when the price moved, writes the time and resets the run (``changed``, ``same``); a
+  repeat increments ``same``. Judged at read time against ``thresholds.frozen``.
+- *Adaptive thresholds* (``learn``, ``limits``): learned in the 1 s sweep from ``last_update``,
+  never on the hot path; ``classify`` uses them once a symbol is warmed up.
+- *Cross-feed deviation* (``Book.deviations``): computed at scrape time from fresh prices.
+- *Falling behind* (``LagTracker``): the lowest latency of each second (one comparison per frame in
+  ``observe_latency``) against its floor, sampled with the sockets' backlog by the sweep.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Protocol, Sequence, Union
+from typing import Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, Union
 
 from exporter.config import FeedConfig, Thresholds
 from exporter.markets import calendar
@@ -110,6 +122,8 @@ _INF = math.inf
 _NAN = math.nan
 # Below this, bid + ask cannot overflow to inf; larger (finite) sides take the slow branch.
 _HALF_MAX = sys.float_info.max / 2
+# SymbolState.acks: never confirmed, confirmed on the current connection, confirmed before.
+NEVER_ACKED, ACKED, WAS_ACKED = 0, 1, 2
 _NEVER = 1 << 62  # larger than any timestamp in any unit
 
 
@@ -119,7 +133,11 @@ def escape_label(value: str) -> str:
 
 
 class SymbolState:
-    """Everything known about one (feed, symbol). Slotted: 100k of these must stay small."""
+    """Everything known about one (feed, symbol). Slotted: 100k of these must stay small.
+
+    Every slot costs 8 bytes per symbol (bench/README.md keeps the total at most 350 bytes), so
+    a few hold two things that are never needed at the same time; each says when it means what.
+    """
 
     __slots__ = (
         "symbol",         # the venue's symbol
@@ -129,14 +147,22 @@ class SymbolState:
         "last_update",    # receive time of the last accepted update (0.0 = never)
         "last_event",     # the venue's timestamp of that update, raw (any Unix unit; 0 = none)
         "updates",        # accepted updates
-        "since",          # when it was requested, then when first acknowledged (if never updated)
-        "acknowledged",   # the venue confirmed the subscription (on the current connection)
-        "ever_acked",     # it was confirmed at least once (re-acks after reconnects keep the clock)
+        "since",          # until the first update: when it was requested, then first acknowledged
+                          # (its staleness counts from it); after it, unused by staleness, so the
+                          # adaptive learner keeps there the last update it looked at (``learn``)
+        "acks",           # NEVER_ACKED, ACKED (on the current connection) or WAS_ACKED (before)
         "guard",          # the first trade is still to be checked (garbage-first-print guard)
-        "pending",        # a first print held back until confirmed (NaN = none)
+        "ref",            # the trade price the next trade is judged by: while the guard is on, a
+                          # first print held back for confirmation (NaN = none); after, the last
+                          # accepted trade, for the frozen check
         "last_state",     # state at the last sweep, for transition events
         "last_seq",       # last sequence number seen (venues that give one; 0 = none)
         "gaps",           # sequence gaps seen for this symbol
+        # The frozen-price check (``FeedBook.is_frozen``), written by the hot path:
+        "changed",        # receive time the compared price last changed
+        "same",           # updates in a row since then that repeated it
+        # Adaptive thresholds (``FeedBook.learn``), written by the 1 s sweep, never the hot path:
+        "learn",          # None: not learning; (gaps, mean log-gap) while warming up; then the mean
     )
 
     def __init__(self, feed: str, symbol: str, th: Thresholds, now: float) -> None:
@@ -148,13 +174,29 @@ class SymbolState:
         self.last_event = 0
         self.updates = 0
         self.since = now
-        self.acknowledged = False
-        self.ever_acked = False
+        self.acks = NEVER_ACKED
         self.guard = True
-        self.pending = _NAN
+        self.ref = _NAN
         self.last_state = HEALTHY
         self.last_seq = 0
         self.gaps = 0
+        self.changed = 0.0
+        self.same = 0
+        self.learn: float | tuple[int, float] | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        """The venue confirmed the subscription on the current connection."""
+        return self.acks == ACKED
+
+    @acknowledged.setter
+    def acknowledged(self, value: bool) -> None:
+        self.acks = ACKED if value else (WAS_ACKED if self.acks != NEVER_ACKED else NEVER_ACKED)
+
+    @property
+    def ever_acked(self) -> bool:
+        """Confirmed at least once: re-acknowledgements after reconnects keep the staleness clock."""
+        return self.acks != NEVER_ACKED
 
     @property
     def event_time(self) -> float:
@@ -379,8 +421,22 @@ class FeedBook:
         self.notes: list[tuple[str, str]] = []
         # The tick sink's tape (``TickTape``), when one is configured: accepted prices go there.
         self.tape: TickTape | None = None
+        # Falling behind (``sample_lag``): the lowest venue-to-receive latency since the last
+        # sample (written by ``observe_latency``, once per frame), the latency floor learned while
+        # caught up, and the last sample's results.
+        self.latency_min = _INF
+        self.lag = LagTracker()
+        self._detectors(config)
         for symbol in config.symbols:
             self.add_symbol(symbol, now)
+
+    def _detectors(self, config: FeedConfig) -> None:
+        """The per-feed switches the hot path and the sweep read (from the resolved thresholds)."""
+        self.frozen_quotes = config.resolved_thresholds.frozen.quotes
+        # Whether any symbol learns its interval: the sweep skips the others at no cost.
+        self.adaptive = config.resolved_thresholds.adaptive.enabled or any(
+            o is not None and o.adaptive is not None and o.adaptive.enabled
+            for o in config.symbol_thresholds.values())
 
     # --- symbols ----------------------------------------------------------------------------
 
@@ -408,8 +464,11 @@ class FeedBook:
             self.calendar = new_calendar
             self.market_open = new_calendar.is_open(now)
         self.deviation = config.first_print_max_deviation
+        self._detectors(config)
         for symbol, state in self.symbols.items():
-            state.th = config.thresholds_for(symbol)
+            state.th = th = config.thresholds_for(symbol)
+            if not th.adaptive.enabled:  # switched off: forget what was learned
+                state.learn = None
 
     def acknowledge(self, symbols: Iterable[str], now: float) -> None:
         """The venue confirmed these subscriptions; a never-updated symbol's clock starts now.
@@ -419,12 +478,11 @@ class FeedBook:
         """
         for symbol in symbols:
             state = self.symbols.get(symbol)
-            if state is not None and not state.acknowledged:
-                state.acknowledged = True
-                if not state.ever_acked:
-                    state.ever_acked = True
-                    if not state.updates:
-                        state.since = now
+            if state is not None and state.acks != ACKED:
+                first = state.acks == NEVER_ACKED
+                state.acks = ACKED
+                if first and not state.updates:
+                    state.since = now
 
     def unacknowledge(self, symbols: Iterable[str]) -> None:
         for symbol in symbols:
@@ -458,6 +516,7 @@ class FeedBook:
                 name = self.name
             else:
                 dropped = 0
+        frozen_quotes = self.frozen_quotes
         for item in items:
             state = symbols.get(item.symbol)
             ts = item.ts
@@ -475,6 +534,12 @@ class FeedBook:
                     if not self._timestamp_ok(state, ts):
                         continue
                     low, high = self.ts_low, self.ts_high
+                if frozen_quotes:  # the frozen check on quote mids (against the last price)
+                    if price != state.price:
+                        state.changed = now
+                        state.same = 0
+                    else:
+                        state.same += 1
             else:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
@@ -486,6 +551,13 @@ class FeedBook:
                     low, high = self.ts_low, self.ts_high
                 if state.guard and not self._confirm_first(state, price):
                     continue
+                # The frozen check: one comparison; writes only when the price moves.
+                if price != state.ref:
+                    state.ref = price
+                    state.changed = now
+                    state.same = 0
+                else:
+                    state.same += 1
             state.price = price
             state.last_update = now
             state.last_event = ts
@@ -528,6 +600,12 @@ class FeedBook:
                 price = (bid + ask) * 0.5
             if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
                 return False
+            if self.frozen_quotes:
+                if price != state.price:
+                    state.changed = now
+                    state.same = 0
+                else:
+                    state.same += 1
         else:
             self.messages["trade"] += 1
             price = item.price
@@ -538,6 +616,12 @@ class FeedBook:
                 return False
             if state.guard and not self._confirm_first(state, price):
                 return False
+            if price != state.ref:
+                state.ref = price
+                state.changed = now
+                state.same = 0
+            else:
+                state.same += 1
         state.price = price
         state.last_update = now
         state.last_event = ts
@@ -555,6 +639,8 @@ class FeedBook:
         return True
 
     def observe_latency(self, latency: float) -> None:
+        if latency < self.latency_min:  # before the clamp: a venue clock ahead of ours is no lag
+            self.latency_min = latency
         if latency < 0.0:
             latency = 0.0  # clock skew: count it as instant rather than corrupt the sum
         self.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
@@ -654,7 +740,7 @@ class FeedBook:
 
         With a price already known from quotes (the mid), a first print within
         ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
-        the first print is held back (``pending``) and accepted only when the next trade lands
+        the first print is held back (``ref``) and accepted only when the next trade lands
         within the deviation of it; otherwise the held print is dropped and the newer one is held
         instead. A quote arriving meanwhile becomes the reference (a print still held then is
         dropped). Drops are counted as ``first_print_unconfirmed``; a held print that the next
@@ -663,31 +749,31 @@ class FeedBook:
         """
         limit = self.deviation
         ref = state.price
-        pending = state.pending
+        pending = state.ref
         if ref == ref:  # a quote mid is known
             if abs(price - ref) <= limit * ref:
                 if pending == pending:  # a print held before the quote came: never confirmed
                     self._note("first_print_unconfirmed", state.symbol,
                                f"held first trade {value_text(pending)} dropped: a quote came first")
                 state.guard = False
-                state.pending = _NAN
+                state.ref = _NAN
                 return True
             self._note("first_print_unconfirmed", state.symbol,
                        f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
             return False
         if pending != pending:
-            state.pending = price
+            state.ref = price
             return False
         if abs(price - pending) <= limit * min(price, pending):
             # The held print is confirmed: it counts as accepted too (every print ends up
             # counted once, accepted or rejected), though the newer price is the one kept.
             state.updates += 1
             state.guard = False
-            state.pending = _NAN
+            state.ref = _NAN
             return True
         self._note("first_print_unconfirmed", state.symbol,
                    f"held first trade {value_text(pending)} not confirmed by the next, {value_text(price)}")
-        state.pending = price
+        state.ref = price
         return False
 
     # --- connection bookkeeping (called by the runner) --------------------------------------
@@ -767,6 +853,9 @@ class FeedBook:
         if not self.market_open:
             return CLOSED
         age = now - self.reference_time(state)
+        if state.learn.__class__ is float:  # adaptive thresholds, learned
+            degraded, stale, critical = self.limits(state)
+            return HEALTHY if age < degraded else DEGRADED if age < stale else STALE if age < critical else CRITICAL
         th = state.th
         if age < th.degraded:
             return HEALTHY
@@ -775,6 +864,86 @@ class FeedBook:
         if age < th.critical:
             return STALE
         return CRITICAL
+
+    def limits(self, state: SymbolState) -> tuple[float, float, float]:
+        """The (degraded, stale, critical) staleness thresholds in force for ``state``: the
+        configured ones, or the adaptive ones once the symbol's interval is learned."""
+        th = state.th
+        learned = state.learn
+        if learned.__class__ is not float:
+            return th.degraded, th.stale, th.critical
+        a = th.adaptive
+        stale = min(max(a.k * math.exp(learned), a.floor), a.ceiling)  # type: ignore[arg-type]
+        return stale * a.k_degraded / a.k, stale, max(th.critical, stale)
+
+    @staticmethod
+    def expected_interval(state: SymbolState) -> float | None:
+        """The symbol's learned interval between updates (adaptive thresholds), once warmed up."""
+        learned = state.learn
+        return math.exp(learned) if learned.__class__ is float else None  # type: ignore[arg-type]
+
+    def is_frozen(self, state: SymbolState) -> bool:
+        """Updates keep arriving but repeat one price: at least ``frozen.updates`` repeats in a
+        row, spanning at least ``frozen.duration`` of this market session (thresholds)."""
+        check = state.th.frozen
+        if not check.updates or state.same < check.updates or not self.market_open:
+            return False
+        start = state.changed if state.changed > self.session_start else self.session_start
+        return state.last_update - start >= check.duration
+
+    def is_fresh(self, state: SymbolState, now: float) -> bool:
+        """Safe to act on: priced, healthy, and not frozen (the bot API's ``fresh``; the price
+        deviation compares fresh prices only)."""
+        return state.updates > 0 and self.classify(state, now) == HEALTHY and not self.is_frozen(state)
+
+    # --- adaptive thresholds: learning each symbol's rhythm, in the sweep --------------------
+
+    def learn(self, state: SymbolState) -> None:
+        """Learn from the gap before ``state``'s latest update, if the sweep has not seen it yet.
+
+        Off the hot path: the 1 s sweep compares ``last_update`` with the update it saw last. A
+        symbol updating more often than the sweep shows one gap per sweep (about 1 s), which is
+        the resolution (see docs/configuration.md). Gaps that began before the current market
+        session opened (the overnight close, a weekend) or that end while it is closed are not
+        learned. The statistic is the mean of log-gaps (the geometric mean interval): a plain
+        average while warming up, then an exponential one over about ``warmup`` gaps, each gap's
+        pull limited to a factor of 4 so a single outage cannot teach "normal" (a symbol whose
+        rhythm really changes is followed within a couple of dozen gaps).
+        """
+        last = state.last_update
+        learned = state.learn
+        if learned is None:  # not learning yet: mark the first update (``since`` is free now)
+            if last:
+                state.since = last
+                state.learn = (0, 0.0)
+            return
+        seen = state.since
+        if last == seen:
+            return
+        state.since = last
+        if seen < self.session_start or not self.market_open or last <= seen:
+            return
+        x = math.log(last - seen)
+        warmup = state.th.adaptive.warmup
+        if learned.__class__ is tuple:
+            n, mean = learned  # type: ignore[misc]
+            n += 1
+            mean = x if n == 1 else mean + _clamp_pull(x - mean) / n
+            state.learn = mean if n >= warmup else (n, mean)
+            return
+        state.learn = learned + _clamp_pull(x - learned) / warmup  # type: ignore[operator]
+
+    # --- falling behind ----------------------------------------------------------------------
+
+    def sample_lag(self, now: float, backlog: int) -> None:
+        """Once a second (the sweep): how far behind the venue this feed's processing is.
+
+        ``backlog`` is the bytes received for the feed but not yet processed (the runner reads
+        its sockets). See ``LagTracker``.
+        """
+        low = self.latency_min
+        self.latency_min = _INF
+        self.lag.sample(now, backlog, low, self.bytes)
 
     def state_counts(self, now: float) -> dict[int, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -796,10 +965,14 @@ class FeedBook:
         return now - last < self.config.unhealthy_after_silence
 
     def sweep(self, now: float) -> list[Transition]:
-        """Classify every symbol and report the ones whose state changed since the last sweep."""
+        """Classify every symbol and report the ones whose state changed since the last sweep;
+        symbols with adaptive thresholds learn from their latest gap first."""
         self.refresh_market(now)
         changes: list[Transition] = []
+        adaptive = self.adaptive
         for state in self.symbols.values():
+            if adaptive and state.th.adaptive.enabled:
+                self.learn(state)
             new = self.classify(state, now)
             if new != state.last_state:
                 changes.append(Transition(self.name, state.symbol, state.last_state, new,
@@ -808,21 +981,124 @@ class FeedBook:
         return changes
 
 
-class Book:
-    """All feeds, keyed by name, and the listeners for state transitions and connection changes."""
+# A single gap moves the learned log-interval by at most this (a factor of 4) before averaging.
+_MAX_PULL = math.log(4.0)
 
-    def __init__(self, feeds: Iterable[FeedConfig], now: float) -> None:
+
+def _clamp_pull(delta: float) -> float:
+    return _MAX_PULL if delta > _MAX_PULL else -_MAX_PULL if delta < -_MAX_PULL else delta
+
+
+class LagTracker:
+    """How far behind the venue a feed's processing is: ``feedwatch_feed_processing_lag_seconds``.
+
+    Sampled once a second. The venue stamps each event when it happens; the latency of what we
+    apply (receive clock minus venue stamp) is the venue's and the network's delay plus however
+    long the data waited for us. When we cannot keep up, data queues in our socket and, once that
+    is full, at the venue (TCP holds it back there), so the latency of everything we apply grows
+    for as long as we stay behind. The lag is therefore the lowest latency applied since the last
+    sample (one late print cannot raise it) minus the *floor*, the venue's and network's own
+    delay: the lowest latency seen over the last ten minutes. The floor follows a venue clock
+    that moves either way, but only a sample with nothing waiting in our sockets lets old
+    minimums expire, so a feed that stays behind does not teach the floor its own delay.
+
+    The lag counts only while bytes wait for us (``backlog`` > 0): a venue that is late on its
+    own while we wait idle for its data is not our lag (``FeedHighLatency`` covers that). When
+    bytes wait and none were read since the last sample, the reader is stuck and the lag grows
+    by the time passed. Clock offsets between the venue and us cancel out. A feed whose venue
+    gives no timestamps has no lag to report (None); its backlog is still exported.
+    """
+
+    WINDOW = 600.0       # the floor remembers latencies this long (once caught up again)
+    BUCKET = 60.0        # kept as per-minute minimums,
+    MAX_BUCKETS = 1440   # at most a day of them while never caught up
+
+    __slots__ = ("value", "backlog", "buckets", "floor", "at", "processed")
+
+    def __init__(self) -> None:
+        self.value: float | None = None      # seconds behind; None: unknown (no venue timestamps yet)
+        self.backlog = 0                     # bytes waiting at the last sample
+        self.buckets: list[list[float]] = []  # [minute start, lowest latency in it]
+        self.floor: float | None = None
+        self.at = 0.0                        # time of the last sample
+        self.processed = 0                   # the feed's bytes received at the last sample
+
+    def sample(self, now: float, backlog: int, low: float, processed: int) -> None:
+        """``low``: the lowest latency applied since the last sample (inf: none); ``processed``:
+        the feed's byte counter (frames read), to tell a stuck reader from a quiet one."""
+        stuck = backlog > 0 and processed == self.processed and self.at > 0.0
+        elapsed = now - self.at if self.at > 0.0 else 0.0
+        self.backlog, self.at, self.processed = backlog, now, processed
+        if low == _INF:
+            if self.value is not None:
+                self.value = self.value + elapsed if stuck else 0.0 if backlog <= 0 else self.value
+            return
+        self._learn_floor(now, low, caught_up=backlog <= 0)
+        lag = low - self.floor if backlog > 0 else 0.0  # type: ignore[operator]
+        self.value = lag if lag > 0.0 else 0.0
+
+    def _learn_floor(self, now: float, low: float, caught_up: bool) -> None:
+        buckets = self.buckets
+        start = now - now % self.BUCKET
+        if buckets and buckets[-1][0] == start:
+            if low < buckets[-1][1]:
+                buckets[-1][1] = low
+        else:
+            buckets.append([start, low])
+        if caught_up:
+            while buckets[0][0] <= now - self.WINDOW:
+                del buckets[0]
+        elif len(buckets) > self.MAX_BUCKETS:
+            del buckets[0]
+        self.floor = min(low for _, low in buckets)
+
+
+class Book:
+    """All feeds, keyed by name, the instruments compared across them, and the listeners for
+    state transitions and connection changes."""
+
+    def __init__(self, feeds: Iterable[FeedConfig], now: float,
+                 instruments: Mapping[str, Mapping[str, str]] | None = None) -> None:
         # Listeners of every feed's connection changes (the incident journal); one list, shared.
         self.connection_listeners: list[Callable[[ConnectionChange], None]] = []
         self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now, self.connection_listeners) for f in feeds}
         self.listeners: list[Callable[[Transition], None]] = []
         self.tape: TickTape | None = None
+        # instrument -> {feed: symbol} (config ``instruments:``), for ``deviations``.
+        self.instruments: dict[str, dict[str, str]] = {k: dict(v) for k, v in (instruments or {}).items()}
 
     def attach_tape(self, tape: TickTape | None) -> None:
         """Send every feed's accepted prices (and those of feeds added later) to ``tape``."""
         self.tape = tape
         for feed in self.feeds.values():
             feed.tape = tape
+
+    def deviations(self, now: float) -> list[tuple[str, str, float]]:
+        """(instrument, feed, ratio) for every watched member of every instrument: its price's
+        deviation from the median of the instrument's fresh prices (0.01 = 1 % above), or NaN
+        while that is unknown (its price is not fresh, or fewer than two of the instrument's are).
+
+        Fresh is the bot API's verdict (priced, healthy, not frozen): a stale or frozen venue has
+        no price to compare, and is its own alert. With two venues the median is their midpoint,
+        so each shows half of the gap between them; with three or more, the one that went astray
+        stands out. A member whose feed or symbol is not watched (anymore) has no series.
+        """
+        found: list[tuple[str, str, float]] = []
+        feeds = self.feeds
+        for name, members in self.instruments.items():
+            known: list[tuple[str, float]] = []
+            for feed_name, symbol in members.items():
+                feed = feeds.get(feed_name)
+                state = feed.symbols.get(symbol) if feed is not None else None
+                if state is not None:
+                    known.append((feed_name, state.price if feed.is_fresh(state, now) else _NAN))  # type: ignore[union-attr]
+            fresh = [price for _, price in known if price == price]
+            if len(fresh) < 2:
+                found.extend((name, feed_name, _NAN) for feed_name, _ in known)
+                continue
+            reference = statistics.median(fresh)
+            found.extend((name, feed_name, price / reference - 1.0) for feed_name, price in known)
+        return found
 
     def feed(self, name: str) -> FeedBook:
         return self.feeds[name]

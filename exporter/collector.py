@@ -31,6 +31,12 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_symbol_price Last accepted price (a quote counts as its bid/ask mid); absent until the first.
     # TYPE feedwatch_symbol_price gauge
     feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5
+    # HELP feedwatch_symbol_frozen Whether updates keep arriving at one unchanged price (1) or not (0): thresholds.frozen updates in a row over its duration; 0 outside the market session.
+    # TYPE feedwatch_symbol_frozen gauge
+    feedwatch_symbol_frozen{feed="stocks",symbol="AAPL"} 0
+    # HELP feedwatch_symbol_expected_interval_seconds The symbol's learned normal interval between updates (adaptive thresholds); absent until learned.
+    # TYPE feedwatch_symbol_expected_interval_seconds gauge
+    feedwatch_symbol_expected_interval_seconds{feed="stocks",symbol="AAPL"} 12.5
     # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended, cme-globex or one from the config).
     # TYPE feedwatch_feed_info gauge
     feedwatch_feed_info{feed="stocks",kind="polygon",market="us-equities"} 1
@@ -100,12 +106,23 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_sequence_gaps_total Gaps seen in per-symbol venue sequence numbers.
     # TYPE feedwatch_feed_sequence_gaps_total counter
     feedwatch_feed_sequence_gaps_total{feed="stocks"} 0
+    # HELP feedwatch_feed_receive_backlog_bytes Bytes received on the feed's sockets and not yet processed, sampled every second.
+    # TYPE feedwatch_feed_receive_backlog_bytes gauge
+    feedwatch_feed_receive_backlog_bytes{feed="stocks"} 0
+    # HELP feedwatch_feed_processing_lag_seconds How far behind the venue the exporter's processing of the feed is (latency of what it applies above the venue's own delay, while data waits for it); absent without venue timestamps.
+    # TYPE feedwatch_feed_processing_lag_seconds gauge
+    feedwatch_feed_processing_lag_seconds{feed="stocks"} 0.0
     # HELP feedwatch_market_calendar_end_timestamp_seconds Unix time the market's session calendar (its holiday table) stops covering; after it, holidays read as trading days.
     # TYPE feedwatch_market_calendar_end_timestamp_seconds gauge
     feedwatch_market_calendar_end_timestamp_seconds{market="us-equities"} 2114398800.0
+    # HELP feedwatch_instrument_price_deviation_ratio Deviation of a feed's price of an instrument from the median of its fresh prices across feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are).
+    # TYPE feedwatch_instrument_price_deviation_ratio gauge
+    feedwatch_instrument_price_deviation_ratio{instrument="BTCUSDT",feed="binance"} 0.0004
 
 (one ``feedwatch_market_calendar_end_timestamp_seconds`` sample per market that a feed uses and
-that has a holiday table: none for ``always`` or a custom market without holidays)
+that has a holiday table: none for ``always`` or a custom market without holidays; one
+``feedwatch_instrument_price_deviation_ratio`` sample per watched feed and symbol of each
+``instruments:`` entry)
 
 The complete output for a fixed book is kept in ``tests/golden/metrics.txt``.
 
@@ -169,6 +186,11 @@ SYMBOL_FAMILIES: dict[str, tuple[str, str]] = {
         "counter", "Accepted price updates."),
     "feedwatch_symbol_price": (
         "gauge", "Last accepted price (a quote counts as its bid/ask mid); absent until the first."),
+    "feedwatch_symbol_frozen": (
+        "gauge", "Whether updates keep arriving at one unchanged price (1) or not (0): thresholds.frozen "
+                 "updates in a row over its duration; 0 outside the market session."),
+    "feedwatch_symbol_expected_interval_seconds": (
+        "gauge", "The symbol's learned normal interval between updates (adaptive thresholds); absent until learned."),
 }
 FEED_FAMILIES: dict[str, tuple[str, str]] = {
     # An info metric: rules join it (``* on (job, instance, feed) group_left (market)``) to give
@@ -200,6 +222,12 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Stream health: connected, fewer than N consecutive errors, updates within the window."),
     "feedwatch_feed_reconnect_attempts_total": ("counter", "Reconnection attempts."),
     "feedwatch_feed_sequence_gaps_total": ("counter", "Gaps seen in per-symbol venue sequence numbers."),
+    "feedwatch_feed_receive_backlog_bytes": (
+        "gauge", "Bytes received on the feed's sockets and not yet processed, sampled every second."),
+    # Falling behind (book.LagTracker says exactly how it is measured).
+    "feedwatch_feed_processing_lag_seconds": (
+        "gauge", "How far behind the venue the exporter's processing of the feed is (latency of what it "
+                 "applies above the venue's own delay, while data waits for it); absent without venue timestamps."),
 }
 
 MARKET_FAMILIES: dict[str, tuple[str, str]] = {
@@ -208,6 +236,13 @@ MARKET_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_market_calendar_end_timestamp_seconds": (
         "gauge", "Unix time the market's session calendar (its holiday table) stops covering; "
                  "after it, holidays read as trading days."),
+}
+
+INSTRUMENT_FAMILIES: dict[str, tuple[str, str]] = {
+    # Computed at scrape time from the fresh prices of the instruments: config (Book.deviations).
+    "feedwatch_instrument_price_deviation_ratio": (
+        "gauge", "Deviation of a feed's price of an instrument from the median of its fresh prices across "
+                 "feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are)."),
 }
 
 
@@ -297,7 +332,17 @@ class BookCollector:
             counts = self._render_symbols(feeds, now, out, ask)
         self._render_feeds(feeds, now, counts, out, ask)
         self._render_markets(feeds, out, ask)
+        self._render_instruments(now, out, ask)
         return "".join(out)
+
+    def _render_instruments(self, now: float, out: list[str], ask: Exposition) -> None:
+        name = "feedwatch_instrument_price_deviation_ratio"
+        if not ask.wants(name, INSTRUMENT_FAMILIES[name][0]):
+            return
+        out.append(ask.header(name, *INSTRUMENT_FAMILIES[name]))
+        for instrument, feed, ratio in self.book.deviations(now):
+            out.append(f'{name}{{instrument="{escape_label(instrument)}",feed="{escape_label(feed)}"}} '
+                       f'{format_value(ratio)}\n')
 
     def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
@@ -323,11 +368,14 @@ class BookCollector:
         states: list[str] = []
         updates: list[str] = []
         prices: list[str] = []
+        frozen: list[str] = []
+        expected: list[str] = []
         all_counts: list[dict[int, int]] = []
         for feed in feeds:
             counts = dict.fromkeys(STATE_ORDER, 0)
             age_of = feed.staleness
             classify = feed.classify
+            is_frozen = feed.is_frozen
             for s in feed.symbols.values():
                 labels = s.labels
                 # Zero-cost unless raised (3.11): the guard behind the book's checks.
@@ -353,9 +401,16 @@ class BookCollector:
                         prices.append(f"feedwatch_symbol_price{{{labels}}} {format_value(price)}\n")
                     except Exception as exc:
                         self.errors.skipped("book", f"feedwatch_symbol_price{{{labels}}}", exc)
+                # A repeat count under the threshold settles it without the full check.
+                frozen.append(f"feedwatch_symbol_frozen{{{labels}}} "
+                              f"{1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0}\n")
+                if s.learn.__class__ is float:
+                    expected.append(f"feedwatch_symbol_expected_interval_seconds{{{labels}}} "
+                                    f"{format_value(math.exp(s.learn))}\n")  # type: ignore[arg-type]
             all_counts.append(counts)
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(),
-                                                   (updated, event, staleness, states, updates, prices)):
+                                                   (updated, event, staleness, states, updates, prices,
+                                                    frozen, expected)):
             if not ask.wants(name, kind):
                 continue
             out.append(ask.header(name, kind, help_text))
@@ -419,6 +474,10 @@ class BookCollector:
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
+        simple("feedwatch_feed_receive_backlog_bytes", lambda feed: feed.lag.backlog)
+        family("feedwatch_feed_processing_lag_seconds", lambda feed, _: (
+            f"feedwatch_feed_processing_lag_seconds{{{feed.labels}}} {format_value(feed.lag.value)}\n",)
+            if feed.lag.value is not None else ())
 
 
 def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],

@@ -143,12 +143,63 @@ def expand_env(text: str, environ: Mapping[str, str], path: str, errors: list[st
 # --- the sections -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class FrozenCheck:
+    """When a symbol whose updates keep arriving at one unchanged price is *frozen*.
+
+    Frozen: at least ``updates`` updates in a row repeated the same price, and those repeats span
+    at least ``duration`` of receive time (within the current market session). Both must hold, so
+    a calm market does not trip it: a few identical prints, or a quiet minute, are normal; hundreds
+    of them over many minutes are a venue or feed handler replaying a stuck price.
+    """
+
+    updates: int = 300          # repeats of one price in a row; 0 turns the check off
+    duration: Duration = 600.0  # the repeats span at least this long
+    # Quote mids count as well (a feed whose prices come from quotes alone). Per feed, not per
+    # symbol: the hot path reads it once per frame. Off: only trade prices count, because an
+    # unchanged quote mid for minutes is normal for a tick-constrained or illiquid instrument.
+    quotes: bool = False
+
+    def validate(self, path: str, errors: list[str]) -> None:
+        if self.updates < 0:
+            errors.append(f"{path}.updates: must be 0 (off) or more, got {self.updates}")
+
+
+@dataclass(frozen=True)
+class AdaptiveThresholds:
+    """Thresholds learned from each symbol's own rhythm (opt-in; docs/configuration.md).
+
+    Once ``warmup`` gaps between updates are learned, stale is ``k`` times the symbol's learned
+    interval, kept within [floor, ceiling], and degraded ``k_degraded / k`` of that; critical
+    stays the configured one, but never below the adaptive stale.
+    """
+
+    enabled: bool = False
+    k: float = 20.0             # stale after this many learned intervals of silence
+    k_degraded: float = 10.0    # degraded after this many (the same share of a bounded stale)
+    floor: Duration = 5.0       # stale never earlier than this
+    ceiling: Duration = 1800.0  # nor later than this (below the default critical, 1 h)
+    warmup: int = 10            # gaps learned before the learned interval is used
+
+    def validate(self, path: str, errors: list[str]) -> None:
+        if not 0 < self.k_degraded <= self.k:
+            errors.append(f"{path}: must satisfy 0 < k_degraded <= k (got k_degraded={self.k_degraded:g}, k={self.k:g})")
+        if not 0 < self.floor <= self.ceiling:
+            errors.append(f"{path}: must satisfy 0 < floor <= ceiling (got floor={format_duration(self.floor)}, "
+                          f"ceiling={format_duration(self.ceiling)})")
+        if not 1 <= self.warmup <= 1000:
+            errors.append(f"{path}.warmup: must be from 1 to 1000 gaps, got {self.warmup}")
+
+
+@dataclass(frozen=True)
 class Thresholds:
-    """Staleness boundaries between the health states (seconds since the last accepted update)."""
+    """Staleness boundaries between the health states (seconds since the last accepted update),
+    and the detectors that judge a symbol by more than its silence."""
 
     degraded: Duration = 180.0
     stale: Duration = 300.0
     critical: Duration = 3600.0
+    frozen: FrozenCheck = FrozenCheck()
+    adaptive: AdaptiveThresholds = AdaptiveThresholds()
 
     def validate(self, path: str, errors: list[str]) -> None:
         if not (0 < self.degraded <= self.stale <= self.critical):
@@ -157,6 +208,8 @@ class Thresholds:
                 f"(got degraded={format_duration(self.degraded)}, stale={format_duration(self.stale)}, "
                 f"critical={format_duration(self.critical)})"
             )
+        self.frozen.validate(f"{path}.frozen", errors)
+        self.adaptive.validate(f"{path}.adaptive", errors)
 
 
 def overlay(base: Any, partial: Any) -> Any:
@@ -164,9 +217,36 @@ def overlay(base: Any, partial: Any) -> Any:
 
     Partial overrides (feed and symbol thresholds here, trading limits and Sharpe settings in
     trading_config) name the same fields as their full dataclass, every one defaulting to None.
+    A field that is itself a partial (the thresholds' ``frozen`` and ``adaptive``) is overlaid
+    on the base's value of that field, so a symbol can change one key of it.
     """
-    given = {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial)}
-    return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    given: dict[str, Any] = {}
+    for f in dataclasses.fields(partial):
+        value = getattr(partial, f.name)
+        if value is not None:
+            given[f.name] = overlay(getattr(base, f.name), value) if dataclasses.is_dataclass(value) else value
+    return dataclasses.replace(base, **given)
+
+
+@dataclass(frozen=True)
+class FrozenOverride:
+    """A partial FrozenCheck."""
+
+    updates: int | None = None
+    duration: Duration | None = None
+    quotes: bool | None = None
+
+
+@dataclass(frozen=True)
+class AdaptiveOverride:
+    """A partial AdaptiveThresholds."""
+
+    enabled: bool | None = None
+    k: float | None = None
+    k_degraded: float | None = None
+    floor: Duration | None = None
+    ceiling: Duration | None = None
+    warmup: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +256,8 @@ class ThresholdOverride:
     degraded: Duration | None = None
     stale: Duration | None = None
     critical: Duration | None = None
+    frozen: FrozenOverride | None = None
+    adaptive: AdaptiveOverride | None = None
 
     def apply(self, base: Thresholds) -> Thresholds:
         return overlay(base, self)
@@ -299,6 +381,9 @@ class Config:
     # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
+    # One instrument on several feeds, priced against each other at scrape time
+    # (feedwatch_instrument_price_deviation_ratio): instrument name -> {feed name: its symbol there}.
+    instruments: dict[str, dict[str, str]] = field(default_factory=dict)
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
     # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
     # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py; ``tick_sink`` by
@@ -566,6 +651,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         # required, e.g. by a feed kind) and the built feeds.
         built[name] = build_section(data.get(name), name, errors, environ, tuple(feeds))
 
+    check_instruments(config.instruments, feeds, errors)
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
     if not config.telemetry_path.startswith("/"):
@@ -619,6 +705,9 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             errors.append(f"{path}.symbol_thresholds.{symbol}: {symbol!r} is not in {path}.symbols")
         elif override is not None:
             override.apply(resolved).validate(f"{path}.symbol_thresholds.{symbol}", errors)
+            if override.frozen is not None and override.frozen.quotes is not None:
+                errors.append(f"{path}.symbol_thresholds.{symbol}.frozen.quotes: set per feed only "
+                              f"({path}.thresholds.frozen.quotes), not per symbol")
     seen: set[str] = set()
     for j, symbol in enumerate(feed.symbols):
         if not symbol:
@@ -642,6 +731,37 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
         for problem in check(feed):  # venue rules: "channels[2]: ..." relative to the feed
             errors.append(f"{path}.{problem}")
     return feed
+
+
+def check_instruments(instruments: Mapping[str, Mapping[str, str] | None], feeds: Collection[FeedConfig],
+                      errors: list[str]) -> None:
+    """``instruments:``: each names at least two feeds, each with one of that feed's symbols, and a
+    (feed, symbol) belongs to one instrument at most (else its deviation would be ambiguous)."""
+    by_name = {feed.name: feed for feed in feeds}
+    owner: dict[tuple[str, str], str] = {}
+    for name, members in instruments.items():
+        path = f"instruments.{name}"
+        if not name or not name.strip():
+            errors.append(f"{path}: an instrument needs a name")
+        if members is None:
+            continue  # its error is recorded already
+        if len(members) < 2:
+            errors.append(f"{path}: name at least two feeds (feed: symbol) to compare, got {len(members)}")
+        for feed_name, symbol in members.items():
+            where = f"{path}.{feed_name}"
+            feed = by_name.get(feed_name)
+            if feed is None:
+                known = ", ".join(sorted(by_name)) or "none"
+                errors.append(f"{where}: no feed named {feed_name!r} (feeds: {known})")
+                continue
+            if symbol is None:
+                continue
+            if symbol not in feed.symbols:
+                errors.append(f"{where}: {symbol!r} is not in the symbols of feed {feed_name!r}")
+                continue
+            first = owner.setdefault((feed_name, symbol), name)
+            if first != name:
+                errors.append(f"{where}: {symbol!r} on {feed_name!r} already belongs to instrument {first!r}")
 
 
 def market_calendars(configured: Mapping[str, MarketConfig], errors: list[str]) -> dict[str, markets.Calendar]:

@@ -122,8 +122,8 @@ class Monitor:
             return status.symbol_view(book, state, self.clock.time(), max_staleness)
 
     def is_fresh(self, feed: str, symbol: str, max_staleness: float | None = None) -> bool:
-        """"Is this price fresh enough to act on?": there is a price, it is healthy, and no older
-        than ``max_staleness`` seconds when given. An unknown symbol is not fresh."""
+        """"Is this price fresh enough to act on?": there is a price, it is healthy, not frozen,
+        and no older than ``max_staleness`` seconds when given. An unknown symbol is not fresh."""
         try:
             view = self.check(feed, symbol, max_staleness)
         except KeyError:

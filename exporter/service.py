@@ -64,7 +64,7 @@ class Service:
         self.config = config
         self.clock = clock or SystemClock()
         self.sweep_interval = sweep_interval
-        self.book = Book(config.feeds, self.clock.time())
+        self.book = Book(config.feeds, self.clock.time(), config.instruments)
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
@@ -228,6 +228,9 @@ class Service:
             await runner.start()
             done.append(f"feed {feed.name}: added")
         await self._apply_watchlist(config)
+        if config.instruments != old.instruments:
+            self.book.instruments = {k: dict(v) for k, v in config.instruments.items()}
+            done.append("instruments: reloaded")
         self.config = config
         for line in done:
             log.info("configuration reload: %s", line)
@@ -263,8 +266,14 @@ class Service:
             await self.watchlist.start()
 
     def sweep(self) -> list[Transition]:
-        """Classify every symbol now; log and act on the changes (the sweeper calls this)."""
-        changes = self.book.sweep(self.clock.time())
+        """Classify every symbol now; log and act on the changes; sample how far behind each
+        feed's processing is (the sweeper calls this every second)."""
+        now = self.clock.time()
+        for name, runner in self.runners.items():
+            feed = self.book.feeds.get(name)
+            if feed is not None:
+                feed.sample_lag(now, runner.receive_backlog())
+        changes = self.book.sweep(now)
         for change in changes[:MAX_TRANSITION_LINES]:
             log.info("%s", change.describe(), extra=change.fields())
         if len(changes) > MAX_TRANSITION_LINES:

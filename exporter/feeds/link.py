@@ -46,8 +46,11 @@ frame arrived): such a connection resets the reconnect backoff however short it 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import inspect
 import logging
+import struct
+import termios
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 
 import aiohttp
@@ -202,6 +205,24 @@ class Link:
         if self.venue_acked or self._shard_updates() > self._updates_at_open:
             return True
         return not self.shard.symbols and self.rx > self.rx_control
+
+    def receive_backlog(self) -> int:
+        """Bytes that arrived on this socket and wait for the reader: what the kernel holds for
+        it (``FIONREAD``) plus the frames aiohttp has read off it and not yet handed over (its
+        reader queue's size: a private attribute, read defensively; 0 if it is ever renamed).
+        Read once a second by the sweep, never per frame."""
+        ws = self.ws
+        if ws is None or ws.closed:
+            return 0
+        waiting = 0
+        sock = ws.get_extra_info("socket")
+        if sock is not None:
+            try:
+                waiting = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+            except (OSError, ValueError):  # closed meanwhile, or not a socket the kernel can answer for
+                waiting = 0
+        queued = getattr(getattr(ws, "_reader", None), "_size", 0)
+        return waiting + (queued if isinstance(queued, int) else 0)
 
     def _shard_updates(self) -> int:
         symbols = self.feed.symbols

@@ -369,6 +369,12 @@ class FeedRunner:
     def note_connected(self, now: float) -> None:
         self._up_since = now
 
+    def receive_backlog(self) -> int:
+        """Bytes received on the feed's sockets and not yet processed (the sweep samples it for
+        ``FeedBook.sample_lag``): every open link's, a make-before-break replacement's included."""
+        return sum(link.receive_backlog() for shard in self.shards.values()
+                   for link in (shard.link, shard.successor) if link is not None)
+
     # --- symbols at run time -------------------------------------------------------------------
 
     def symbols(self) -> list[str]:

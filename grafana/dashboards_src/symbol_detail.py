@@ -1,5 +1,6 @@
 """Symbol detail: one (feed, symbol) — how fresh it is, what it costs, how often it moves, and
-when it changed health state.
+when it changed health state; whether its price is frozen, the interval its adaptive thresholds
+learned, and whether the exporter keeps up with its feed.
 
 Reached from the overview's "Worst symbols" table (which passes ``feed`` and ``symbol``), or by
 picking them in the variables.
@@ -59,6 +60,22 @@ def build() -> models.Dashboard:
                      unit=units.Short, width=4)
         .decimals(0).thresholds(p.plain_thresholds("blue")))
 
+    dash = dash.with_panel(
+        p.stat_panel("Frozen", "Whether updates keep arriving at one unchanged price (the exporter's "
+                     "thresholds.frozen: 300 repeats over 10 minutes by default). A frozen price is not fresh.",
+                     [p.query(f"max(feedwatch_symbol_frozen{SYMBOL})", "frozen", instant=True)],
+                     unit=units.NoUnit, width=12)
+        .mappings(p.flag_mappings("frozen", "moving", on_colour="red", off_colour="green"))
+        .thresholds(p.plain_thresholds("text")))
+    dash = dash.with_panel(
+        p.stat_panel("Normal interval (learned)", "The interval between updates the symbol's adaptive "
+                     "thresholds learned (thresholds.adaptive; about 1 s for anything faster). Empty "
+                     "for a symbol without adaptive thresholds, or while it is still learning.",
+                     [p.query(f"max(feedwatch_symbol_expected_interval_seconds{SYMBOL})", "interval",
+                              instant=True)],
+                     unit=units.Seconds, width=12)
+        .thresholds(p.plain_thresholds("blue")))
+
     dash = dash.with_row(p.row("History"))
     dash = dash.with_panel(
         p.state_timeline_panel("Health state", "The symbol's health state over time.",
@@ -66,8 +83,12 @@ def build() -> models.Dashboard:
         .mappings(p.state_mappings()).thresholds(p.plain_thresholds("text")))
     dash = dash.with_panel(
         p.timeseries_panel("Staleness", "Seconds since the last update; the bands are the default "
-                           "degraded, stale and critical thresholds.",
-                           [p.query(f"max(feedwatch_symbol_staleness_seconds{SYMBOL})", "$symbol")],
+                           "degraded, stale and critical thresholds. With adaptive thresholds, the "
+                           "symbol's learned normal interval is drawn too (its state turns stale at "
+                           "k times it, 20 by default).",
+                           [p.query(f"max(feedwatch_symbol_staleness_seconds{SYMBOL})", "$symbol"),
+                            p.query(f"max(feedwatch_symbol_expected_interval_seconds{SYMBOL})",
+                                    "normal interval (learned)", ref="B")],
                            unit=units.Seconds)
         .thresholds(p.staleness_thresholds()).thresholds_style(p.threshold_bands()))
     dash = dash.with_panel(
@@ -97,4 +118,11 @@ def build() -> models.Dashboard:
                            [p.query(f"sum by (reason) (increase(feedwatch_feed_disconnects_total{FEED}[$__rate_interval]))",
                                     "{{reason}}")],
                            unit=units.Short, bars=True, stacked=True, height=6))
+    dash = dash.with_panel(
+        p.timeseries_panel("Processing lag", "How far behind the venue the exporter processes the feed "
+                           "(latency above the venue's own delay, while data waits in its sockets). "
+                           "FeedwatchFallingBehind fires above 1 s for 2 minutes.",
+                           [p.query(f"max(feedwatch_feed_processing_lag_seconds{FEED})", "$feed")],
+                           unit=units.Seconds, width=24, height=6)
+        .thresholds(p.warn_above(1.0, warn="orange")))
     return dash.build()

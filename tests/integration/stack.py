@@ -17,7 +17,7 @@ degraded 5s, stale 8s), so a stalled symbol alerts within about ten seconds.
 API::
 
     with running_stack(tmp_path) as stack:          # or start_stack(...) / stack.stop()
-        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API
+        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API (value= too)
         alert = stack.wait_for_alert(lambda a: a["labels"]["alertname"] == "FeedSymbolStale",
                                      timeout=30, what="FeedSymbolStale")
         stack.query('feedwatch_symbol_state{symbol="AAPL"}')    # Prometheus instant query
@@ -275,11 +275,13 @@ class Stack:
         finally:
             self.post_alerts([alert(time.time() - 0.5)])
 
-    def fault(self, simulator: str, name: str, symbol: str | None = None) -> dict[str, Any]:
+    def fault(self, simulator: str, name: str, symbol: str | None = None,
+              value: float | None = None) -> dict[str, Any]:
         """Switch a fault on a simulator (POST /faults/NAME); returns its state after the change."""
         url = f"{self.simulators[simulator].control_url}/faults/{name}"
-        if symbol:
-            url += "?" + urllib.parse.urlencode({"symbol": symbol})
+        query = {k: v for k, v in (("symbol", symbol), ("value", value)) if v is not None}
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
         req = urllib.request.Request(url, method="POST", data=b"")
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.load(resp)

@@ -148,7 +148,7 @@ def test_committed_receivers_are_all_off() -> None:
 def test_inhibitions_the_design_asks_for() -> None:
     rules = load_config()["inhibit_rules"]
     assert {"source_matchers": ['alertname="FeedDown"'],
-            "target_matchers": ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedPriceMove"'],
+            "target_matchers": ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedPriceMove|FeedSymbolFrozen|FeedPriceDeviation"'],
             "equal": ["job", "instance", "feed"]} in rules
     critical = next(r for r in rules if r["source_matchers"] == ['severity="critical"'])
     assert critical["target_matchers"] == ['severity="warning"'] and "alertname" in critical["equal"]

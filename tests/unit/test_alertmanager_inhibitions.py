@@ -65,8 +65,11 @@ CASES = {
         {"alertname": "FeedDown", "severity": "critical", "feed": "stocks"},
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"},
          {"alertname": "FeedSymbolStale", "severity": "warning", "feed": "stocks", "symbol": "MSFT"},
-         {"alertname": "FeedSymbolDead", "severity": "critical", "feed": "stocks", "symbol": "IBM"}],
+         {"alertname": "FeedSymbolDead", "severity": "critical", "feed": "stocks", "symbol": "IBM"},
+         {"alertname": "FeedSymbolFrozen", "severity": "critical", "feed": "stocks", "symbol": "NVDA"},
+         {"alertname": "FeedPriceDeviation", "severity": "warning", "feed": "stocks", "instrument": "AAPL"}],
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "binance", "symbol": "BTCUSDT"},
+         {"alertname": "FeedPriceDeviation", "severity": "warning", "feed": "generic", "instrument": "AAPL"},
          {"alertname": "FeedReconnectFlapping", "severity": "warning", "feed": "stocks"}],
     ),
     # The critical variant silences the warning of the same alert and symbol only.

@@ -15,12 +15,20 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import collector
 from exporter.book import DISCONNECT_REASONS, ERROR_KINDS, LATENCY_BUCKETS, MESSAGE_KINDS, REJECT_REASONS, Book
 from exporter.clock import FakeClock
-from exporter.collector import FEED_FAMILIES, MARKET_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
+from exporter.collector import (
+    FEED_FAMILIES,
+    INSTRUMENT_FAMILIES,
+    MARKET_FAMILIES,
+    SYMBOL_FAMILIES,
+    BookCollector,
+    format_value,
+)
 from exporter.config import load_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +37,8 @@ T0 = 1_700_000_000.0  # Tuesday 2023-11-14 17:13 in New York: after the US equit
 
 
 def golden_book(clock: FakeClock) -> Book:
-    """A book exercising every family: a closed stock market, a busy 24/7 feed, an idle feed."""
+    """A book exercising every family: a closed stock market, a busy 24/7 feed, an idle feed,
+    and a second venue of BTCUSD (an instrument priced on two feeds, frozen and adaptive)."""
     config = load_data({
         "thresholds": {"degraded": "180s", "stale": "300s", "critical": "1h"},
         "feeds": [
@@ -38,8 +47,13 @@ def golden_book(clock: FakeClock) -> Book:
             {"name": "crypto", "kind": "polygon", "url": "wss://crypto.invalid/ws",
              "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}}},
             {"name": "idle", "kind": "polygon", "url": "wss://idle.invalid/ws"},
-        ]}, environ={})
-    book = Book(config.feeds, clock.time())
+            {"name": "venue2", "kind": "polygon", "url": "wss://venue2.invalid/ws", "symbols": ["BTCUSD", "ETHUSD"],
+             "thresholds": {"frozen": {"updates": 2, "duration": "60s", "quotes": True},
+                            "adaptive": {"enabled": True, "warmup": 1}}},
+        ],
+        "instruments": {"BTC": {"crypto": "BTCUSD", "venue2": "BTCUSD"}},
+    }, environ={})
+    book = Book(config.feeds, clock.time(), config.instruments)
     start = clock.time()
 
     stocks = book.feeds["stocks"]
@@ -65,6 +79,17 @@ def golden_book(clock: FakeClock) -> Book:
     crypto.reconnect_attempts = 2
     crypto.check_sequence(crypto.symbols["BTCUSD"], 10)
     crypto.check_sequence(crypto.symbols["BTCUSD"], 14)
+    crypto.sample_lag(start + 700, 0)       # caught up: the floor is this 50 ms
+    crypto.frame_received(65536, start + 701)
+    crypto.record("BTCUSD", 37312.4, 1_700_000_700_500, start + 701, quote=True)  # 0.5 s late
+    crypto.sample_lag(start + 701, 2048)    # and bytes waiting: 0.45 s behind
+
+    venue2 = book.feeds["venue2"]
+    venue2.connected("0", start)
+    for at in (start + 600, start + 650, start + 700):   # ETHUSD: one price three times: frozen
+        venue2.record("ETHUSD", 2051.0, 0, at, quote=True)
+        venue2.record("BTCUSD", 37350.0 + at - start, 0, at, quote=True)
+        book.sweep(at)                                    # learns BTCUSD's 50 s interval
     clock.set(start + 720)
     return book
 
@@ -103,9 +128,9 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     # 720 s after start: ETHUSD (updated at start) is stale; XRPUSD's own critical is 10 m.
     assert values[key("feedwatch_symbol_state", feed="crypto", symbol="ETHUSD")] == 2
     assert values[key("feedwatch_symbol_state", feed="crypto", symbol="XRPUSD")] == 3
-    assert values[key("feedwatch_symbol_staleness_seconds", feed="crypto", symbol="BTCUSD")] == 20.0
+    assert values[key("feedwatch_symbol_staleness_seconds", feed="crypto", symbol="BTCUSD")] == 19.0
     assert values[key("feedwatch_symbol_last_event_timestamp_seconds", feed="crypto", symbol="BTCUSD")] \
-        == 1_700_000_699.95
+        == 1_700_000_700.5
     assert values[key("feedwatch_feed_up", feed="crypto", connection="1")] == 0
     assert values[key("feedwatch_feed_disconnects_total", feed="crypto", reason="heartbeat_timeout")] == 1
     assert values[key("feedwatch_feed_rejected_updates_total", feed="crypto", reason="unknown_symbol")] == 1
@@ -113,10 +138,11 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_reconnect_attempts_total", feed="crypto")] == 2
     assert values[key("feedwatch_feed_acknowledged_symbols", feed="crypto")] == 3
     assert values[key("feedwatch_feed_subscribed_symbols", feed="crypto")] == 4
-    # One latency observation of 50 ms, in the 0.05 bucket.
+    # Latency observations of 50 ms (in the 0.05 bucket) and 500 ms.
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.025")] == 0
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.05")] == 1
-    assert values[key("feedwatch_feed_latency_seconds_count", feed="crypto")] == 1
+    assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.5")] == 2
+    assert values[key("feedwatch_feed_latency_seconds_count", feed="crypto")] == 2
     # A connection's start: its uptime is time() minus this; 0 while it is down.
     assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="crypto", connection="0")] == T0
     assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="crypto", connection="1")] == 0
@@ -124,6 +150,24 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_up", feed="idle", connection="0")] == 0
     assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="idle", connection="0")] == 0
     assert values[key("feedwatch_feed_healthy", feed="idle")] == 0
+    # venue2's ETHUSD repeated one price twice over 100 s: frozen (updates 2, duration 60s).
+    assert values[key("feedwatch_symbol_frozen", feed="venue2", symbol="ETHUSD")] == 1
+    assert values[key("feedwatch_symbol_frozen", feed="venue2", symbol="BTCUSD")] == 0
+    # Its symbols updated every 50 s: learned (warmup 1); the only adaptive feed.
+    assert values[key("feedwatch_symbol_expected_interval_seconds", feed="venue2", symbol="BTCUSD")] == \
+        pytest.approx(50.0)
+    assert {dict(k[1])["feed"] for k in values if k[0] == "feedwatch_symbol_expected_interval_seconds"} == {"venue2"}
+    # BTC: 37312.4 on crypto and 38050.0 on venue2, both fresh: each half the gap from the median.
+    median = (37312.4 + 38050.0) / 2
+    assert values[key("feedwatch_instrument_price_deviation_ratio", instrument="BTC", feed="crypto")] == \
+        pytest.approx(37312.4 / median - 1)
+    assert values[key("feedwatch_instrument_price_deviation_ratio", instrument="BTC", feed="venue2")] == \
+        pytest.approx(38050.0 / median - 1)
+    # crypto: 0.5 s latency over a 50 ms floor while 2 KiB wait; venue2 gives no venue time.
+    assert values[key("feedwatch_feed_processing_lag_seconds", feed="crypto")] == pytest.approx(0.45)
+    assert values[key("feedwatch_feed_receive_backlog_bytes", feed="crypto")] == 2048
+    assert key("feedwatch_feed_processing_lag_seconds", feed="venue2") not in values
+    assert values[key("feedwatch_feed_receive_backlog_bytes", feed="venue2")] == 0
 
 
 def test_staleness_and_state_move_with_the_clock(clock: FakeClock) -> None:
@@ -229,7 +273,7 @@ def test_format_value_follows_the_text_format() -> None:
 
 def test_every_family_is_documented_in_the_docstring_and_docs() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
-    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES):
+    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES, *INSTRUMENT_FAMILIES):
         assert f"# TYPE {name} " in collector.__doc__, name
         assert re.search(rf"`{name}`", docs), f"{name} missing from docs/metrics.md"
 
