@@ -4,8 +4,9 @@ Three loops over the very same frames (100 messages each, 10k symbols, trades an
 every field Polygon sends), measured one after the other in one process:
 
 - ``feedwatch``: ``PolygonAdapter.handle(frame, now)``: typed decode + ``FeedBook.apply``;
-- ``feedwatch + tick tape``: the same with a tick sink configured: every accepted update also
-  appended to the book's ``TickTape`` (emptied before each round, as the sink does every 2 s);
+- ``feedwatch + tick tape``: the same with a tick sink configured: trades decoded with their
+  sizes and every frame put on the book's ``TickTape`` by reference (emptied before each round,
+  as the sink does every 2 s);
   reported beside CPU time per message of both (``time.process_time``, less sensitive to other
   processes on a busy machine than the wall-clock rate);
 - ``decode only``: the adapter's own typed decoder (``_frame_decoder.decode``) and nothing else,

@@ -21,8 +21,9 @@ acknowledged), and the opening of the current market session (so a stock is not 
 
 Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
 writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
-With a tick sink configured, each accepted update is also appended to its bounded ``TickTape``
-(one list extend by references; room checked once per frame); without one, one None test.
+With a tick sink configured, each frame's sequence of decoded updates goes on its bounded
+``TickTape`` by reference (one append per frame, room checked then; nothing per message); without
+one, one None test per frame.
 
 Edges sanitize, cores trust: an update is stored only if its price is a finite number above 0 and
 its venue timestamp is *plausible*, so the collector, the status page and the JSON API never meet
@@ -332,53 +333,71 @@ class _Quote:
         self.symbol, self.bid, self.ask, self.ts = symbol, bid, ask, ts
 
 
-QUOTE = "quote"   # a tape row's size slot for a price that is a quote's mid (no trade size)
-TAPE_SLOTS = 6    # a tape row: feed, symbol, price, size (or QUOTE), venue timestamp (raw), receive time
-
-
 class TickTape:
     """Accepted prices on their way to the tick sink (``exporter/ticks``): the hot path's one outlet.
 
-    ``rows`` is one flat list, ``TAPE_SLOTS`` entries per accepted update: the feed's name, the
-    symbol, the price, the trade's size as the venue gave it (``QUOTE`` for a quote's mid), the
-    raw venue timestamp and the receive time. ``FeedBook.apply`` extends it with references to
-    objects it already made (the 6-tuple itself is freed at once; the price, stamp and size stay
-    alive until the sink takes them): its cost per message is measured in bench/README.md. Conversion to
-    typed rows (nanoseconds, sizes as numbers) happens when the sink takes the rows, off the hot
-    path. One accepted update never reaches it: a first trade print held by the first-print guard
-    and confirmed by the next (only its price was kept; the confirming print is on the tape).
+    ``frames`` is a list of entries ``(feed, receive_time, items, fixes)``, one per frame the
+    book applied while a sink is configured: the feed's name, the frame's receive time, and
+    ``items``, the very sequence of decoded updates the adapter handed to ``FeedBook.apply`` (a
+    1-tuple for ``apply_one``), kept by reference: nothing is copied or built per update, so the
+    hot path pays one tuple and one append per *frame* and nothing per message (measured in
+    bench/README.md). The updates themselves already hold symbol, price or bid/ask, the raw venue
+    timestamp and, when the adapter decoded it for the sink, the trade's ``size``. Hence the
+    callers' contract: an update and the sequence holding it are not reused or changed after
+    ``apply`` (every adapter decodes or builds fresh ones per frame).
 
-    Bounded: once ``len(rows)`` reaches ``limit`` (slots) when a frame starts, that frame's
-    accepted updates are counted in ``dropped`` instead, so memory stays bounded through a sink
-    outage (overshoot: at most one frame). The sink swaps ``rows`` for an empty list and lowers
-    ``limit`` by what it still holds (``take``), so waiting plus unwritten rows stay within its
-    ``buffer_limit``.
+    Every update of ``items`` was accepted at its own price (a trade's ``price``, a quote's mid
+    ``(bid + ask) * 0.5``, computed the way ``apply`` does) unless ``fixes`` says otherwise:
+    ``None`` when nothing needed fixing (the fast path), else ``{id(update): price}`` written by
+    ``apply``'s slow branches only: ``None`` for an update it did not accept (rejected, or a first
+    print held by the first-print guard), or the price it accepted when that is not the update's
+    own (a one-sided quote's side). ``id`` is unique here because the entry keeps every update of
+    the frame alive. ``exporter.ticks.rows.prepare`` turns entries into typed rows, off the hot
+    path. One accepted update never reaches the tape: a held first print confirmed by the next
+    (only its price was kept; the confirming print is on the tape).
+
+    Bounded: ``rows`` counts the accepted updates on the tape; once it reaches ``limit`` when a
+    frame is applied, that frame's accepted updates are counted in ``dropped`` instead, so memory
+    stays bounded through a sink outage (overshoot: at most one frame). The sink swaps
+    ``frames`` for an empty list and lowers ``limit`` by what it still holds (``take``), so
+    waiting plus unwritten rows stay within its ``buffer_limit``.
     """
 
-    __slots__ = ("rows", "limit", "capacity", "dropped")
+    __slots__ = ("frames", "rows", "limit", "capacity", "dropped")
 
     def __init__(self, capacity_rows: int) -> None:
-        self.rows: list = []
-        self.capacity = capacity_rows * TAPE_SLOTS
-        self.limit = self.capacity
+        self.frames: list[tuple[str, float, Sequence[Update], dict[int, float | None] | None]] = []
+        self.rows = 0
+        self.capacity = capacity_rows
+        self.limit = capacity_rows
         self.dropped = 0
 
-    def take(self, held_rows: int = 0) -> list:
-        """The rows so far (flat); a new empty list takes their place. ``held_rows`` is how many
-        rows the sink still holds unwritten: the tape's room shrinks by as many."""
-        rows = self.rows
-        self.rows = []
-        self.limit = max(0, self.capacity - (held_rows + len(rows) // TAPE_SLOTS) * TAPE_SLOTS)
-        return rows
+    def put(self, name: str, now: float, items: Sequence[Update], fixes: dict[int, float | None] | None) -> None:
+        """One applied frame (``FeedBook.apply``, after its loop): on the tape, or counted as dropped."""
+        accepted = len(items) if fixes is None else len(items) - sum(1 for p in fixes.values() if p is None)
+        if self.rows < self.limit:
+            self.frames.append((name, now, items, fixes))
+            self.rows += accepted
+        else:
+            self.dropped += accepted
+
+    def take(self, held_rows: int = 0) -> tuple[list, int]:
+        """The entries so far and how many rows they hold; a new empty list takes their place.
+        ``held_rows`` is how many rows the sink still holds unwritten: the tape's room shrinks by
+        as many (and by the rows taken now, which the sink will hold)."""
+        frames, rows = self.frames, self.rows
+        self.frames, self.rows = [], 0
+        self.limit = max(0, self.capacity - held_rows - rows)
+        return frames, rows
 
     def release(self, held_rows: int) -> None:
         """The sink holds ``held_rows`` unwritten rows now (it wrote some): room for more."""
-        self.limit = max(0, self.capacity - held_rows * TAPE_SLOTS)
+        self.limit = max(0, self.capacity - held_rows)
 
     @property
     def depth(self) -> int:
         """Rows waiting on the tape (not yet taken by the sink)."""
-        return len(self.rows) // TAPE_SLOTS
+        return self.rows
 
 
 class FeedBook:
@@ -500,22 +519,18 @@ class FeedBook:
         The raw timestamp is stored and converted when read. Latency is observed once per
         frame, for its oldest event: the worst delay that frame delivered. (Measured: storing
         plain fields beats keeping the decoded structs alive, whose scattered frees cost more.)
+
+        With a tick sink, ``items`` itself goes on the ``TickTape`` (by reference, after the
+        loop), so the caller must not reuse or change it or its updates afterwards; the slow
+        branches note there what was not accepted, or accepted at another price (``_fix``).
         """
         symbols = self.symbols
         oldest = _NEVER
         quotes = 0
         low, high = self.ts_low, self.ts_high
-        # The tick sink's tape: checked for room once per frame, so the loop pays one None test
-        # per accepted update when no sink is configured.
-        put = None
-        dropped = -1
-        tape = self.tape
-        if tape is not None:
-            if len(tape.rows) < tape.limit:
-                put = tape.rows.extend
-                name = self.name
-            else:
-                dropped = 0
+        # For the tick sink's tape (``TickTape``): written by the slow branches only, so the loop
+        # pays nothing per message for it, sink or not.
+        fixes = None
         frozen_quotes = self.frozen_quotes
         for item in items:
             state = symbols.get(item.symbol)
@@ -527,11 +542,14 @@ class FeedBook:
                 if state is None or not (0.0 < bid <= ask < _HALF_MAX):
                     price = self._salvage_quote(state, item.symbol, bid, ask)
                     if price != price:
+                        fixes = self._fix(fixes, item, None)
                         continue
+                    fixes = self._fix(fixes, item, price)  # not the mid: the tape must say so
                 else:
                     price = (bid + ask) * 0.5
                 if ts and not (low <= ts < high):
                     if not self._timestamp_ok(state, ts):
+                        fixes = self._fix(fixes, item, None)
                         continue
                     low, high = self.ts_low, self.ts_high
                 if frozen_quotes:  # the frozen check on quote mids (against the last price)
@@ -544,12 +562,15 @@ class FeedBook:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
                     self._reject(state, item.symbol, price)
+                    fixes = self._fix(fixes, item, None)
                     continue
                 if ts and not (low <= ts < high):
                     if not self._timestamp_ok(state, ts):
+                        fixes = self._fix(fixes, item, None)
                         continue
                     low, high = self.ts_low, self.ts_high
                 if state.guard and not self._confirm_first(state, price):
+                    fixes = self._fix(fixes, item, None)
                     continue
                 # The frozen check: one comparison; writes only when the price moves.
                 if price != state.ref:
@@ -564,12 +585,9 @@ class FeedBook:
             state.updates += 1
             if ts < oldest:
                 oldest = ts
-            if put is not None:
-                put((name, state.symbol, price, QUOTE if item.is_quote else getattr(item, "size", None), ts, now))
-            elif dropped >= 0:
-                dropped += 1
-        if dropped > 0:
-            tape.dropped += dropped  # type: ignore[union-attr]
+        tape = self.tape
+        if tape is not None:  # the frame goes on the tape by reference (or is counted as dropped)
+            tape.put(self.name, now, items, fixes)
         messages = self.messages
         messages["quote"] += quotes
         messages["trade"] += len(items) - quotes
@@ -588,6 +606,7 @@ class FeedBook:
         """
         state = self.symbols.get(item.symbol)
         ts = item.ts
+        fixes = None
         if item.is_quote:
             self.messages["quote"] += 1
             bid = item.bid
@@ -596,6 +615,7 @@ class FeedBook:
                 price = self._salvage_quote(state, item.symbol, bid, ask)
                 if price != price:
                     return False
+                fixes = self._fix(None, item, price)
             else:
                 price = (bid + ask) * 0.5
             if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
@@ -628,10 +648,10 @@ class FeedBook:
         state.updates += 1
         self.last_update = now
         tape = self.tape
-        if tape is not None:
-            if len(tape.rows) < tape.limit:
-                tape.rows.extend((self.name, state.symbol, price, QUOTE if item.is_quote else getattr(item, "size", None),
-                                  ts, now))
+        if tape is not None:  # only accepted updates get here: a frame of one, inline
+            if tape.rows < tape.limit:
+                tape.frames.append((self.name, now, (item,), fixes))
+                tape.rows += 1
             else:
                 tape.dropped += 1
         if ts:  # checked above, so its unit is the cached range's: a division, no to_seconds
@@ -686,6 +706,18 @@ class FeedBook:
         notes = self.notes[:]
         self.notes.clear()
         return notes
+
+    def _fix(self, fixes: dict[int, float | None] | None, item: Update,
+             price: float | None) -> dict[int, float | None] | None:
+        """For the tape (``TickTape``): ``item`` was not accepted (``price`` None) or accepted at
+        ``price``, which is not its own. Called by ``apply``'s slow branches only; nothing to do
+        without a tick sink."""
+        if self.tape is None:
+            return fixes
+        if fixes is None:
+            fixes = {}
+        fixes[id(item)] = price
+        return fixes
 
     def _timestamp_ok(self, state: SymbolState, ts: float) -> bool:
         """Slow branch of the timestamp check: is ``ts`` plausible in another unit (then the

@@ -104,7 +104,6 @@ class Trade(msgspec.Struct, gc=False):
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="T")        # trade time; the event time "E" is not used
     seq: int = msgspec.field(name="t")       # trade id, contiguous per symbol
-    size: Any = msgspec.field(name="q", default=None)  # quantity, a quoted decimal; for the tick sink
 
 
 class AggTrade(msgspec.Struct, gc=False):
@@ -113,6 +112,15 @@ class AggTrade(msgspec.Struct, gc=False):
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="T")
     seq: int = msgspec.field(name="a")       # aggregate trade id, contiguous per symbol
+
+
+# With a tick sink (``FeedBook.tape``) trades are decoded with their quantity, as sent (a quoted
+# decimal; cleaned by the sink, so a bad one never costs the price); without one, not at all.
+class SizedTrade(Trade):
+    size: Any = msgspec.field(name="q", default=None)
+
+
+class SizedAggTrade(AggTrade):
     size: Any = msgspec.field(name="q", default=None)
 
 
@@ -137,13 +145,25 @@ class _BookTickerFrame(msgspec.Struct, gc=False):
     data: BookTicker
 
 
+class _SizedTradeFrame(msgspec.Struct, gc=False):
+    data: SizedTrade
+
+
+class _SizedAggTradeFrame(msgspec.Struct, gc=False):
+    data: SizedAggTrade
+
+
 # The character after the stream name's "@" picks the decoder: indexing a str frame gives a
 # one-character str, a bytes frame an int, so both are keys (no slice allocated per frame).
 # strict=False lets msgspec read Binance's quoted decimals ("0.001") as floats.
 _FAST: dict[Any, msgspec.json.Decoder] = {}
-for _key, _frame in (("t", _TradeFrame), ("a", _AggTradeFrame), ("b", _BookTickerFrame)):
+_FAST_SIZED: dict[Any, msgspec.json.Decoder] = {}   # with a tick sink: trades with their quantity
+for _key, _frame, _sized in (("t", _TradeFrame, _SizedTradeFrame), ("a", _AggTradeFrame, _SizedAggTradeFrame),
+                             ("b", _BookTickerFrame, _BookTickerFrame)):
     _FAST[_key] = _FAST[ord(_key)] = msgspec.json.Decoder(_frame, strict=False)
+    _FAST_SIZED[_key] = _FAST_SIZED[ord(_key)] = msgspec.json.Decoder(_sized, strict=False)
 _PAYLOAD_TYPES = {"trade": Trade, "aggTrade": AggTrade}
+_SIZED_PAYLOAD_TYPES = {"trade": SizedTrade, "aggTrade": SizedAggTrade}
 _encode = msgspec.json.encode
 
 
@@ -181,6 +201,8 @@ class BinanceAdapter(Adapter):
         # Only one id space is checked for gaps (see the module docstring).
         self._sequenced: type | None = (Trade if "trade" in self.streams
                                         else AggTrade if "aggTrade" in self.streams else None)
+        self._sequenced_sized: type | None = (SizedTrade if "trade" in self.streams
+                                              else SizedAggTrade if "aggTrade" in self.streams else None)
         # Bound once for the hot path. (`feedwatch check-config` builds adapters without a book,
         # only to ask their capacity: hence the defaults.)
         self._symbols = getattr(feed, "symbols", {})
@@ -236,9 +258,13 @@ class BinanceAdapter(Adapter):
     # --- frames in ----------------------------------------------------------------------------
 
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
+        if self.feed.tape is None:   # no tick sink: no trade sizes decoded
+            fast, sequenced = _FAST, self._sequenced
+        else:
+            fast, sequenced = _FAST_SIZED, self._sequenced_sized
         at = data.find(b"@" if data.__class__ is bytes else "@")  # type: ignore[arg-type]
         try:
-            decoder = _FAST.get(data[at + 1])  # no "@" (at = -1): data[0], "{", is no key
+            decoder = fast.get(data[at + 1])  # no "@" (at = -1): data[0], "{", is no key
         except IndexError:
             decoder = None
         if decoder is None:
@@ -247,7 +273,7 @@ class BinanceAdapter(Adapter):
             item = decoder.decode(data).data
         except DECODE_ERRORS:
             return self._handle_slow(data, now)
-        if type(item) is self._sequenced:
+        if type(item) is sequenced:
             state = self._symbols.get(item.symbol)
             if state is not None:
                 seq = item.seq
@@ -296,7 +322,8 @@ class BinanceAdapter(Adapter):
         if event == "serverShutdown":
             self.feed.messages["status"] += 1
             return (Close("server_shutdown", "Binance announced a server shutdown (serverShutdown event)"),)
-        item_type = _PAYLOAD_TYPES.get(event) if event else (
+        types = _PAYLOAD_TYPES if self.feed.tape is None else _SIZED_PAYLOAD_TYPES
+        item_type = types.get(event) if event else (
             BookTicker if "b" in payload and "a" in payload else None)
         if item_type is None:
             self.feed.messages["other"] += 1
@@ -306,7 +333,7 @@ class BinanceAdapter(Adapter):
         except DECODE_ERRORS as exc:
             self.feed.messages["other"] += 1
             return (Problem("decode", f"malformed {event or 'bookTicker'} event ({decode_reason(exc)}): {preview(data)}"),)
-        if type(item) is self._sequenced:
+        if type(item) is (self._sequenced if self.feed.tape is None else self._sequenced_sized):
             state = self._symbols.get(item.symbol)
             if state is not None and not self._in_sequence(state, item.seq):
                 return NOTHING

@@ -79,7 +79,12 @@ class Trade(msgspec.Struct, gc=False):
     symbol: str = msgspec.field(name="s")
     price: float = msgspec.field(name="p")
     ts: int = msgspec.field(name="T")       # fill time (ms)
-    size: Any = msgspec.field(name="v", default=None)  # quantity, a quoted decimal; for the tick sink
+
+
+class SizedTrade(Trade):
+    """A trade with its quantity (a quoted decimal, as sent; cleaned by the sink), decoded only
+    when the feed has a tick sink (``FeedBook.tape``)."""
+    size: Any = msgspec.field(name="v", default=None)
 
 
 class _TickerData(msgspec.Struct, gc=False):
@@ -119,6 +124,7 @@ class _Last(msgspec.Struct, gc=False):
 _envelope = msgspec.json.Decoder(_Envelope)
 # strict=False reads Bybit's quoted decimals ("16578.50") as floats.
 _trades = msgspec.json.Decoder(list[Trade], strict=False)
+_sized_trades = msgspec.json.Decoder(list[SizedTrade], strict=False)
 _ticker = msgspec.json.Decoder(_TickerData)
 _encode = msgspec.json.encode
 
@@ -198,7 +204,7 @@ class BybitAdapter(Adapter):
         topic = envelope.topic
         if topic.startswith("publicTrade."):
             try:
-                trades = _trades.decode(envelope.data)
+                trades = (_trades if self.feed.tape is None else _sized_trades).decode(envelope.data)
             except DECODE_ERRORS as exc:
                 self.feed.messages["other"] += 1
                 return (Problem("decode", f"malformed publicTrade data ({decode_reason(exc)}): {preview(data)}"),)

@@ -1,4 +1,4 @@
-"""Tape slots -> typed tick rows: the one place tick values are converted (off the hot path).
+"""Tape entries -> typed tick rows: the one place tick values are converted (off the hot path).
 
 A row, in the order every backend stores it::
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from exporter.book import QUOTE, TAPE_SLOTS
 
 COLUMNS = ("run", "seq", "time_ns", "feed", "symbol", "price", "size", "source", "exchange_time_ns")
 Row = tuple  # (run, seq, time_ns, feed, symbol, price, size, source, exchange_time_ns)
@@ -63,7 +62,7 @@ def seconds_to_ns(seconds: float) -> int:
 
 def clean_size(value: Any) -> float | None:
     """A venue's size -> a finite number >= 0, or None."""
-    if value is None or value is QUOTE:
+    if value is None:
         return None
     try:
         size = float(value)
@@ -72,38 +71,52 @@ def clean_size(value: Any) -> float | None:
     return size if 0.0 <= size < _INF else None
 
 
-def prepare(flat: list, start: int, stop: int, run: str, first_seq: int) -> list[Row]:
-    """Typed rows from ``TickTape`` slots ``flat[start:stop]`` (whole rows), numbered from ``first_seq``.
+def prepare(frames: list, run: str, first_seq: int) -> list[Row]:
+    """Typed rows from ``TickTape`` entries (``(feed, receive_time, items, fixes)``), numbered
+    from ``first_seq``: one per accepted update, in the order the book accepted them.
 
-    Written for speed (it runs for every price, in the sink's thread, sharing the GIL with
-    ingest): the columns are strided slices zipped together, a frame's shared receive time is
-    converted once, and the common sizes and timestamps (finite numbers, integer stamps) take
-    inline fast paths before the general helpers.
+    The price is the one the book accepted: a trade's ``price``, a quote's mid computed as
+    ``FeedBook.apply`` computes it (the same float operations, so the same number), or the one
+    ``fixes`` gives; updates ``fixes`` maps to None were not accepted and are skipped. Written
+    for speed (it runs for every price, in the sink's thread, sharing the GIL with ingest): a
+    frame's receive time is converted once, the common sizes and timestamps (finite numbers,
+    integer stamps) take inline fast paths before the general helpers, and each symbol's string
+    is shared by its rows (``seen``), so rows held through an outage do not keep one decoded copy
+    per row.
     """
-    stop = min(stop, len(flat))
-    stop -= (stop - start) % TAPE_SLOTS
-    columns = [flat[start + k:stop:TAPE_SLOTS] for k in range(TAPE_SLOTS)]
     rows: list[Row] = []
     append = rows.append
     seq = first_seq
-    last_now, now_ns = None, 0
-    for feed, symbol, price, size, ts, now in zip(*columns):
-        if now is not last_now:
-            last_now, now_ns = now, seconds_to_ns(now)
-        if size is QUOTE:
-            size, source = None, "quote"
-        else:
-            source = "trade"
-            if type(size) is int and 0 <= size < _EXACT:
-                size = float(size)
-            elif type(size) is not float or not 0.0 <= size < _INF:
-                size = clean_size(size)
-        if type(ts) is int and ts > 1e17:
-            pass                              # integer nanoseconds already (Polygon)
-        elif type(ts) is int and ts > 1e11 and ts <= 1e14:
-            ts = ts * 1_000_000               # integer milliseconds (Binance, Bybit)
-        else:
-            ts = to_ns(ts)
-        append((run, seq, now_ns, feed, symbol, price, size, source, ts))
-        seq += 1
+    seen: dict[str, str] = {}
+    for feed, now, items, fixes in frames:
+        now_ns = seconds_to_ns(now)
+        for item in items:
+            if fixes is not None and id(item) in fixes:
+                price = fixes[id(item)]
+                if price is None:
+                    continue                  # not accepted (rejected, or a held first print)
+            elif item.is_quote:
+                price = (item.bid + item.ask) * 0.5
+            else:
+                price = item.price
+            if item.is_quote:
+                size, source = None, "quote"
+            else:
+                source = "trade"
+                size = getattr(item, "size", None)  # adapters decode it only for the sink; a plugin's may lack it
+                if type(size) is int and 0 <= size < _EXACT:
+                    size = float(size)
+                elif type(size) is not float or not 0.0 <= size < _INF:
+                    size = clean_size(size)
+            ts = item.ts
+            if type(ts) is int and ts > 1e17:
+                pass                              # integer nanoseconds already (Polygon)
+            elif type(ts) is int and ts > 1e11 and ts <= 1e14:
+                ts = ts * 1_000_000               # integer milliseconds (Binance, Bybit)
+            else:
+                ts = to_ns(ts)
+            symbol = item.symbol
+            symbol = seen.setdefault(symbol, symbol)
+            append((run, seq, now_ns, feed, symbol, price, size, source, ts))
+            seq += 1
     return rows

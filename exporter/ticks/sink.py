@@ -6,9 +6,9 @@
     await sink.start() ... await sink.stop()
 
 Every ``flush_interval`` (2 s by default, loop time) the task swaps the tape's list for an empty
-one (O(1) on the event loop), and the worker thread turns the slots into numbered rows
-(``rows.prepare``) in batches of ``batch_size`` and writes them, oldest first, one transaction
-per batch. The event loop only awaits: conversion, encoding and database I/O happen in the one
+one (O(1) on the event loop), the worker thread turns its entries (the frames' decoded updates)
+into numbered rows (``rows.prepare``), cut into batches of ``batch_size``, and writes them, oldest
+first, one transaction per batch. The event loop only awaits: conversion, encoding and database I/O happen in the one
 worker thread, so a slow or dead database never stalls ingest.
 
 A batch that fails (or takes longer than ``write_timeout``) stays first in line with its row
@@ -32,7 +32,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from exporter.book import TAPE_SLOTS, TickTape
+from exporter.book import TickTape
 from exporter.feeds.backoff import Backoff
 from exporter.ticks.backends import Backend
 from exporter.ticks.rows import Row, prepare
@@ -126,17 +126,18 @@ class TickSink:
     async def flush(self) -> bool:
         """Take the tape and write every batch held, oldest first; False at the first failure."""
         loop = asyncio.get_running_loop()
-        flat = self.tape.take(self.held)
-        if flat:
-            rows = len(flat) // TAPE_SLOTS
-            first, self.next_seq = self.next_seq, self.next_seq + rows
-            self.held += rows
-            step = self.config.batch_size * TAPE_SLOTS
-            for start in range(0, len(flat), step):  # converted in the worker thread, not on the loop
-                batch = await loop.run_in_executor(self._thread, prepare, flat, start, start + step,
-                                                   self.run_id, first)
-                first += len(batch)
-                self.batches.append(batch)
+        frames, count = self.tape.take(self.held)
+        if frames:
+            self.held += count  # counted against the bound at once (the tape's room shrank by as many)
+            rows = await loop.run_in_executor(self._thread, prepare, frames, self.run_id, self.next_seq)
+            del frames  # the decoded updates: freed now, not kept through the writes (an outage's retries)
+            if len(rows) != count:  # a bug between the book's count and the conversion: say so, keep the rows
+                log.error("tick sink: the tape counted %d row(s) but %d were converted", count, len(rows))
+                self.held += len(rows) - count
+                self.tape.release(self.held)
+            self.next_seq += len(rows)
+            size = self.config.batch_size
+            self.batches.extend(rows[start:start + size] for start in range(0, len(rows), size))
         while self.batches:
             batch = self.batches[0]
             started = time.perf_counter()

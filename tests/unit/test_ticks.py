@@ -10,10 +10,11 @@ from typing import ClassVar
 
 import pytest
 
-from exporter.book import QUOTE, TAPE_SLOTS, Book, TickTape
+from exporter.book import Book, TickTape
 from exporter.clock import FakeClock
 from exporter.config import ConfigError, load_data
 from exporter.feeds.binance import BinanceAdapter
+from exporter.feeds.bybit import BybitAdapter
 from exporter.feeds.polygon import PolygonAdapter
 from exporter.journal.config import JournalConfig
 from exporter.ticks.collector import TickSinkCollector
@@ -49,67 +50,152 @@ def make_book(kind: str = "polygon", symbols=("AAPL", "MSFT"), **extra) -> Book:
 
 
 def rows_of(tape: TickTape) -> list[tuple]:
-    flat = tape.rows
-    return [tuple(flat[i:i + TAPE_SLOTS]) for i in range(0, len(flat), TAPE_SLOTS)]
+    """The tape's rows as the sink writes them, without run and seq: (time_ns, feed, symbol,
+    price, size, source, exchange_time_ns)."""
+    return [row[2:] for row in prepare(tape.frames, "run", 1)]
 
 
-def test_accepted_updates_go_to_the_tape_and_rejected_ones_do_not():
+def ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+def test_frames_go_on_the_tape_by_reference_with_only_the_accepted_updates_in_rows():
     book = make_book()
     tape = TickTape(100)
     book.attach_tape(tape)
     feed = book.feeds["stocks"]
-    feed.apply([Q("AAPL", 10.0, 10.2, 1_700_000_000_123), Q("AAPL", 11.0, 10.0),      # crossed: rejected
-                Q("NOPE", 1.0, 2.0), T("MSFT", -1.0), T("MSFT", 50.0, 1_700_000_000_124),
-                T("MSFT", 50.0, 0)], T0 + 1)
+    frame = [Q("AAPL", 10.0, 10.2, 1_700_000_000_123), Q("AAPL", 11.0, 10.0),      # crossed: rejected
+             Q("NOPE", 1.0, 2.0), T("MSFT", -1.0), T("MSFT", 50.0, 1_700_000_000_124),
+             T("MSFT", 50.0, 0), Q("AAPL", 0.0, 10.4),                            # one-sided: its ask
+             Q("AAPL", 10.0, 10.2, 99)]                                           # implausible time: rejected
+    feed.apply(frame, T0 + 1)
+    # The hot path copied nothing: the frame's own list is on the tape, with the slow branches'
+    # corrections (the rejected and held updates, the one price that is not its update's own).
+    assert len(tape.frames) == 1 and tape.frames[0][2] is frame
+    assert tape.frames[0][3] == {id(frame[i]): None for i in (1, 2, 3, 4, 7)} | {id(frame[6]): 10.4}
     assert rows_of(tape) == [
-        ("stocks", "AAPL", pytest.approx(10.1), QUOTE, 1_700_000_000_123, T0 + 1),
+        (ns(T0 + 1), "stocks", "AAPL", (10.0 + 10.2) * 0.5, None, "quote", 1_700_000_000_123_000_000),
         # MSFT's first print is held by the first-print guard (not accepted); the second confirms it.
-        ("stocks", "MSFT", 50.0, None, 0, T0 + 1),
+        (ns(T0 + 1), "stocks", "MSFT", 50.0, None, "trade", None),
+        (ns(T0 + 1), "stocks", "AAPL", 10.4, None, "quote", None),
     ]
+    assert feed.symbols["AAPL"].price == 10.4
     # The held print counts as accepted once confirmed (updates), but only its price was kept, not
     # its time or size: it is the one accepted update the tape does not carry (one per symbol at most).
     accepted = sum(s.updates for s in feed.symbols.values())
-    assert len(rows_of(tape)) == accepted - 1 and tape.dropped == 0
-    # apply_one (single-event venues) and record (the in-process Monitor) append the same way.
-    assert feed.apply_one(Q("AAPL", 10.0, 10.4), T0 + 2)
+    assert tape.rows == len(rows_of(tape)) == accepted - 1 and tape.dropped == 0
+    # apply_one (single-event venues) and record (the in-process Monitor) put frames of one.
+    one = Q("AAPL", 10.0, 10.4)
+    assert feed.apply_one(one, T0 + 2)
+    assert tape.frames[-1] == ("stocks", T0 + 2, (one,), None) and tape.frames[-1][2][0] is one
     assert feed.record("AAPL", 10.3, 0, T0 + 3, quote=True)
-    assert rows_of(tape)[-2:] == [("stocks", "AAPL", pytest.approx(10.2), QUOTE, 0, T0 + 2),
-                                  ("stocks", "AAPL", 10.3, QUOTE, 0, T0 + 3)]
-    assert feed.apply_one(Q("AAPL", 0.0, -1.0), T0 + 4) is False
-    assert len(rows_of(tape)) == sum(s.updates for s in feed.symbols.values()) - 1
+    assert feed.apply_one(Q("AAPL", 0.0, 10.5), T0 + 4)                    # one-sided: corrected
+    assert feed.apply_one(Q("AAPL", 0.0, -1.0), T0 + 5) is False           # rejected: not on the tape
+    assert rows_of(tape)[-3:] == [(ns(T0 + 2), "stocks", "AAPL", (10.0 + 10.4) * 0.5, None, "quote", None),
+                                  (ns(T0 + 3), "stocks", "AAPL", 10.3, None, "quote", None),
+                                  (ns(T0 + 4), "stocks", "AAPL", 10.5, None, "quote", None)]
+    assert tape.rows == len(rows_of(tape)) == sum(s.updates for s in feed.symbols.values()) - 1
 
 
-def test_without_a_tape_nothing_is_kept():
+def test_rows_carry_the_price_the_book_accepted_whatever_the_frame_held():
+    """Random frames mixing every kind of update the book refuses or corrects: the tape's rows are
+    exactly the accepted updates (as counted by the book and the tape), each at the book's price."""
+    import random
+
+    rnd = random.Random(13)
+    symbols = [f"S{i}" for i in range(8)]
+    book = make_book(symbols=symbols)
+    tape = TickTape(10 ** 6)
+    book.attach_tape(tape)
+    feed = book.feeds["stocks"]
+
+    def update():
+        symbol = rnd.choice(symbols + ["NOPE"])
+        ts = rnd.choice([0, 1_700_000_000_000 + rnd.randrange(10 ** 6), 7, 10 ** 30])
+        price = rnd.choice([rnd.uniform(1, 100), 0.0, -1.0, math.nan, math.inf, 1e308])
+        if rnd.random() < 0.5:
+            return T(symbol, price, ts)
+        other = rnd.choice([price, price * 1.001, 0.0, math.nan, 1e308, price * 0.9])
+        return Q(symbol, price, other, ts)
+
+    for n in range(400):
+        frame = [update() for _ in range(rnd.randrange(1, 12))]
+        before = len(rows_of(tape))
+        updates = sum(s.updates for s in feed.symbols.values())
+        if rnd.random() < 0.3 and len(frame) == 1:
+            feed.apply_one(frame[0], T0 + n)
+        else:
+            feed.apply(frame, T0 + n)
+        rows = rows_of(tape)
+        assert len(rows) == tape.rows
+        new = rows[before:]
+        # Every accepted update made one row (bar a confirmed held first print: counted twice by
+        # the book, one row), and each symbol's last row has the price the book now holds.
+        assert len(new) <= sum(s.updates for s in feed.symbols.values()) - updates <= len(new) + len(frame)
+        last = {row[2]: row[3] for row in new}
+        for symbol, price in last.items():
+            assert feed.symbols[symbol].price == price, (n, symbol)
+        assert all(0.0 < row[3] < math.inf for row in new)
+    assert tape.rows > 200 and tape.dropped == 0
+
+
+def test_trade_sizes_are_decoded_only_for_a_sink_and_reach_the_rows_cleaned():
+    clock = FakeClock(T0)
+    frame = (b'[{"ev":"Q","sym":"AAPL","bp":9.9,"ap":10.1,"bs":3,"as":4,"t":1700000000000000001},'
+             b'{"ev":"T","sym":"AAPL","p":10.0,"s":100,"t":1700000000000000002},'
+             b'{"ev":"T","sym":"AAPL","p":10.0,"s":"junk","t":1700000000000000003}]')
+    # Without a sink the hot path decodes what the book needs and no more: no sizes.
     book = make_book()
     feed = book.feeds["stocks"]
-    feed.apply([Q("AAPL", 10.0, 10.2)], T0)
-    assert feed.tape is None and feed.symbols["AAPL"].updates == 1
+    seen: list = []
+    apply = feed.apply
+    feed.apply = lambda items, now: (seen.extend(items), apply(items, now))  # type: ignore[method-assign]
+    PolygonAdapter(feed.config, feed, "0").handle(frame, clock.time())
+    assert [hasattr(item, "size") for item in seen] == [False, False, False] and feed.symbols["AAPL"].updates == 3
 
-
-def test_venue_sizes_reach_the_tape_as_sent():
-    clock = FakeClock(T0)
     book = make_book()
     tape = TickTape(100)
     book.attach_tape(tape)
     adapter = PolygonAdapter(book.feeds["stocks"].config, book.feeds["stocks"], "0")
-    frame = (b'[{"ev":"Q","sym":"AAPL","bp":9.9,"ap":10.1,"bs":3,"as":4,"t":1700000000000000001},'
-             b'{"ev":"T","sym":"AAPL","p":10.0,"s":100,"t":1700000000000000002},'
-             b'{"ev":"T","sym":"AAPL","p":10.0,"s":"junk","t":1700000000000000003}]')
     adapter.handle(frame, clock.time())
-    assert [(r[1], r[3], r[4]) for r in rows_of(tape)] == [
-        ("AAPL", QUOTE, 1700000000000000001), ("AAPL", 100, 1700000000000000002), ("AAPL", "junk", 1700000000000000003)]
+    assert [item.size for item in tape.frames[0][2][1:]] == [100, "junk"]   # as sent
+    assert [(r[2], r[4], r[6]) for r in rows_of(tape)] == [
+        ("AAPL", None, 1700000000000000001), ("AAPL", 100.0, 1700000000000000002), ("AAPL", None, 1700000000000000003)]
     # A bad size never costs the price: both trades were accepted; the size is cleaned on the way out.
     assert book.feeds["stocks"].symbols["AAPL"].updates == 3
+    # A frame with a status takes the general path: sizes there too.
+    adapter.handle(b'[{"ev":"status","status":"success","message":"x"},{"ev":"T","sym":"AAPL","p":10.0,"s":7,'
+                   b'"t":1700000000000000004}]', clock.time())
+    assert rows_of(tape)[-1][4] == 7.0
 
-    binance = make_book("binance", symbols=("BNBBTC",))
+    def binance(tape):
+        book = make_book("binance", symbols=("BNBBTC",))
+        if tape is not None:
+            book.attach_tape(tape)
+        feed = book.feeds["stocks"]
+        adapter = BinanceAdapter(feed.config, feed, "0")
+        for trade_id in (1, 2, 3, 5):
+            adapter.handle('{"stream":"bnbbtc@trade","data":{"e":"trade","E":1672515782136,"s":"BNBBTC","t":%d,'
+                           '"p":"0.001","q":"100.5","T":1672515782136,"m":true,"M":true}}' % trade_id, clock.time())
+        return feed
+    feed = binance(None)
+    assert feed.symbols["BNBBTC"].updates == 4 and feed.sequence_gaps == 1   # ids checked without a sink ...
     tape = TickTape(10)
-    binance.attach_tape(tape)
-    feed = binance.feeds["stocks"]
-    adapter = BinanceAdapter(feed.config, feed, "0")
-    for trade_id in (1, 2, 3):
-        adapter.handle('{"stream":"bnbbtc@trade","data":{"e":"trade","E":1672515782136,"s":"BNBBTC","t":%d,'
-                       '"p":"0.001","q":"100.5","T":1672515782136,"m":true,"M":true}}' % trade_id, clock.time())
-    assert [r[3] for r in rows_of(tape)] == ["100.5", "100.5"]   # the first print, held, is not on the tape
+    feed = binance(tape)
+    assert feed.symbols["BNBBTC"].updates == 4 and feed.sequence_gaps == 1   # ... and with one
+    assert type(tape.frames[0][2][0]).__name__ == "SizedTrade"
+    assert [r[4] for r in rows_of(tape)] == [100.5, 100.5, 100.5]   # the first print, held, is not on the tape
+
+    bybit = make_book("bybit", symbols=("BTCUSDT",))
+    tape = TickTape(10)
+    bybit.attach_tape(tape)
+    feed = bybit.feeds["stocks"]
+    adapter = BybitAdapter(feed.config, feed, "0")
+    for price in ("16578.50", "16578.60"):
+        adapter.handle('{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,'
+                       '"s":"BTCUSDT","S":"Buy","v":"0.001","p":"%s","L":"PlusTick","i":"x","BT":false}]}' % price,
+                       clock.time())
+    assert [(r[3], r[4]) for r in rows_of(tape)] == [(16578.6, 0.001)]
 
 
 def test_the_tape_is_bounded_and_counts_what_it_drops():
@@ -118,19 +204,20 @@ def test_the_tape_is_bounded_and_counts_what_it_drops():
     book.attach_tape(tape)
     feed = book.feeds["stocks"]
     feed.apply([Q("AAPL", 1.0, 1.0), Q("AAPL", 2.0, 2.0)], T0)          # 2 rows: room left
-    feed.apply([Q("AAPL", 3.0, 3.0), Q("AAPL", 4.0, 4.0)], T0)          # room at the frame's start: 4 rows
-    feed.apply([Q("AAPL", 5.0, 5.0), Q("NOPE", 1.0, 1.0), Q("MSFT", 6.0, 6.0)], T0)  # full: 2 accepted, dropped
+    feed.apply([Q("AAPL", 3.0, 3.0), Q("AAPL", 4.0, 4.0)], T0)          # room when it came: 4 rows
+    # Full: of these three, the two accepted are counted as dropped (not the unknown symbol).
+    feed.apply([Q("AAPL", 5.0, 5.0), Q("NOPE", 1.0, 1.0), Q("MSFT", 6.0, 6.0)], T0)
     assert feed.apply_one(Q("AAPL", 7.0, 7.0), T0)                       # accepted (the book is updated) ...
-    assert len(tape.rows) == 4 * TAPE_SLOTS and tape.dropped == 3        # ... but dropped from the tape
+    assert tape.rows == 4 and len(rows_of(tape)) == 4 and tape.dropped == 3   # ... but dropped from the tape
     assert feed.symbols["AAPL"].price == 7.0
-    taken = tape.take(held_rows=0)
-    assert len(taken) == 4 * TAPE_SLOTS and tape.rows == [] and tape.depth == 0
-    # Rows the sink still holds count against the bound: 3 rows held leaves no room on the tape.
+    frames, rows = tape.take(held_rows=0)
+    assert len(frames) == 2 and rows == 4 and tape.frames == [] and tape.depth == 0
+    # Rows the sink still holds count against the bound: 4 rows held leaves no room on the tape.
     assert tape.limit == 0
     feed.apply([Q("AAPL", 8.0, 8.0)], T0)
     assert tape.dropped == 4
     tape.release(1)                                                      # the sink wrote all but one row
-    feed.apply([Q("AAPL", 9.0, 9.0)], T0)
+    feed.apply([Q("AAPL", 9.0, 9.0), Q("AAPL", -9.0, -9.0)], T0)
     assert tape.depth == 1 and tape.dropped == 4
 
 
@@ -141,7 +228,7 @@ def test_feeds_added_later_use_the_tape():
     added = book.add_feed(load_data({"feeds": [{"name": "more", "kind": "polygon", "url": "ws://x", "api_key": "k",
                                                 "symbols": ["X"]}]}, environ={}).feeds[0], T0)
     added.apply([Q("X", 1.0, 1.0)], T0)
-    assert rows_of(tape) == [("more", "X", 1.0, QUOTE, 0, T0)]
+    assert rows_of(tape) == [(ns(T0), "more", "X", 1.0, None, "quote", None)]
 
 
 @pytest.mark.parametrize("ts, ns", [
@@ -157,7 +244,7 @@ def test_timestamps_become_exact_nanoseconds(ts, ns):
 
 
 @pytest.mark.parametrize("size, clean", [
-    (100, 100.0), ("100.5", 100.5), ("0.001", 0.001), (0, 0.0), (None, None), (QUOTE, None), ("junk", None),
+    (100, 100.0), ("100.5", 100.5), ("0.001", 0.001), (0, 0.0), (None, None), ("junk", None),
     (-1, None), (math.nan, None), (math.inf, None), ("1" * 400, None), (10 ** 400, None), ([1], None), ({}, None),
 ])
 def test_sizes_are_cleaned(size, clean):
@@ -165,12 +252,17 @@ def test_sizes_are_cleaned(size, clean):
 
 
 def test_rows_are_numbered_typed_and_in_order():
-    flat = ["f", "A", 10.5, QUOTE, 0, T0 + 0.5, "f", "B", 2.0, "3", 1_700_000_000_001, T0 + 1]
-    assert prepare(flat, 0, len(flat), "run1", 7) == [
+    a, b, c, d = Q("A", 10.0, 11.0), T("B", 2.0, 1_700_000_000_001), T("C", 3.0), Q("D", 0.0, 4.0)
+    b.size = "3"                                     # as a venue's quoted decimal
+    frames = [("f", T0 + 0.5, [a, b], None), ("g", T0 + 1, (c, d), {id(c): None, id(d): 4.0})]
+    assert prepare(frames, "run1", 7) == [
         ("run1", 7, 1_700_000_000_500_000_000, "f", "A", 10.5, None, "quote", None),
-        ("run1", 8, 1_700_000_001_000_000_000, "f", "B", 2.0, 3.0, "trade", 1_700_000_000_001_000_000),
+        ("run1", 8, 1_700_000_000_500_000_000, "f", "B", 2.0, 3.0, "trade", 1_700_000_000_001_000_000),
+        ("run1", 9, 1_700_000_001_000_000_000, "g", "D", 4.0, None, "quote", None),
     ]
-    assert prepare(flat, TAPE_SLOTS, 100, "r", 1)[0][4] == "B"
+    # Rows of one symbol share its string, however many decoded copies the frames held.
+    rows = prepare([("f", T0, [Q("".join("AB"), 1.0, 1.0), Q("".join("AB"), 2.0, 2.0)], None)], "r", 1)
+    assert rows[0][4] is rows[1][4]
 
 
 def test_the_section_checks_its_keys_with_their_paths(tmp_path):
