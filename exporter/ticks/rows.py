@@ -37,6 +37,9 @@ Row = tuple  # (run, seq, time_ns, feed, symbol, price, size, source, exchange_t
 
 _INF = math.inf
 _EXACT = 1 << 53   # integers below this are exact as floats
+# Integer stamps above these are in ns, us, ms (``to_ns``'s bounds, as integers: an int compared
+# with an int is cheaper than with a float).
+_NS, _US, _MS = 10 ** 17, 10 ** 14, 10 ** 11
 
 
 def to_ns(ts: Any) -> int | None:
@@ -77,46 +80,51 @@ def prepare(frames: list, run: str, first_seq: int) -> list[Row]:
 
     The price is the one the book accepted: a trade's ``price``, a quote's mid computed as
     ``FeedBook.apply`` computes it (the same float operations, so the same number), or the one
-    ``fixes`` gives; updates ``fixes`` maps to None were not accepted and are skipped. Written
-    for speed (it runs for every price, in the sink's thread, sharing the GIL with ingest): a
-    frame's receive time is converted once, the common sizes and timestamps (finite numbers,
-    integer stamps) take inline fast paths before the general helpers, and each symbol's string
-    is shared by its rows (``seen``), so rows held through an outage do not keep one decoded copy
-    per row.
+    ``fixes`` gives; updates ``fixes`` maps to None were not accepted and are skipped.
+
+    Written for speed (it runs for every price, in the sink's thread, sharing the GIL with
+    ingest): one attribute read per field, a frame's receive time converted once, inline paths
+    for the common stamps (integer ns and ms, compared with integers) and sizes (finite floats
+    and ints) before the general helpers. Each symbol's string is shared by its rows (``share``),
+    so rows held through an outage do not keep one decoded copy per row.
     """
     rows: list[Row] = []
     append = rows.append
+    share = {}.setdefault
     seq = first_seq
-    seen: dict[str, str] = {}
     for feed, now, items, fixes in frames:
         now_ns = seconds_to_ns(now)
         for item in items:
             if fixes is not None and id(item) in fixes:
                 price = fixes[id(item)]
                 if price is None:
-                    continue                  # not accepted (rejected, or a held first print)
+                    continue                      # not accepted (rejected, or a held first print)
+                quote = item.is_quote
             elif item.is_quote:
+                quote = True
                 price = (item.bid + item.ask) * 0.5
             else:
+                quote = False
                 price = item.price
-            if item.is_quote:
-                size, source = None, "quote"
+            if quote:
+                size = None
             else:
-                source = "trade"
-                size = getattr(item, "size", None)  # adapters decode it only for the sink; a plugin's may lack it
-                if type(size) is int and 0 <= size < _EXACT:
+                size = getattr(item, "size", None)  # decoded only for the sink; a plugin's trade may lack it
+                if size.__class__ is float:
+                    if not 0.0 <= size < _INF:
+                        size = None
+                elif size.__class__ is int and 0 <= size < _EXACT:
                     size = float(size)
-                elif type(size) is not float or not 0.0 <= size < _INF:
+                else:
                     size = clean_size(size)
             ts = item.ts
-            if type(ts) is int and ts > 1e17:
+            if ts.__class__ is int and ts > _NS:
                 pass                              # integer nanoseconds already (Polygon)
-            elif type(ts) is int and ts > 1e11 and ts <= 1e14:
-                ts = ts * 1_000_000               # integer milliseconds (Binance, Bybit)
+            elif ts.__class__ is int and _MS < ts <= _US:
+                ts *= 1_000_000                   # integer milliseconds (Binance, Bybit)
             else:
                 ts = to_ns(ts)
             symbol = item.symbol
-            symbol = seen.setdefault(symbol, symbol)
-            append((run, seq, now_ns, feed, symbol, price, size, source, ts))
+            append((run, seq, now_ns, feed, share(symbol, symbol), price, size, "quote" if quote else "trade", ts))
             seq += 1
     return rows
