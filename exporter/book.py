@@ -438,8 +438,10 @@ class FeedBook:
         self.ts_unit = 1.0  # stamps per second in that range (1e3 for ms): converts for latency
         # (reason, detail) of recent rejections, for the adapter to report (``take_notes``).
         self.notes: list[tuple[str, str]] = []
-        # The tick sink's tape (``TickTape``), when one is configured: accepted prices go there.
+        # The tick sink's tape (``TickTape``), when one is configured: accepted prices go there,
+        # with the notes of ``apply``'s slow branches on the frame under way (``_untape``).
         self.tape: TickTape | None = None
+        self.tape_fixes: dict[int, float | None] | None = None
         # Falling behind (``sample_lag``): the lowest venue-to-receive latency since the last
         # sample (written by ``observe_latency``, once per frame), the latency floor learned while
         # caught up, and the last sample's results.
@@ -521,16 +523,16 @@ class FeedBook:
         plain fields beats keeping the decoded structs alive, whose scattered frees cost more.)
 
         With a tick sink, ``items`` itself goes on the ``TickTape`` (by reference, after the
-        loop), so the caller must not reuse or change it or its updates afterwards; the slow
-        branches note there what was not accepted, or accepted at another price (``_fix``).
+        loop), so the caller must not reuse or change it or its updates afterwards. The slow
+        branches, given the update, note for the tape what they did not accept or accepted at
+        another price (``_untape``): the loop itself has no code for the tape and is the same
+        bytecode with a sink or without (measured: inline code for it cost instructions per
+        message, sink or not).
         """
         symbols = self.symbols
         oldest = _NEVER
         quotes = 0
         low, high = self.ts_low, self.ts_high
-        # For the tick sink's tape (``TickTape``): written by the slow branches only, so the loop
-        # pays nothing per message for it, sink or not.
-        fixes = None
         frozen_quotes = self.frozen_quotes
         for item in items:
             state = symbols.get(item.symbol)
@@ -540,16 +542,13 @@ class FeedBook:
                 bid = item.bid
                 ask = item.ask
                 if state is None or not (0.0 < bid <= ask < _HALF_MAX):
-                    price = self._salvage_quote(state, item.symbol, bid, ask)
+                    price = self._salvage_quote(state, item.symbol, bid, ask, item)
                     if price != price:
-                        fixes = self._fix(fixes, item, None)
                         continue
-                    fixes = self._fix(fixes, item, price)  # not the mid: the tape must say so
                 else:
                     price = (bid + ask) * 0.5
                 if ts and not (low <= ts < high):
-                    if not self._timestamp_ok(state, ts):
-                        fixes = self._fix(fixes, item, None)
+                    if not self._timestamp_ok(state, ts, item):
                         continue
                     low, high = self.ts_low, self.ts_high
                 if frozen_quotes:  # the frozen check on quote mids (against the last price)
@@ -561,16 +560,13 @@ class FeedBook:
             else:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
-                    self._reject(state, item.symbol, price)
-                    fixes = self._fix(fixes, item, None)
+                    self._reject(state, item.symbol, price, item)
                     continue
                 if ts and not (low <= ts < high):
-                    if not self._timestamp_ok(state, ts):
-                        fixes = self._fix(fixes, item, None)
+                    if not self._timestamp_ok(state, ts, item):
                         continue
                     low, high = self.ts_low, self.ts_high
-                if state.guard and not self._confirm_first(state, price):
-                    fixes = self._fix(fixes, item, None)
+                if state.guard and not self._confirm_first(state, price, item):
                     continue
                 # The frozen check: one comparison; writes only when the price moves.
                 if price != state.ref:
@@ -587,6 +583,9 @@ class FeedBook:
                 oldest = ts
         tape = self.tape
         if tape is not None:  # the frame goes on the tape by reference (or is counted as dropped)
+            fixes = self.tape_fixes
+            if fixes is not None:
+                self.tape_fixes = None
             tape.put(self.name, now, items, fixes)
         messages = self.messages
         messages["quote"] += quotes
@@ -615,7 +614,7 @@ class FeedBook:
                 price = self._salvage_quote(state, item.symbol, bid, ask)
                 if price != price:
                     return False
-                fixes = self._fix(None, item, price)
+                fixes = {id(item): price}  # not the mid: for the tape (unused without one)
             else:
                 price = (bid + ask) * 0.5
             if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
@@ -707,19 +706,18 @@ class FeedBook:
         self.notes.clear()
         return notes
 
-    def _fix(self, fixes: dict[int, float | None] | None, item: Update,
-             price: float | None) -> dict[int, float | None] | None:
-        """For the tape (``TickTape``): ``item`` was not accepted (``price`` None) or accepted at
-        ``price``, which is not its own. Called by ``apply``'s slow branches only; nothing to do
-        without a tick sink."""
-        if self.tape is None:
-            return fixes
-        if fixes is None:
-            fixes = {}
-        fixes[id(item)] = price
-        return fixes
+    def _untape(self, item: Update, price: float | None) -> None:
+        """For the tape (``TickTape``): ``item``, in the frame ``apply`` is applying, was not
+        accepted (``price`` None) or was accepted at ``price``, which is not its own. Called by
+        the slow branches only (when ``apply`` gives them the update); nothing to do without a
+        tick sink. ``apply`` hands the frame's notes to the tape after its loop."""
+        if self.tape is not None:
+            fixes = self.tape_fixes
+            if fixes is None:
+                fixes = self.tape_fixes = {}
+            fixes[id(item)] = price
 
-    def _timestamp_ok(self, state: SymbolState, ts: float) -> bool:
+    def _timestamp_ok(self, state: SymbolState, ts: float, item: Update | None = None) -> bool:
         """Slow branch of the timestamp check: is ``ts`` plausible in another unit (then the
         cached range switches to it)? Otherwise count and note the rejection. Comparisons only:
         a NaN fails every one, and Python compares a huge integer with a float exactly, so no
@@ -733,9 +731,13 @@ class FeedBook:
                 return True
         self._note("implausible_timestamp", state.symbol,
                    f"venue timestamp {value_text(ts)} is not a Unix time from 2000 to 2100 (in s, ms, us or ns)")
+        if item is not None:
+            self._untape(item, None)
         return False
 
-    def _reject(self, state: SymbolState | None, symbol: str, price: float) -> None:
+    def _reject(self, state: SymbolState | None, symbol: str, price: float, item: Update | None = None) -> None:
+        if item is not None:
+            self._untape(item, None)
         if state is None:
             self._note("unknown_symbol", symbol, "update for a symbol this feed does not watch")
         elif price != price:
@@ -745,8 +747,15 @@ class FeedBook:
         else:
             self._note("nonpositive_price", symbol, f"price {value_text(price)} is not above 0")
 
-    def _salvage_quote(self, state: SymbolState | None, symbol: str, bid: float, ask: float) -> float:
+    def _salvage_quote(self, state: SymbolState | None, symbol: str, bid: float, ask: float,
+                       item: Update | None = None) -> float:
         """Price of a quote that failed the fast check: a one-sided quote uses its side; NaN = rejected."""
+        price = self._quote_side(state, symbol, bid, ask)
+        if item is not None:  # either way it is not the quote's mid: the tape must say so
+            self._untape(item, price if price == price else None)
+        return price
+
+    def _quote_side(self, state: SymbolState | None, symbol: str, bid: float, ask: float) -> float:
         if state is None:
             self._note("unknown_symbol", symbol, "quote for a symbol this feed does not watch")
             return _NAN
@@ -767,8 +776,9 @@ class FeedBook:
         self._note("nonpositive_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}: no side above 0")
         return _NAN
 
-    def _confirm_first(self, state: SymbolState, price: float) -> bool:
-        """Garbage-first-print guard: may this first trade print be accepted?
+    def _confirm_first(self, state: SymbolState, price: float, item: Update | None = None) -> bool:
+        """Garbage-first-print guard: may this first trade print be accepted? (A print it does
+        not accept is noted for the tape when ``item`` is given.)
 
         With a price already known from quotes (the mid), a first print within
         ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
@@ -792,9 +802,13 @@ class FeedBook:
                 return True
             self._note("first_print_unconfirmed", state.symbol,
                        f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
+            if item is not None:
+                self._untape(item, None)
             return False
         if pending != pending:
             state.ref = price
+            if item is not None:
+                self._untape(item, None)
             return False
         if abs(price - pending) <= limit * min(price, pending):
             # The held print is confirmed: it counts as accepted too (every print ends up
@@ -806,6 +820,8 @@ class FeedBook:
         self._note("first_print_unconfirmed", state.symbol,
                    f"held first trade {value_text(pending)} not confirmed by the next, {value_text(price)}")
         state.ref = price
+        if item is not None:
+            self._untape(item, None)
         return False
 
     # --- connection bookkeeping (called by the runner) --------------------------------------
