@@ -137,7 +137,7 @@ def main(argv: list[str]) -> None:
         print(f"memory a row keeps alive on the tape: {tape_bytes_per_row():,.0f} bytes")
         return
     tree = argv[argv.index("--tree") + 1] if "--tree" in argv else None
-    venue = "binance-" if argv[argv.index("--venue") + 1:][:1] == ["binance"] else ""
+    venue = "binance-" if "--venue" in argv and argv[argv.index("--venue") + 1:][:1] == ["binance"] else ""
     runs = {"without tape": per_message(venue + "plain"), "with tape": per_message(venue + "tape")}
     if tree:
         runs[f"before ({tree})"] = per_message(venue + "plain", tree)
