@@ -198,6 +198,49 @@ def test_trade_sizes_are_decoded_only_for_a_sink_and_reach_the_rows_cleaned():
     assert [(r[3], r[4]) for r in rows_of(tape)] == [(16578.6, 0.001)]
 
 
+def test_every_venue_hands_the_tape_updates_that_later_frames_leave_alone():
+    """The tape keeps each frame's updates by reference until the sink takes them (seconds), so
+    no adapter may reuse or change them: rows taken after more frames are the rows as accepted."""
+    def polygon(i):
+        return (b'[{"ev":"Q","sym":"X","bp":%d.0,"ap":%d.5,"t":170000000000000000%d},'
+                b'{"ev":"T","sym":"X","p":%d.25,"s":%d,"t":170000000000000000%d}]' % (i, i, i, i, i, i))
+
+    def binance(i):
+        return ('{"stream":"x@trade","data":{"e":"trade","E":1672515782136,"s":"X","t":%d,"p":"%d.25","q":"%d",'
+                '"T":167251578213%d,"m":true,"M":true}}' % (i, i, i, i))
+
+    def bybit_trade(i):
+        return ('{"topic":"publicTrade.X","type":"snapshot","ts":1672304486868,"data":[{"T":167230448686%d,'
+                '"s":"X","S":"Buy","v":"%d","p":"%d.25","L":"PlusTick","i":"x","BT":false}]}' % (i, i, i))
+
+    def bybit_ticker(i):   # deltas merged into the adapter's per-symbol state: a fresh update each
+        return ('{"topic":"tickers.X","type":"%s","ts":167230448686%d,"data":{"symbol":"X","bid1Price":"%d",'
+                '"ask1Price":"%d.5","lastPrice":"%d"}}' % ("snapshot" if i == 1 else "delta", i, i, i, i))
+
+    def generic(i):
+        return '{"data":[{"symbol":"X","bid":%d,"ask":%d.5}]}' % (i, i)
+
+    from exporter.feeds.generic import GenericAdapter
+    cases = [("polygon", {}, PolygonAdapter, polygon), ("binance", {}, BinanceAdapter, binance),
+             ("bybit", {"channels": ["publicTrade"]}, BybitAdapter, bybit_trade),
+             ("bybit", {"channels": ["tickers"]}, BybitAdapter, bybit_ticker),
+             ("generic", {"records": "data", "fields": {"symbol": "symbol", "bid": "bid", "ask": "ask"}},
+              GenericAdapter, generic)]
+    for kind, options, adapter_class, make_frame in cases:
+        book = make_book(kind, symbols=("X",), **options)
+        tape = TickTape(100)
+        book.attach_tape(tape)
+        feed = book.feeds["stocks"]
+        adapter = adapter_class(feed.config, feed, "0")
+        seen = []
+        for i in range(1, 6):
+            adapter.handle(make_frame(i), T0 + i)
+            seen.append(rows_of(tape))
+        assert len(seen[-1]) >= 3, (kind, seen[-1])
+        for earlier in seen:
+            assert seen[-1][:len(earlier)] == earlier, kind
+
+
 def test_the_tape_is_bounded_and_counts_what_it_drops():
     book = make_book()
     tape = TickTape(3)
