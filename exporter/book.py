@@ -709,13 +709,13 @@ class FeedBook:
     def _untape(self, item: Update, price: float | None) -> None:
         """For the tape (``TickTape``): ``item``, in the frame ``apply`` is applying, was not
         accepted (``price`` None) or was accepted at ``price``, which is not its own. Called by
-        the slow branches only (when ``apply`` gives them the update); nothing to do without a
-        tick sink. ``apply`` hands the frame's notes to the tape after its loop."""
-        if self.tape is not None:
-            fixes = self.tape_fixes
-            if fixes is None:
-                fixes = self.tape_fixes = {}
-            fixes[id(item)] = price
+        the slow branches only, when ``apply`` gives them the update and a tick sink is
+        configured (they test both before calling: a guarded first print takes that branch
+        often). ``apply`` hands the frame's notes to the tape after its loop."""
+        fixes = self.tape_fixes
+        if fixes is None:
+            fixes = self.tape_fixes = {}
+        fixes[id(item)] = price
 
     def _timestamp_ok(self, state: SymbolState, ts: float, item: Update | None = None) -> bool:
         """Slow branch of the timestamp check: is ``ts`` plausible in another unit (then the
@@ -731,12 +731,12 @@ class FeedBook:
                 return True
         self._note("implausible_timestamp", state.symbol,
                    f"venue timestamp {value_text(ts)} is not a Unix time from 2000 to 2100 (in s, ms, us or ns)")
-        if item is not None:
+        if item is not None and self.tape is not None:
             self._untape(item, None)
         return False
 
     def _reject(self, state: SymbolState | None, symbol: str, price: float, item: Update | None = None) -> None:
-        if item is not None:
+        if item is not None and self.tape is not None:
             self._untape(item, None)
         if state is None:
             self._note("unknown_symbol", symbol, "update for a symbol this feed does not watch")
@@ -751,7 +751,7 @@ class FeedBook:
                        item: Update | None = None) -> float:
         """Price of a quote that failed the fast check: a one-sided quote uses its side; NaN = rejected."""
         price = self._quote_side(state, symbol, bid, ask)
-        if item is not None:  # either way it is not the quote's mid: the tape must say so
+        if item is not None and self.tape is not None:  # not the mid, either way: the tape must say so
             self._untape(item, price if price == price else None)
         return price
 
@@ -802,12 +802,12 @@ class FeedBook:
                 return True
             self._note("first_print_unconfirmed", state.symbol,
                        f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
-            if item is not None:
+            if item is not None and self.tape is not None:
                 self._untape(item, None)
             return False
         if pending != pending:
             state.ref = price
-            if item is not None:
+            if item is not None and self.tape is not None:
                 self._untape(item, None)
             return False
         if abs(price - pending) <= limit * min(price, pending):
@@ -820,7 +820,7 @@ class FeedBook:
         self._note("first_print_unconfirmed", state.symbol,
                    f"held first trade {value_text(pending)} not confirmed by the next, {value_text(price)}")
         state.ref = price
-        if item is not None:
+        if item is not None and self.tape is not None:
             self._untape(item, None)
         return False
 
