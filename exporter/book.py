@@ -333,15 +333,20 @@ class _Quote:
         self.symbol, self.bid, self.ask, self.ts = symbol, bid, ask, ts
 
 
+TAPE_SLOTS = 4   # a tape entry, per frame: feed, receive time, items (or one update), fixes
+
+
 class TickTape:
     """Accepted prices on their way to the tick sink (``exporter/ticks``): the hot path's one outlet.
 
-    ``frames`` is a list of entries ``(feed, receive_time, items, fixes)``, one per frame the
-    book applied while a sink is configured: the feed's name, the frame's receive time, and
-    ``items``, the very sequence of decoded updates the adapter handed to ``FeedBook.apply`` (a
-    1-tuple for ``apply_one``), kept by reference: nothing is copied or built per update, so the
-    hot path pays one tuple and one append per *frame* and nothing per message (measured in
-    bench/README.md). The updates themselves already hold symbol, price or bid/ask, the raw venue
+    ``frames`` is one flat list, ``TAPE_SLOTS`` (4) entries per frame the book applied while a
+    sink is configured: the feed's name, the frame's receive time, ``items`` and ``fixes``.
+    ``items`` is the very sequence of decoded updates the adapter handed to ``FeedBook.apply``,
+    or for ``apply_one`` the one update itself (an update has ``is_quote``, a sequence has not),
+    kept by reference: nothing is copied or built per update, so the hot path pays one
+    ``extend`` by a 4-tuple (freed at once) per *frame* and nothing per message (measured in
+    bench/README.md). Flat, so that no container the garbage collector tracks is kept per frame
+    (a kept tuple per single-event frame cost ~600 instructions a frame in collections). The updates themselves already hold symbol, price or bid/ask, the raw venue
     timestamp and, when the adapter decoded it for the sink, the trade's ``size``. Hence the
     callers' contract: an update and the sequence holding it are not reused or changed after
     ``apply`` (every adapter decodes or builds fresh ones per frame).
@@ -366,7 +371,7 @@ class TickTape:
     __slots__ = ("frames", "rows", "limit", "capacity", "dropped")
 
     def __init__(self, capacity_rows: int) -> None:
-        self.frames: list[tuple[str, float, Sequence[Update], dict[int, float | None] | None]] = []
+        self.frames: list = []   # feed, receive time, items (or one update), fixes; per frame
         self.rows = 0
         self.capacity = capacity_rows
         self.limit = capacity_rows
@@ -376,7 +381,7 @@ class TickTape:
         """One applied frame (``FeedBook.apply``, after its loop): on the tape, or counted as dropped."""
         accepted = len(items) if fixes is None else len(items) - sum(1 for p in fixes.values() if p is None)
         if self.rows < self.limit:
-            self.frames.append((name, now, items, fixes))
+            self.frames.extend((name, now, items, fixes))
             self.rows += accepted
         else:
             self.dropped += accepted
@@ -605,7 +610,6 @@ class FeedBook:
         """
         state = self.symbols.get(item.symbol)
         ts = item.ts
-        fixes = None
         if item.is_quote:
             self.messages["quote"] += 1
             bid = item.bid
@@ -614,7 +618,6 @@ class FeedBook:
                 price = self._salvage_quote(state, item.symbol, bid, ask)
                 if price != price:
                     return False
-                fixes = {id(item): price}  # not the mid: for the tape (unused without one)
             else:
                 price = (bid + ask) * 0.5
             if ts and not (self.ts_low <= ts < self.ts_high) and not self._timestamp_ok(state, ts):
@@ -649,7 +652,9 @@ class FeedBook:
         tape = self.tape
         if tape is not None:  # only accepted updates get here: a frame of one, inline
             if tape.rows < tape.limit:
-                tape.frames.append((self.name, now, (item,), fixes))
+                # A one-sided quote's price is not its mid (the salvage path): the tape says so.
+                fixes = {id(item): price} if item.is_quote and price != (item.bid + item.ask) * 0.5 else None
+                tape.frames.extend((self.name, now, item, fixes))
                 tape.rows += 1
             else:
                 tape.dropped += 1

@@ -65,6 +65,8 @@ class Service:
         self.clock = clock or SystemClock()
         self.sweep_interval = sweep_interval
         self.book = Book(config.feeds, self.clock.time(), config.instruments)
+        # Before anything builds an adapter: adapters decode trade sizes only for a tape (binance).
+        self.ticks = self._tick_sink(config.tick_sink)
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
@@ -74,7 +76,6 @@ class Service:
         for name, runner in self.runners.items():
             runner.recording = self.recorder.ring(name)
         self.journal = self._journal(config.journal or JournalConfig())
-        self.ticks = self._tick_sink(config.tick_sink)
         self.renderers: tuple = ((self.recorder,) + ((JournalCollector(self.journal),) if self.journal else ())
                                  + ((TickSinkCollector(self.ticks),) if self.ticks else ()))
         self._recorder_task: asyncio.Task[None] | None = None

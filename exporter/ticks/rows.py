@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from exporter.book import TAPE_SLOTS
+
 
 COLUMNS = ("run", "seq", "time_ns", "feed", "symbol", "price", "size", "source", "exchange_time_ns")
 Row = tuple  # (run, seq, time_ns, feed, symbol, price, size, source, exchange_time_ns)
@@ -75,8 +77,9 @@ def clean_size(value: Any) -> float | None:
 
 
 def prepare(frames: list, run: str, first_seq: int) -> list[Row]:
-    """Typed rows from ``TickTape`` entries (``(feed, receive_time, items, fixes)``), numbered
-    from ``first_seq``: one per accepted update, in the order the book accepted them.
+    """Typed rows from ``TickTape.frames`` (flat, per frame: feed, receive time, items or one
+    update, fixes), numbered from ``first_seq``: one per accepted update, in the order the book
+    accepted them.
 
     The price is the one the book accepted: a trade's ``price``, a quote's mid computed as
     ``FeedBook.apply`` computes it (the same float operations, so the same number), or the one
@@ -92,8 +95,11 @@ def prepare(frames: list, run: str, first_seq: int) -> list[Row]:
     append = rows.append
     share = {}.setdefault
     seq = first_seq
-    for feed, now, items, fixes in frames:
+    slots = [frames[k::TAPE_SLOTS] for k in range(TAPE_SLOTS)]
+    for feed, now, items, fixes in zip(*slots):
         now_ns = seconds_to_ns(now)
+        if hasattr(items, "is_quote"):
+            items = (items,)                      # one update (``apply_one``), not a sequence
         for item in items:
             if fixes is not None and id(item) in fixes:
                 price = fixes[id(item)]

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from exporter.book import Book, TickTape
+from exporter.book import TAPE_SLOTS, Book, TickTape
 from exporter.clock import FakeClock
 from exporter.config import ConfigError, load_data
 from exporter.feeds.binance import BinanceAdapter
@@ -55,6 +55,12 @@ def rows_of(tape: TickTape) -> list[tuple]:
     return [row[2:] for row in prepare(tape.frames, "run", 1)]
 
 
+def entries(tape: TickTape) -> list[tuple]:
+    """The tape's entries, one per frame: (feed, receive time, items or one update, fixes)."""
+    flat = tape.frames
+    return [tuple(flat[i:i + TAPE_SLOTS]) for i in range(0, len(flat), TAPE_SLOTS)]
+
+
 def ns(seconds: float) -> int:
     return round(seconds * 1e9)
 
@@ -71,8 +77,8 @@ def test_frames_go_on_the_tape_by_reference_with_only_the_accepted_updates_in_ro
     feed.apply(frame, T0 + 1)
     # The hot path copied nothing: the frame's own list is on the tape, with the slow branches'
     # corrections (the rejected and held updates, the one price that is not its update's own).
-    assert len(tape.frames) == 1 and tape.frames[0][2] is frame
-    assert tape.frames[0][3] == {id(frame[i]): None for i in (1, 2, 3, 4, 7)} | {id(frame[6]): 10.4}
+    assert len(entries(tape)) == 1 and entries(tape)[0][2] is frame
+    assert entries(tape)[0][3] == {id(frame[i]): None for i in (1, 2, 3, 4, 7)} | {id(frame[6]): 10.4}
     assert rows_of(tape) == [
         (ns(T0 + 1), "stocks", "AAPL", (10.0 + 10.2) * 0.5, None, "quote", 1_700_000_000_123_000_000),
         # MSFT's first print is held by the first-print guard (not accepted); the second confirms it.
@@ -87,7 +93,7 @@ def test_frames_go_on_the_tape_by_reference_with_only_the_accepted_updates_in_ro
     # apply_one (single-event venues) and record (the in-process Monitor) put frames of one.
     one = Q("AAPL", 10.0, 10.4)
     assert feed.apply_one(one, T0 + 2)
-    assert tape.frames[-1] == ("stocks", T0 + 2, (one,), None) and tape.frames[-1][2][0] is one
+    assert entries(tape)[-1] == ("stocks", T0 + 2, one, None) and entries(tape)[-1][2] is one
     assert feed.record("AAPL", 10.3, 0, T0 + 3, quote=True)
     assert feed.apply_one(Q("AAPL", 0.0, 10.5), T0 + 4)                    # one-sided: corrected
     assert feed.apply_one(Q("AAPL", 0.0, -1.0), T0 + 5) is False           # rejected: not on the tape
@@ -158,7 +164,7 @@ def test_trade_sizes_are_decoded_only_for_a_sink_and_reach_the_rows_cleaned():
     book.attach_tape(tape)
     adapter = PolygonAdapter(book.feeds["stocks"].config, book.feeds["stocks"], "0")
     adapter.handle(frame, clock.time())
-    assert [item.size for item in tape.frames[0][2][1:]] == [100, "junk"]   # as sent
+    assert [item.size for item in entries(tape)[0][2][1:]] == [100, "junk"]   # as sent
     assert [(r[2], r[4], r[6]) for r in rows_of(tape)] == [
         ("AAPL", None, 1700000000000000001), ("AAPL", 100.0, 1700000000000000002), ("AAPL", None, 1700000000000000003)]
     # A bad size never costs the price: both trades were accepted; the size is cleaned on the way out.
@@ -183,7 +189,7 @@ def test_trade_sizes_are_decoded_only_for_a_sink_and_reach_the_rows_cleaned():
     tape = TickTape(10)
     feed = binance(tape)
     assert feed.symbols["BNBBTC"].updates == 4 and feed.sequence_gaps == 1   # ... and with one
-    assert type(tape.frames[0][2][0]).__name__ == "SizedTrade"
+    assert type(entries(tape)[0][2]).__name__ == "SizedTrade"
     assert [r[4] for r in rows_of(tape)] == [100.5, 100.5, 100.5]   # the first print, held, is not on the tape
 
     bybit = make_book("bybit", symbols=("BTCUSDT",))
@@ -254,7 +260,7 @@ def test_the_tape_is_bounded_and_counts_what_it_drops():
     assert tape.rows == 4 and len(rows_of(tape)) == 4 and tape.dropped == 3   # ... but dropped from the tape
     assert feed.symbols["AAPL"].price == 7.0
     frames, rows = tape.take(held_rows=0)
-    assert len(frames) == 2 and rows == 4 and tape.frames == [] and tape.depth == 0
+    assert len(frames) == 2 * TAPE_SLOTS and rows == 4 and tape.frames == [] and tape.depth == 0
     # Rows the sink still holds count against the bound: 4 rows held leaves no room on the tape.
     assert tape.limit == 0
     feed.apply([Q("AAPL", 8.0, 8.0)], T0)
@@ -297,14 +303,14 @@ def test_sizes_are_cleaned(size, clean):
 def test_rows_are_numbered_typed_and_in_order():
     a, b, c, d = Q("A", 10.0, 11.0), T("B", 2.0, 1_700_000_000_001), T("C", 3.0), Q("D", 0.0, 4.0)
     b.size = "3"                                     # as a venue's quoted decimal
-    frames = [("f", T0 + 0.5, [a, b], None), ("g", T0 + 1, (c, d), {id(c): None, id(d): 4.0})]
+    frames = ["f", T0 + 0.5, [a, b], None, "g", T0 + 1, (c, d), {id(c): None, id(d): 4.0}]
     assert prepare(frames, "run1", 7) == [
         ("run1", 7, 1_700_000_000_500_000_000, "f", "A", 10.5, None, "quote", None),
         ("run1", 8, 1_700_000_000_500_000_000, "f", "B", 2.0, 3.0, "trade", 1_700_000_000_001_000_000),
         ("run1", 9, 1_700_000_001_000_000_000, "g", "D", 4.0, None, "quote", None),
     ]
     # Rows of one symbol share its string, however many decoded copies the frames held.
-    rows = prepare([("f", T0, [Q("".join("AB"), 1.0, 1.0), Q("".join("AB"), 2.0, 2.0)], None)], "r", 1)
+    rows = prepare(["f", T0, [Q("".join("AB"), 1.0, 1.0), Q("".join("AB"), 2.0, 2.0)], None], "r", 1)
     assert rows[0][4] is rows[1][4]
 
 
