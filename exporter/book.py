@@ -64,7 +64,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, Union
 
-from exporter.config import FeedConfig, Thresholds
+from exporter.config import DEFAULT_MAX_SYMBOLS, FeedConfig, Thresholds, symbol_problem
 from exporter.markets import calendar
 
 HEALTHY, DEGRADED, STALE, CRITICAL, CLOSED = 0, 1, 2, 3, -1
@@ -106,6 +106,22 @@ REJECT_REASONS = (
     "implausible_timestamp",     # a venue time outside [2000-01-01, 2100-01-01) in every unit
 )
 MESSAGE_KINDS = ("trade", "quote", "status", "control", "heartbeat", "other")
+REFUSE_REASONS = (
+    "invalid_name",      # wildcard-looking, empty, whitespace, control characters, absurd length
+    "feed_limit",        # the feed already watches its max_symbols
+    "exporter_limit",    # the exporter already watches max_symbols over every feed
+)
+# What became of each trigger file read (feedwatch_watchlist_trigger_files_total{result}).
+TRIGGER_RESULTS = (
+    "accepted",          # read and applied (its symbols watched, or refused by a limit and counted there)
+    "malformed",         # not JSON, not the documented shape, a bad ttl: moved aside
+    "invalid_symbol",    # a wildcard-looking or otherwise impossible symbol: moved aside
+    "unknown_feed",      # names a feed that does not exist (or names none when several could): moved aside
+)
+# feedwatch_feed_rest_requests_total{result} (exporter/feeds/rest.py says what each means).
+REST_RESULTS = ("ok", "http_error", "rate_limited", "timeout", "network_error", "decode_error")
+WATCHLIST_ACTIONS = ("add", "remove")
+WATCHLIST_CREDENTIALS = ("token", "hmac")
 
 # Exchange-timestamp-to-receive latency buckets (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -159,6 +175,8 @@ class SymbolState:
         "last_state",     # state at the last sweep, for transition events
         "last_seq",       # last sequence number seen (venues that give one; 0 = none)
         "gaps",           # sequence gaps seen for this symbol
+        "rest_mark",      # ``updates`` right after the last REST fallback update (-1 = none): the
+                          # price is the REST's while no other update came since (see ``from_rest``)
         # The frozen-price check (``FeedBook.is_frozen``), written by the hot path:
         "changed",        # receive time the compared price last changed
         "same",           # updates in a row since then that repeated it
@@ -181,6 +199,7 @@ class SymbolState:
         self.last_state = HEALTHY
         self.last_seq = 0
         self.gaps = 0
+        self.rest_mark = -1
         self.changed = 0.0
         self.same = 0
         self.learn: float | tuple[int, float] | None = None
@@ -198,6 +217,15 @@ class SymbolState:
     def ever_acked(self) -> bool:
         """Confirmed at least once: re-acknowledgements after reconnects keep the staleness clock."""
         return self.acks != NEVER_ACKED
+
+    @property
+    def from_rest(self) -> bool:
+        """The last accepted update came from the REST fallback (no socket update since).
+
+        Derived, not stored per message: the hot path stays untouched, and a WebSocket update
+        (which counts in ``updates``) ends it by itself.
+        """
+        return self.rest_mark == self.updates
 
     @property
     def event_time(self) -> float:
@@ -437,6 +465,14 @@ class FeedBook:
         self.last_error = ""
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        self.refused = dict.fromkeys(REFUSE_REASONS, 0)
+        # REST fallback (exporter/feeds/restpoll.py): requests by result, updates applied, and
+        # whether the poller is polling now. Rendered only for feeds with rest.enabled.
+        self.rest_requests = dict.fromkeys(REST_RESULTS, 0)
+        self.rest_updates = 0
+        self.rest_active = False
+        # The exporter-wide symbol budget (set by the Book that holds this feed; None alone).
+        self.budget: Book | None = None
         # The plausible range of a raw venue timestamp in the unit this feed last used (seconds
         # until one arrives); ``_timestamp_ok`` switches it. Cached so the hot path compares only.
         self.ts_low, self.ts_high = TIMESTAMP_RANGES[0]
@@ -475,6 +511,37 @@ class FeedBook:
 
     def remove_symbol(self, symbol: str) -> bool:
         return self.symbols.pop(symbol, None) is not None
+
+    def admit(self, symbols: Iterable[str], now: float) -> tuple[list[str], dict[str, str]]:
+        """Add the new ones of ``symbols`` within the limits: (added, {refused symbol: reason}).
+
+        The gate for symbols added at run time (trigger files, the watchlist API): a name that
+        cannot be a symbol (``config.symbol_problem``) and anything past the feed's
+        ``max_symbols`` or the exporter's are refused and counted in ``refused`` by reason.
+        Symbols already watched are neither added nor refused.
+        """
+        added: list[str] = []
+        refused: dict[str, str] = {}
+        feed_room = self.config.max_symbols - len(self.symbols)
+        total_room = self.budget.room() if self.budget is not None else feed_room
+        for symbol in dict.fromkeys(symbols):
+            if symbol in self.symbols:
+                continue
+            if symbol_problem(symbol) is not None:
+                reason = "invalid_name"
+            elif feed_room <= 0:
+                reason = "feed_limit"
+            elif total_room <= 0:
+                reason = "exporter_limit"
+            else:
+                self.add_symbol(symbol, now)
+                added.append(symbol)
+                feed_room -= 1
+                total_room -= 1
+                continue
+            self.refused[reason] += 1
+            refused[symbol] = reason
+        return added, refused
 
     def reconfigure(self, config: FeedConfig, now: float) -> None:
         """A reloaded configuration for this feed (same name): thresholds, market, checks.
@@ -684,6 +751,50 @@ class FeedBook:
             price = _INF if price > 0 else -_INF
         item = _Quote(symbol, price, price, event_ts) if quote else _Trade(symbol, price, event_ts)
         return self.apply_one(item, now)
+
+    def apply_rest(self, symbol: str, bid: float, ask: float, event_ts: float, now: float) -> bool:
+        """A REST fallback snapshot (a trade: bid == ask == price); True if it moved the book.
+
+        Not the hot path (a few requests per second at most). The same price checks as a
+        socket's quote (counted in ``rejected`` alike). Its time is the venue's timestamp when
+        it gives one (capped at ``now``), else ``now``: a REST answer carrying yesterday's last
+        trade does not make a symbol look fresh. A snapshot no newer than what the book has is
+        not applied. The feed's ``last_update`` is left alone: stream health and silent-stall
+        detection are about the socket, and REST must not hide that it is quiet. Neither a
+        repeated REST price nor the REST polling rhythm feeds the detectors: no frozen repeat, no
+        learned interval (``learn`` skips REST updates).
+        """
+        state = self.symbols.get(symbol)
+        if state is None or not (0.0 < bid <= ask < _HALF_MAX):
+            price = self._salvage_quote(state, symbol, bid, ask)
+            if price != price:
+                return False
+        else:
+            price = (bid + ask) * 0.5
+        if event_ts and not any(low <= event_ts < high for low, high in TIMESTAMP_RANGES):
+            # Checked without switching the feed's cached unit: REST may stamp in another unit
+            # than the socket (Polygon: ns over REST, ms over the socket).
+            self._note("implausible_timestamp", symbol, f"REST timestamp {value_text(event_ts)} is not a Unix "
+                                                        f"time from 2000 to 2100 (in s, ms, us or ns)")
+            return False
+        when = min(now, to_seconds(event_ts)) if event_ts else now
+        if when <= state.last_update:
+            return False
+        # The frozen check: a REST price that moved ends a run of repeats (and is what the next
+        # socket trade is compared with); one that did not move is no repeat, since polling a
+        # quiet symbol every few seconds returns the same snapshot without the venue sending anything.
+        if price != state.price:
+            state.changed = when
+            state.same = 0
+        if not state.guard:  # while the guard is on, ``ref`` holds a first print awaiting confirmation
+            state.ref = price
+        state.price = price
+        state.last_update = when
+        state.last_event = event_ts
+        state.updates += 1
+        state.rest_mark = state.updates
+        self.rest_updates += 1
+        return True
 
     def check_sequence(self, state: SymbolState, seq: int) -> None:
         """Count a gap when a venue's contiguous per-symbol sequence skips (Binance trade ids)."""
@@ -976,6 +1087,8 @@ class FeedBook:
         state.since = last
         if seen < self.session_start or not self.market_open or last <= seen:
             return
+        if state.from_rest:  # paced by rest.interval, not by the venue: not the symbol's rhythm
+            return
         x = math.log(last - seen)
         warmup = state.th.adaptive.warmup
         if learned.__class__ is tuple:
@@ -1111,12 +1224,21 @@ class Book:
     state transitions and connection changes."""
 
     def __init__(self, feeds: Iterable[FeedConfig], now: float,
-                 instruments: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                 instruments: Mapping[str, Mapping[str, str]] | None = None, *,
+                 max_symbols: int = DEFAULT_MAX_SYMBOLS) -> None:
         # Listeners of every feed's connection changes (the incident journal); one list, shared.
         self.connection_listeners: list[Callable[[ConnectionChange], None]] = []
         self.feeds: dict[str, FeedBook] = {f.name: FeedBook(f, now, self.connection_listeners) for f in feeds}
+        for feed in self.feeds.values():
+            feed.budget = self
         self.listeners: list[Callable[[Transition], None]] = []
         self.tape: TickTape | None = None
+        # Most symbols over every feed (config ``max_symbols``; a reload may change it).
+        self.max_symbols = max_symbols
+        # The run-time watchlist's counters (exporter/feeds/watchlist.py writes them).
+        self.trigger_files = dict.fromkeys(TRIGGER_RESULTS, 0)
+        self.watchlist_changes = {(action, credential): 0 for action in WATCHLIST_ACTIONS
+                                  for credential in WATCHLIST_CREDENTIALS}
         # instrument -> {feed: symbol} (config ``instruments:``), for ``deviations``.
         self.instruments: dict[str, dict[str, str]] = {k: dict(v) for k, v in (instruments or {}).items()}
 
@@ -1160,6 +1282,7 @@ class Book:
         """A feed added by a configuration reload."""
         feed = self.feeds[config.name] = FeedBook(config, now, self.connection_listeners)
         feed.tape = self.tape
+        feed.budget = self
         return feed
 
     def remove_feed(self, name: str) -> None:
@@ -1177,3 +1300,7 @@ class Book:
 
     def symbol_count(self) -> int:
         return sum(len(f.symbols) for f in self.feeds.values())
+
+    def room(self) -> int:
+        """How many more symbols fit under the exporter-wide ``max_symbols``."""
+        return self.max_symbols - self.symbol_count()

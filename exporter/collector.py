@@ -106,6 +106,14 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_sequence_gaps_total Gaps seen in per-symbol venue sequence numbers.
     # TYPE feedwatch_feed_sequence_gaps_total counter
     feedwatch_feed_sequence_gaps_total{feed="stocks"} 0
+    # HELP feedwatch_feed_symbols_refused_total New symbols refused at run time (trigger files, the watchlist API), by reason: invalid_name, feed_limit, exporter_limit.
+    # TYPE feedwatch_feed_symbols_refused_total counter
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="invalid_name"} 0
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="feed_limit"} 0
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="exporter_limit"} 0
+    # HELP feedwatch_feed_max_symbols The most symbols this feed may watch (max_symbols).
+    # TYPE feedwatch_feed_max_symbols gauge
+    feedwatch_feed_max_symbols{feed="stocks"} 5000
     # HELP feedwatch_feed_receive_backlog_bytes Bytes received on the feed's sockets and not yet processed, sampled every second.
     # TYPE feedwatch_feed_receive_backlog_bytes gauge
     feedwatch_feed_receive_backlog_bytes{feed="stocks"} 0
@@ -118,6 +126,35 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_instrument_price_deviation_ratio Deviation of a feed's price of an instrument from the median of its fresh prices across feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are).
     # TYPE feedwatch_instrument_price_deviation_ratio gauge
     feedwatch_instrument_price_deviation_ratio{instrument="BTCUSDT",feed="binance"} 0.0004
+
+    # HELP feedwatch_symbol_source Where the symbol's current price came from: 1 on the source in use (ws: the feed's socket, rest: the REST fallback), 0 on the other. Feeds with rest.enabled only.
+    # TYPE feedwatch_symbol_source gauge
+    feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="ws"} 1
+    feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="rest"} 0
+    # HELP feedwatch_feed_rest_requests_total REST fallback requests, by result: ok, http_error, rate_limited, timeout, network_error, decode_error. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_requests_total counter
+    feedwatch_feed_rest_requests_total{feed="stocks",result="ok"} 0
+    ... one sample per result in book.REST_RESULTS
+    # HELP feedwatch_feed_rest_updates_total Prices the REST fallback applied to the book. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_updates_total counter
+    feedwatch_feed_rest_updates_total{feed="stocks"} 0
+    # HELP feedwatch_feed_rest_symbols Symbols whose current price came from the REST fallback. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_symbols gauge
+    feedwatch_feed_rest_symbols{feed="stocks"} 0
+    # HELP feedwatch_feed_rest_active Whether the REST fallback is polling now (1: the socket is down, or symbols are stale). Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_active gauge
+    feedwatch_feed_rest_active{feed="stocks"} 0
+    # HELP feedwatch_max_symbols The most symbols the exporter may watch over every feed (max_symbols).
+    # TYPE feedwatch_max_symbols gauge
+    feedwatch_max_symbols 10000
+    # HELP feedwatch_watchlist_trigger_files_total Trigger files read, by result: accepted, malformed, invalid_symbol, unknown_feed (the last three are moved aside).
+    # TYPE feedwatch_watchlist_trigger_files_total counter
+    feedwatch_watchlist_trigger_files_total{result="accepted"} 0
+    ... one sample per result in book.TRIGGER_RESULTS
+    # HELP feedwatch_watchlist_api_changes_total Watchlist changes made over the admin API, by action (add, remove) and the credential that signed them (token, hmac).
+    # TYPE feedwatch_watchlist_api_changes_total counter
+    feedwatch_watchlist_api_changes_total{action="add",credential="token"} 0
+    ... one sample per action and credential
 
 (one ``feedwatch_market_calendar_end_timestamp_seconds`` sample per market that a feed uses and
 that has a holiday table: none for ``always`` or a custom market without holidays; one
@@ -222,12 +259,44 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Stream health: connected, fewer than N consecutive errors, updates within the window."),
     "feedwatch_feed_reconnect_attempts_total": ("counter", "Reconnection attempts."),
     "feedwatch_feed_sequence_gaps_total": ("counter", "Gaps seen in per-symbol venue sequence numbers."),
+    "feedwatch_feed_symbols_refused_total": (
+        "counter", "New symbols refused at run time (trigger files, the watchlist API), by reason: "
+                   "invalid_name, feed_limit, exporter_limit."),
+    "feedwatch_feed_max_symbols": ("gauge", "The most symbols this feed may watch (max_symbols)."),
     "feedwatch_feed_receive_backlog_bytes": (
         "gauge", "Bytes received on the feed's sockets and not yet processed, sampled every second."),
     # Falling behind (book.LagTracker says exactly how it is measured).
     "feedwatch_feed_processing_lag_seconds": (
         "gauge", "How far behind the venue the exporter's processing of the feed is (latency of what it "
                  "applies above the venue's own delay, while data waits for it); absent without venue timestamps."),
+}
+
+# The REST fallback's series: only for feeds with rest.enabled (elsewhere the source is always
+# the socket, and two series per symbol would be pure cost).
+REST_FAMILIES: dict[str, tuple[str, str]] = {
+    "feedwatch_symbol_source": (
+        "gauge", "Where the symbol's current price came from: 1 on the source in use (ws: the feed's socket, "
+                 "rest: the REST fallback), 0 on the other. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_requests_total": (
+        "counter", "REST fallback requests, by result: ok, http_error, rate_limited, timeout, network_error, "
+                   "decode_error. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_updates_total": (
+        "counter", "Prices the REST fallback applied to the book. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_symbols": (
+        "gauge", "Symbols whose current price came from the REST fallback. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_active": (
+        "gauge", "Whether the REST fallback is polling now (1: the socket is down, or symbols are stale). "
+                 "Feeds with rest.enabled only."),
+}
+
+EXPORTER_FAMILIES: dict[str, tuple[str, str]] = {
+    "feedwatch_max_symbols": ("gauge", "The most symbols the exporter may watch over every feed (max_symbols)."),
+    "feedwatch_watchlist_trigger_files_total": (
+        "counter", "Trigger files read, by result: accepted, malformed, invalid_symbol, unknown_feed "
+                   "(the last three are moved aside)."),
+    "feedwatch_watchlist_api_changes_total": (
+        "counter", "Watchlist changes made over the admin API, by action (add, remove) and the credential "
+                   "that signed them (token, hmac)."),
 }
 
 MARKET_FAMILIES: dict[str, tuple[str, str]] = {
@@ -333,6 +402,8 @@ class BookCollector:
         self._render_feeds(feeds, now, counts, out, ask)
         self._render_markets(feeds, out, ask)
         self._render_instruments(now, out, ask)
+        self._render_rest([f for f in feeds if f.config.rest.enabled], out, ask)
+        self._render_exporter(out, ask)
         return "".join(out)
 
     def _render_instruments(self, now: float, out: list[str], ask: Exposition) -> None:
@@ -343,6 +414,30 @@ class BookCollector:
         for instrument, feed, ratio in self.book.deviations(now):
             out.append(f'{name}{{instrument="{escape_label(instrument)}",feed="{escape_label(feed)}"}} '
                        f'{format_value(ratio)}\n')
+
+    def _render_rest(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
+        """The REST fallback's series, for the feeds that have it (none: nothing at all)."""
+        if not feeds:
+            return
+        name = "feedwatch_symbol_source"
+        if ask.wants(name, REST_FAMILIES[name][0]):
+            out.append(ask.header(name, *REST_FAMILIES[name]))
+            for feed in feeds:
+                for s in feed.symbols.values():
+                    rest = 1 if s.from_rest else 0
+                    out.append(f'{name}{{{s.labels},source="ws"}} {1 - rest}\n{name}{{{s.labels},source="rest"}} {rest}\n')
+        name = "feedwatch_feed_rest_requests_total"
+        if ask.wants(name, REST_FAMILIES[name][0]):
+            out.append(ask.header(name, *REST_FAMILIES[name]))
+            for feed in feeds:
+                out.extend(f'{name}{{{feed.labels},result="{escape_label(result)}"}} {count}\n'
+                           for result, count in feed.rest_requests.items())
+        for name, value in (("feedwatch_feed_rest_updates_total", lambda f: f.rest_updates),
+                            ("feedwatch_feed_rest_symbols", lambda f: sum(1 for s in f.symbols.values() if s.from_rest)),
+                            ("feedwatch_feed_rest_active", lambda f: 1 if f.rest_active else 0)):
+            if ask.wants(name, REST_FAMILIES[name][0]):
+                out.append(ask.header(name, *REST_FAMILIES[name]))
+                out.extend(f"{name}{{{feed.labels}}} {value(feed)}\n" for feed in feeds)
 
     def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
@@ -474,10 +569,29 @@ class BookCollector:
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
+        by_label("feedwatch_feed_symbols_refused_total", "reason", lambda feed: feed.refused)
+        simple("feedwatch_feed_max_symbols", lambda feed: feed.config.max_symbols)
         simple("feedwatch_feed_receive_backlog_bytes", lambda feed: feed.lag.backlog)
         family("feedwatch_feed_processing_lag_seconds", lambda feed, _: (
             f"feedwatch_feed_processing_lag_seconds{{{feed.labels}}} {format_value(feed.lag.value)}\n",)
             if feed.lag.value is not None else ())
+
+    def _render_exporter(self, out: list[str], ask: Exposition) -> None:
+        """Exporter-wide: the symbol cap and the run-time watchlist's counters."""
+        book = self.book
+        name = "feedwatch_max_symbols"
+        if ask.wants(name, EXPORTER_FAMILIES[name][0]):
+            out.append(ask.header(name, *EXPORTER_FAMILIES[name]))
+            out.append(f"{name} {book.max_symbols}\n")
+        name = "feedwatch_watchlist_trigger_files_total"
+        if ask.wants(name, EXPORTER_FAMILIES[name][0]):
+            out.append(ask.header(name, *EXPORTER_FAMILIES[name]))
+            out.extend(f'{name}{{result="{result}"}} {count}\n' for result, count in book.trigger_files.items())
+        name = "feedwatch_watchlist_api_changes_total"
+        if ask.wants(name, EXPORTER_FAMILIES[name][0]):
+            out.append(ask.header(name, *EXPORTER_FAMILIES[name]))
+            out.extend(f'{name}{{action="{action}",credential="{credential}"}} {count}\n'
+                       for (action, credential), count in book.watchlist_changes.items())
 
 
 def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],

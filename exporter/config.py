@@ -140,6 +140,54 @@ def expand_env(text: str, environ: Mapping[str, str], path: str, errors: list[st
     return _ENV_REF.sub(replace, text)
 
 
+# --- symbol names -----------------------------------------------------------------------------
+
+# Longest symbol accepted: real tickers are short (options and futures codes reach ~25); anything
+# longer is a mistake or an attempt to blow up label values.
+SYMBOL_MAX_LENGTH = 64
+# Characters that read as patterns: feedwatch matches nothing, so a symbol named ``*`` would be
+# subscribed literally, never update, and alert as stale forever.
+WILDCARD_CHARACTERS = "*?%"
+SYMBOL_ADVICE = ("feedwatch watches exact symbols, one time series each: list every symbol you want "
+                 "(a feed's symbols:), or add them at run time with trigger files or "
+                 "POST /api/v1/watchlist/{feed}/{symbol}")
+
+
+def symbol_problem(symbol: object) -> str | None:
+    """Why ``symbol`` cannot be watched (wildcard-looking, empty, blank, control characters,
+    absurd length), with what to do instead; None for an acceptable name.
+
+    The one rule for every way a symbol enters: the config, trigger files, the watchlist API.
+    """
+    if not isinstance(symbol, str):
+        return f"expected a symbol name, got {_describe(symbol)}"
+    if not symbol:
+        return "empty symbol"
+    if len(symbol) > SYMBOL_MAX_LENGTH:
+        return (f"symbol of {len(symbol)} characters (at most {SYMBOL_MAX_LENGTH}): "
+                f"{symbol[:20]!r}... is not a ticker")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in symbol):
+        return f"symbol {symbol!r} contains a control character"
+    if any(ch.isspace() for ch in symbol):
+        return f"symbol {symbol!r} contains whitespace"
+    wildcard = next((ch for ch in symbol if ch in WILDCARD_CHARACTERS), None)
+    if wildcard is not None:
+        return f"symbol {symbol!r} looks like a wildcard ({wildcard!r}); {SYMBOL_ADVICE}"
+    return None
+
+
+# Symbol caps. Each watched symbol costs 6-7 series today (last update, last event, staleness,
+# state, updates, price), up to ~10 with the detectors (frozen, expected interval, and two
+# source series on feeds with REST fallback): 10,000 symbols are ~100,000 series, about what a
+# Prometheus with 1-2 GiB of memory holds comfortably with room for the rules' series
+# (docs/configuration.md#max_symbols shows the arithmetic).
+# Venues with a built-in REST snapshot (exporter/feeds/rest.py); generic feeds configure theirs.
+REST_KINDS = ("polygon", "binance", "bybit")
+
+DEFAULT_MAX_SYMBOLS = 10_000
+DEFAULT_FEED_MAX_SYMBOLS = 5_000
+
+
 # --- the sections -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -276,6 +324,33 @@ class Reconnect:
 
 
 @dataclass(frozen=True)
+class RestFields:
+    """Generic feeds' REST snapshot: dotted paths into the response (like the generic adapter's)."""
+
+    price: str = ""
+    bid: str = ""
+    ask: str = ""
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """REST fallback: poll the venue's snapshot while the socket is down or a symbol is stale."""
+
+    enabled: bool = False
+    # Base URL of the venue's REST API ("" = the venue's public one); for generic feeds, a URL
+    # template with {symbol} (required there).
+    url: str = ""
+    # Each affected symbol is polled at most once per interval.
+    interval: Duration = 2.0
+    # Requests per second at most, all symbols together (0 = the venue's default: docs).
+    max_requests_per_second: float = 0.0
+    timeout: Duration = 5.0
+    # Generic feeds only: where the price is in the response.
+    fields: RestFields = RestFields()
+
+
+@dataclass(frozen=True)
 class NoOptions:
     """Venues without keys of their own."""
 
@@ -309,6 +384,11 @@ class FeedConfig:
     first_print_max_deviation: float = 0.5
     connect_timeout: Duration = 10.0
     reconnect: Reconnect = Reconnect()
+    # Poll the venue's REST snapshot while the socket is down or a symbol is stale (off by default).
+    rest: RestConfig = RestConfig()
+    # Most symbols this feed watches, configured and added at run time together; new symbols
+    # beyond it (trigger files, the watchlist API) are refused and counted.
+    max_symbols: int = DEFAULT_FEED_MAX_SYMBOLS
     # Venue-specific keys, typed by the adapter's ``Options`` dataclass.
     options: Any = NoOptions()
     # Resolved at load time: the global thresholds with the feed override applied.
@@ -348,12 +428,60 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
+class ApiCredentials:
+    """Who may use an authenticated HTTP API: a bearer token and/or an HMAC secret.
+
+    The watchlist's admin API uses it as is; the trading push API's section has the same keys
+    and more (``exporter/trading/config.py``). Both are checked by ``exporter/web/auth.py``.
+    """
+
+    token: str = ""
+    # A file holding the token (Docker/Kubernetes secrets); whitespace around it is ignored.
+    token_file: str | None = None
+    hmac_secret: str = ""
+    hmac_secret_file: str | None = None
+    # A signed request whose timestamp is further than this from our clock is refused (replay).
+    max_skew: Duration = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token or self.hmac_secret)
+
+
+def read_secret_files(api: Any, path: str, errors: list[str]) -> Any:
+    """Resolve ``token_file`` / ``hmac_secret_file`` of an API section into the values."""
+    values = {}
+    for key in ("token", "hmac_secret"):
+        file_path = getattr(api, f"{key}_file")
+        if file_path is None:
+            continue
+        if getattr(api, key):
+            errors.append(f"{path}.{key}_file: give either {key} or {key}_file, not both")
+            continue
+        try:
+            with open(file_path, encoding="utf-8") as fh:
+                secret = fh.read().strip()
+        except OSError as exc:
+            errors.append(f"{path}.{key}_file: cannot read {file_path}: {exc.strerror or exc}")
+            continue
+        if not secret:
+            errors.append(f"{path}.{key}_file: {file_path} is empty")
+            continue
+        values[key] = secret
+    return dataclasses.replace(api, **values) if values else api
+
+
+@dataclass(frozen=True)
 class WatchlistConfig:
-    """Symbols added at run time by dropping trigger files (see docs/configuration.md)."""
+    """Symbols added at run time: trigger files and the admin API (see docs/configuration.md)."""
 
     trigger_dir: str | None = None
     ttl: Duration = 1800.0
     scan_interval: Duration = 5.0
+    # The feed of an immediate_*.json trigger that names none (default: the only market-data feed).
+    default_feed: str | None = None
+    # POST / DELETE /api/v1/watchlist/{feed}/{symbol}; refuses every request until configured.
+    api: ApiCredentials = ApiCredentials()
 
 
 @dataclass(frozen=True)
@@ -378,6 +506,8 @@ class Config:
     http: HTTPConfig = HTTPConfig()
     thresholds: Thresholds = Thresholds()
     feeds: tuple[FeedConfig, ...] = ()
+    # Most symbols over every feed together (see DEFAULT_MAX_SYMBOLS for the arithmetic).
+    max_symbols: int = DEFAULT_MAX_SYMBOLS
     # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
@@ -651,6 +781,22 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         # required, e.g. by a feed kind) and the built feeds.
         built[name] = build_section(data.get(name), name, errors, environ, tuple(feeds))
 
+    watchlist = config.watchlist
+    config = dataclasses.replace(config, watchlist=dataclasses.replace(
+        watchlist, api=read_secret_files(watchlist.api, "watchlist.api", errors)))
+    if watchlist.ttl <= 0:
+        errors.append("watchlist.ttl: must be positive")
+    if watchlist.scan_interval <= 0:
+        errors.append("watchlist.scan_interval: must be positive")
+    if watchlist.default_feed is not None and watchlist.default_feed not in seen:
+        errors.append(f"watchlist.default_feed: no feed named {watchlist.default_feed!r} "
+                      f"(feeds: {', '.join(seen) or 'none'})")
+    if config.max_symbols < 1:
+        errors.append(f"max_symbols: must be at least 1, got {config.max_symbols}")
+    elif sum(len(f.symbols) for f in feeds) > config.max_symbols:
+        errors.append(f"max_symbols: the feeds list {sum(len(f.symbols) for f in feeds)} symbols together, more "
+                      f"than max_symbols ({config.max_symbols}); raise it if your Prometheus can hold the series "
+                      f"(docs/configuration.md#max_symbols)")
     check_instruments(config.instruments, feeds, errors)
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
@@ -710,8 +856,9 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
                               f"({path}.thresholds.frozen.quotes), not per symbol")
     seen: set[str] = set()
     for j, symbol in enumerate(feed.symbols):
-        if not symbol:
-            errors.append(f"{path}.symbols[{j}]: empty symbol")
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            errors.append(f"{path}.symbols[{j}]: {problem}")
         elif symbol in seen:
             errors.append(f"{path}.symbols[{j}]: duplicate symbol {symbol!r}")
         seen.add(symbol)
@@ -722,6 +869,32 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             known = ", ".join(sorted({*markets.CALENDARS, *custom}))
             errors.append(f"{path}.market: unknown market {feed.market!r} (known: {known}; "
                           f"or define it under markets:)")
+    rest = feed.rest
+    if rest.enabled:
+        if rest.interval <= 0:
+            errors.append(f"{path}.rest.interval: must be positive")
+        if rest.timeout <= 0:
+            errors.append(f"{path}.rest.timeout: must be positive")
+        if rest.max_requests_per_second < 0 or not math.isfinite(rest.max_requests_per_second):
+            errors.append(f"{path}.rest.max_requests_per_second: must be 0 (the venue's default) or positive")
+        if kind == "generic":
+            if "{symbol}" not in rest.url:
+                errors.append(f"{path}.rest.url: a generic feed's REST fallback needs a URL template with "
+                              f"{{symbol}}, like https://example.com/ticker/{{symbol}}")
+            if not (rest.fields.price or rest.fields.bid or rest.fields.ask):
+                errors.append(f"{path}.rest.fields: give price, or bid and ask: the dotted paths to the "
+                              f"price in the response")
+        elif kind not in REST_KINDS:
+            errors.append(f"{path}.rest.enabled: no REST fallback for kind {kind!r} "
+                          f"(available for: {', '.join(REST_KINDS)}, generic)")
+    elif rest.fields != RestFields() and kind != "generic":
+        errors.append(f"{path}.rest.fields: only generic feeds take field paths")
+    if feed.max_symbols < 1:
+        errors.append(f"{path}.max_symbols: must be at least 1, got {feed.max_symbols}")
+    elif len(feed.symbols) > feed.max_symbols:
+        errors.append(f"{path}.symbols: {len(feed.symbols)} symbols, more than {path}.max_symbols "
+                      f"({feed.max_symbols}); raise max_symbols if your Prometheus can hold the series "
+                      f"(docs/configuration.md#max_symbols), or split the list over several feeds")
     if not 0 < feed.first_print_max_deviation:
         errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
     feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved,

@@ -64,14 +64,16 @@ class Service:
         self.config = config
         self.clock = clock or SystemClock()
         self.sweep_interval = sweep_interval
-        self.book = Book(config.feeds, self.clock.time(), config.instruments)
+        self.book = Book(config.feeds, self.clock.time(), config.instruments,
+                         max_symbols=config.max_symbols)
         # Before anything builds an adapter: adapters decode trade sizes only for a tape (binance).
         self.ticks = self._tick_sink(config.tick_sink)
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
-        self.watchlist = (Watchlist(config.watchlist, self.runners, self.clock)
-                          if config.watchlist.trigger_dir else None)
+        # Always there: trigger files when watchlist.trigger_dir is set, the admin API when
+        # watchlist.api has a credential (exporter/web/watchlist_api.py calls watch/unwatch).
+        self.watchlist = Watchlist(config.watchlist, self.runners, self.clock, self.book)
         self.recorder = Recorder(config.recorder, config.feeds, self.clock)
         for name, runner in self.runners.items():
             runner.recording = self.recorder.ring(name)
@@ -122,8 +124,7 @@ class Service:
         for runner in self.runners.values():
             await runner.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="feedwatch-sweeper")
-        if self.watchlist is not None:
-            await self.watchlist.start()
+        await self.watchlist.start()
         log.info("watching %d feed(s), %d symbol(s)", len(self.runners), self.book.symbol_count())
         self.warn_calendars_ending()
 
@@ -140,8 +141,7 @@ class Service:
                         extra={"market": cal.name, "until": str(cal.end)})
 
     async def stop(self) -> None:
-        if self.watchlist is not None:
-            await self.watchlist.stop()
+        await self.watchlist.stop()
         tasks = [t for t in (self._sweeper, *self._resubscribes) if t is not None]
         for task in tasks:
             task.cancel()
@@ -194,7 +194,8 @@ class Service:
             if config.trading != old.trading:
                 done.append("trading: accounts, limits and settings reloaded")
         changes = feed_changes(old, config)
-        managed = self.watchlist.managed if self.watchlist is not None else {}
+        self.book.max_symbols = config.max_symbols
+        managed = self.watchlist.managed
         for name in changes.removed:
             await self.runners.pop(name).stop()
             self.book.remove_feed(name)
@@ -217,9 +218,10 @@ class Service:
             mine.difference_update(feed.symbols)  # now configured: no longer the watchlist's to drop
             book.reconfigure(feed, now)
             runner.reconfigure(feed)
+            await runner.reconfigure_rest()
             gone = [s for s in runner.symbols() if s not in feed.symbols and s not in mine]
             removed = await runner.remove_symbols(gone) if gone else []
-            added = await runner.add_symbols(feed.symbols)
+            added = await runner.add_symbols(feed.symbols, configured=True)
             done.append(f"feed {feed.name}: settings reloaded, connections kept{_symbols(added, removed)}")
         for feed in changes.added:
             book = self.book.add_feed(feed, now)
@@ -252,19 +254,10 @@ class Service:
         return added, removed
 
     async def _apply_watchlist(self, config: Config) -> None:
-        new = config.watchlist
-        if self.watchlist is not None and new.trigger_dir:
-            self.watchlist.config = new   # read at every scan: directory, ttl, interval
-            return
-        if self.watchlist is not None:    # switched off: its symbols go with it
-            watchlist, self.watchlist = self.watchlist, None
-            await watchlist.stop()
-            for name, symbols in watchlist.managed.items():
-                if symbols and name in self.runners:
-                    await self.runners[name].remove_symbols(sorted(symbols))
-        elif new.trigger_dir:
-            self.watchlist = Watchlist(new, self.runners, self.clock)
-            await self.watchlist.start()
+        """Read at every scan: directory, ttl, interval. A trigger_dir switched off drops the
+        file triggers' symbols at the next scan; the API's keep their expiry."""
+        self.watchlist.config = config.watchlist
+        await self.watchlist.scan()
 
     def sweep(self) -> list[Transition]:
         """Classify every symbol now; log and act on the changes; sample how far behind each

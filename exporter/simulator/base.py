@@ -65,6 +65,9 @@ FAULT_HELP = {
     "bad_prices": "send non-positive trade prices and crossed quotes",
     "ignore_pings": "stop answering WebSocket pings (with stall_all: a half-open socket)",
     "accept_and_drop": "accept each new connection, then cut it at once (before any frame)",
+    "rest_error": "answer every REST snapshot request with HTTP 500",
+    "rest_rate_limit": "answer every REST snapshot request as rate limited (429 with Retry-After: 1; "
+                       "Binance: 418 from the 4th refused request on)",
     "freeze": "one symbol's price stops changing while its updates keep flowing (same trade, bid and ask)",
     "skew": "one symbol's prices on this venue off by a ratio (VALUE, default 1.05: 5 % above the others)",
     "flood": "batches stamped when due at VALUE events/s (default 2000000), sent as fast as the client "
@@ -186,6 +189,8 @@ class Faults:
     bad_prices: bool = False
     ignore_pings: bool = False
     accept_and_drop: bool = False
+    rest_error: bool = False
+    rest_rate_limit: bool = False
     frozen: set[str] = field(default_factory=set)
     skewed: dict[str, float] = field(default_factory=dict)   # symbol -> price ratio
     flood: float = 0.0                                        # events per second; 0 = off
@@ -209,7 +214,7 @@ class Faults:
             else:
                 self.clear()
         elif name in ("stall_all", "reject_auth", "max_connections", "garbage", "bad_prices", "ignore_pings",
-                      "accept_and_drop"):
+                      "accept_and_drop", "rest_error", "rest_rate_limit"):
             setattr(self, name, True)
         else:  # a fault the simulator acts on itself (drop)
             raise ValueError(f"{name!r} is not a switch")
@@ -230,6 +235,8 @@ class Faults:
             "bad_prices": self.bad_prices,
             "ignore_pings": self.ignore_pings,
             "accept_and_drop": self.accept_and_drop,
+            "rest_error": self.rest_error,
+            "rest_rate_limit": self.rest_rate_limit,
             "frozen": sorted(self.frozen),
             "skewed": dict(sorted(self.skewed.items())),
             "flood": self.flood,
@@ -282,6 +289,10 @@ class Stats:
     garbage_sent: int = 0
     bad_prices_sent: int = 0
     drops: int = 0              # connections cut by the drop and accept_and_drop faults
+    rest_requests: int = 0      # REST snapshot requests received (simulator/rest.py)
+    rest_refused: int = 0       # of those, answered with an error or a rate limit
+    # (loop time, status) of the latest REST answers, oldest first: tests check the pacing.
+    rest_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
     flood_frames: int = 0       # frames sent by the flood fault
     replayed: int = 0           # recorded frames sent (replay mode)
     replays_completed: int = 0  # connections that received the whole recording

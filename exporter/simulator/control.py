@@ -18,6 +18,8 @@
     GET  /state                        JSON: connections, auth, faults, events sent per symbol
     POST /scenarios/NAME[?account=A]   a dialect's scripted scenario (the trading bot's drawdown,
                                        kill_switch, ...: exporter/simulator/trading.py)
+    GET  /v2/last/trade/{ticker} ...   the venue's REST snapshot (exporter/simulator/rest.py), for
+                                       the exporter's REST fallback; faults rest_error, rest_rate_limit
 
 Every POST answers with the state after the change, so a caller can read counters atomically
 with the switch (``sent`` at the moment a stall took effect, for example).
@@ -28,6 +30,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from exporter.simulator.base import FAULT_VALUES, FAULTS, SYMBOL_FAULTS
+from exporter.simulator.rest import add_rest_routes
 from exporter.simulator.server import Simulator
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -78,6 +81,7 @@ def create_control_app(sim: Simulator) -> web.Application:
     app.router.add_get("/state", _state)
     app.router.add_post("/faults/{name}", _fault)
     app.router.add_post("/scenarios/{name}", _scenario)
+    add_rest_routes(app, sim)
     return app
 
 

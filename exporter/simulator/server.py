@@ -296,6 +296,8 @@ class Simulator:
             "garbage_sent": stats.garbage_sent,
             "bad_prices_sent": stats.bad_prices_sent,
             "drops": stats.drops,
+            "rest_requests": stats.rest_requests,
+            "rest_refused": stats.rest_refused,
             "flood_frames": stats.flood_frames,
             "replay": None if self.replay is None else {"frames": len(self.replay), "speed": self.replay_speed,
                                                         "sent": stats.replayed,

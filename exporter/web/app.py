@@ -16,8 +16,9 @@ awaited on exit. Routes:
                                    500 with every problem (the running configuration stays);
                                    other methods 405; 503 when the app has no file to re-read
     GET /api/v1/status             per-feed health, connections, state counts, worst symbols
-    GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
-                                   "is this price fresh enough to trade on?"
+    GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s][&source=ws]
+                                   "is this price fresh enough to trade on?" (source=ws: not if
+                                   the price came from the REST fallback)
     GET /status                    the live status page (exporter/web/static/status.html)
     GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second, and a named
                                    event as soon as an extension's part changes (below); at most a
@@ -473,7 +474,10 @@ async def api_symbol(request: web.Request) -> web.Response:
             max_staleness = parse_duration(raw)
         except ValueError as exc:
             return json_problem(f"max_staleness: {exc}", 400)
-    return json_response(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness))
+    source = request.query.get("source")
+    if source is not None and source not in ("ws", "rest"):
+        return json_problem(f"source: expected ws or rest, got {source[:20]!r}", 400)
+    return json_response(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness, source))
 
 
 def _snapshot_bytes(app: web.Application, limit: int) -> bytes:

@@ -27,7 +27,8 @@ API::
         stack.simulators["stocks"].ws_url / .control_url
 
 ``start_stack`` arguments: ``exporter_config`` (YAML text; simulator URLs arrive as environment
-variables ``SIM_<NAME>_URL``, expanded by the exporter's own ``${...}`` support), ``simulators``
+variables ``SIM_<NAME>_URL``, and ``SIM_<NAME>_CONTROL_URL`` for the simulator's HTTP server with
+its REST snapshots, expanded by the exporter's own ``${...}`` support), ``simulators``
 (name -> ``feedwatch simulate`` arguments, ``--port``/``--control-port`` are added),
 ``time_scale``, ``alertmanager_env`` (extra FEEDWATCH_* channel variables), ``interval``
 (scrape and evaluation, default 1s; None keeps the committed ones: 5s for the feedwatch job and
@@ -371,6 +372,7 @@ def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CON
                 sim = _start_simulator(name, args, workdir)
                 stack.simulators[name] = sim
                 env[f"SIM_{name.upper()}_URL"] = sim.ws_url
+                env[f"SIM_{name.upper()}_CONTROL_URL"] = sim.control_url  # its REST snapshots too
             config_path = workdir / "feedwatch.yml"
             config_path.write_text(exporter_config)
             port = free_port()

@@ -22,9 +22,11 @@ from exporter import collector
 from exporter.book import DISCONNECT_REASONS, ERROR_KINDS, LATENCY_BUCKETS, MESSAGE_KINDS, REJECT_REASONS, Book
 from exporter.clock import FakeClock
 from exporter.collector import (
+    EXPORTER_FAMILIES,
     FEED_FAMILIES,
     INSTRUMENT_FAMILIES,
     MARKET_FAMILIES,
+    REST_FAMILIES,
     SYMBOL_FAMILIES,
     BookCollector,
     format_value,
@@ -45,7 +47,8 @@ def golden_book(clock: FakeClock) -> Book:
             {"name": "stocks", "kind": "polygon", "url": "wss://socket.polygon.io/stocks", "market": "us-equities",
              "symbols": ["AAPL", "MSFT", "BRK.A"]},
             {"name": "crypto", "kind": "polygon", "url": "wss://crypto.invalid/ws",
-             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}}},
+             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}},
+             "rest": {"enabled": True}},
             {"name": "idle", "kind": "polygon", "url": "wss://idle.invalid/ws"},
             {"name": "venue2", "kind": "polygon", "url": "wss://venue2.invalid/ws", "symbols": ["BTCUSD", "ETHUSD"],
              "thresholds": {"frozen": {"updates": 2, "duration": "60s", "quotes": True},
@@ -79,6 +82,13 @@ def golden_book(clock: FakeClock) -> Book:
     crypto.reconnect_attempts = 2
     crypto.check_sequence(crypto.symbols["BTCUSD"], 10)
     crypto.check_sequence(crypto.symbols["BTCUSD"], 14)
+    # The REST fallback found SOLUSD's last price, 5 s after the start by the venue's clock (so it
+    # stays stale: a REST answer is dated by the venue); one request was rate limited.
+    crypto.apply_rest("SOLUSD", 58.25, 58.35, 1_700_000_005_000, start + 710)
+    crypto.rest_requests["ok"] = 1
+    crypto.rest_requests["rate_limited"] = 1
+    crypto.rest_active = True
+
     crypto.sample_lag(start + 700, 0)       # caught up: the floor is this 50 ms
     crypto.frame_received(65536, start + 701)
     crypto.record("BTCUSD", 37312.4, 1_700_000_700_500, start + 701, quote=True)  # 0.5 s late
@@ -210,10 +220,13 @@ def test_every_known_counter_label_starts_at_zero(clock: FakeClock) -> None:
 
 def test_odd_label_values_are_escaped_and_round_trip(clock: FakeClock) -> None:
     odd = 'we"ird\\sym\nbol'
-    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": [odd, "A"]}]},
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": ["A"]}]},
                        environ={})
     book = Book(config.feeds, clock.time())
     feed = book.feeds["f"]
+    # The config and the watchlist refuse such a name (config.symbol_problem); the renderer must
+    # still escape whatever reaches the book (a plugin, the book used directly).
+    feed.add_symbol(odd, clock.time())
     feed.record(odd, 1.5, 0, clock.time(), quote=True)
     feed.connected('c"1', clock.time())
     feed.disconnected('c"1', 'odd "reason"\\')
@@ -273,7 +286,8 @@ def test_format_value_follows_the_text_format() -> None:
 
 def test_every_family_is_documented_in_the_docstring_and_docs() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
-    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES, *INSTRUMENT_FAMILIES):
+    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES, *INSTRUMENT_FAMILIES, *REST_FAMILIES,
+                 *EXPORTER_FAMILIES):
         assert f"# TYPE {name} " in collector.__doc__, name
         assert re.search(rf"`{name}`", docs), f"{name} missing from docs/metrics.md"
 

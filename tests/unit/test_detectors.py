@@ -439,3 +439,35 @@ def test_instruments_name_feeds_and_their_symbols():
     config = load_data({"feeds": feeds, "instruments": {"BTC": {"binance": "BTCUSDT", "bybit": "BTCUSDT"}}},
                        environ={})
     assert config.instruments == {"BTC": {"binance": "BTCUSDT", "bybit": "BTCUSDT"}}
+
+
+# --- the REST fallback and the detectors ---------------------------------------------------------
+
+def test_rest_prices_neither_repeat_into_frozen_nor_hide_a_move(clock):
+    """Polling a quiet symbol returns the same snapshot again and again: that is no repeat. A REST
+    price that moved ends a frozen run, and the next socket trade is compared with it."""
+    feed = book_of(clock, {"frozen": {"updates": 5, "duration": "10s"}}).feed("stocks")
+    aapl = feed.symbols["AAPL"]
+    trade_every(feed, clock, "AAPL", [100.0] * 2, 1.0)              # the guard's first print, confirmed
+    for _ in range(30):                                            # 30 s of the same REST snapshot
+        assert feed.apply_rest("AAPL", 100.0, 100.0, 0, clock.advance(1.0))
+    assert aapl.same == 0 and not feed.is_frozen(aapl)
+    trade_every(feed, clock, "AAPL", [100.0] * 20, 1.0)            # the socket repeats it: frozen
+    assert feed.is_frozen(aapl)
+    assert feed.apply_rest("AAPL", 100.5, 100.5, 0, clock.advance(1.0))  # REST sees it move
+    assert not feed.is_frozen(aapl) and aapl.same == 0
+    trade_every(feed, clock, "AAPL", [100.0], 1.0)                 # a move against the REST price
+    assert aapl.same == 0 and aapl.changed == clock.time()
+
+
+def test_rest_polling_does_not_teach_the_adaptive_interval(clock):
+    book = book_of(clock, ADAPTIVE)
+    feed = book.feed("stocks")
+    aapl = feed.symbols["AAPL"]
+    tick_and_sweep(book, clock, "AAPL", 600.0, 600.0 * 12)          # learned: every 10 minutes
+    learned = feed.expected_interval(aapl)
+    assert learned == pytest.approx(600.0, rel=0.01)
+    for _ in range(600):                                            # 10 minutes of REST every second
+        feed.apply_rest("AAPL", 100.0, 100.0, 0, clock.advance(1.0))
+        book.sweep(clock.time())
+    assert aapl.from_rest and feed.expected_interval(aapl) == learned

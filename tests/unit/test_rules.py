@@ -30,6 +30,7 @@ DESIGN_ALERTS = {
     "FeedReconnectFlapping", "FeedHighLatency", "FeedRejectingUpdates", "FeedPriceMove",
     "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding", "FeedwatchConfigReloadFailed",
     "FeedwatchTickSinkDropping",
+    "FeedRestFallbackActive", "FeedSymbolsRefused",
     "FeedSymbolFrozen", "FeedPriceDeviation", "FeedwatchFallingBehind",
 }
 SEVERITIES = {"critical", "warning", "info", "none"}
