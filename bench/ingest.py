@@ -90,7 +90,7 @@ class IngestResult:
 def feedwatch_loop(frames: list[bytes], n_symbols: int, tape: TickTape | None = None):
     config = feed_config("stocks", symbols(n_symbols))
     feed = FeedBook(config, T0_MS / 1000)
-    feed.tape = tape
+    feed.attach_tape(tape)
     adapter = PolygonAdapter(config, feed, "0")
     handle = adapter.handle
     now = T0_MS / 1000 + 0.2

@@ -57,7 +57,7 @@ def binance_client(mode: str, frames: int, path: str) -> None:
         data = fh.read().split(b"\n")[:frames]
     config, feed = transport._book("ws://127.0.0.1:1")
     if mode == "tape":
-        feed.tape = book.TickTape(frames + 1)
+        feed.attach_tape(book.TickTape(frames + 1))
     handle = BinanceAdapter(config, feed, "0").handle
     now = transport.T0_MS / 1000 + 0.2
     for frame in data:
