@@ -21,9 +21,10 @@ acknowledged), and the opening of the current market session (so a stock is not 
 
 Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
 writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
-With a tick sink configured, each frame's sequence of decoded updates goes on its bounded
-``TickTape`` by reference (one append per frame, room checked then; nothing per message); without
-one, one None test per frame.
+With a tick sink configured, each frame's decoded updates go on its bounded ``TickTape`` by
+reference (one extend per frame, room checked then; nothing per message; ``attach_tape`` puts a
+taping wrapper in ``apply_one``'s place); without one, ``apply`` pays one None test per frame and
+``apply_one`` nothing.
 
 Edges sanitize, cores trust: an update is stored only if its price is a finite number above 0 and
 its venue timestamp is *plausible*, so the collector, the status page and the JSON API never meet
@@ -370,24 +371,25 @@ class TickTape:
     ``frames`` is one flat list, ``TAPE_SLOTS`` (4) entries per frame the book applied while a
     sink is configured: the feed's name, the frame's receive time, ``items`` and ``fixes``.
     ``items`` is the very sequence of decoded updates the adapter handed to ``FeedBook.apply``,
-    or for ``apply_one`` the one update itself (an update has ``is_quote``, a sequence has not),
-    kept by reference: nothing is copied or built per update, so the hot path pays one
-    ``extend`` by a 4-tuple (freed at once) per *frame* and nothing per message (measured in
-    bench/README.md). Flat, so that no container the garbage collector tracks is kept per frame
-    (a kept tuple per single-event frame cost ~600 instructions a frame in collections). The updates themselves already hold symbol, price or bid/ask, the raw venue
+    or, from ``apply_one`` (``_apply_one_taped``), the one update itself (an update has
+    ``is_quote``, a sequence has not), kept by reference: nothing is copied or built per update,
+    so the hot path pays one ``extend`` by a 4-tuple (freed at once) per *frame* and nothing per
+    message (measured in bench/README.md). Flat, so that no container the garbage collector
+    tracks is kept per single-event frame (a kept tuple each cost ~600 instructions a Binance
+    frame in collections). The updates already hold symbol, price or bid/ask, the raw venue
     timestamp and, when the adapter decoded it for the sink, the trade's ``size``. Hence the
     callers' contract: an update and the sequence holding it are not reused or changed after
-    ``apply`` (every adapter decodes or builds fresh ones per frame).
+    ``apply`` (every adapter decodes or builds fresh ones per frame; a test holds each to it).
 
     Every update of ``items`` was accepted at its own price (a trade's ``price``, a quote's mid
     ``(bid + ask) * 0.5``, computed the way ``apply`` does) unless ``fixes`` says otherwise:
-    ``None`` when nothing needed fixing (the fast path), else ``{id(update): price}`` written by
-    ``apply``'s slow branches only: ``None`` for an update it did not accept (rejected, or a first
-    print held by the first-print guard), or the price it accepted when that is not the update's
-    own (a one-sided quote's side). ``id`` is unique here because the entry keeps every update of
-    the frame alive. ``exporter.ticks.rows.prepare`` turns entries into typed rows, off the hot
-    path. One accepted update never reaches the tape: a held first print confirmed by the next
-    (only its price was kept; the confirming print is on the tape).
+    ``None`` when nothing needed fixing (the fast path), else ``{id(update): price}``, written
+    only by the slow branches (``FeedBook._untape``): ``None`` for an update not accepted
+    (rejected, or a first print held by the first-print guard), or the price accepted when that
+    is not the update's own (a one-sided quote's side). ``id`` is unique here because the entry
+    keeps every update of the frame alive. ``exporter.ticks.rows.prepare`` turns entries into
+    typed rows, off the hot path. One accepted update never reaches the tape: a held first print
+    confirmed by the next (only its price was kept; the confirming print is on the tape).
 
     Bounded: ``rows`` counts the accepted updates on the tape; once it reaches ``limit`` when a
     frame is applied, that frame's accepted updates are counted in ``dropped`` instead, so memory
@@ -728,13 +730,14 @@ class FeedBook:
         without a sink; with one, the call and the symbol lookup here cost less than the rest of
         keeping the update. Only accepted updates go on the tape (a frame of one).
         """
-        if not FeedBook.apply_one(self, item, now):
+        if not _apply_one(self, item, now):
             return False
         tape = self.tape
         if tape.rows < tape.limit:  # type: ignore[union-attr]
-            price = self.symbols[item.symbol].price  # the price apply_one accepted
-            # A one-sided quote's price is not its mid (the salvage path): the tape says so.
-            fixes = {id(item): price} if item.is_quote and price != (item.bid + item.ask) * 0.5 else None
+            fixes = None
+            if item.is_quote and not (0.0 < item.bid <= item.ask < _HALF_MAX):
+                # Salvaged (apply_one's slow branch): its price, not the mid, is on the tape.
+                fixes = {id(item): self.symbols[item.symbol].price}
             tape.frames.extend((self.name, now, item, fixes))  # type: ignore[union-attr]
             tape.rows += 1  # type: ignore[union-attr]
         else:
@@ -1240,6 +1243,9 @@ class LagTracker:
         elif len(buckets) > self.MAX_BUCKETS:
             del buckets[0]
         self.floor = min(low for _, low in buckets)
+
+
+_apply_one = FeedBook.apply_one   # the plain one, for the taping wrapper (a global: one lookup)
 
 
 class Book:
