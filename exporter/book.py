@@ -21,6 +21,10 @@ acknowledged), and the opening of the current market session (so a stock is not 
 
 Hot-path rules: ``apply`` and ``record`` do a dict lookup, a few comparisons and four attribute
 writes per message, nothing else (no metric library, no logging, no unit conversion). Counters are plain ints and dicts, rendered by the collector.
+With a tick sink configured, each frame's decoded updates go on its bounded ``TickTape`` by
+reference (one extend per frame, room checked then; nothing per message; ``attach_tape`` puts a
+taping wrapper in ``apply_one``'s place); without one, ``apply`` pays one None test per frame and
+``apply_one`` nothing.
 
 Edges sanitize, cores trust: an update is stored only if its price is a finite number above 0 and
 its venue timestamp is *plausible*, so the collector, the status page and the JSON API never meet
@@ -359,6 +363,90 @@ class _Quote:
         self.symbol, self.bid, self.ask, self.ts = symbol, bid, ask, ts
 
 
+TAPE_SLOTS = 4   # a tape entry, per frame: feed, receive time, items (or one update), fixes
+
+
+class RestTick:
+    """A price the REST fallback applied (``FeedBook.apply_rest``), as the tape carries it: the
+    tick sink writes it with ``source`` "rest" (never on the hot path: a few a second at most)."""
+
+    __slots__ = ("symbol", "price", "ts")
+    is_quote = False   # an update's shape for the tape; ``exporter.ticks.rows`` tells it apart by class
+
+    def __init__(self, symbol: str, price: float, ts: float) -> None:
+        self.symbol, self.price, self.ts = symbol, price, ts
+
+
+class TickTape:
+    """Accepted prices on their way to the tick sink (``exporter/ticks``): the hot path's one outlet.
+
+    ``frames`` is one flat list, ``TAPE_SLOTS`` (4) entries per frame the book applied while a
+    sink is configured: the feed's name, the frame's receive time, ``items`` and ``fixes``.
+    ``items`` is the very sequence of decoded updates the adapter handed to ``FeedBook.apply``,
+    or, from ``apply_one`` (``_apply_one_taped``), the one update itself (an update has
+    ``is_quote``, a sequence has not), kept by reference: nothing is copied or built per update,
+    so the hot path pays one ``extend`` by a 4-tuple (freed at once) per *frame* and nothing per
+    message (measured in bench/README.md). Flat, so that no container the garbage collector
+    tracks is kept per single-event frame (a kept tuple each cost ~600 instructions a Binance
+    frame in collections). The updates already hold symbol, price or bid/ask, the raw venue
+    timestamp and, when the adapter decoded it for the sink, the trade's ``size``. Hence the
+    callers' contract: an update and the sequence holding it are not reused or changed after
+    ``apply`` (every adapter decodes or builds fresh ones per frame; a test holds each to it).
+
+    Every update of ``items`` was accepted at its own price (a trade's ``price``, a quote's mid
+    ``(bid + ask) * 0.5``, computed the way ``apply`` does) unless ``fixes`` says otherwise:
+    ``None`` when nothing needed fixing (the fast path), else ``{id(update): price}``, written
+    only by the slow branches (``FeedBook._untape``): ``None`` for an update not accepted
+    (rejected, or a first print held by the first-print guard), or the price accepted when that
+    is not the update's own (a one-sided quote's side). ``id`` is unique here because the entry
+    keeps every update of the frame alive. ``exporter.ticks.rows.prepare`` turns entries into
+    typed rows, off the hot path. One accepted update never reaches the tape: a held first print
+    confirmed by the next (only its price was kept; the confirming print is on the tape).
+
+    Bounded: ``rows`` counts the accepted updates on the tape; once it reaches ``limit`` when a
+    frame is applied, that frame's accepted updates are counted in ``dropped`` instead, so memory
+    stays bounded through a sink outage (overshoot: at most one frame). The sink swaps
+    ``frames`` for an empty list and lowers ``limit`` by what it still holds (``take``), so
+    waiting plus unwritten rows stay within its ``buffer_limit``.
+    """
+
+    __slots__ = ("frames", "rows", "limit", "capacity", "dropped")
+
+    def __init__(self, capacity_rows: int) -> None:
+        self.frames: list = []   # feed, receive time, items (or one update), fixes; per frame
+        self.rows = 0
+        self.capacity = capacity_rows
+        self.limit = capacity_rows
+        self.dropped = 0
+
+    def put(self, name: str, now: float, items: Sequence[Update], fixes: dict[int, float | None] | None) -> None:
+        """One applied frame (``FeedBook.apply``, after its loop): on the tape, or counted as dropped."""
+        accepted = len(items) if fixes is None else len(items) - sum(1 for p in fixes.values() if p is None)
+        if self.rows < self.limit:
+            self.frames.extend((name, now, items, fixes))
+            self.rows += accepted
+        else:
+            self.dropped += accepted
+
+    def take(self, held_rows: int = 0) -> tuple[list, int]:
+        """The entries so far and how many rows they hold; a new empty list takes their place.
+        ``held_rows`` is how many rows the sink still holds unwritten: the tape's room shrinks by
+        as many (and by the rows taken now, which the sink will hold)."""
+        frames, rows = self.frames, self.rows
+        self.frames, self.rows = [], 0
+        self.limit = max(0, self.capacity - held_rows - rows)
+        return frames, rows
+
+    def release(self, held_rows: int) -> None:
+        """The sink holds ``held_rows`` unwritten rows now (it wrote some): room for more."""
+        self.limit = max(0, self.capacity - held_rows)
+
+    @property
+    def depth(self) -> int:
+        """Rows waiting on the tape (not yet taken by the sink)."""
+        return self.rows
+
+
 class FeedBook:
     """State of one feed: its symbols, connections and counters."""
 
@@ -405,6 +493,10 @@ class FeedBook:
         self.ts_unit = 1.0  # stamps per second in that range (1e3 for ms): converts for latency
         # (reason, detail) of recent rejections, for the adapter to report (``take_notes``).
         self.notes: list[tuple[str, str]] = []
+        # The tick sink's tape (``TickTape``), when one is configured: accepted prices go there,
+        # with the notes of ``apply``'s slow branches on the frame under way (``_untape``).
+        self.tape: TickTape | None = None
+        self.tape_fixes: dict[int, float | None] | None = None
         # Falling behind (``sample_lag``): the lowest venue-to-receive latency since the last
         # sample (written by ``observe_latency``, once per frame), the latency floor learned while
         # caught up, and the last sample's results.
@@ -515,6 +607,13 @@ class FeedBook:
         The raw timestamp is stored and converted when read. Latency is observed once per
         frame, for its oldest event: the worst delay that frame delivered. (Measured: storing
         plain fields beats keeping the decoded structs alive, whose scattered frees cost more.)
+
+        With a tick sink, ``items`` itself goes on the ``TickTape`` (by reference, after the
+        loop), so the caller must not reuse or change it or its updates afterwards. The slow
+        branches, given the update, note for the tape what they did not accept or accepted at
+        another price (``_untape``): the loop itself has no code for the tape and is the same
+        bytecode with a sink or without (measured: inline code for it cost instructions per
+        message, sink or not).
         """
         symbols = self.symbols
         oldest = _NEVER
@@ -529,13 +628,13 @@ class FeedBook:
                 bid = item.bid
                 ask = item.ask
                 if state is None or not (0.0 < bid <= ask < _HALF_MAX):
-                    price = self._salvage_quote(state, item.symbol, bid, ask)
+                    price = self._salvage_quote(state, item.symbol, bid, ask, item)
                     if price != price:
                         continue
                 else:
                     price = (bid + ask) * 0.5
                 if ts and not (low <= ts < high):
-                    if not self._timestamp_ok(state, ts):
+                    if not self._timestamp_ok(state, ts, item):
                         continue
                     low, high = self.ts_low, self.ts_high
                 if frozen_quotes:  # the frozen check on quote mids (against the last price)
@@ -547,13 +646,13 @@ class FeedBook:
             else:
                 price = item.price
                 if state is None or not (0.0 < price < _INF):
-                    self._reject(state, item.symbol, price)
+                    self._reject(state, item.symbol, price, item)
                     continue
                 if ts and not (low <= ts < high):
-                    if not self._timestamp_ok(state, ts):
+                    if not self._timestamp_ok(state, ts, item):
                         continue
                     low, high = self.ts_low, self.ts_high
-                if state.guard and not self._confirm_first(state, price):
+                if state.guard and not self._confirm_first(state, price, item):
                     continue
                 # The frozen check: one comparison; writes only when the price moves.
                 if price != state.ref:
@@ -568,6 +667,12 @@ class FeedBook:
             state.updates += 1
             if ts < oldest:
                 oldest = ts
+        tape = self.tape
+        if tape is not None:  # the frame goes on the tape by reference (or is counted as dropped)
+            fixes = self.tape_fixes
+            if fixes is not None:
+                self.tape_fixes = None
+            tape.put(self.name, now, items, fixes)
         messages = self.messages
         messages["quote"] += quotes
         messages["trade"] += len(items) - quotes
@@ -628,6 +733,39 @@ class FeedBook:
         if ts:  # checked above, so its unit is the cached range's: a division, no to_seconds
             self.observe_latency(now - ts / self.ts_unit)
         return True
+
+    def _apply_one_taped(self, item: Update, now: float) -> bool:
+        """``apply_one`` with a tick sink: what ``attach_tape`` puts in its place on this feed.
+
+        A wrapper rather than a test inside ``apply_one``: single-event venues call it once per
+        frame, and even a ``None`` test there measured ~1 % of a Binance frame's instructions
+        without a sink; with one, the call and the symbol lookup here cost less than the rest of
+        keeping the update. Only accepted updates go on the tape (a frame of one).
+        """
+        if not _apply_one(self, item, now):
+            return False
+        tape = self.tape
+        if tape.rows < tape.limit:  # type: ignore[union-attr]
+            fixes = None
+            if item.is_quote and not (0.0 < item.bid <= item.ask < _HALF_MAX):
+                # Salvaged (apply_one's slow branch): its price, not the mid, is on the tape.
+                fixes = {id(item): self.symbols[item.symbol].price}
+            tape.frames.extend((self.name, now, item, fixes))  # type: ignore[union-attr]
+            tape.rows += 1  # type: ignore[union-attr]
+        else:
+            tape.dropped += 1  # type: ignore[union-attr]
+        return True
+
+    def attach_tape(self, tape: TickTape | None) -> None:
+        """Send this feed's accepted prices to ``tape`` (None: no tick sink). ``apply`` tests
+        ``tape`` once per frame; ``apply_one`` is replaced on this instance by
+        ``_apply_one_taped`` (so callers binding ``feed.apply_one`` afterwards get it), and
+        adapters built afterwards decode trade sizes. Attach before adapters are built."""
+        self.tape = tape
+        if tape is None:
+            self.__dict__.pop("apply_one", None)
+        else:
+            self.apply_one = self._apply_one_taped  # type: ignore[method-assign]
 
     def observe_latency(self, latency: float) -> None:
         if latency < self.latency_min:  # before the clamp: a venue clock ahead of ours is no lag
@@ -694,6 +832,13 @@ class FeedBook:
         state.updates += 1
         state.rest_mark = state.updates
         self.rest_updates += 1
+        tape = self.tape
+        if tape is not None:  # the tick sink keeps REST prices too, as source "rest"
+            if tape.rows < tape.limit:
+                tape.frames.extend((self.name, now, RestTick(state.symbol, price, event_ts), None))
+                tape.rows += 1
+            else:
+                tape.dropped += 1
         return True
 
     def check_sequence(self, state: SymbolState, seq: int) -> None:
@@ -722,7 +867,18 @@ class FeedBook:
         self.notes.clear()
         return notes
 
-    def _timestamp_ok(self, state: SymbolState, ts: float) -> bool:
+    def _untape(self, item: Update, price: float | None) -> None:
+        """For the tape (``TickTape``): ``item``, in the frame ``apply`` is applying, was not
+        accepted (``price`` None) or was accepted at ``price``, which is not its own. Called by
+        the slow branches only, when ``apply`` gives them the update and a tick sink is
+        configured (they test both before calling: a guarded first print takes that branch
+        often). ``apply`` hands the frame's notes to the tape after its loop."""
+        fixes = self.tape_fixes
+        if fixes is None:
+            fixes = self.tape_fixes = {}
+        fixes[id(item)] = price
+
+    def _timestamp_ok(self, state: SymbolState, ts: float, item: Update | None = None) -> bool:
         """Slow branch of the timestamp check: is ``ts`` plausible in another unit (then the
         cached range switches to it)? Otherwise count and note the rejection. Comparisons only:
         a NaN fails every one, and Python compares a huge integer with a float exactly, so no
@@ -736,9 +892,13 @@ class FeedBook:
                 return True
         self._note("implausible_timestamp", state.symbol,
                    f"venue timestamp {value_text(ts)} is not a Unix time from 2000 to 2100 (in s, ms, us or ns)")
+        if item is not None and self.tape is not None:
+            self._untape(item, None)
         return False
 
-    def _reject(self, state: SymbolState | None, symbol: str, price: float) -> None:
+    def _reject(self, state: SymbolState | None, symbol: str, price: float, item: Update | None = None) -> None:
+        if item is not None and self.tape is not None:
+            self._untape(item, None)
         if state is None:
             self._note("unknown_symbol", symbol, "update for a symbol this feed does not watch")
         elif price != price:
@@ -748,8 +908,15 @@ class FeedBook:
         else:
             self._note("nonpositive_price", symbol, f"price {value_text(price)} is not above 0")
 
-    def _salvage_quote(self, state: SymbolState | None, symbol: str, bid: float, ask: float) -> float:
+    def _salvage_quote(self, state: SymbolState | None, symbol: str, bid: float, ask: float,
+                       item: Update | None = None) -> float:
         """Price of a quote that failed the fast check: a one-sided quote uses its side; NaN = rejected."""
+        price = self._quote_side(state, symbol, bid, ask)
+        if item is not None and self.tape is not None:  # not the mid, either way: the tape must say so
+            self._untape(item, price if price == price else None)
+        return price
+
+    def _quote_side(self, state: SymbolState | None, symbol: str, bid: float, ask: float) -> float:
         if state is None:
             self._note("unknown_symbol", symbol, "quote for a symbol this feed does not watch")
             return _NAN
@@ -770,8 +937,9 @@ class FeedBook:
         self._note("nonpositive_price", symbol, f"quote bid {value_text(bid)} ask {value_text(ask)}: no side above 0")
         return _NAN
 
-    def _confirm_first(self, state: SymbolState, price: float) -> bool:
-        """Garbage-first-print guard: may this first trade print be accepted?
+    def _confirm_first(self, state: SymbolState, price: float, item: Update | None = None) -> bool:
+        """Garbage-first-print guard: may this first trade print be accepted? (A print it does
+        not accept is noted for the tape when ``item`` is given.)
 
         With a price already known from quotes (the mid), a first print within
         ``first_print_max_deviation`` of it is accepted; one further away is dropped. Without one,
@@ -795,9 +963,13 @@ class FeedBook:
                 return True
             self._note("first_print_unconfirmed", state.symbol,
                        f"first trade {value_text(price)} is more than {limit:.0%} from the quote mid {value_text(ref)}")
+            if item is not None and self.tape is not None:
+                self._untape(item, None)
             return False
         if pending != pending:
             state.ref = price
+            if item is not None and self.tape is not None:
+                self._untape(item, None)
             return False
         if abs(price - pending) <= limit * min(price, pending):
             # The held print is confirmed: it counts as accepted too (every print ends up
@@ -809,6 +981,8 @@ class FeedBook:
         self._note("first_print_unconfirmed", state.symbol,
                    f"held first trade {value_text(pending)} not confirmed by the next, {value_text(price)}")
         state.ref = price
+        if item is not None and self.tape is not None:
+            self._untape(item, None)
         return False
 
     # --- connection bookkeeping (called by the runner) --------------------------------------
@@ -1108,6 +1282,9 @@ class LagTracker:
         self.floor = min(low for _, low in buckets)
 
 
+_apply_one = FeedBook.apply_one   # the plain one, for the taping wrapper (a global: one lookup)
+
+
 class Book:
     """All feeds, keyed by name, the instruments compared across them, and the listeners for
     state transitions and connection changes."""
@@ -1121,6 +1298,7 @@ class Book:
         for feed in self.feeds.values():
             feed.budget = self
         self.listeners: list[Callable[[Transition], None]] = []
+        self.tape: TickTape | None = None
         # Most symbols over every feed (config ``max_symbols``; a reload may change it).
         self.max_symbols = max_symbols
         # The run-time watchlist's counters (exporter/feeds/watchlist.py writes them).
@@ -1129,6 +1307,12 @@ class Book:
                                   for credential in WATCHLIST_CREDENTIALS}
         # instrument -> {feed: symbol} (config ``instruments:``), for ``deviations``.
         self.instruments: dict[str, dict[str, str]] = {k: dict(v) for k, v in (instruments or {}).items()}
+
+    def attach_tape(self, tape: TickTape | None) -> None:
+        """Send every feed's accepted prices (and those of feeds added later) to ``tape``."""
+        self.tape = tape
+        for feed in self.feeds.values():
+            feed.attach_tape(tape)
 
     def deviations(self, now: float) -> list[tuple[str, str, float]]:
         """(instrument, feed, ratio) for every watched member of every instrument: its price's
@@ -1163,6 +1347,7 @@ class Book:
     def add_feed(self, config: FeedConfig, now: float) -> FeedBook:
         """A feed added by a configuration reload."""
         feed = self.feeds[config.name] = FeedBook(config, now, self.connection_listeners)
+        feed.attach_tape(self.tape)
         feed.budget = self
         return feed
 

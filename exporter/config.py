@@ -519,10 +519,12 @@ class Config:
     instruments: dict[str, dict[str, str]] = field(default_factory=dict)
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
     # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
-    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py.
+    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py; ``tick_sink`` by
+    # exporter/ticks/config.py.
     trading: Any = field(default=None, metadata={"section": True})
     journal: Any = field(default=None, metadata={"section": True})
     recorder: Any = field(default=None, metadata={"section": True})
+    tick_sink: Any = field(default=None, metadata={"section": True})
 
 
 # --- the generic walker -----------------------------------------------------------------------

@@ -9,7 +9,8 @@
 With the journal on (the default), every state change, connection change, trading breach and
 config reload also goes to the incident journal (``exporter/journal``), and each feed's frames
 to its frame recorder ring (``exporter/feeds/recorder.py``) so an incident can be saved with
-what the venue sent before it. ``renderers`` are their /metrics renderers (the web app adds them).
+what the venue sent before it. With a ``tick_sink:`` section, every accepted price also goes to
+the tick sink (``exporter/ticks``). ``renderers`` are their /metrics renderers (the web app adds them).
 
 The sweeper wakes every ``sweep_interval`` seconds (loop time), classifies every symbol with the
 injected clock (``book.sweep``), logs each state change once at INFO and asks the feed's runner
@@ -37,7 +38,7 @@ import asyncio
 import dataclasses
 import logging
 
-from exporter.book import CRITICAL, Book, Transition
+from exporter.book import CRITICAL, Book, TickTape, Transition
 from exporter.clock import SystemClock
 from exporter.config import Config, FeedConfig
 from exporter.feeds.recorder import Recorder
@@ -49,6 +50,9 @@ from exporter.journal.journal import Journal
 from exporter.markets import ending_within
 from exporter.reload import feed_changes
 from exporter.sharding import Shard
+from exporter.ticks.collector import TickSinkCollector
+from exporter.ticks.config import TickSinkConfig, open_backend, resolve as resolve_ticks
+from exporter.ticks.sink import TickSink
 from exporter.trading.tracker import attach as attach_tracker, detach as detach_tracker, reattach as reattach_tracker
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,8 @@ class Service:
         self.sweep_interval = sweep_interval
         self.book = Book(config.feeds, self.clock.time(), config.instruments,
                          max_symbols=config.max_symbols)
+        # Before anything builds an adapter: adapters decode trade sizes only for a tape (binance).
+        self.ticks = self._tick_sink(config.tick_sink)
         self.runners: dict[str, FeedRunner] = {
             feed.name: FeedRunner(feed, self.book.feeds[feed.name], self.clock) for feed in config.feeds
         }
@@ -90,7 +96,8 @@ class Service:
         for name, runner in self.runners.items():
             runner.recording = self.recorder.ring(name)
         self.journal = self._journal(config.journal or JournalConfig())
-        self.renderers: tuple = (self.recorder,) + ((JournalCollector(self.journal),) if self.journal else ())
+        self.renderers: tuple = ((self.recorder,) + ((JournalCollector(self.journal),) if self.journal else ())
+                                 + ((TickSinkCollector(self.ticks),) if self.ticks else ()))
         self._recorder_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._resubscribes: set[asyncio.Task[bool]] = set()
@@ -107,6 +114,17 @@ class Service:
         self.book.connection_listeners.append(journal.on_connection)
         return journal
 
+    def _tick_sink(self, config: TickSinkConfig | None) -> TickSink | None:
+        """The tick sink, when configured: its tape goes on the book (every feed, and feeds added later)."""
+        if config is None or not config.enabled:
+            return None
+        journal = self.config.journal or JournalConfig()
+        journal_sqlite = resolve_path(journal, self.config.trading) if journal.sink == "sqlite" else None
+        target = resolve_ticks(config, journal, journal_sqlite)
+        tape = TickTape(config.buffer_limit)
+        self.book.attach_tape(tape)
+        return TickSink(config, open_backend(config, target), tape, self.clock)
+
     async def start(self) -> None:
         if self.config.trading is not None:
             # The tracker the trading feed delivers to must exist before its adapter runs.
@@ -117,6 +135,8 @@ class Service:
                 tracker.listeners.append(self.journal.on_trading)
         if self.journal is not None:
             await self.journal.start()
+        if self.ticks is not None:
+            await self.ticks.start()
         if self.recorder.config.enabled:
             self._recorder_task = asyncio.create_task(self.recorder.run(), name="feedwatch-recorder")
         for runner in self.runners.values():
@@ -152,6 +172,8 @@ class Service:
             await asyncio.gather(self._recorder_task, return_exceptions=True)
             self._recorder_task = None
         await self.recorder.stop(STOP_TIMEOUT)   # a continuous write under way: bounded
+        if self.ticks is not None:
+            await self.ticks.stop()   # after the runners: their last prices are written too (bounded)
         if self.journal is not None:
             # After the runners: their "shutdown" disconnects are journaled too.
             tracker = self.journal.tracker
@@ -173,7 +195,8 @@ class Service:
         if old is not None and old.state_file != new.state_file:
             return [f"trading.state_file: changed from {old.state_file!r} to {new.state_file!r}; switching "
                     f"state files takes a restart (the reload changed nothing)"]
-        for section in ("journal", "recorder"):  # the database, the rings and their tasks are set up at start
+        # The databases, the rings, the tape and their tasks are set up at start.
+        for section in ("journal", "recorder", "tick_sink"):
             if getattr(self.config, section) != getattr(config, section):
                 return [f"{section}: changing this section takes a restart (the reload changed nothing)"]
         return []

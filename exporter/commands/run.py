@@ -253,7 +253,11 @@ async def serve(config: Config, web_access=None, *, reset_trading_state: bool = 
     from exporter.trading.store import StateFileError
 
     stopping = stop_event()
-    exporter = Exporter(config, web_access, reset_trading_state=reset_trading_state, load=load, source=source)
+    try:
+        exporter = Exporter(config, web_access, reset_trading_state=reset_trading_state, load=load, source=source)
+    except ValueError as exc:  # a setting that depends on several sections (tick_sink.path: nowhere to write)
+        log.error("refusing to start: %s", exc)
+        return 1
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def reload_on_sighup() -> None:

@@ -198,6 +198,19 @@ async def test_run_with_an_invalid_config_exits_one_naming_the_key(tmp_path):
     assert "feeds[0].symbls: unknown key" in err
 
 
+async def test_run_refuses_a_tick_sink_with_nowhere_to_write(tmp_path):
+    """No journal file (no trading state file, no journal.path) and no tick_sink.path: refused at
+    start with the key, not a traceback and not a file in some working directory."""
+    path = tmp_path / "ticks.yml"
+    path.write_text("feeds:\n  - {name: s, kind: polygon, url: 'ws://127.0.0.1:9', api_key: k, symbols: [A]}\n"
+                    "tick_sink: {}\n")
+    proc = await start_run("-c", str(path), "--web.listen-address", f"127.0.0.1:{free_port()}")
+    rc, err = await stop(proc, signal_it=False)
+    assert rc == 1, err
+    assert "refusing to start: tick_sink.path: no SQLite file to write ticks to" in err
+    assert "Traceback" not in err
+
+
 async def test_web_config_basic_auth_and_tls(tmp_path, venue):
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

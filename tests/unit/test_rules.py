@@ -31,6 +31,7 @@ DESIGN_ALERTS = {
     "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding", "FeedwatchConfigReloadFailed",
     # Replicas and shards (docs/scaling.md).
     "FeedwatchReplicaDown", "FeedReplicaUnhealthy", "FeedwatchShardMislabelled", "FeedwatchShardMissing",
+    "FeedwatchTickSinkDropping",
     "FeedRestFallbackActive", "FeedSymbolsRefused",
     "FeedSymbolFrozen", "FeedPriceDeviation", "FeedwatchFallingBehind",
 }
