@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [ingest] [render] [memory] [transport] [scrape-load]`` (all by default).
+"""Run the benchmarks: ``python -m bench [ingest] [render] [memory] [transport] [scrape-load] [capacity]`` (all by default).
 
 A progress line on stderr shows the round in flight; the tables go to stdout. Run it on an
 otherwise idle machine: the figures are best-of-N, but two cores are easily disturbed.
@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from bench import common, ingest, memory, render, scrape_load, transport
+from bench import capacity, common, ingest, memory, render, scrape_load, transport
 
 BENCHMARKS = {
     "ingest": lambda: ingest.report(ingest.measure()),
@@ -18,6 +18,9 @@ BENCHMARKS = {
     "memory": lambda: memory.report(memory.measure()),
     "transport": lambda: transport.report(transport.measure()),
     "scrape-load": lambda: scrape_load.report(scrape_load.measure()),
+    # CPU time and bytes per message, symbol and scrape, and the replicas example loads need
+    # (docs/scaling.md, "Capacity"); `python -m bench.capacity --symbols N --rate R` plans for yours.
+    "capacity": lambda: capacity.report(capacity.measure()),
 }
 
 

@@ -34,10 +34,16 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_symbol_price Last accepted price (a quote counts as its bid/ask mid); absent until the first.
     # TYPE feedwatch_symbol_price gauge
     feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5
+    # HELP feedwatch_symbol_frozen Whether updates keep arriving at one unchanged price (1) or not (0): thresholds.frozen updates in a row over its duration; 0 outside the market session.
+    # TYPE feedwatch_symbol_frozen gauge
+    feedwatch_symbol_frozen{feed="stocks",symbol="AAPL"} 0
+    # HELP feedwatch_symbol_expected_interval_seconds The symbol's learned normal interval between updates (adaptive thresholds); absent until learned.
+    # TYPE feedwatch_symbol_expected_interval_seconds gauge
+    feedwatch_symbol_expected_interval_seconds{feed="stocks",symbol="AAPL"} 12.5
     # HELP feedwatch_feed_info Always 1; the labels say the feed's adapter (kind) and session calendar (market: always, us-equities, us-equities-extended, cme-globex or one from the config).
     # TYPE feedwatch_feed_info gauge
     feedwatch_feed_info{feed="stocks",kind="polygon",market="us-equities"} 1
-    # HELP feedwatch_feed_up Whether the connection is open (1) or not (0); a feed never connected shows connection 0, at 0.
+    # HELP feedwatch_feed_up Whether the venue accepted the connection, authenticated and subscribed (1), or not (0); a feed never connected shows connection 0, at 0.
     # TYPE feedwatch_feed_up gauge
     feedwatch_feed_up{feed="stocks",connection="0"} 1
     # HELP feedwatch_feed_connects_total Connections opened.
@@ -103,12 +109,60 @@ symbol (each family lists every feed's and symbol's samples; ``...`` marks elide
     # HELP feedwatch_feed_sequence_gaps_total Gaps seen in per-symbol venue sequence numbers.
     # TYPE feedwatch_feed_sequence_gaps_total counter
     feedwatch_feed_sequence_gaps_total{feed="stocks"} 0
+    # HELP feedwatch_feed_symbols_refused_total New symbols refused at run time (trigger files, the watchlist API), by reason: invalid_name, feed_limit, exporter_limit.
+    # TYPE feedwatch_feed_symbols_refused_total counter
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="invalid_name"} 0
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="feed_limit"} 0
+    feedwatch_feed_symbols_refused_total{feed="stocks",reason="exporter_limit"} 0
+    # HELP feedwatch_feed_max_symbols The most symbols this feed may watch (max_symbols).
+    # TYPE feedwatch_feed_max_symbols gauge
+    feedwatch_feed_max_symbols{feed="stocks"} 5000
+    # HELP feedwatch_feed_receive_backlog_bytes Bytes received on the feed's sockets and not yet processed, sampled every second.
+    # TYPE feedwatch_feed_receive_backlog_bytes gauge
+    feedwatch_feed_receive_backlog_bytes{feed="stocks"} 0
+    # HELP feedwatch_feed_processing_lag_seconds How far behind the venue the exporter's processing of the feed is (latency of what it applies above the venue's own delay, while data waits for it); absent without venue timestamps.
+    # TYPE feedwatch_feed_processing_lag_seconds gauge
+    feedwatch_feed_processing_lag_seconds{feed="stocks"} 0.0
     # HELP feedwatch_market_calendar_end_timestamp_seconds Unix time the market's session calendar (its holiday table) stops covering; after it, holidays read as trading days.
     # TYPE feedwatch_market_calendar_end_timestamp_seconds gauge
     feedwatch_market_calendar_end_timestamp_seconds{market="us-equities"} 2114398800.0
+    # HELP feedwatch_instrument_price_deviation_ratio Deviation of a feed's price of an instrument from the median of its fresh prices across feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are).
+    # TYPE feedwatch_instrument_price_deviation_ratio gauge
+    feedwatch_instrument_price_deviation_ratio{instrument="BTCUSDT",feed="binance"} 0.0004
+
+    # HELP feedwatch_symbol_source Where the symbol's current price came from: 1 on the source in use (ws: the feed's socket, rest: the REST fallback), 0 on the other. Feeds with rest.enabled only.
+    # TYPE feedwatch_symbol_source gauge
+    feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="ws"} 1
+    feedwatch_symbol_source{feed="stocks",symbol="AAPL",source="rest"} 0
+    # HELP feedwatch_feed_rest_requests_total REST fallback requests, by result: ok, http_error, rate_limited, timeout, network_error, decode_error. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_requests_total counter
+    feedwatch_feed_rest_requests_total{feed="stocks",result="ok"} 0
+    ... one sample per result in book.REST_RESULTS
+    # HELP feedwatch_feed_rest_updates_total Prices the REST fallback applied to the book. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_updates_total counter
+    feedwatch_feed_rest_updates_total{feed="stocks"} 0
+    # HELP feedwatch_feed_rest_symbols Symbols whose current price came from the REST fallback. Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_symbols gauge
+    feedwatch_feed_rest_symbols{feed="stocks"} 0
+    # HELP feedwatch_feed_rest_active Whether the REST fallback is polling now (1: the socket is down, or symbols are stale). Feeds with rest.enabled only.
+    # TYPE feedwatch_feed_rest_active gauge
+    feedwatch_feed_rest_active{feed="stocks"} 0
+    # HELP feedwatch_max_symbols The most symbols the exporter may watch over every feed (max_symbols).
+    # TYPE feedwatch_max_symbols gauge
+    feedwatch_max_symbols 10000
+    # HELP feedwatch_watchlist_trigger_files_total Trigger files read, by result: accepted, malformed, invalid_symbol, unknown_feed (the last three are moved aside).
+    # TYPE feedwatch_watchlist_trigger_files_total counter
+    feedwatch_watchlist_trigger_files_total{result="accepted"} 0
+    ... one sample per result in book.TRIGGER_RESULTS
+    # HELP feedwatch_watchlist_api_changes_total Watchlist changes made over the admin API, by action (add, remove) and the credential that signed them (token, hmac).
+    # TYPE feedwatch_watchlist_api_changes_total counter
+    feedwatch_watchlist_api_changes_total{action="add",credential="token"} 0
+    ... one sample per action and credential
 
 (one ``feedwatch_market_calendar_end_timestamp_seconds`` sample per market that a feed uses and
-that has a holiday table: none for ``always`` or a custom market without holidays)
+that has a holiday table: none for ``always`` or a custom market without holidays; one
+``feedwatch_instrument_price_deviation_ratio`` sample per watched feed and symbol of each
+``instruments:`` entry)
 
 The complete output for a fixed book is kept in ``tests/golden/metrics.txt``.
 
@@ -175,6 +229,11 @@ SYMBOL_FAMILIES: dict[str, tuple[str, str]] = {
         "counter", "Accepted price updates."),
     "feedwatch_symbol_price": (
         "gauge", "Last accepted price (a quote counts as its bid/ask mid); absent until the first."),
+    "feedwatch_symbol_frozen": (
+        "gauge", "Whether updates keep arriving at one unchanged price (1) or not (0): thresholds.frozen "
+                 "updates in a row over its duration; 0 outside the market session."),
+    "feedwatch_symbol_expected_interval_seconds": (
+        "gauge", "The symbol's learned normal interval between updates (adaptive thresholds); absent until learned."),
 }
 FEED_FAMILIES: dict[str, tuple[str, str]] = {
     # An info metric: rules join it (``* on (job, instance, feed) group_left (market)``) to give
@@ -183,7 +242,7 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Always 1; the labels say the feed's adapter (kind) and session calendar "
                  "(market: always, us-equities, us-equities-extended, cme-globex or one from the config)."),
     "feedwatch_feed_up": (
-        "gauge", 'Whether the connection is open (1) or not (0); a feed never connected shows connection 0, at 0.'),
+        "gauge", 'Whether the venue accepted the connection, authenticated and subscribed (1), or not (0); a feed never connected shows connection 0, at 0.'),
     "feedwatch_feed_connects_total": ("counter", "Connections opened."),
     "feedwatch_feed_disconnects_total": ("counter", "Connections lost or closed, by reason."),
     "feedwatch_feed_messages_total": ("counter", "Messages received, by kind."),
@@ -206,6 +265,44 @@ FEED_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge", "Stream health: connected, fewer than N consecutive errors, updates within the window."),
     "feedwatch_feed_reconnect_attempts_total": ("counter", "Reconnection attempts."),
     "feedwatch_feed_sequence_gaps_total": ("counter", "Gaps seen in per-symbol venue sequence numbers."),
+    "feedwatch_feed_symbols_refused_total": (
+        "counter", "New symbols refused at run time (trigger files, the watchlist API), by reason: "
+                   "invalid_name, feed_limit, exporter_limit."),
+    "feedwatch_feed_max_symbols": ("gauge", "The most symbols this feed may watch (max_symbols)."),
+    "feedwatch_feed_receive_backlog_bytes": (
+        "gauge", "Bytes received on the feed's sockets and not yet processed, sampled every second."),
+    # Falling behind (book.LagTracker says exactly how it is measured).
+    "feedwatch_feed_processing_lag_seconds": (
+        "gauge", "How far behind the venue the exporter's processing of the feed is (latency of what it "
+                 "applies above the venue's own delay, while data waits for it); absent without venue timestamps."),
+}
+
+# The REST fallback's series: only for feeds with rest.enabled (elsewhere the source is always
+# the socket, and two series per symbol would be pure cost).
+REST_FAMILIES: dict[str, tuple[str, str]] = {
+    "feedwatch_symbol_source": (
+        "gauge", "Where the symbol's current price came from: 1 on the source in use (ws: the feed's socket, "
+                 "rest: the REST fallback), 0 on the other. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_requests_total": (
+        "counter", "REST fallback requests, by result: ok, http_error, rate_limited, timeout, network_error, "
+                   "decode_error. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_updates_total": (
+        "counter", "Prices the REST fallback applied to the book. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_symbols": (
+        "gauge", "Symbols whose current price came from the REST fallback. Feeds with rest.enabled only."),
+    "feedwatch_feed_rest_active": (
+        "gauge", "Whether the REST fallback is polling now (1: the socket is down, or symbols are stale). "
+                 "Feeds with rest.enabled only."),
+}
+
+EXPORTER_FAMILIES: dict[str, tuple[str, str]] = {
+    "feedwatch_max_symbols": ("gauge", "The most symbols the exporter may watch over every feed (max_symbols)."),
+    "feedwatch_watchlist_trigger_files_total": (
+        "counter", "Trigger files read, by result: accepted, malformed, invalid_symbol, unknown_feed "
+                   "(the last three are moved aside)."),
+    "feedwatch_watchlist_api_changes_total": (
+        "counter", "Watchlist changes made over the admin API, by action (add, remove) and the credential "
+                   "that signed them (token, hmac)."),
 }
 
 MARKET_FAMILIES: dict[str, tuple[str, str]] = {
@@ -214,6 +311,13 @@ MARKET_FAMILIES: dict[str, tuple[str, str]] = {
     "feedwatch_market_calendar_end_timestamp_seconds": (
         "gauge", "Unix time the market's session calendar (its holiday table) stops covering; "
                  "after it, holidays read as trading days."),
+}
+
+INSTRUMENT_FAMILIES: dict[str, tuple[str, str]] = {
+    # Computed at scrape time from the fresh prices of the instruments: config (Book.deviations).
+    "feedwatch_instrument_price_deviation_ratio": (
+        "gauge", "Deviation of a feed's price of an instrument from the median of its fresh prices across "
+                 "feeds (0.01 = 1 % above); NaN while unknown (this price not fresh, or fewer than two are)."),
 }
 
 
@@ -285,24 +389,30 @@ _BUCKET_LE = tuple(format_value(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 CHUNK = 512
 _updates_of = attrgetter("updates")
 _thresholds_of = attrgetter("th")
+_learn_of = attrgetter("learn")
 _acknowledged_of = attrgetter("acknowledged")
 
 
 class _Chunk:
     """The cached text of one chunk of a feed's symbols: the families that change only with an
-    accepted update (valid while the members and the sum of their ``updates`` are the same; a
-    symbol's ``updates`` only grows, and grows with every write of its price or timestamps),
-    the state family (valid while every member's state is the same), and the staleness
-    family's lines as a format string (valid while the members are the same), which one ``%``
-    fills with every member's age in C instead of formatting a line per symbol in Python."""
+    accepted update or a detector's state (valid while ``key`` holds: the members, the sum of
+    their ``updates``, their learned intervals and thresholds, and the feed's session; a
+    symbol's ``updates`` only grows, and grows with every write of its price, timestamps,
+    frozen run or REST mark), the state family (valid while every member's state is the same),
+    and the staleness family's lines as a format string (valid while the members are the same),
+    which one ``%`` fills with every member's age in C instead of formatting a line per symbol."""
 
-    __slots__ = ("members", "version", "updated", "event", "updates", "prices", "states", "state_text",
-                 "layout", "stale_format")
+    __slots__ = ("members", "version", "learns", "ths", "feed_key", "updated", "event", "updates", "prices",
+                 "frozen", "expected", "sources", "states", "state_text", "layout", "stale_format")
 
     def __init__(self) -> None:
         self.members: list[SymbolState] = []
         self.version = -1
+        self.learns: list[object] = []
+        self.ths: list[object] = []
+        self.feed_key: tuple[object, ...] = ()
         self.updated = self.event = self.updates = self.prices = self.state_text = self.stale_format = ""
+        self.frozen = self.expected = self.sources = ""
         self.states: list[int] = []
         self.layout: list[SymbolState] = []
 
@@ -310,12 +420,15 @@ class _Chunk:
 class BookCollector:
     """Renders a ``Book`` (see the module docstring for the exact lines).
 
-    Incremental: the per-symbol families that change only when a symbol is updated (last update,
-    venue timestamp, update count, price) are kept as text per chunk of ``CHUNK`` symbols and
-    re-rendered only for chunks where a symbol was updated since the last scrape; the state
-    family likewise only where a state changed. Staleness changes with every scrape and is
-    always rendered fresh. ``steps`` renders in chunks so a server can yield to the event loop
-    between them (``exporter/web/app.py``); ``render`` runs them all at once.
+    Incremental: the per-symbol families that change only when a symbol is updated or a
+    detector's state moves (last update, venue timestamp, update count, price, frozen, learned
+    interval, REST source) are kept as text per chunk of ``CHUNK`` symbols and re-rendered only
+    for chunks where one of their inputs changed since the last scrape (see ``_Chunk``): an
+    update, a learned interval (the sweep), thresholds (a reload), the feed's session (the
+    frozen check reads it). The state family likewise only where a state changed. Staleness
+    changes with every scrape and is always rendered fresh. ``steps`` renders in chunks so a
+    server can yield to the event loop between them (``exporter/web/app.py``); ``render`` runs
+    them all at once.
     """
 
     def __init__(self, book: Book, errors: RenderErrors | None = None) -> None:
@@ -339,14 +452,54 @@ class BookCollector:
         feeds = list(self.book.feeds.values())
         for feed in feeds:
             feed.refresh_market(now)  # a session that just opened restarts the symbol clocks
+        rest_feeds = [f for f in feeds if f.config.rest.enabled]
         out: list[str] = []
         counts: list[dict[int, int]] = []
-        if ask.wants("feedwatch_feed_symbols", "gauge") or any(
+        sources: list[str] | None = None
+        want_sources = bool(rest_feeds) and ask.wants("feedwatch_symbol_source", REST_FAMILIES[
+            "feedwatch_symbol_source"][0])
+        if want_sources or ask.wants("feedwatch_feed_symbols", "gauge") or any(
                 ask.wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
-            counts = yield from self._render_symbols(feeds, now, out, ask)
+            sources = []
+            counts = yield from self._render_symbols(feeds, now, out, ask, sources)
         self._render_feeds(feeds, now, counts, out, ask)
         self._render_markets(feeds, out, ask)
+        self._render_instruments(now, out, ask)
+        self._render_rest(rest_feeds, sources, out, ask)
+        self._render_exporter(out, ask)
         return out
+
+    def _render_instruments(self, now: float, out: list[str], ask: Exposition) -> None:
+        name = "feedwatch_instrument_price_deviation_ratio"
+        if not ask.wants(name, INSTRUMENT_FAMILIES[name][0]):
+            return
+        out.append(ask.header(name, *INSTRUMENT_FAMILIES[name]))
+        for instrument, feed, ratio in self.book.deviations(now):
+            out.append(f'{name}{{instrument="{escape_label(instrument)}",feed="{escape_label(feed)}"}} '
+                       f'{format_value(ratio)}\n')
+
+    def _render_rest(self, feeds: list[FeedBook], sources: list[str] | None, out: list[str],
+                     ask: Exposition) -> None:
+        """The REST fallback's series, for the feeds that have it (none: nothing at all). The
+        per-symbol source lines come from the chunked pass (``sources``)."""
+        if not feeds:
+            return
+        name = "feedwatch_symbol_source"
+        if ask.wants(name, REST_FAMILIES[name][0]) and sources is not None:
+            out.append(ask.header(name, *REST_FAMILIES[name]))
+            out.extend(sources)
+        name = "feedwatch_feed_rest_requests_total"
+        if ask.wants(name, REST_FAMILIES[name][0]):
+            out.append(ask.header(name, *REST_FAMILIES[name]))
+            for feed in feeds:
+                out.extend(f'{name}{{{feed.labels},result="{escape_label(result)}"}} {count}\n'
+                           for result, count in feed.rest_requests.items())
+        for name, value in (("feedwatch_feed_rest_updates_total", lambda f: f.rest_updates),
+                            ("feedwatch_feed_rest_symbols", lambda f: sum(1 for s in f.symbols.values() if s.from_rest)),
+                            ("feedwatch_feed_rest_active", lambda f: 1 if f.rest_active else 0)):
+            if ask.wants(name, REST_FAMILIES[name][0]):
+                out.append(ask.header(name, *REST_FAMILIES[name]))
+                out.extend(f"{name}{{{feed.labels}}} {value(feed)}\n" for feed in feeds)
 
     def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
@@ -362,13 +515,14 @@ class BookCollector:
             seen.add(cal.name)
             out.append(f'{name}{{market="{escape_label(cal.name)}"}} {format_value(end)}\n')
 
-    # --- per symbol: one pass over every symbol fills six families at once -------------------
+    # --- per symbol: one pass over every symbol fills eight families (and the REST source) ------
 
-    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str],
-                        ask: Exposition) -> Generator[None, None, list[dict[int, int]]]:
-        # Each family's text, chunk by chunk (joined once at the end, with its header).
-        families: tuple[list[str], ...] = ([], [], [], [], [], [])
-        updated, event, staleness, states, updates, prices = families
+    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str], ask: Exposition,
+                        sources: list[str]) -> Generator[None, None, list[dict[int, int]]]:
+        # Each family's text, chunk by chunk (joined once at the end, with its header), in
+        # SYMBOL_FAMILIES order.
+        families: tuple[list[str], ...] = ([], [], [], [], [], [], [], [])
+        updated, event, staleness, states, updates, prices, frozen, expected = families
         all_counts: list[dict[int, int]] = []
         chunks_by_feed: dict[str, list[_Chunk]] = {}
         # The one family formatted afresh for every symbol at every scrape: skipped when not asked
@@ -379,26 +533,37 @@ class BookCollector:
             members_all = list(feed.symbols.values())
             old = self._chunks.get(feed.name, [])
             chunks: list[_Chunk] = []
+            rest = feed.config.rest.enabled
+            # What the frozen check and the source family read from the feed, not the symbol.
+            feed_key = (feed.market_open, feed.session_start, rest)
             for i in range(0, len(members_all), CHUNK):
                 members = members_all[i:i + CHUNK]
                 k = i // CHUNK
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
+                learns = list(map(_learn_of, members))
+                ths = list(map(_thresholds_of, members))
                 try:
-                    self._chunk_fresh(feed, chunk, members, now, counts, staleness if want_staleness else None,
-                                      states)
+                    self._chunk_fresh(feed, chunk, members, learns, ths, now, counts,
+                                      staleness if want_staleness else None, states)
                 except Exception:  # the guard: per symbol, with each sample's own check
-                    self._chunk_slow(feed, members, now, counts, families)
+                    self._chunk_slow(feed, members, now, counts, families, sources if rest else None)
                     chunk.version = -1
                     yield
                     continue
                 version = sum(map(_updates_of, members))
-                if version != chunk.version or chunk.members != members:
-                    self._chunk_updates(chunk, members, version)
+                if (version != chunk.version or chunk.members != members or chunk.learns != learns
+                        or chunk.ths != ths or chunk.feed_key != feed_key):
+                    self._chunk_updates(feed, chunk, members, version, rest)
+                    chunk.learns, chunk.ths, chunk.feed_key = learns, ths, feed_key
                 updated.append(chunk.updated)
                 event.append(chunk.event)
                 updates.append(chunk.updates)
                 prices.append(chunk.prices)
+                frozen.append(chunk.frozen)
+                expected.append(chunk.expected)
+                if rest:
+                    sources.append(chunk.sources)
                 yield
             chunks_by_feed[feed.name] = chunks
             all_counts.append(counts)
@@ -410,8 +575,9 @@ class BookCollector:
             out.extend(lines)
         return all_counts
 
-    def _chunk_fresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], now: float,
-                     counts: dict[int, int], staleness: list[str] | None, states_out: list[str]) -> None:
+    def _chunk_fresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], learns: list[object],
+                     ths: list[object], now: float, counts: dict[int, int], staleness: list[str] | None,
+                     states_out: list[str]) -> None:
         """Staleness (always) and state (text re-rendered when one changed) of a chunk; counts its
         states. ``FeedBook.staleness`` and ``classify``, as list comprehensions over the chunk:
         this runs for every symbol at every scrape."""
@@ -424,18 +590,26 @@ class BookCollector:
         if min(refs) < start:
             refs = [ref if ref > start else start for ref in refs]
         ages = [now - ref for ref in refs]
-        if feed.market_open:
-            ths = list(map(_thresholds_of, members))
+        if not feed.market_open:
+            state_list = [CLOSED] * len(members)
+        elif float in set(map(type, learns)):
+            # Some symbol's interval is learned (adaptive thresholds): its limits are its own.
+            limits = feed.limits
+            state_list = []
+            for age, s in zip(ages, members):
+                degraded, stale, critical = limits(s)
+                state_list.append(HEALTHY if age < degraded else DEGRADED if age < stale
+                                  else STALE if age < critical else CRITICAL)
+        else:
             th = ths[0]
             if ths.count(th) == len(ths):   # one thresholds object for the chunk: the common case
-                degraded, stale, critical = th.degraded, th.stale, th.critical
+                degraded, stale, critical = th.degraded, th.stale, th.critical  # type: ignore[attr-defined]
                 state_list = [HEALTHY if age < degraded else DEGRADED if age < stale
                               else STALE if age < critical else CRITICAL for age in ages]
             else:
-                state_list = [HEALTHY if age < t.degraded else DEGRADED if age < t.stale
-                              else STALE if age < t.critical else CRITICAL for age, t in zip(ages, ths)]
-        else:
-            state_list = [CLOSED] * len(members)
+                state_list = [HEALTHY if age < t.degraded else DEGRADED if age < t.stale  # type: ignore[attr-defined]
+                              else STALE if age < t.critical else CRITICAL  # type: ignore[attr-defined]
+                              for age, t in zip(ages, ths)]
         if state_list != chunk.states or chunk.members != members:
             chunk.states = state_list
             chunk.state_text = "".join([f"feedwatch_symbol_state{{{s.labels}}} {state}\n"
@@ -446,12 +620,17 @@ class BookCollector:
             staleness.append(chunk.stale_format % tuple([age if age > 0.0 else 0.0 for age in ages]))
         states_out.append(chunk.state_text)
 
-    def _chunk_updates(self, chunk: _Chunk, members: list[SymbolState], version: int) -> None:
-        """Re-render the families that change with an update, for one chunk."""
+    def _chunk_updates(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], version: int,
+                       rest: bool) -> None:
+        """Re-render the families that change with an update or a detector's state, for one chunk."""
         updated: list[str] = []
         event: list[str] = []
         updates: list[str] = []
         prices: list[str] = []
+        frozen: list[str] = []
+        expected: list[str] = []
+        sources: list[str] = []
+        is_frozen = feed.is_frozen
         skipped = False
         for s in members:
             labels = s.labels
@@ -470,6 +649,16 @@ class BookCollector:
                 except Exception as exc:
                     self.errors.skipped("book", f"feedwatch_symbol_price{{{labels}}}", exc)
                     skipped = True
+            # A repeat count under the threshold settles it without the full check.
+            frozen.append(f"feedwatch_symbol_frozen{{{labels}}} "
+                          f"{1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0}\n")
+            if s.learn.__class__ is float:
+                expected.append(f"feedwatch_symbol_expected_interval_seconds{{{labels}}} "
+                                f"{format_value(math.exp(s.learn))}\n")  # type: ignore[arg-type]
+            if rest:
+                r = 1 if s.from_rest else 0
+                sources.append(f'feedwatch_symbol_source{{{labels},source="ws"}} {1 - r}\n'
+                               f'feedwatch_symbol_source{{{labels},source="rest"}} {r}\n')
         chunk.members = members
         # A chunk that left a sample out is rendered again next time: the sample is missing from
         # every scrape, and each scrape counts it (feedwatch_render_errors_total).
@@ -478,17 +667,23 @@ class BookCollector:
         chunk.event = "".join(event)
         chunk.updates = "".join(updates)
         chunk.prices = "".join(prices)
+        chunk.frozen = "".join(frozen)
+        chunk.expected = "".join(expected)
+        chunk.sources = "".join(sources)
 
     def _chunk_slow(self, feed: FeedBook, members: list[SymbolState], now: float, counts: dict[int, int],
-                    families: tuple[list[str], ...]) -> None:
+                    families: tuple[list[str], ...], sources_out: list[str] | None) -> None:
         """A chunk where the fast pass raised: every symbol through the book's own methods, each
         sample guarded (what cannot be rendered is left out and counted), nothing cached."""
-        updated, event, staleness, states, updates, prices = ([] for _ in range(6))
+        updated, event, staleness, states, updates, prices, frozen, expected = ([] for _ in range(8))
+        sources: list[str] = []
         for s in members:
             labels = s.labels
             try:
                 state = feed.classify(s, now)
                 age = feed.staleness(s, now)
+                is_frozen = feed.is_frozen(s)
+                from_rest = s.from_rest
             except Exception as exc:
                 self.errors.skipped("book", f"every series of {{{labels}}}", exc)
                 continue
@@ -508,8 +703,21 @@ class BookCollector:
                     prices.append(f"feedwatch_symbol_price{{{labels}}} {format_value(price)}\n")
                 except Exception as exc:
                     self.errors.skipped("book", f"feedwatch_symbol_price{{{labels}}}", exc)
-        for family, lines in zip(families, (updated, event, staleness, states, updates, prices)):
+            frozen.append(f"feedwatch_symbol_frozen{{{labels}}} {1 if is_frozen else 0}\n")
+            interval = feed.expected_interval(s)
+            if interval is not None:
+                try:
+                    expected.append(f"feedwatch_symbol_expected_interval_seconds{{{labels}}} "
+                                    f"{format_value(interval)}\n")
+                except Exception as exc:
+                    self.errors.skipped("book", f"feedwatch_symbol_expected_interval_seconds{{{labels}}}", exc)
+            r = 1 if from_rest else 0
+            sources.append(f'feedwatch_symbol_source{{{labels},source="ws"}} {1 - r}\n'
+                           f'feedwatch_symbol_source{{{labels},source="rest"}} {r}\n')
+        for family, lines in zip(families, (updated, event, staleness, states, updates, prices, frozen, expected)):
             family.append("".join(lines))
+        if sources_out is not None:
+            sources_out.append("".join(sources))
 
     # --- per feed -----------------------------------------------------------------------------
 
@@ -568,6 +776,29 @@ class BookCollector:
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
         simple("feedwatch_feed_sequence_gaps_total", lambda feed: feed.sequence_gaps)
+        by_label("feedwatch_feed_symbols_refused_total", "reason", lambda feed: feed.refused)
+        simple("feedwatch_feed_max_symbols", lambda feed: feed.config.max_symbols)
+        simple("feedwatch_feed_receive_backlog_bytes", lambda feed: feed.lag.backlog)
+        family("feedwatch_feed_processing_lag_seconds", lambda feed, _: (
+            f"feedwatch_feed_processing_lag_seconds{{{feed.labels}}} {format_value(feed.lag.value)}\n",)
+            if feed.lag.value is not None else ())
+
+    def _render_exporter(self, out: list[str], ask: Exposition) -> None:
+        """Exporter-wide: the symbol cap and the run-time watchlist's counters."""
+        book = self.book
+        name = "feedwatch_max_symbols"
+        if ask.wants(name, EXPORTER_FAMILIES[name][0]):
+            out.append(ask.header(name, *EXPORTER_FAMILIES[name]))
+            out.append(f"{name} {book.max_symbols}\n")
+        name = "feedwatch_watchlist_trigger_files_total"
+        if ask.wants(name, EXPORTER_FAMILIES[name][0]):
+            out.append(ask.header(name, *EXPORTER_FAMILIES[name]))
+            out.extend(f'{name}{{result="{result}"}} {count}\n' for result, count in book.trigger_files.items())
+        name = "feedwatch_watchlist_api_changes_total"
+        if ask.wants(name, EXPORTER_FAMILIES[name][0]):
+            out.append(ask.header(name, *EXPORTER_FAMILIES[name]))
+            out.extend(f'{name}{{action="{action}",credential="{credential}"}} {count}\n'
+                       for (action, credential), count in book.watchlist_changes.items())
 
 
 def histogram_lines(name: str, labels: str, bucket_le: Sequence[str], counts: Sequence[int],

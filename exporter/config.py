@@ -33,6 +33,7 @@ import yaml
 
 from exporter import markets
 from exporter.plugins import CONFIG_SECTIONS, VENUES, PluginError
+from exporter.sharding import Shard
 
 
 class ConfigError(Exception):
@@ -140,15 +141,114 @@ def expand_env(text: str, environ: Mapping[str, str], path: str, errors: list[st
     return _ENV_REF.sub(replace, text)
 
 
+# --- symbol names -----------------------------------------------------------------------------
+
+# Longest symbol accepted: real tickers are short (options and futures codes reach ~25); anything
+# longer is a mistake or an attempt to blow up label values.
+SYMBOL_MAX_LENGTH = 64
+# Characters that read as patterns: feedwatch matches nothing, so a symbol named ``*`` would be
+# subscribed literally, never update, and alert as stale forever.
+WILDCARD_CHARACTERS = "*?%"
+SYMBOL_ADVICE = ("feedwatch watches exact symbols, one time series each: list every symbol you want "
+                 "(a feed's symbols:), or add them at run time with trigger files or "
+                 "POST /api/v1/watchlist/{feed}/{symbol}")
+
+
+def symbol_problem(symbol: object) -> str | None:
+    """Why ``symbol`` cannot be watched (wildcard-looking, empty, blank, control characters,
+    absurd length), with what to do instead; None for an acceptable name.
+
+    The one rule for every way a symbol enters: the config, trigger files, the watchlist API.
+    """
+    if not isinstance(symbol, str):
+        return f"expected a symbol name, got {_describe(symbol)}"
+    if not symbol:
+        return "empty symbol"
+    if len(symbol) > SYMBOL_MAX_LENGTH:
+        return (f"symbol of {len(symbol)} characters (at most {SYMBOL_MAX_LENGTH}): "
+                f"{symbol[:20]!r}... is not a ticker")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in symbol):
+        return f"symbol {symbol!r} contains a control character"
+    if any(ch.isspace() for ch in symbol):
+        return f"symbol {symbol!r} contains whitespace"
+    wildcard = next((ch for ch in symbol if ch in WILDCARD_CHARACTERS), None)
+    if wildcard is not None:
+        return f"symbol {symbol!r} looks like a wildcard ({wildcard!r}); {SYMBOL_ADVICE}"
+    return None
+
+
+# Symbol caps. Each watched symbol costs 6-7 series today (last update, last event, staleness,
+# state, updates, price), up to ~10 with the detectors (frozen, expected interval, and two
+# source series on feeds with REST fallback): 10,000 symbols are ~100,000 series, about what a
+# Prometheus with 1-2 GiB of memory holds comfortably with room for the rules' series
+# (docs/configuration.md#max_symbols shows the arithmetic).
+# Venues with a built-in REST snapshot (exporter/feeds/rest.py); generic feeds configure theirs.
+REST_KINDS = ("polygon", "binance", "bybit")
+
+DEFAULT_MAX_SYMBOLS = 10_000
+DEFAULT_FEED_MAX_SYMBOLS = 5_000
+
+
 # --- the sections -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class FrozenCheck:
+    """When a symbol whose updates keep arriving at one unchanged price is *frozen*.
+
+    Frozen: at least ``updates`` updates in a row repeated the same price, and those repeats span
+    at least ``duration`` of receive time (within the current market session). Both must hold, so
+    a calm market does not trip it: a few identical prints, or a quiet minute, are normal; hundreds
+    of them over many minutes are a venue or feed handler replaying a stuck price.
+    """
+
+    updates: int = 300          # repeats of one price in a row; 0 turns the check off
+    duration: Duration = 600.0  # the repeats span at least this long
+    # Quote mids count as well (a feed whose prices come from quotes alone). Per feed, not per
+    # symbol: the hot path reads it once per frame. Off: only trade prices count, because an
+    # unchanged quote mid for minutes is normal for a tick-constrained or illiquid instrument.
+    quotes: bool = False
+
+    def validate(self, path: str, errors: list[str]) -> None:
+        if self.updates < 0:
+            errors.append(f"{path}.updates: must be 0 (off) or more, got {self.updates}")
+
+
+@dataclass(frozen=True)
+class AdaptiveThresholds:
+    """Thresholds learned from each symbol's own rhythm (opt-in; docs/configuration.md).
+
+    Once ``warmup`` gaps between updates are learned, stale is ``k`` times the symbol's learned
+    interval, kept within [floor, ceiling], and degraded ``k_degraded / k`` of that; critical
+    stays the configured one, but never below the adaptive stale.
+    """
+
+    enabled: bool = False
+    k: float = 20.0             # stale after this many learned intervals of silence
+    k_degraded: float = 10.0    # degraded after this many (the same share of a bounded stale)
+    floor: Duration = 5.0       # stale never earlier than this
+    ceiling: Duration = 1800.0  # nor later than this (below the default critical, 1 h)
+    warmup: int = 10            # gaps learned before the learned interval is used
+
+    def validate(self, path: str, errors: list[str]) -> None:
+        if not 0 < self.k_degraded <= self.k:
+            errors.append(f"{path}: must satisfy 0 < k_degraded <= k (got k_degraded={self.k_degraded:g}, k={self.k:g})")
+        if not 0 < self.floor <= self.ceiling:
+            errors.append(f"{path}: must satisfy 0 < floor <= ceiling (got floor={format_duration(self.floor)}, "
+                          f"ceiling={format_duration(self.ceiling)})")
+        if not 1 <= self.warmup <= 1000:
+            errors.append(f"{path}.warmup: must be from 1 to 1000 gaps, got {self.warmup}")
+
+
+@dataclass(frozen=True)
 class Thresholds:
-    """Staleness boundaries between the health states (seconds since the last accepted update)."""
+    """Staleness boundaries between the health states (seconds since the last accepted update),
+    and the detectors that judge a symbol by more than its silence."""
 
     degraded: Duration = 180.0
     stale: Duration = 300.0
     critical: Duration = 3600.0
+    frozen: FrozenCheck = FrozenCheck()
+    adaptive: AdaptiveThresholds = AdaptiveThresholds()
 
     def validate(self, path: str, errors: list[str]) -> None:
         if not (0 < self.degraded <= self.stale <= self.critical):
@@ -157,6 +257,8 @@ class Thresholds:
                 f"(got degraded={format_duration(self.degraded)}, stale={format_duration(self.stale)}, "
                 f"critical={format_duration(self.critical)})"
             )
+        self.frozen.validate(f"{path}.frozen", errors)
+        self.adaptive.validate(f"{path}.adaptive", errors)
 
 
 def overlay(base: Any, partial: Any) -> Any:
@@ -164,9 +266,36 @@ def overlay(base: Any, partial: Any) -> Any:
 
     Partial overrides (feed and symbol thresholds here, trading limits and Sharpe settings in
     trading_config) name the same fields as their full dataclass, every one defaulting to None.
+    A field that is itself a partial (the thresholds' ``frozen`` and ``adaptive``) is overlaid
+    on the base's value of that field, so a symbol can change one key of it.
     """
-    given = {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial)}
-    return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    given: dict[str, Any] = {}
+    for f in dataclasses.fields(partial):
+        value = getattr(partial, f.name)
+        if value is not None:
+            given[f.name] = overlay(getattr(base, f.name), value) if dataclasses.is_dataclass(value) else value
+    return dataclasses.replace(base, **given)
+
+
+@dataclass(frozen=True)
+class FrozenOverride:
+    """A partial FrozenCheck."""
+
+    updates: int | None = None
+    duration: Duration | None = None
+    quotes: bool | None = None
+
+
+@dataclass(frozen=True)
+class AdaptiveOverride:
+    """A partial AdaptiveThresholds."""
+
+    enabled: bool | None = None
+    k: float | None = None
+    k_degraded: float | None = None
+    floor: Duration | None = None
+    ceiling: Duration | None = None
+    warmup: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +305,8 @@ class ThresholdOverride:
     degraded: Duration | None = None
     stale: Duration | None = None
     critical: Duration | None = None
+    frozen: FrozenOverride | None = None
+    adaptive: AdaptiveOverride | None = None
 
     def apply(self, base: Thresholds) -> Thresholds:
         return overlay(base, self)
@@ -191,6 +322,33 @@ class Reconnect:
     # A connection that stayed up this long counts as a success and resets the backoff; so does a
     # shorter one that delivered data, at most once per this period (feeds/backoff.py).
     reset_after: Duration = 30.0
+
+
+@dataclass(frozen=True)
+class RestFields:
+    """Generic feeds' REST snapshot: dotted paths into the response (like the generic adapter's)."""
+
+    price: str = ""
+    bid: str = ""
+    ask: str = ""
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """REST fallback: poll the venue's snapshot while the socket is down or a symbol is stale."""
+
+    enabled: bool = False
+    # Base URL of the venue's REST API ("" = the venue's public one); for generic feeds, a URL
+    # template with {symbol} (required there).
+    url: str = ""
+    # Each affected symbol is polled at most once per interval.
+    interval: Duration = 2.0
+    # Requests per second at most, all symbols together (0 = the venue's default: docs).
+    max_requests_per_second: float = 0.0
+    timeout: Duration = 5.0
+    # Generic feeds only: where the price is in the response.
+    fields: RestFields = RestFields()
 
 
 @dataclass(frozen=True)
@@ -227,6 +385,11 @@ class FeedConfig:
     first_print_max_deviation: float = 0.5
     connect_timeout: Duration = 10.0
     reconnect: Reconnect = Reconnect()
+    # Poll the venue's REST snapshot while the socket is down or a symbol is stale (off by default).
+    rest: RestConfig = RestConfig()
+    # Most symbols this feed watches, configured and added at run time together; new symbols
+    # beyond it (trigger files, the watchlist API) are refused and counted.
+    max_symbols: int = DEFAULT_FEED_MAX_SYMBOLS
     # Venue-specific keys, typed by the adapter's ``Options`` dataclass.
     options: Any = NoOptions()
     # Resolved at load time: the global thresholds with the feed override applied.
@@ -266,12 +429,60 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
+class ApiCredentials:
+    """Who may use an authenticated HTTP API: a bearer token and/or an HMAC secret.
+
+    The watchlist's admin API uses it as is; the trading push API's section has the same keys
+    and more (``exporter/trading/config.py``). Both are checked by ``exporter/web/auth.py``.
+    """
+
+    token: str = ""
+    # A file holding the token (Docker/Kubernetes secrets); whitespace around it is ignored.
+    token_file: str | None = None
+    hmac_secret: str = ""
+    hmac_secret_file: str | None = None
+    # A signed request whose timestamp is further than this from our clock is refused (replay).
+    max_skew: Duration = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token or self.hmac_secret)
+
+
+def read_secret_files(api: Any, path: str, errors: list[str]) -> Any:
+    """Resolve ``token_file`` / ``hmac_secret_file`` of an API section into the values."""
+    values = {}
+    for key in ("token", "hmac_secret"):
+        file_path = getattr(api, f"{key}_file")
+        if file_path is None:
+            continue
+        if getattr(api, key):
+            errors.append(f"{path}.{key}_file: give either {key} or {key}_file, not both")
+            continue
+        try:
+            with open(file_path, encoding="utf-8") as fh:
+                secret = fh.read().strip()
+        except OSError as exc:
+            errors.append(f"{path}.{key}_file: cannot read {file_path}: {exc.strerror or exc}")
+            continue
+        if not secret:
+            errors.append(f"{path}.{key}_file: {file_path} is empty")
+            continue
+        values[key] = secret
+    return dataclasses.replace(api, **values) if values else api
+
+
+@dataclass(frozen=True)
 class WatchlistConfig:
-    """Symbols added at run time by dropping trigger files (see docs/configuration.md)."""
+    """Symbols added at run time: trigger files and the admin API (see docs/configuration.md)."""
 
     trigger_dir: str | None = None
     ttl: Duration = 1800.0
     scan_interval: Duration = 5.0
+    # The feed of an immediate_*.json trigger that names none (default: the only market-data feed).
+    default_feed: str | None = None
+    # POST / DELETE /api/v1/watchlist/{feed}/{symbol}; refuses every request until configured.
+    api: ApiCredentials = ApiCredentials()
 
 
 @dataclass(frozen=True)
@@ -296,15 +507,24 @@ class Config:
     http: HTTPConfig = HTTPConfig()
     thresholds: Thresholds = Thresholds()
     feeds: tuple[FeedConfig, ...] = ()
+    # Most symbols over every feed together (see DEFAULT_MAX_SYMBOLS for the arithmetic).
+    max_symbols: int = DEFAULT_MAX_SYMBOLS
     # Session calendars of the user's own, by name (a feed's ``market:`` may name one).
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     watchlist: WatchlistConfig = WatchlistConfig()
+    # This replica's share of the symbols, INDEX/COUNT (exporter/sharding.py); --shard overrides it.
+    shard: str = "0/1"
+    # One instrument on several feeds, priced against each other at scrape time
+    # (feedwatch_instrument_price_deviation_ratio): instrument name -> {feed name: its symbol there}.
+    instruments: dict[str, dict[str, str]] = field(default_factory=dict)
     # Sections built by the component that registers them (``feedwatch.sections`` entry points):
     # ``trading`` by exporter/trading/config.py, kept beside the tracker; ``journal`` by
-    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py.
+    # exporter/journal/config.py; ``recorder`` by exporter/feeds/recorder.py; ``tick_sink`` by
+    # exporter/ticks/config.py.
     trading: Any = field(default=None, metadata={"section": True})
     journal: Any = field(default=None, metadata={"section": True})
     recorder: Any = field(default=None, metadata={"section": True})
+    tick_sink: Any = field(default=None, metadata={"section": True})
 
 
 # --- the generic walker -----------------------------------------------------------------------
@@ -499,28 +719,33 @@ def _suggest(key: str, known: Collection[str], more: Collection[str] = (), other
 
 # --- loading ----------------------------------------------------------------------------------
 
-def load_file(path: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML file; raises ConfigError listing every problem."""
+def load_file(path: str, environ: Mapping[str, str] | None = None, *, shard: str | None = None) -> Config:
+    """Read and validate a YAML file; raises ConfigError listing every problem.
+
+    ``shard`` (``--shard``) overrides the file's ``shard:`` before the checks that depend on it
+    (the symbol caps count this shard's share)."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigError([f"{path}: {exc.strerror or exc}"]) from exc
-    return load_text(text, environ, source=path)
+    return load_text(text, environ, source=path, shard=shard)
 
 
-def load_text(text: str, environ: Mapping[str, str] | None = None, source: str = "<config>") -> Config:
+def load_text(text: str, environ: Mapping[str, str] | None = None, source: str = "<config>", *,
+              shard: str | None = None) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"{source}:{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
-    return load_data(data if data is not None else {}, environ)
+    return load_data(data if data is not None else {}, environ, shard=shard)
 
 
-def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML (a dict); raises ConfigError listing every problem."""
+def load_data(data: Any, environ: Mapping[str, str] | None = None, *, shard: str | None = None) -> Config:
+    """Validate already-parsed YAML (a dict); raises ConfigError listing every problem.
+    ``shard``: as for ``load_file``."""
     environ = os.environ if environ is None else environ
     errors: list[str] = []
     if not isinstance(data, dict):
@@ -531,6 +756,8 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
     config = build_dataclass(Config, top, "", errors, environ, skip=frozenset({"feeds", *sections}))
     if config is None:
         config = Config()
+    if shard is not None:
+        config = dataclasses.replace(config, shard=shard.strip())
     config.thresholds.validate("thresholds", errors)
     custom = market_calendars(config.markets, errors)
 
@@ -539,6 +766,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         errors.append(f"feeds: expected a list, got {_describe(feeds_raw)}")
         feeds_raw = []
     seen: dict[str, int] = {}
+    positions: list[int] = []   # each built feed's index in the file, for key paths
     for i, raw in enumerate(feeds_raw):
         feed = _build_feed(raw, f"feeds[{i}]", config.thresholds, custom, errors, environ)
         if feed is None:
@@ -547,6 +775,7 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
             errors.append(f"feeds[{i}].name: duplicate feed name {feed.name!r} (also feeds[{seen[feed.name]}])")
         seen[feed.name] = i
         feeds.append(feed)
+        positions.append(i)
 
     built: dict[str, Any] = {}
     for name in sections:
@@ -564,10 +793,26 @@ def load_data(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         # required, e.g. by a feed kind) and the built feeds.
         built[name] = build_section(data.get(name), name, errors, environ, tuple(feeds))
 
+    watchlist = config.watchlist
+    config = dataclasses.replace(config, watchlist=dataclasses.replace(
+        watchlist, api=read_secret_files(watchlist.api, "watchlist.api", errors)))
+    if watchlist.ttl <= 0:
+        errors.append("watchlist.ttl: must be positive")
+    if watchlist.scan_interval <= 0:
+        errors.append("watchlist.scan_interval: must be positive")
+    if watchlist.default_feed is not None and watchlist.default_feed not in seen:
+        errors.append(f"watchlist.default_feed: no feed named {watchlist.default_feed!r} "
+                      f"(feeds: {', '.join(seen) or 'none'})")
+    check_instruments(config.instruments, feeds, errors)
+    check_symbol_caps(config, list(zip(positions, feeds)), errors)
     if not _parse_listen(config.listen):
         errors.append(f"listen: expected host:port like ':10119' or '127.0.0.1:10119', got {config.listen!r}")
     if not config.telemetry_path.startswith("/"):
         errors.append(f"telemetry_path: must start with '/', got {config.telemetry_path!r}")
+    try:
+        Shard.parse(config.shard)
+    except ValueError as exc:
+        errors.append(f"shard: {exc}")
     if config.http.max_connections < 8:
         errors.append(f"http.max_connections: must be at least 8, got {config.http.max_connections}")
     for key in ("header_timeout", "idle_timeout", "body_timeout"):
@@ -617,10 +862,14 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             errors.append(f"{path}.symbol_thresholds.{symbol}: {symbol!r} is not in {path}.symbols")
         elif override is not None:
             override.apply(resolved).validate(f"{path}.symbol_thresholds.{symbol}", errors)
+            if override.frozen is not None and override.frozen.quotes is not None:
+                errors.append(f"{path}.symbol_thresholds.{symbol}.frozen.quotes: set per feed only "
+                              f"({path}.thresholds.frozen.quotes), not per symbol")
     seen: set[str] = set()
     for j, symbol in enumerate(feed.symbols):
-        if not symbol:
-            errors.append(f"{path}.symbols[{j}]: empty symbol")
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            errors.append(f"{path}.symbols[{j}]: {problem}")
         elif symbol in seen:
             errors.append(f"{path}.symbols[{j}]: duplicate symbol {symbol!r}")
         seen.add(symbol)
@@ -631,6 +880,29 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
             known = ", ".join(sorted({*markets.CALENDARS, *custom}))
             errors.append(f"{path}.market: unknown market {feed.market!r} (known: {known}; "
                           f"or define it under markets:)")
+    rest = feed.rest
+    if rest.enabled:
+        if rest.interval <= 0:
+            errors.append(f"{path}.rest.interval: must be positive")
+        if rest.timeout <= 0:
+            errors.append(f"{path}.rest.timeout: must be positive")
+        if rest.max_requests_per_second < 0 or not math.isfinite(rest.max_requests_per_second):
+            errors.append(f"{path}.rest.max_requests_per_second: must be 0 (the venue's default) or positive")
+        if kind == "generic":
+            if "{symbol}" not in rest.url:
+                errors.append(f"{path}.rest.url: a generic feed's REST fallback needs a URL template with "
+                              f"{{symbol}}, like https://example.com/ticker/{{symbol}}")
+            if not (rest.fields.price or rest.fields.bid or rest.fields.ask):
+                errors.append(f"{path}.rest.fields: give price, or bid and ask: the dotted paths to the "
+                              f"price in the response")
+        elif kind not in REST_KINDS:
+            errors.append(f"{path}.rest.enabled: no REST fallback for kind {kind!r} "
+                          f"(available for: {', '.join(REST_KINDS)}, generic)")
+    elif rest.fields != RestFields() and kind != "generic":
+        errors.append(f"{path}.rest.fields: only generic feeds take field paths")
+    if feed.max_symbols < 1:
+        errors.append(f"{path}.max_symbols: must be at least 1, got {feed.max_symbols}")
+    # (Its symbols against max_symbols: in check_symbol_caps, which knows the shard.)
     if not 0 < feed.first_print_max_deviation:
         errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
     feed = dataclasses.replace(feed, options=options, resolved_thresholds=resolved,
@@ -640,6 +912,65 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
         for problem in check(feed):  # venue rules: "channels[2]: ..." relative to the feed
             errors.append(f"{path}.{problem}")
     return feed
+
+
+def check_symbol_caps(config: Config, feeds: Collection[tuple[int, FeedConfig]], errors: list[str]) -> None:
+    """Each feed's symbols against its ``max_symbols``, all of them against the top-level one.
+
+    Sharded (``shard:``, or ``--shard`` through ``load_file``), only the symbols this shard owns
+    count: the caps bound one process, and each replica watches its share of the file.
+    """
+    try:
+        shard = Shard.parse(config.shard).bound(config) if config.shard != "0/1" else Shard()
+    except ValueError:
+        return  # the shard's own error is reported; counting needs it
+    where = f" on shard {shard}" if shard.sharded else ""
+    total = 0
+    for i, feed in feeds:
+        count = len(feed.symbols) if not shard.sharded else sum(shard.owns(feed.name, s) for s in feed.symbols)
+        total += count
+        if feed.max_symbols >= 1 and count > feed.max_symbols:
+            errors.append(f"feeds[{i}].symbols: {count} symbols{where}, more than feeds[{i}].max_symbols "
+                          f"({feed.max_symbols}); raise max_symbols if your Prometheus can hold the series "
+                          f"(docs/configuration.md#max_symbols), or split the list over several feeds"
+                          f"{' or shards' if shard.sharded else ''}")
+    if config.max_symbols < 1:
+        errors.append(f"max_symbols: must be at least 1, got {config.max_symbols}")
+    elif total > config.max_symbols:
+        errors.append(f"max_symbols: the feeds list {total} symbols together{where}, more than max_symbols "
+                      f"({config.max_symbols}); raise it if your Prometheus can hold the series "
+                      f"(docs/configuration.md#max_symbols){', or run more shards' if shard.sharded else ''}")
+
+
+def check_instruments(instruments: Mapping[str, Mapping[str, str] | None], feeds: Collection[FeedConfig],
+                      errors: list[str]) -> None:
+    """``instruments:``: each names at least two feeds, each with one of that feed's symbols, and a
+    (feed, symbol) belongs to one instrument at most (else its deviation would be ambiguous)."""
+    by_name = {feed.name: feed for feed in feeds}
+    owner: dict[tuple[str, str], str] = {}
+    for name, members in instruments.items():
+        path = f"instruments.{name}"
+        if not name or not name.strip():
+            errors.append(f"{path}: an instrument needs a name")
+        if members is None:
+            continue  # its error is recorded already
+        if len(members) < 2:
+            errors.append(f"{path}: name at least two feeds (feed: symbol) to compare, got {len(members)}")
+        for feed_name, symbol in members.items():
+            where = f"{path}.{feed_name}"
+            feed = by_name.get(feed_name)
+            if feed is None:
+                known = ", ".join(sorted(by_name)) or "none"
+                errors.append(f"{where}: no feed named {feed_name!r} (feeds: {known})")
+                continue
+            if symbol is None:
+                continue
+            if symbol not in feed.symbols:
+                errors.append(f"{where}: {symbol!r} is not in the symbols of feed {feed_name!r}")
+                continue
+            first = owner.setdefault((feed_name, symbol), name)
+            if first != name:
+                errors.append(f"{where}: {symbol!r} on {feed_name!r} already belongs to instrument {first!r}")
 
 
 def market_calendars(configured: Mapping[str, MarketConfig], errors: list[str]) -> dict[str, markets.Calendar]:

@@ -85,7 +85,7 @@ class Monitor:
         self.config = config
         self.clock = clock or SystemClock()
         now = self.clock.time()
-        self.book = Book(config.feeds, now)
+        self.book = Book(config.feeds, now, max_symbols=config.max_symbols)
         self.tracker = attach(config, now)
         self._lock = threading.RLock()
         book_collector = BookCollector(self.book)
@@ -99,13 +99,15 @@ class Monitor:
     def update_price(self, feed: str, symbol: str, price: float, ts: float | None = None) -> bool:
         """Record a price the bot received (``ts``: the exchange's timestamp, any Unix unit).
 
-        A symbol not seen before is added to the feed. False when the price is refused (not a
-        positive finite number); the refusal is counted like the exporter's.
+        A symbol not seen before is added to the feed, within the same guards as the exporter's
+        run-time symbols (a wildcard-looking name or one past ``max_symbols`` is refused and
+        counted in ``feedwatch_feed_symbols_refused_total``). False when the price or the symbol
+        is refused (not a positive finite number); the refusal is counted like the exporter's.
         """
         with self._lock:
             book = self._feed(feed)
-            if symbol not in book.symbols:
-                book.add_symbol(symbol, self.clock.time())
+            if symbol not in book.symbols and not book.admit([symbol], self.clock.time())[0]:
+                return False  # not a symbol name, or past max_symbols: counted in book.refused
             # Treated like a quote mid: the bot's own prices skip the garbage-first-print guard.
             return book.record(symbol, price, ts or 0, self.clock.time(), quote=True)
 
@@ -122,8 +124,8 @@ class Monitor:
             return status.symbol_view(book, state, self.clock.time(), max_staleness)
 
     def is_fresh(self, feed: str, symbol: str, max_staleness: float | None = None) -> bool:
-        """"Is this price fresh enough to act on?": there is a price, it is healthy, and no older
-        than ``max_staleness`` seconds when given. An unknown symbol is not fresh."""
+        """"Is this price fresh enough to act on?": there is a price, it is healthy, not frozen,
+        and no older than ``max_staleness`` seconds when given. An unknown symbol is not fresh."""
         try:
             view = self.check(feed, symbol, max_staleness)
         except KeyError:

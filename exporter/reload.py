@@ -8,8 +8,8 @@ Alertmanager do; one reload runs at a time, a second request waits for the first
 
 All or nothing. A file that does not load (bad YAML, an unknown key, an unset variable: every
 problem with its key path), or a change only a restart can make (``restart_only``: the listen
-address and the metrics path, which the HTTP server was bound with; the apply step adds its
-own, such as the trading state file), changes nothing: the running configuration stays, each
+address and the metrics path, which the HTTP server was bound with, and the ``shard``; the apply
+step adds its own, such as the trading state file), changes nothing: the running configuration stays, each
 problem is logged on its own line, and ``feedwatch_config_last_reload_successful`` reads 0 until
 a reload succeeds. The apply step (``Service.apply``) keeps the state of whatever did not
 change; ``feed_changes`` sorts the feeds into what it must do with each:
@@ -74,9 +74,10 @@ def feed_changes(old: Config, new: Config) -> FeedChanges:
 
 
 def restart_only(old: Config, new: Config) -> list[str]:
-    """Top-level keys the running process cannot change: the HTTP server is bound with them."""
+    """Top-level keys the running process cannot change: the HTTP server is bound with them, and
+    the shard is the replica's place among the others (a reload is cut to the same share)."""
     problems = []
-    for key in ("listen", "telemetry_path"):
+    for key in ("listen", "telemetry_path", "shard"):
         if getattr(old, key) != getattr(new, key):
             problems.append(f"{key}: changed from {getattr(old, key)!r} to {getattr(new, key)!r}; "
                             f"this takes a restart (the reload changed nothing)")

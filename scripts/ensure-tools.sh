@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Make sure the real binaries the tests talk to are installed: Prometheus (promtool), Alertmanager
 # (amtool), Chromium (status page tests), docker-compose (validates docker-compose.yml), mount
-# (tmpfs for the disk-full test), systemd-analyze (verifies deploy/systemd/feedwatch.service) and
-# the PostgreSQL server (the incident journal's PostgreSQL sink; tests run their own cluster with
-# initdb/postgres from /usr/lib/postgresql/<version>/bin, never the system service).
+# (tmpfs for the disk-full test), systemd-analyze (verifies deploy/systemd/feedwatch.service),
+# VictoriaMetrics (the remote-storage test writes to it), the PostgreSQL server (the incident
+# journal's PostgreSQL sink; tests run their own cluster with initdb/postgres from
+# /usr/lib/postgresql/<version>/bin, never the system service) and clickhouse-server (the tick
+# sink's ClickHouse backend; tests run their own server the same way).
 # `make compose-test` installs its own (docker.io, debootstrap) when it runs.
 # Installs the missing Debian packages when run as root; otherwise says what to install.
 #
@@ -21,9 +23,12 @@ declare -A PACKAGE_FOR=(
   [chromium]=chromium
   [docker-compose]=docker-compose
   [openssl]=openssl          # self-signed certificates for the --web.config.file TLS test
+  [victoria-metrics]=victoria-metrics   # remote_write target of tests/integration/test_remote_storage.py
   [mount]=mount              # a small tmpfs under the trading state file: the disk-full test
   [umount]=mount
   [systemd-analyze]=systemd  # tests/unit/test_systemd.py
+  # The tick sink's ClickHouse backend (18.16 in Debian); tests run their own server, never the service.
+  [clickhouse-server]=clickhouse-server
 )
 
 binaries=("${!PACKAGE_FOR[@]}")

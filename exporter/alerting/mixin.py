@@ -48,6 +48,11 @@ ANY_JOB = {
     # A bot embedding exporter.Monitor exports its positions under its own job.
     "account_symbol:feedwatch_trading_position:stale_price_held": {"feedwatch_trading_position", "up"},
 }
+# The same exception in the dashboards, by (dashboard uid, panel title): (series names). The panel
+# that shows what TradingStalePricePosition watches must show the positions it sees.
+ANY_JOB_PANELS = {
+    ("feedwatch-trading-health", "Open positions and their price"): {"feedwatch_trading_position"},
+}
 
 _MATCHER = re.compile(r'\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*'
                       r'(?P<value>"(?:\\.|[^"\\])*")\s*')
@@ -375,5 +380,6 @@ def _retemplate_job(text: str, rule_texts: list[str], job: str) -> str:
 
 
 def inject_default(expr: str) -> str:
-    """A dashboard query with the default selector on every feedwatch series (grafana/generate.py)."""
-    return promql.inject(expr, DEFAULT_SELECTOR, promql.is_feedwatch_series)
+    """A dashboard query with the default selector on every feedwatch series (grafana/generate.py);
+    a selector written with ``job=~".+"`` (``ANY_JOB_PANELS``) is left on any job."""
+    return promql.inject(expr, DEFAULT_SELECTOR, promql.is_feedwatch_series, keep=[ANY_JOB_MATCHER])

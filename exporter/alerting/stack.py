@@ -263,15 +263,17 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def _spawn(name: str, args: list[str], url: str, log_path: Path) -> Process:
+def _spawn(name: str, args: list[str], url: str, log_path: Path, env: Mapping[str, str] | None = None) -> Process:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 preexec_fn=die_with_parent())
+                                 preexec_fn=die_with_parent(), env={**os.environ, **env} if env else None)
     return Process(name, popen, url, log_path)
 
 
-def start_prometheus(config: dict[str, Any], workdir: Path, port: int) -> Process:
+def start_prometheus(config: dict[str, Any], workdir: Path, port: int, extra_args: tuple[str, ...] = (),
+                     env: Mapping[str, str] | None = None) -> Process:
+    """Prometheus with ``config`` written to workdir; ``env`` adds to its environment."""
     binary = find_binary(PROMETHEUS_BINARIES)
     if binary is None:
         raise FileNotFoundError(f"prometheus is not installed ({INSTALL_HINT})")
@@ -287,12 +289,16 @@ def start_prometheus(config: dict[str, Any], workdir: Path, port: int) -> Proces
         # dropped until the next resend, 1 minute by default; 2s keeps the demo and tests prompt.
         # Firing alerts stay valid for 4 resends (8s) in Alertmanager, ample for a 1s evaluation.
         "--rules.alert.resend-delay=2s",
-    ], url, workdir / "prometheus.log")
+        *extra_args,
+    ], url, workdir / "prometheus.log", env)
 
 
 def start_alertmanager(config: dict[str, Any] | Path, workdir: Path, port: int,
-                       extra_args: tuple[str, ...] = ()) -> Process:
-    """Alertmanager with ``config`` (a parsed config, written to workdir, or a file used as is)."""
+                       extra_args: tuple[str, ...] = (), cluster: tuple[str, ...] | None = None) -> Process:
+    """Alertmanager with ``config`` (a parsed config, written to workdir, or a file used as is).
+
+    ``cluster``: the ``--cluster.*`` flags of a member of an HA cluster; None runs it alone.
+    """
     binary = find_binary(ALERTMANAGER_BINARIES)
     if binary is None:
         raise FileNotFoundError(f"prometheus-alertmanager is not installed ({INSTALL_HINT})")
@@ -306,8 +312,8 @@ def start_alertmanager(config: dict[str, Any] | Path, workdir: Path, port: int,
     return _spawn("alertmanager", [
         binary, f"--config.file={path}", f"--storage.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
-        # No clustering: it would bind 0.0.0.0:9094 and gossip with nobody.
-        "--cluster.listen-address=",
+        # Alone, no clustering: it would bind 0.0.0.0:9094 and gossip with nobody.
+        *(cluster if cluster is not None else ("--cluster.listen-address=",)),
         *extra_args,
     ], url, workdir / "alertmanager.log")
 
@@ -322,9 +328,28 @@ def is_ready(process: Process) -> bool:
                          f"{process.log_errors()}")
     try:
         with urllib.request.urlopen(f"{process.url}/-/ready", timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
+            if resp.status != 200:
+                return False
+        return _answers_as(process)
+    except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def _answers_as(process: Process) -> bool:
+    """Whether the Prometheus answering at the process's URL runs its ``--config.file``.
+
+    A port chosen free (the demo prefers 9090) can be taken by another Prometheus on the machine
+    while ours fails at start; its "ready" is not ours. Alertmanager's API names no config file:
+    it is taken at its word.
+    """
+    import urllib.request
+
+    args = process.popen.args if isinstance(process.popen.args, (list, tuple)) else []
+    ours = next((str(a).split("=", 1)[1] for a in args if str(a).startswith("--config.file=")), None)
+    if process.name != "prometheus" or ours is None:
+        return True
+    with urllib.request.urlopen(f"{process.url}/api/v1/status/flags", timeout=1) as resp:
+        return json.load(resp).get("data", {}).get("config.file") == ours
 
 
 # --- the webhook receiver -----------------------------------------------------------------------

@@ -12,12 +12,16 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from exporter.commands.logformat import FORMATS, LEVELS, JsonFormatter, LogfmtFormatter, setup_logging
 
-__all__ = ["FORMATS", "LEVELS", "JsonFormatter", "LogfmtFormatter", "common_flags", "report_problems",
-           "setup_logging", "stop_event"]
+__all__ = ["FORMATS", "LEVELS", "NOT_WRITTEN", "JsonFormatter", "LogfmtFormatter", "common_flags",
+           "report_problems", "setup_logging", "stop_event", "write_files"]
+
+# Exit status of a command that wrote nothing or not everything (files in the way, a write error).
+NOT_WRITTEN = 1
 
 
 def common_flags() -> argparse.ArgumentParser:
@@ -30,6 +34,29 @@ def common_flags() -> argparse.ArgumentParser:
                        help="output format of log messages: logfmt or json, one line per message with its "
                             "context as fields (default: logfmt)")
     return parent
+
+
+def write_files(prog: str, where: Path, files: Sequence[tuple[Path, bytes | str]], force: bool
+                ) -> tuple[int, list[Path]]:
+    """Write ``files`` (destination, content; text as UTF-8) below ``where``, the way ``feedwatch
+    init`` and ``feedwatch mixin`` do: if any destination exists and ``force`` is not given, list
+    them and write nothing; a write that fails names the file and stops. Both are said on stderr
+    and return ``NOT_WRITTEN``. Returns (exit status, the destinations that existed)."""
+    existing = [dest for dest, _ in files if dest.exists() or dest.is_symlink()]
+    if existing and not force:
+        print(f"{prog}: {len(existing)} file(s) already exist in {where}; nothing written "
+              "(--force overwrites them):", file=sys.stderr)
+        for dest in existing:
+            print(f"  {dest}", file=sys.stderr)
+        return NOT_WRITTEN, existing
+    try:
+        for dest, content in files:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    except OSError as exc:
+        print(f"{prog}: cannot write {exc.filename or where}: {exc.strerror or exc}", file=sys.stderr)
+        return NOT_WRITTEN, existing
+    return 0, existing
 
 
 def report_problems(heading: str, errors: Sequence[str]) -> None:

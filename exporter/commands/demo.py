@@ -33,7 +33,7 @@ from typing import Any, Callable, Protocol, TextIO
 from exporter import resources
 from exporter.alerting.stack import AlertingDemo, StackError
 from exporter.commands import common_flags, stop_event
-from exporter.config import ConfigError, load_file
+from exporter.config import ConfigError
 from exporter.simulator import trading as trading_demo
 from exporter.simulator.timeline import Step, Timeline
 
@@ -106,10 +106,10 @@ class ExporterComponent:
         self.exporter = None
 
     async def start(self, ctx: DemoContext) -> None:
-        from exporter.commands.run import Exporter, apply_web_flags
+        from exporter.commands.run import Exporter, load_config
 
         environ = {**os.environ, "DEMO_FEED_URL": ctx.sim.ws_url, **ctx.extras.get("environ", {})}
-        ctx.config = apply_web_flags(load_file(ctx.args.config_file, environ), ctx.args)
+        ctx.config = load_config(ctx.args, environ)
         self.exporter = ctx.exporter = Exporter(ctx.config)
         await self.exporter.start()
         base = self.exporter.base_url

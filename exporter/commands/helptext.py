@@ -46,10 +46,11 @@ def simulate_epilog() -> str:
         venues.append((name, line))
         if names:
             scenarios.append((name, ", ".join(names)))
-    faults = [(f"{name}:SYMBOL" if name == "stall" else name, text) for name, text in base.FAULT_HELP.items()]
+    faults = [(name + (":SYMBOL" if name in base.SYMBOL_FAULTS else "")
+               + ("[:VALUE]" if name in base.FAULT_VALUES else ""), text) for name, text in base.FAULT_HELP.items()]
     parts = [
         table("venues (--venue; the feedwatch.dialects entry points, plugins included)", venues),
-        table("faults (--fault NAME[:SYMBOL], or POST /faults/NAME on the control URL)", faults),
+        table("faults (--fault NAME[:SYMBOL][:VALUE], or POST /faults/NAME?symbol=S&value=V on the control URL)", faults),
         table("scenarios (--scenario NAME[:ACCOUNT], or POST /scenarios/NAME), by venue",
               scenarios or [("(none)", "no installed venue has scripted scenarios")]),
     ]

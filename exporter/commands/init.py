@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from exporter import resources
-from exporter.commands import common_flags
+from exporter.commands import common_flags, write_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,20 +46,9 @@ def planned(directory: Path) -> list[tuple[Path, bytes]]:
 def main(args: argparse.Namespace) -> int:
     prog = "feedwatch init"
     files = planned(args.directory)
-    existing = [dest for dest, _ in files if dest.exists() or dest.is_symlink()]
-    if existing and not args.force:
-        print(f"{prog}: {len(existing)} file(s) already exist in {args.directory}; nothing written "
-              "(--force overwrites them):", file=sys.stderr)
-        for dest in existing:
-            print(f"  {dest}", file=sys.stderr)
-        return 1
-    try:
-        for dest, content in files:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(content)
-    except OSError as exc:
-        print(f"{prog}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 1
+    status, existing = write_files(prog, args.directory, files, args.force)
+    if status:
+        return status
     for resource in resources.ALL:
         count = sum(1 for dest, _ in files if dest.is_relative_to(args.directory / resource.layout))
         print(f"{prog}: {args.directory / resource.layout}/ ({count} files)", file=sys.stderr)

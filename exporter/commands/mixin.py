@@ -27,7 +27,7 @@ from pathlib import Path
 
 from exporter import resources
 from exporter.alerting import mixin, prometheusrule
-from exporter.commands import common_flags
+from exporter.commands import common_flags, write_files
 
 
 def _thresholds_help() -> str:
@@ -118,20 +118,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     files, refused = planned(config, args.out)
-    existing = [dest for dest, _ in files if dest.exists() or dest.is_symlink()]
-    if existing and not args.force:
-        print(f"{prog}: {len(existing)} file(s) already exist in {args.out}; nothing written "
-              "(--force overwrites them):", file=sys.stderr)
-        for dest in existing:
-            print(f"  {dest}", file=sys.stderr)
-        return 1
-    try:
-        for dest, text in files:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        print(f"{prog}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 1
+    status, _ = write_files(prog, args.out, files, args.force)
+    if status:
+        return status
     print(f"{prog}: wrote {len(files)} files to {args.out} for {config.selector_text}, runbooks at "
           f"{config.runbook_base}" + (f", thresholds {config.changed_thresholds}" if config.changed_thresholds else ""),
           file=sys.stderr)

@@ -15,6 +15,8 @@ Flags follow the Prometheus exporter conventions::
     --web.config.file          exporter-toolkit web config: TLS, basic auth, headers, rate limit
                                (exporter/web/webconfig.py); re-read while running, so certificates
                                rotate without a restart (exporter/web/webaccess.py)
+    --shard INDEX/COUNT        overrides the config's `shard`: watch this replica's share only
+                               (exporter/sharding.py, docs/scaling.md)
     --reset-trading-state      replace a missing or damaged trading state file with an empty one
                                (moved aside, never deleted); a sound file is kept
     --log.level, --log.format  see exporter/commands/__init__.py
@@ -41,6 +43,7 @@ from exporter.commands import common_flags, report_problems, stop_event
 from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import Config, ConfigError, listen_address, load_file
 from exporter.reload import Reloader, restart_only
+from exporter.sharding import Shard
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_web_flags(parser)
     parser.add_argument("-c", "--config.file", dest="config_file", required=True, metavar="FILE",
                         help="the YAML configuration file (required; docs/configuration.md)")
+    parser.add_argument("--shard", dest="shard", default=None, metavar="INDEX/COUNT",
+                        help="run as shard INDEX of COUNT replicas (0-based, e.g. 1/3): watch only the symbols "
+                             "this shard owns (default: the config's shard, '0/1'; docs/scaling.md)")
     parser.add_argument("--reset-trading-state", dest="reset_trading_state", action="store_true",
                         help="if the trading state file is missing or damaged, move it aside and start with "
                              "empty trading state instead of refusing to start (a sound file is kept)")
@@ -78,7 +84,27 @@ def apply_web_flags(config: Config, args: argparse.Namespace) -> Config:
         if not args.telemetry_path.startswith("/"):
             raise ValueError(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")
         changes["telemetry_path"] = args.telemetry_path
+    shard = shard_flag(args)
+    if shard:
+        changes["shard"] = shard
     return dataclasses.replace(config, **changes) if changes else config
+
+
+def shard_flag(args: argparse.Namespace) -> str | None:
+    """``--shard``, checked (ValueError naming the flag); None when not given."""
+    shard = getattr(args, "shard", None)
+    if not shard:
+        return None
+    try:
+        Shard.parse(shard)
+    except ValueError as exc:
+        raise ValueError(f"--shard: {exc}") from None
+    return shard.strip()
+
+
+def load_config(args: argparse.Namespace, environ=None) -> Config:
+    """The file with the command line's overrides; the symbol caps count the --shard's share."""
+    return apply_web_flags(load_file(args.config_file, environ, shard=shard_flag(args)), args)
 
 
 class _EarlyHangup:
@@ -96,7 +122,7 @@ class _EarlyHangup:
 def main(args: argparse.Namespace) -> int:
     early = _EarlyHangup()
     try:
-        config = apply_web_flags(load_file(args.config_file), args)
+        config = load_config(args)
         web_access = load_web_config(args.web_config_file)
     except ConfigError as exc:
         report_problems(f"feedwatch: invalid configuration ({len(exc.errors)} problem(s)):", exc.errors)
@@ -104,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedwatch: {exc}", file=sys.stderr)
         return 1
-    load = lambda: apply_web_flags(load_file(args.config_file), args)  # noqa: E731 (what a reload re-reads)
+    load = lambda: load_config(args)  # noqa: E731 (what a reload re-reads)
     return asyncio.run(serve(config, web_access, load=load, source=args.config_file, early=early,
                              reset_trading_state=args.reset_trading_state))
 
@@ -130,11 +156,12 @@ class Exporter:
         from exporter.clock import SystemClock
         from exporter.service import Service
 
-        self.config = config
+        self.shard = Shard.parse(config.shard)
         self.web_access = web_access   # a web.webaccess.WebAccess, or None
         self.reset_trading_state = reset_trading_state
         self.clock = clock or SystemClock()
-        self.service = Service(config, self.clock)
+        self.service = Service(config, self.clock, shard=self.shard)
+        self.config = self.service.config  # this shard's share of it
         self.reloader = Reloader(load, self.apply, self.clock, source) if load is not None else None
         self.port = 0
         self.scheme = "https" if web_access is not None and web_access.ssl_context is not None else "http"
@@ -162,7 +189,7 @@ class Exporter:
             reloader = self.reloader
             app = self.app = create_app(
                 self.service.book, self.config, self.clock, registry=REGISTRY, service=self.service,
-                renderers=(reloader.render,) if reloader is not None else (),
+                renderers=(self.shard.render, *((reloader.render,) if reloader is not None else ())),
                 reload=self.reload if reloader is not None else None)
             ssl_context = None
             if self.web_access is not None:
@@ -193,17 +220,21 @@ class Exporter:
         return problems
 
     async def apply(self, config: Config) -> list[str]:
-        """Put a loaded configuration into effect, whole, or return why not (nothing changed)."""
+        """Put a loaded configuration into effect, whole, or return why not (nothing changed).
+
+        Sharded, the file is cut to this replica's share exactly as at the start (the shard
+        itself is one of the things only a restart changes).
+        """
         problems = restart_only(self.config, config) + self.service.check(config)
         if problems:
             return problems
         await self.service.apply(config)
-        self.config = config
+        self.config = self.service.config  # this shard's share of it
         if self.app is not None:
             from exporter.web.app import RELOAD_HOOKS
 
             for hook in self.app[RELOAD_HOOKS]:
-                hook(config)
+                hook(self.config)
         return []
 
     async def stop(self) -> None:
@@ -222,7 +253,11 @@ async def serve(config: Config, web_access=None, *, reset_trading_state: bool = 
     from exporter.trading.store import StateFileError
 
     stopping = stop_event()
-    exporter = Exporter(config, web_access, reset_trading_state=reset_trading_state, load=load, source=source)
+    try:
+        exporter = Exporter(config, web_access, reset_trading_state=reset_trading_state, load=load, source=source)
+    except ValueError as exc:  # a setting that depends on several sections (tick_sink.path: nowhere to write)
+        log.error("refusing to start: %s", exc)
+        return 1
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def reload_on_sighup() -> None:

@@ -67,9 +67,9 @@ def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ping-interval", type=float, default=None, metavar="SECONDS",
                         help="send WebSocket pings this often and drop clients that do not answer "
                              "(default: the venue's habit)")
-    parser.add_argument("--fault", action="append", default=[], metavar="NAME[:SYMBOL]",
-                        help="a fault active from the start, e.g. stall:AAPL, garbage (repeatable; "
-                             "the faults are listed below; default: none)")
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME[:SYMBOL][:VALUE]",
+                        help="a fault active from the start, e.g. stall:AAPL, skew:BTCUSDT:1.02, garbage "
+                             "(repeatable; the faults are listed below; default: none)")
     parser.add_argument("--replay", metavar="FILE", default=None,
                         help="play a frame recording (.fwrec.gz) with its original timing instead of random "
                              "ticks (default: none, random ticks)")

@@ -114,6 +114,16 @@ class AggTrade(msgspec.Struct, gc=False):
     seq: int = msgspec.field(name="a")       # aggregate trade id, contiguous per symbol
 
 
+# With a tick sink (``FeedBook.tape``) trades are decoded with their quantity, as sent (a quoted
+# decimal; cleaned by the sink, so a bad one never costs the price); without one, not at all.
+class SizedTrade(Trade):
+    size: Any = msgspec.field(name="q", default=None)
+
+
+class SizedAggTrade(AggTrade):
+    size: Any = msgspec.field(name="q", default=None)
+
+
 class BookTicker(msgspec.Struct, gc=False):
     is_quote: ClassVar[bool] = True
     symbol: str = msgspec.field(name="s")
@@ -135,13 +145,25 @@ class _BookTickerFrame(msgspec.Struct, gc=False):
     data: BookTicker
 
 
+class _SizedTradeFrame(msgspec.Struct, gc=False):
+    data: SizedTrade
+
+
+class _SizedAggTradeFrame(msgspec.Struct, gc=False):
+    data: SizedAggTrade
+
+
 # The character after the stream name's "@" picks the decoder: indexing a str frame gives a
 # one-character str, a bytes frame an int, so both are keys (no slice allocated per frame).
 # strict=False lets msgspec read Binance's quoted decimals ("0.001") as floats.
 _FAST: dict[Any, msgspec.json.Decoder] = {}
-for _key, _frame in (("t", _TradeFrame), ("a", _AggTradeFrame), ("b", _BookTickerFrame)):
+_FAST_SIZED: dict[Any, msgspec.json.Decoder] = {}   # with a tick sink: trades with their quantity
+for _key, _frame, _sized in (("t", _TradeFrame, _SizedTradeFrame), ("a", _AggTradeFrame, _SizedAggTradeFrame),
+                             ("b", _BookTickerFrame, _BookTickerFrame)):
     _FAST[_key] = _FAST[ord(_key)] = msgspec.json.Decoder(_frame, strict=False)
+    _FAST_SIZED[_key] = _FAST_SIZED[ord(_key)] = msgspec.json.Decoder(_sized, strict=False)
 _PAYLOAD_TYPES = {"trade": Trade, "aggTrade": AggTrade}
+_SIZED_PAYLOAD_TYPES = {"trade": SizedTrade, "aggTrade": SizedAggTrade}
 _encode = msgspec.json.encode
 
 
@@ -177,8 +199,15 @@ class BinanceAdapter(Adapter):
         self._wanted: dict[str, str] = {}
         self._audit_retries = 0
         # Only one id space is checked for gaps (see the module docstring).
-        self._sequenced: type | None = (Trade if "trade" in self.streams
-                                        else AggTrade if "aggTrade" in self.streams else None)
+        # With a tick sink (its tape is on the book before adapters are built: Service, and
+        # Book.add_feed for feeds added later), trades are decoded with their quantity. Chosen
+        # once here: a test per single-event frame measured ~0.4 % of its instructions.
+        sized = getattr(feed, "tape", None) is not None
+        self._fast = _FAST_SIZED if sized else _FAST
+        self._payload_types = _SIZED_PAYLOAD_TYPES if sized else _PAYLOAD_TYPES
+        self._sequenced: type | None = ((SizedTrade if sized else Trade) if "trade" in self.streams
+                                        else (SizedAggTrade if sized else AggTrade) if "aggTrade" in self.streams
+                                        else None)
         # Bound once for the hot path. (`feedwatch check-config` builds adapters without a book,
         # only to ask their capacity: hence the defaults.)
         self._symbols = getattr(feed, "symbols", {})
@@ -236,7 +265,7 @@ class BinanceAdapter(Adapter):
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
         at = data.find(b"@" if data.__class__ is bytes else "@")  # type: ignore[arg-type]
         try:
-            decoder = _FAST.get(data[at + 1])  # no "@" (at = -1): data[0], "{", is no key
+            decoder = self._fast.get(data[at + 1])  # no "@" (at = -1): data[0], "{", is no key
         except IndexError:
             decoder = None
         if decoder is None:
@@ -294,7 +323,7 @@ class BinanceAdapter(Adapter):
         if event == "serverShutdown":
             self.feed.messages["status"] += 1
             return (Close("server_shutdown", "Binance announced a server shutdown (serverShutdown event)"),)
-        item_type = _PAYLOAD_TYPES.get(event) if event else (
+        item_type = self._payload_types.get(event) if event else (
             BookTicker if "b" in payload and "a" in payload else None)
         if item_type is None:
             self.feed.messages["other"] += 1

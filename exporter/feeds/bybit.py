@@ -41,7 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 from urllib.parse import urlsplit
 
 import msgspec
@@ -81,6 +81,12 @@ class Trade(msgspec.Struct, gc=False):
     ts: int = msgspec.field(name="T")       # fill time (ms)
 
 
+class SizedTrade(Trade):
+    """A trade with its quantity (a quoted decimal, as sent; cleaned by the sink), decoded only
+    when the feed has a tick sink (``FeedBook.tape``)."""
+    size: Any = msgspec.field(name="v", default=None)
+
+
 class _TickerData(msgspec.Struct, gc=False):
     # Strings: Bybit sends "" for an empty book side, which is "no value", not an error.
     symbol: str
@@ -118,6 +124,7 @@ class _Last(msgspec.Struct, gc=False):
 _envelope = msgspec.json.Decoder(_Envelope)
 # strict=False reads Bybit's quoted decimals ("16578.50") as floats.
 _trades = msgspec.json.Decoder(list[Trade], strict=False)
+_sized_trades = msgspec.json.Decoder(list[SizedTrade], strict=False)
 _ticker = msgspec.json.Decoder(_TickerData)
 _encode = msgspec.json.encode
 
@@ -197,7 +204,7 @@ class BybitAdapter(Adapter):
         topic = envelope.topic
         if topic.startswith("publicTrade."):
             try:
-                trades = _trades.decode(envelope.data)
+                trades = (_trades if self.feed.tape is None else _sized_trades).decode(envelope.data)
             except DECODE_ERRORS as exc:
                 self.feed.messages["other"] += 1
                 return (Problem("decode", f"malformed publicTrade data ({decode_reason(exc)}): {preview(data)}"),)

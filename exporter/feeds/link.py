@@ -32,6 +32,18 @@ that pings us itself, only when it has gone quiet), and a close with ``heartbeat
 nothing has arrived for ``heartbeat_timeout``. The keeper also asks the shard for a rollover when
 the venue's connection age limit nears.
 
+When the connection is *up* (``feedwatch_feed_up``) is the venue's word, not the socket's: an
+opened socket is counted (``feedwatch_feed_connects_total``; its end is a disconnect with its
+reason) but reads up only once the venue accepted the link (``accepted``): authenticated where
+the venue authenticates (Polygon's ``auth_success``), and then its first subscription
+acknowledged or, before any ack (venues that send none: subscriptions in the URL), its first data
+frame (a frame the adapter read without a status, ack, error or refusal in it). A link without
+symbols is accepted by the venue's authentication success where it authenticates, else (a
+trading bot's stream) by its first frame, heartbeat, ping or pong. A loop of refused logins, or a
+venue that closes each socket right after it opens, never reads up, so FeedDown holds and keeps
+inhibiting the symbol alerts. Until accepted, each data frame takes a short slow path
+(``_accepted_by``); after, one test of a local.
+
 How a link ends is its disconnect reason: a close frame from the venue is ``server_closed`` (its
 code and text go to the log); a TCP connection that ends without one (reset, EOF, a killed venue
 process) is ``network_error``; the reasons we close for are our own (``heartbeat_timeout``,
@@ -46,14 +58,18 @@ frame arrived): such a connection resets the reconnect backoff however short it 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import inspect
 import logging
+import struct
+import termios
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 
 import aiohttp
-from aiohttp import WSMsgType
+from aiohttp import WSCloseCode, WSMsgType
 
 from exporter.feeds.base import (
+    NOTHING,
     Acknowledged,
     Adapter,
     Authenticated,
@@ -155,10 +171,11 @@ class Link:
         self.rx = 0                           # frames/pings/pongs received (liveness)
         self.rx_control = 0                   # of which pings and pongs
         self.venue_acked = False              # the venue confirmed a subscription on this link
+        self.accepted = False                 # the venue accepted the link: up (module docstring)
         self.close_detail = ""                # the venue's close code and text, for the log
         self._updates_at_open = 0             # the shard's symbols' update count when it opened
         self.authenticated = asyncio.Event()
-        self.ready = asyncio.Event()          # authenticated and every requested symbol acked
+        self.ready = asyncio.Event()          # accepted, and every requested symbol acked
         self._rollover_asked = False
         self._control_lock = asyncio.Lock()
         self._next_control = 0.0
@@ -202,6 +219,24 @@ class Link:
         if self.venue_acked or self._shard_updates() > self._updates_at_open:
             return True
         return not self.shard.symbols and self.rx > self.rx_control
+
+    def receive_backlog(self) -> int:
+        """Bytes that arrived on this socket and wait for the reader: what the kernel holds for
+        it (``FIONREAD``) plus the frames aiohttp has read off it and not yet handed over (its
+        reader queue's size: a private attribute, read defensively; 0 if it is ever renamed).
+        Read once a second by the sweep, never per frame."""
+        ws = self.ws
+        if ws is None or ws.closed:
+            return 0
+        waiting = 0
+        sock = ws.get_extra_info("socket")
+        if sock is not None:
+            try:
+                waiting = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+            except (OSError, ValueError):  # closed meanwhile, or not a socket the kernel can answer for
+                waiting = 0
+        queued = getattr(getattr(ws, "_reader", None), "_size", 0)
+        return waiting + (queued if isinstance(queued, int) else 0)
 
     def _shard_updates(self) -> int:
         symbols = self.feed.symbols
@@ -307,10 +342,12 @@ class Link:
     def promote(self, now: float) -> None:
         """Become the shard's primary link: take over the connection bookkeeping."""
         feed = self.feed
-        feed.connected(self.name, now)
+        feed.opened(self.name, now)
         self.primary = True
         feed.connection(self.name).symbols = tuple(self.shard.symbols)
         feed.acknowledge([s for s in self.acked if s in self.shard.symbols], now)
+        if self.accepted:
+            feed.connected(self.name, now)
         self.runner.note_connected(now)
 
     # --- the life of the socket ----------------------------------------------------------------
@@ -347,7 +384,9 @@ class Link:
             if self.ws is not None and self._closer is None:
                 self._closer = asyncio.create_task(self._close_socket())
             if self._closer is not None:
-                await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT + 0.5)
+                # Bounded by the closer's own wait_for; awaited to the end so that how the close
+                # went (close_detail) is known before the shard logs the reconnect.
+                await asyncio.wait({self._closer})
 
     def _mark_down(self) -> None:
         """Count this (primary, opened) link's disconnect once, with its reason (and when: the
@@ -383,7 +422,7 @@ class Link:
         self._updates_at_open = self._shard_updates()
         if self.primary:
             now = self.clock.time()
-            self.feed.connected(self.name, now)
+            self.feed.opened(self.name, now)   # counted; up only once accepted (_accept)
             self.feed.connection(self.name).symbols = tuple(self.shard.symbols)
             self.beat = self.feed.connection(self.name)
             self.runner.note_connected(now)
@@ -427,6 +466,7 @@ class Link:
         ring = self.runner.recording
         record = ring.frames.append if ring is not None else None
         TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+        waiting = True   # not accepted by the venue yet: each frame asks _accepted_by
         while True:
             msg = await receive()
             kind = msg.type
@@ -446,6 +486,8 @@ class Link:
                     self._on_signals(signals, now)
                 else:
                     frame_ok()
+                if waiting:
+                    waiting = not self._accepted_by(signals, now)
                 continue
             if not await self._on_control_frame(msg):
                 return
@@ -458,6 +500,8 @@ class Link:
             self.rx_control += 1
             if self.primary:
                 self.feed.heartbeat(self.name, self.clock.time())
+            if not self.accepted:
+                self._accepted_by(NOTHING, self.clock.time(), control=True)
             self._take_control_slot()
             try:
                 await self.ws.pong(msg.data)  # type: ignore[union-attr]
@@ -469,6 +513,8 @@ class Link:
             self.rx_control += 1
             if self.primary:
                 self.feed.heartbeat(self.name, self.clock.time())
+            if not self.accepted:
+                self._accepted_by(NOTHING, self.clock.time(), control=True)
             return True
         if kind is WSMsgType.CLOSE:
             if self.reason is None:
@@ -506,6 +552,8 @@ class Link:
                 self._spawn(self.send_control([signal.text]))  # type: ignore[attr-defined]
             elif kind is Authenticated:
                 self.authenticated.set()
+                if not self.shard.symbols:
+                    self._accept(now)  # nothing to subscribe: the venue's yes is all there is
             elif kind is AuthFailed:
                 self.feed.error("auth", signal.message)  # type: ignore[attr-defined]
                 self.runner.problems.report(
@@ -535,10 +583,37 @@ class Link:
         self.acked.update(symbols)
         if self.primary:
             self.feed.acknowledge(symbols, now)
+        if symbols and from_venue and self.authenticated.is_set():
+            self._accept(now)
+        self._check_ready()
+
+    def _accepted_by(self, signals: Sequence[Signal], now: float, control: bool = False) -> bool:
+        """Whether this frame (its ``signals``; ``control`` for a ping or pong) shows the venue
+        accepted the link where no acknowledgement has said so yet: a data frame (one that
+        carried no signal: no status, ack, error or refusal) after authentication; for a link
+        without symbols, also the bot's heartbeat, a ping or a pong. Called until it returns
+        True: the slow path."""
+        if self.accepted:
+            return True
+        if not self.live or self.reason is not None:   # live: authenticated, subscribing
+            return False
+        if control or signals:
+            if self.shard.symbols or any(type(signal) is not Heartbeat for signal in signals):
+                return False
+        self._accept(now)
+        return True
+
+    def _accept(self, now: float) -> None:
+        """The venue accepted this link: the connection is up from here (primary links)."""
+        if self.accepted or self.reason is not None:
+            return
+        self.accepted = True
+        if self.primary:
+            self.feed.connected(self.name, now)
         self._check_ready()
 
     def _check_ready(self) -> None:
-        if self.live and self.authenticated.is_set() and self.requested <= self.acked:
+        if self.live and self.accepted and self.requested <= self.acked:
             self.ready.set()
 
     # --- helpers -------------------------------------------------------------------------------
@@ -587,12 +662,37 @@ class Link:
                 pass  # the reader sees the socket go
 
     async def _close_socket(self) -> None:
+        """Close the socket with a handshake, and say so when it fails instead of hiding it.
+
+        A peer that never answers the close (a dead or black-holed venue: the usual end of a
+        ``heartbeat_timeout``) costs nothing, the TCP connection is dropped anyway; it is noted
+        in ``close_detail``, which the shard's reconnect line prints after the reason. Any other
+        failure is unexpected: noted there too and logged once (rate-limited, kind ``close``).
+        """
         ws = self.ws
-        if ws is not None and not ws.closed:
-            try:
-                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
-            except (asyncio.TimeoutError, Exception):
-                pass  # the peer never answered the close: the TCP connection is dropped anyway
+        if ws is None or ws.closed:
+            return
+        error: BaseException | None = None
+        try:
+            # aiohttp gives up on the handshake after its own ws_close (CLOSE_TIMEOUT) and drops
+            # the connection; this bound only guards against a close that hangs before that.
+            await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 0.25)
+        except asyncio.TimeoutError as exc:
+            error = exc
+        except Exception as exc:  # the close path must end the link whatever the transport does
+            error = exc
+        else:
+            if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # aiohttp's word for a failed close
+                error = ws.exception() or asyncio.TimeoutError()
+        if error is None:
+            return
+        if isinstance(error, asyncio.TimeoutError):
+            note = f"close handshake unanswered within {CLOSE_TIMEOUT:g}s"
+        else:
+            note = f"close failed: {error!r}"
+            self.runner.problems.report("close", f"{self.label}: closing the socket failed ({self.reason}): {error!r}",
+                                        connection=self.name, reason=self.reason)
+        self.close_detail = f"{self.close_detail}; {note}" if self.close_detail else note
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

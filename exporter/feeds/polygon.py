@@ -26,7 +26,7 @@ string) too; updates the book refuses come back as ``Rejected`` signals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence, Union
+from typing import Any, ClassVar, Sequence, Union
 
 import msgspec
 
@@ -58,6 +58,13 @@ class Trade(msgspec.Struct, tag_field="ev", tag="T", gc=False):
     ts: int = msgspec.field(name="t")
 
 
+class SizedTrade(Trade, tag="T"):
+    """A trade with its size, decoded only when the feed has a tick sink (``FeedBook.tape``): the
+    book never reads it, so without a sink the hot path decodes what it needs and no more."""
+    # As sent (any JSON), cleaned by the sink: a bad size never costs the price.
+    size: Any = msgspec.field(name="s", default=None)
+
+
 class Quote(msgspec.Struct, tag_field="ev", tag="Q", gc=False):
     is_quote: ClassVar[bool] = True
     symbol: str = msgspec.field(name="sym")
@@ -77,6 +84,10 @@ _frame_decoder = msgspec.json.Decoder(list[Event])
 # makes a per-event type scan unnecessary; anything else fails it and takes the general path.
 _data_decoder = msgspec.json.Decoder(list[Union[Trade, Quote]])
 _event_decoder = msgspec.json.Decoder(Event)
+# The same with the trades' sizes, used when the feed has a tick sink (``FeedBook.tape``).
+_sized_data_decoder = msgspec.json.Decoder(list[Union[SizedTrade, Quote]])
+_sized_frame_decoder = msgspec.json.Decoder(list[Union[SizedTrade, Quote, Status]])
+_sized_event_decoder = msgspec.json.Decoder(Union[SizedTrade, Quote, Status])
 _raw_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.encode
 
@@ -111,23 +122,23 @@ class PolygonAdapter(Adapter):
         return [_encode({"action": "unsubscribe", "params": p}).decode() for p in self._params(symbols)]
 
     def handle(self, data: str | bytes, now: float) -> Sequence[Signal]:
+        feed = self.feed
         try:
-            events = _data_decoder.decode(data)
+            events = (_data_decoder if feed.tape is None else _sized_data_decoder).decode(data)
         except DECODE_ERRORS:
             return self._handle_general(data, now)  # statuses, unknown events, broken JSON
         if events:
-            feed = self.feed
             feed.apply(events, now)
             if feed.notes:
                 return rejections(feed, data)
         else:  # an empty array: nothing to apply, but a message all the same
-            self.feed.messages["other"] += 1
+            feed.messages["other"] += 1
         return NOTHING
 
     def _handle_general(self, data: str | bytes, now: float) -> Sequence[Signal]:
         """Frames with statuses, or anything the fast decoder refused."""
         try:
-            events = _frame_decoder.decode(data)
+            events = (_frame_decoder if self.feed.tape is None else _sized_frame_decoder).decode(data)
         except DECODE_ERRORS:
             return self._handle_slow(data, now)
         updates = [e for e in events if type(e) is not Status]
@@ -152,9 +163,10 @@ class PolygonAdapter(Adapter):
         signals: list[Signal] = []
         updates, statuses = [], []
         unknown = 0
+        decode = (_event_decoder if self.feed.tape is None else _sized_event_decoder).decode
         for raw in items:
             try:
-                event = _event_decoder.decode(raw)
+                event = decode(raw)
             except DECODE_ERRORS:
                 unknown += 1
                 continue

@@ -43,6 +43,7 @@ import msgspec
 from exporter.book import escape_label
 from exporter.collector import format_value, header
 from exporter.config import Duration, FeedConfig, build_dataclass
+from exporter.feeds.threads import in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +344,7 @@ class Recorder:
                 if not wanted or feed.name in wanted:
                     self.rings[feed.name] = FrameRing(feed, config.window, config.max_frames, config.max_bytes)
         self.writer = ContinuousWriter(config.continuous) if config.continuous.dir and config.enabled else None
+        self._writing: asyncio.Future[None] | None = None   # the continuous write under way, if any
 
     def ring(self, feed: str) -> FrameRing | None:
         return self.rings.get(feed)
@@ -375,7 +377,10 @@ class Recorder:
                 if self.writer is not None:
                     work = [(ring, frames) for ring, frames in batches if frames]
                     if work:
-                        await asyncio.to_thread(self._write_all, work, self.clock.time())
+                        # A daemon thread (threads.py), remembered so that ``stop`` can give it a
+                        # deadline; shielded: cancelling this task must not orphan it unseen.
+                        self._writing = asyncio.ensure_future(in_daemon_thread(self._write_all, work, self.clock.time()))
+                        await asyncio.shield(self._writing)
             except Exception:  # a full disk must not stop the trimming (memory stays bounded)
                 if self.writer is not None:
                     self.writer.errors += 1
@@ -389,6 +394,21 @@ class Recorder:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    async def stop(self, timeout: float) -> bool:
+        """After the ``run`` task is cancelled: let a continuous write under way finish, for at
+        most ``timeout`` seconds, then close the files. A write stuck longer (a hung disk) is
+        logged and left behind with its files open (closing them under it would only race it);
+        False then. Never waits longer than ``timeout``."""
+        writing = self._writing
+        if writing is not None and not writing.done():
+            await asyncio.wait({writing}, timeout=timeout)
+            if not writing.done():
+                log.warning("frame recorder: a continuous write to %s did not finish within %gs of stopping "
+                            "(a stuck disk?); stopping without it", self.writer.dir if self.writer else "?", timeout)
+                return False
+        self.close()
+        return True
 
     def render(self, now: float) -> str:
         rings = list(self.rings.values())

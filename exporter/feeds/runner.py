@@ -25,11 +25,12 @@ subscriptions are acknowledged does the old one close. Symbols added at run time
 on the live socket (a new shard when capacity is exceeded); adapters whose URL carries the
 subscriptions get a make-before-break replacement instead (reason ``resharding``).
 
-Silent-stall protection: if the socket is up but no symbol of the feed has updated for
-``silence_timeout`` (book time, while the market is open), every link reconnects with reason
-``silent_stall``. A symbol that turned critical is resubscribed (unsubscribe + subscribe) once
-per critical period; on an adapter whose URL carries the subscriptions the only way is a
-make-before-break replacement of that connection (counted as ``resharding``).
+Silent-stall protection: if a socket is open (accepted by the venue or not) but no symbol of
+the feed has updated for ``silence_timeout`` (book time, while the market is open), every link
+reconnects with reason ``silent_stall``. A symbol that turned critical is resubscribed
+(unsubscribe + subscribe) once per critical period; on an adapter whose URL carries the
+subscriptions the only way is a make-before-break replacement of that connection (counted as
+``resharding``).
 
 A configuration reload that leaves the feed's connection settings alone hands the runner its
 new ``FeedConfig`` (``reconfigure``): links read the ping and deadline settings from it as they
@@ -52,6 +53,7 @@ from exporter.book import FeedBook
 from exporter.config import FeedConfig
 from exporter.feeds import registry
 from exporter.feeds.link import CLOSE_TIMEOUT, ConnectFailed, Link
+from exporter.feeds.restpoll import RestPoller
 
 if TYPE_CHECKING:
     from exporter.clock import SystemClock
@@ -182,7 +184,7 @@ class Shard:
             why = link.reason if link.opened_at is not None else f"connect failed: {_describe(link.cause)}"
             if link.opened_at is not None and link.cause is not None:
                 why = f"{why}: {_describe(link.cause)}"
-            elif link.close_detail:
+            if link.close_detail:   # the venue's close code and text; a close that failed
                 why = f"{why}: {link.close_detail}"
             fields = {**self.fields, "reason": link.reason or "connect_failed", "delay": round(delay, 3),
                       "attempt": self.backoff.attempts}
@@ -326,6 +328,7 @@ class FeedRunner:
         self._watch: asyncio.Task[None] | None = None
         self._resubscribed: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self.rest: RestPoller | None = None   # the REST fallback, when rest.enabled
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -339,6 +342,12 @@ class FeedRunner:
             self._new_shard(chunk)
         if self.config.silence_timeout > 0:
             self._watch = asyncio.create_task(self._silence_watch(), name=f"silence {self.feed.name}")
+        self._start_rest()
+
+    def _start_rest(self) -> None:
+        if self.config.rest.enabled:
+            self.rest = RestPoller(self)
+            self.rest.start()
 
     async def stop(self, reason: str = "shutdown") -> None:
         """Close every socket with ``reason`` (``shutdown``; ``reload`` for a feed restarted by a reload)."""
@@ -346,13 +355,27 @@ class FeedRunner:
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
+        if self.rest is not None:
+            await self.rest.stop()
+            self.rest = None
         await asyncio.gather(*(shard.stop(reason) for shard in list(self.shards.values())))
         if self.session is not None:
             await self.session.close()
 
+    async def reconfigure_rest(self) -> None:
+        """After ``reconfigure``: a changed ``rest:`` section restarts the REST poller."""
+        if self.rest is not None and self.rest.venue.config.rest == self.config.rest:
+            self.rest.venue.config = self.config
+            return
+        if self.rest is not None:
+            await self.rest.stop()
+            self.rest = None
+        self._start_rest()
+
     def reconfigure(self, config: FeedConfig) -> None:
         """A reloaded config whose connection settings (url, kind, credentials, venue keys,
-        connect timeout) are unchanged: take it without touching the sockets."""
+        connect timeout) are unchanged: take it without touching the sockets (the REST poller
+        follows in ``reconfigure_rest``)."""
         old, self.config = self.config, config
         if (config.ping_interval, config.heartbeat_timeout) != (old.ping_interval, old.heartbeat_timeout):
             _warn_about_liveness(config)
@@ -369,21 +392,49 @@ class FeedRunner:
     def note_connected(self, now: float) -> None:
         self._up_since = now
 
+    def receive_backlog(self) -> int:
+        """Bytes received on the feed's sockets and not yet processed (the sweep samples it for
+        ``FeedBook.sample_lag``): every open link's, a make-before-break replacement's included."""
+        return sum(link.receive_backlog() for shard in self.shards.values()
+                   for link in (shard.link, shard.successor) if link is not None)
+
     # --- symbols at run time -------------------------------------------------------------------
 
     def symbols(self) -> list[str]:
         return [s for shard in self.shards.values() for s in shard.symbols]
 
-    async def add_symbols(self, symbols: Iterable[str]) -> list[str]:
-        """Watch more symbols without reconnecting; returns the ones that were new."""
+    async def add_symbols(self, symbols: Iterable[str], configured: bool = False) -> list[str]:
+        """Watch more symbols without reconnecting; returns the ones that were new.
+
+        Run-time additions (trigger files, the watchlist API) pass the feed's gate
+        (``FeedBook.admit``): impossible names and symbols past ``max_symbols`` are refused,
+        counted and logged here in one line. ``configured=True``: symbols from the config, which
+        the loader already held to the limits, are always taken.
+        """
+        return (await self.admit_symbols(symbols, configured))[0]
+
+    async def admit_symbols(self, symbols: Iterable[str],
+                            configured: bool = False) -> tuple[list[str], dict[str, str]]:
+        """``add_symbols`` that also returns the refused symbols with their reason."""
         async with self._lock:
             have = set(self.symbols())
-            new = [s for s in dict.fromkeys(symbols) if s not in have]
-            if not new:
-                return []
+            candidates = [s for s in dict.fromkeys(symbols) if s not in have]
+            if not candidates:
+                return [], {}
             now = self.clock.time()
-            for symbol in new:
-                self.feed.add_symbol(symbol, now)
+            refused: dict[str, str] = {}
+            if configured:
+                new = candidates
+                for symbol in new:
+                    self.feed.add_symbol(symbol, now)
+            else:
+                # Symbols already in the book (a stopped shard's) count as present: admit skips them.
+                new, refused = self.feed.admit(candidates, now)
+                new += [s for s in candidates if s in self.feed.symbols and s not in new]
+                if refused:
+                    self._report_refused(refused)
+            if not new:
+                return [], refused
             pending = list(new)
             for shard in list(self.shards.values()):
                 room = len(pending) if self.capacity is None else self.capacity - len(shard.symbols)
@@ -393,7 +444,26 @@ class FeedRunner:
             for chunk in self._chunks(pending):
                 self._new_shard(chunk)
             log.info("feed %s: watching %s", self.feed.name, ", ".join(new), extra={"feed": self.feed.name, "symbols": new})
-            return new
+            return new, refused
+
+    def _report_refused(self, refused: dict[str, str]) -> None:
+        """One line per refusal batch (rate-limited per reason) saying why and what to do."""
+        feed, config = self.feed, self.config
+        for reason in sorted(set(refused.values())):
+            names = [s for s, r in refused.items() if r == reason]
+            shown = ", ".join(repr(s) for s in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            if reason == "feed_limit":
+                why = (f"the feed already watches {len(feed.symbols)} symbols, its max_symbols "
+                       f"({config.max_symbols}); raise it, or let trigger files expire")
+            elif reason == "exporter_limit":
+                budget = feed.budget
+                why = (f"the exporter already watches {budget.symbol_count() if budget else '?'} symbols, "
+                       f"its max_symbols ({budget.max_symbols if budget else '?'})")
+            else:
+                why = "not a symbol name (wildcard-looking, empty, whitespace or control characters, too long)"
+            self.problems.report("symbol name" if reason == "invalid_name" else "max_symbols",
+                                 f"refused {len(names)} new symbol(s) {shown}: {why}",
+                                 reason=reason, symbols=names[:20])
 
     async def remove_symbols(self, symbols: Iterable[str]) -> list[str]:
         """Stop watching symbols (unsubscribe on the live socket); returns the ones removed."""
@@ -456,7 +526,9 @@ class FeedRunner:
         while True:
             timeout = self.config.silence_timeout  # read each time: a reload may change it
             await asyncio.sleep(min(0.25, max(timeout / 4, 0.01)))
-            if not feed.symbols or not feed.is_up():
+            # An open socket, accepted or not: one the venue never answers is reconnected too.
+            if not feed.symbols or not any(shard.link is not None and shard.link.is_open
+                                           for shard in self.shards.values()):
                 continue
             now = self.clock.time()
             if not feed.calendar.is_open(now):

@@ -58,6 +58,15 @@ TICK = 1.0              # seconds between time-based checks (trading day boundar
 PRUNE_EVERY = 3600.0
 
 
+async def _ended(tasks: list[asyncio.Future[Any]], timeout: float) -> bool:
+    """Wait for ``tasks`` for at most ``timeout``; False if any is still running (it is cancelled
+    and left behind: unlike ``wait_for``, nothing here waits for a cancellation to take)."""
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    return not pending
+
+
 def _copy(row: Incident) -> Incident:
     return msgspec.structs.replace(row)
 
@@ -77,6 +86,8 @@ class Journal:
         self.recent: deque[Incident] = deque(maxlen=RECENT)
         self._safety: dict[str, tuple[bool, str, bool, str]] = {}
         self._adopted = not sink.persistent
+        # Ids of the incidents this run saved before adoption: never a previous run's leftovers.
+        self._ours_before_adoption: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._errors_logged: dict[str, float] = {}
         from exporter.journal.recordings import Recordings
@@ -100,20 +111,36 @@ class Journal:
             self.on_trading(self.tracker, frozenset(self.tracker.accounts))
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Stop the tasks after one last attempt to write what is waiting."""
+        """Stop the tasks after one last attempt to write what is waiting.
+
+        Every wait here has a deadline of ``drain_timeout``: the recordings being written, the
+        last drain, the tasks' end, the sink's close. A writer stuck on a dead disk or database
+        (a write that never returns, a close queued behind it) is reported with a warning and
+        left behind; the stop goes on, so the exporter's shutdown never hangs on it.
+        """
         for task in self._tasks[1:]:
             task.cancel()
         if self.recordings is not None:
-            await self.recordings.wait()  # their links to incidents are rows to write too
-        if self.writer.pending:
-            if not await self.writer.drained(drain_timeout) and self.writer.pending:
-                log.warning("journal: %d row(s) could not be written to %s before stopping: %s",
-                            self.writer.depth, self.sink.name, self.writer.last_error or "timeout")
+            # Their links to incidents are rows to write too.
+            stuck = await self.recordings.wait(drain_timeout)
+            if stuck:
+                log.warning("journal: %d incident recording(s) still being written to %s after %gs; stopping "
+                            "without them (a stuck disk?)", stuck, self.recordings.dir, drain_timeout)
+        writer = self.writer
+        if writer.depth:   # waiting, or in a write under way (which may be the stuck one)
+            await writer.drained(drain_timeout)
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        await self.sink.close()
+            task.cancel()   # a write cut short puts its rows back: they count below
+        tasks, self._tasks = self._tasks, []
+        if tasks and not await _ended(tasks, drain_timeout):
+            log.warning("journal: its tasks did not end within %gs of being cancelled (a write to %s "
+                        "that ignores cancellation?); stopping without them", drain_timeout, self.sink.name)
+        if writer.depth:
+            log.warning("journal: %d row(s) could not be written to %s before stopping: %s", writer.depth,
+                        self.sink.name, writer.last_error or f"the write did not finish within {drain_timeout:g}s")
+        if not await _ended([asyncio.ensure_future(self.sink.close())], drain_timeout):
+            log.warning("journal: %s did not close within %gs (a write still stuck in it); stopping without it",
+                        self.sink.name, drain_timeout)
 
     async def _tick_forever(self) -> None:
         last_prune = 0.0
@@ -312,6 +339,8 @@ class Journal:
     # --- rows ------------------------------------------------------------------------------------
 
     def _save(self, incident: Incident) -> None:
+        if not self._adopted:
+            self._ours_before_adoption.add(incident.id)
         self.writer.put(_copy(incident))
 
     def _resolve(self, key: tuple[str, ...], at: float, reason: str) -> None:
@@ -331,7 +360,10 @@ class Journal:
     async def _adopt(self, now: float) -> None:
         """Take over this replica's incidents left open by a previous run (see the module docs)."""
         found = await asyncio.wait_for(self.sink.incidents(Query(open=True, limit=100_000)), self.config.write_timeout)
-        mine = [i for i in found if i.replica == self.replica and i.id not in {o.id for o in self.open.values()}]
+        # Not this run's own: one written open and resolved since (its resolution still waiting to
+        # be written while the database refused writes) is no leftover to resolve again.
+        ours = self._ours_before_adoption | {o.id for o in self.open.values()}
+        mine = [i for i in found if i.replica == self.replica and i.id not in ours]
         for incident in mine:
             key = (("trading", incident.account, incident.level) if incident.kind == "trading" else
                    ("feed", incident.feed) if incident.kind == "feed" else ("symbol", incident.feed, incident.symbol))
@@ -353,6 +385,7 @@ class Journal:
             self.recent.append(incident)
             self._save(incident)
         self._adopted = True
+        self._ours_before_adoption = set()
         if mine:
             log.info("journal: took over %d incident(s) left open by the previous run", len(mine))
 

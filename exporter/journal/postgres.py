@@ -13,8 +13,10 @@ writer's transactions, one for readers, so an API read never lands inside a writ
 Each connection is used by one call at a time (a lock per connection): the hourly prune runs on
 the writer's connection from another task than the writer, and two ``conn.transaction()`` blocks
 of two tasks on one connection nest instead of running one after the other (psycopg then fails
-both with ``OutOfOrderTransactionNesting`` and the dropped connection). Every call is bounded by
-``write_timeout``. The tables are created on first connect (the same
+both with ``OutOfOrderTransactionNesting`` and the dropped connection, or, worse, the inner batch
+is a savepoint that counts as written and is lost with the outer transaction when the server dies
+before it commits). Every call also checks that its connection is idle (``_check_idle``): a batch
+is acknowledged by its own COMMIT or not at all. Every call is bounded by ``write_timeout``. The tables are created on first connect (the same
 DDL as SQLite, ``sinks.SCHEMA``); a newer schema is refused.
 """
 
@@ -44,6 +46,19 @@ _UPSERT = upsert_incident_sql("%s")
 _INSERT_EVENT = insert_event_sql("%s")
 # Serialises schema creation across replicas starting at once (CREATE ... IF NOT EXISTS races).
 _MIGRATION_LOCK = 7_311_426_001
+
+
+def _check_idle(conn: Any) -> None:
+    """Refuse a connection that is inside a transaction: there ``conn.transaction()`` would be a
+    savepoint, released without a commit of its own, so a batch would count as written and still
+    be lost with the outer transaction (a server killed before it commits). The connection is
+    dropped by the caller; the writer keeps the batch and retries on a fresh one."""
+    from psycopg.pq import TransactionStatus
+
+    status = conn.info.transaction_status
+    if status != TransactionStatus.IDLE:
+        raise RuntimeError(f"postgres journal: the connection is inside another transaction ({status.name}); "
+                           "dropped, not written through a savepoint")
 
 
 class PostgresSink:
@@ -103,6 +118,7 @@ class PostgresSink:
             if conn is None or conn.closed:
                 conn = await asyncio.wait_for(self._connect(), self.timeout)
                 setattr(self, role, conn)
+            _check_idle(conn)
             return await asyncio.wait_for(work(conn), self.timeout)
         except BaseException:
             setattr(self, role, None)

@@ -10,6 +10,11 @@ seconds of raw frames. When an incident opens, ``attach`` copies that window on 
 Incidents of one feed that open within ``SHARE_WITHIN`` seconds of a saved recording share it:
 a feed outage that turns 500 symbols stale writes one file, not 500. Files older than the
 journal's retention are deleted with the rows.
+
+A write that never finishes (a hung disk or network mount) must not hang the exporter's stop:
+each file is written by a daemon thread of its own (``feeds.threads.in_daemon_thread``: nothing
+joins it, not ``asyncio.run``'s executor shutdown, not the interpreter's exit), and ``wait``
+gives the writes still under way a deadline, then counts them as failed and leaves them behind.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.feeds.recorder import SUFFIX, recording_header, recording_name, write_recording
+from exporter.feeds.threads import in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ class Recordings:
         self.failed = 0
         self._last: dict[str, tuple[float, "asyncio.Future[str | None]"]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writing: set[asyncio.Task[None]] = set()   # of which the file writes
 
     def attach(self, journal: Any, incident: Any) -> None:
         """Link ``incident`` to a recording of its feed (saving one unless a fresh one is shared)."""
@@ -55,12 +62,15 @@ class Recordings:
                                       f"({incident.symbol or incident.feed}: {incident.level}, {incident.reason})")
             future = asyncio.get_running_loop().create_future()
             self._last[incident.feed] = (now, future)
-            self._spawn(self._write(name, header, frames, future))
+            self._writing.add(self._spawn(self._write(name, header, frames, future)))
         self._spawn(self._link(journal, incident, future))
 
     async def _write(self, name: str, header: dict, frames: list, future: "asyncio.Future[str | None]") -> None:
         try:
-            await asyncio.to_thread(write_recording, self.dir / name, header, frames)
+            await in_daemon_thread(write_recording, self.dir / name, header, frames)
+        except asyncio.CancelledError:  # abandoned at stop (``wait``): counted there
+            future.set_result(None)
+            raise
         except Exception as exc:  # a full disk costs the recording, never the incident
             self.failed += 1
             log.warning("journal: could not save the recording %s: %r", self.dir / name, exc)
@@ -76,15 +86,28 @@ class Recordings:
             incident.recording = name
             journal.update(incident)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._writing.discard)
+        return task
 
-    async def wait(self) -> None:
-        """Let recordings being written finish (shutdown)."""
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def wait(self, timeout: float) -> int:
+        """Let recordings being written finish (shutdown), for at most ``timeout`` seconds.
+
+        Returns how many writes were still under way at the deadline: they are abandoned
+        (counted as failed; their threads finish or not on their own, nothing waits for them),
+        and the incidents waiting for them keep no recording link. The caller logs it."""
+        tasks = set(self._tasks)
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        stuck = [task for task in pending if task in self._writing]
+        self.failed += len(stuck)
+        for task in pending:
+            task.cancel()   # returns at once: the thread is not waited for
+        return len(stuck)
 
     def path(self, name: str) -> Path | None:
         """The file of a recording name taken from an incident (None if it is not a plain name here)."""
@@ -103,3 +126,4 @@ class Recordings:
                     pass
 
         await asyncio.to_thread(prune)
+

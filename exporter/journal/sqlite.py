@@ -1,20 +1,21 @@
 """The SQLite sink: the default journal, a file beside the trading state (stdlib sqlite3).
 
 sqlite3 calls block, so every one runs in a single worker thread that owns the connection; the
-event loop only awaits the result and never waits on the disk. WAL mode lets ``feedwatch
+event loop only awaits the result and never waits on the disk. The thread is a daemon
+(``feeds.threads.Worker``): a call stuck on a dead disk cannot hold up the process's exit, and
+``Journal.stop`` gives up on it at its deadline. WAL mode lets ``feedwatch
 incidents -c`` (another process) read while the exporter writes. A file with a newer schema than
 this feedwatch knows is refused with its path, never rewritten.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from exporter.journal.records import Event, Incident, Query
+from exporter.feeds.threads import Worker
 from exporter.journal.sinks import (
     PRUNE_EVENTS,
     PRUNE_INCIDENTS,
@@ -42,11 +43,11 @@ class SqliteSink:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedwatch-journal-sqlite")
+        self._thread = Worker("feedwatch-journal-sqlite")
         self._db: sqlite3.Connection | None = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        return await self._thread.run(fn, *args)
 
     # --- in the worker thread --------------------------------------------------------------------
 
@@ -134,4 +135,4 @@ class SqliteSink:
         try:
             await self._call(self._close)
         finally:
-            self._thread.shutdown(wait=False)
+            self._thread.shutdown()

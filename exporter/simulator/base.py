@@ -44,14 +44,16 @@ import logging
 import math
 import random
 import weakref
+import zlib
 from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Coroutine, Protocol, TypeVar
 
 from exporter.plugins import Registry
 
-# Faults accepted on the command line (``--fault NAME[:SYMBOL]``) and by the control API
-# (``POST /faults/NAME?symbol=...``), with what each does (``feedwatch simulate --help`` lists them).
+# Faults accepted on the command line (``--fault NAME[:SYMBOL[:VALUE]]``) and by the control API
+# (``POST /faults/NAME?symbol=...&value=...``), with what each does (``feedwatch simulate --help``
+# lists them).
 FAULT_HELP = {
     "stall": "stop sending updates for one symbol (socket stays open)",
     "stall_all": "stop sending every update (socket stays open, pings still answered)",
@@ -63,8 +65,19 @@ FAULT_HELP = {
     "bad_prices": "send non-positive trade prices and crossed quotes",
     "ignore_pings": "stop answering WebSocket pings (with stall_all: a half-open socket)",
     "accept_and_drop": "accept each new connection, then cut it at once (before any frame)",
+    "rest_error": "answer every REST snapshot request with HTTP 500",
+    "rest_rate_limit": "answer every REST snapshot request as rate limited (429 with Retry-After: 1; "
+                       "Binance: 418 from the 4th refused request on)",
+    "freeze": "one symbol's price stops changing while its updates keep flowing (same trade, bid and ask)",
+    "skew": "one symbol's prices on this venue off by a ratio (VALUE, default 1.05: 5 % above the others)",
+    "flood": "batches stamped when due at VALUE events/s (default 2000000), sent as fast as the client "
+             "takes them: one that cannot keep up falls ever further behind (batching venues: polygon)",
 }
 FAULTS = tuple(FAULT_HELP)
+# What a fault's VALUE means and its default, for the faults that take one.
+FAULT_VALUES = {"skew": 1.05, "flood": 2_000_000.0}
+# A fault that names a symbol.
+SYMBOL_FAULTS = ("stall", "freeze", "skew")
 
 
 class Session(Protocol):
@@ -105,33 +118,63 @@ class Tick:
 
 
 class Market:
-    """Per-symbol random-walk prices. Deterministic for a given seed."""
+    """Per-symbol prices that every simulator agrees on, each with its own small noise.
 
-    def __init__(self, symbols: tuple[str, ...] = (), seed: int | None = None) -> None:
+    A symbol's price follows a shared anchor, a function of the symbol and the wall clock only (a
+    base between 20 and 500 from the symbol's name, drifting by up to 1 % over half an hour), times
+    this simulator's own noise: a mean-reverting walk of about 0.07 % (deterministic for a seed).
+    So two simulators quoting one symbol, like two venues, stay within a few hundredths of a percent
+    of each other (cross-feed deviation is zero in a healthy market), while each price still moves
+    at every tick. The ``freeze`` and ``skew`` faults (read from ``faults`` at every tick) stop a
+    symbol's price and shift it.
+    """
+
+    def __init__(self, symbols: tuple[str, ...] = (), seed: int | None = None,
+                 faults: "Faults | None" = None) -> None:
         self.rng = random.Random(seed)
         # Empty: any subscribed symbol streams. Otherwise only these do; others are acked but
         # stay silent, like an illiquid or delisted ticker on a real venue.
         self.symbols = frozenset(symbols)
+        self.faults = faults if faults is not None else Faults()
         self.prices: dict[str, float] = {}
+        self.noise: dict[str, float] = {}
+        self.last: dict[str, Tick] = {}
         self.seqs: dict[str, int] = {}
 
     def trades(self, symbol: str) -> bool:
         return not self.symbols or symbol in self.symbols
 
+    @staticmethod
+    def anchor(symbol: str, now: float) -> float:
+        """The price every simulator starts from for ``symbol`` at ``now``."""
+        h = zlib.crc32(symbol.encode())
+        base = 20.0 + (h % 48_000) / 100.0
+        phase = (h >> 16) % 360 * math.pi / 180.0
+        return base * math.exp(0.01 * math.sin(2.0 * math.pi * now / 1800.0 + phase))
+
     def tick(self, symbol: str, now: float, bad: bool = False) -> Tick:
-        price = self.prices.get(symbol)
-        if price is None:
-            price = self.rng.uniform(20.0, 500.0)
-        price = max(0.01, price * math.exp(self.rng.gauss(0.0, 0.0005)))
-        self.prices[symbol] = price
         seq = self.seqs.get(symbol, 0) + 1
         self.seqs[symbol] = seq
+        faults = self.faults
+        last = self.last.get(symbol)
+        if last is not None and symbol in faults.frozen:
+            # Frozen: the very same trade, bid and ask again; only the time and sequence move.
+            tick = Tick(symbol, last.price, last.bid, last.ask, last.size, int(now * 1000), seq)
+            self.last[symbol] = tick
+            return tick
+        noise = 0.9 * self.noise.get(symbol, 0.0) + self.rng.gauss(0.0, 0.0003)
+        self.noise[symbol] = noise
+        price = max(0.01, self.anchor(symbol, now) * math.exp(noise) * faults.skewed.get(symbol, 1.0))
+        self.prices[symbol] = price
         spread = max(0.01, price * 0.0002)
         bid, ask = round(price - spread / 2, 4), round(price + spread / 2, 4)
         trade = round(price, 4)
         if bad:  # a non-positive trade and a crossed quote: both must be rejected, counted
             trade, bid, ask = -trade, ask, bid
-        return Tick(symbol, trade, bid, ask, self.rng.randint(1, 500), int(now * 1000), seq)
+        tick = Tick(symbol, trade, bid, ask, self.rng.randint(1, 500), int(now * 1000), seq)
+        if not bad:
+            self.last[symbol] = tick
+        return tick
 
 
 @dataclass
@@ -146,23 +189,35 @@ class Faults:
     bad_prices: bool = False
     ignore_pings: bool = False
     accept_and_drop: bool = False
+    rest_error: bool = False
+    rest_rate_limit: bool = False
+    frozen: set[str] = field(default_factory=set)
+    skewed: dict[str, float] = field(default_factory=dict)   # symbol -> price ratio
+    flood: float = 0.0                                        # events per second; 0 = off
 
-    def set(self, name: str, symbol: str | None = None) -> None:
+    def set(self, name: str, symbol: str | None = None, value: float | None = None) -> None:
         """Turn a fault on (``drop`` is an action, handled by the simulator)."""
+        check_fault(name, symbol, value)
         if name == "stall":
-            if not symbol:
-                raise ValueError("the stall fault needs a symbol (stall:AAPL)")
-            self.stalled.add(symbol)
+            self.stalled.add(symbol)  # type: ignore[arg-type]
+        elif name == "freeze":
+            self.frozen.add(symbol)  # type: ignore[arg-type]
+        elif name == "skew":
+            self.skewed[symbol] = value or FAULT_VALUES["skew"]  # type: ignore[index]
+        elif name == "flood":
+            self.flood = value or FAULT_VALUES["flood"]
         elif name == "resume":
             if symbol:  # resume one symbol only
                 self.stalled.discard(symbol)
+                self.frozen.discard(symbol)
+                self.skewed.pop(symbol, None)
             else:
                 self.clear()
         elif name in ("stall_all", "reject_auth", "max_connections", "garbage", "bad_prices", "ignore_pings",
-                      "accept_and_drop"):
+                      "accept_and_drop", "rest_error", "rest_rate_limit"):
             setattr(self, name, True)
-        else:
-            raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        else:  # a fault the simulator acts on itself (drop)
+            raise ValueError(f"{name!r} is not a switch")
 
     def clear(self) -> None:
         """Every switch back to its default."""
@@ -180,16 +235,42 @@ class Faults:
             "bad_prices": self.bad_prices,
             "ignore_pings": self.ignore_pings,
             "accept_and_drop": self.accept_and_drop,
+            "rest_error": self.rest_error,
+            "rest_rate_limit": self.rest_rate_limit,
+            "frozen": sorted(self.frozen),
+            "skewed": dict(sorted(self.skewed.items())),
+            "flood": self.flood,
         }
 
 
-def parse_fault(spec: str) -> tuple[str, str | None]:
-    """``"stall:AAPL"`` -> ``("stall", "AAPL")``; ``"garbage"`` -> ``("garbage", None)``."""
-    name, _, symbol = spec.partition(":")
+def parse_fault(spec: str) -> tuple[str, str | None, float | None]:
+    """``"stall:AAPL"`` -> ``("stall", "AAPL", None)``; ``"skew:BTCUSDT:1.02"`` -> ``("skew",
+    "BTCUSDT", 1.02)``; ``"flood::3e6"`` or ``"flood:3e6"`` -> ``("flood", None, 3e6)``."""
+    name, _, rest = spec.partition(":")
     name = name.strip().replace("-", "_")
     if name not in FAULTS:
         raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
-    return name, symbol.strip() or None
+    symbol, _, value = rest.partition(":")
+    if name in FAULT_VALUES and name not in SYMBOL_FAULTS and not value:
+        symbol, value = "", symbol   # flood:RATE: a value where a symbol would be
+    try:
+        number = float(value) if value.strip() else None
+    except ValueError:
+        raise ValueError(f"the {name} fault's value must be a number, got {value!r}") from None
+    check_fault(name, symbol.strip() or None, number)
+    return name, symbol.strip() or None, number
+
+
+def check_fault(name: str, symbol: str | None, value: float | None) -> None:
+    """ValueError unless ``name`` is a fault and gets the symbol and value it needs."""
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+    if name in SYMBOL_FAULTS and not symbol:
+        raise ValueError(f"the {name} fault needs a symbol ({name}:AAPL)")
+    if value is not None and name not in FAULT_VALUES:
+        raise ValueError(f"the {name} fault takes no value")
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"the {name} fault's value must be a positive number, got {value!r}")
 
 
 @dataclass
@@ -208,6 +289,13 @@ class Stats:
     garbage_sent: int = 0
     bad_prices_sent: int = 0
     drops: int = 0              # connections cut by the drop and accept_and_drop faults
+    rest_requests: int = 0      # REST snapshot requests received (simulator/rest.py)
+    rest_refused: int = 0       # of those, answered with an error or a rate limit
+    # (loop time, status) of the latest REST answers, oldest first: tests check the pacing.
+    rest_log: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
+    # Snapshots answered per symbol (a batched request counts each symbol it answers).
+    rest_symbols: dict[str, int] = field(default_factory=dict)
+    flood_frames: int = 0       # frames sent by the flood fault
     replayed: int = 0           # recorded frames sent (replay mode)
     replays_completed: int = 0  # connections that received the whole recording
     # Wire events sent per symbol (a Polygon tick with T and Q channels is two events).

@@ -33,9 +33,10 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
+from websockets.protocol import State
 
 from exporter.simulator import base
-from exporter.simulator.base import Faults, Market, Stats, parse_fault
+from exporter.simulator.base import Faults, Market, Stats, Tick, parse_fault
 
 log = logging.getLogger(__name__)
 # websockets logs every open/close at INFO; the simulator reports its own counters instead.
@@ -129,6 +130,12 @@ class Session:
             if not self.ready or not self.subscriptions:
                 continue
             faults = sim.faults
+            if faults.flood:
+                await self.flood()
+                next_at = loop.time()
+                if self.ws.state is not State.OPEN:
+                    return
+                continue
             if faults.stall_all:
                 continue
             if faults.garbage:
@@ -153,6 +160,54 @@ class Session:
                         return
 
 
+    async def flood(self, batch: int = 500) -> None:
+        """The ``flood`` fault: batches of ``batch`` events, sent as fast as the client takes
+        them, each stamped with the time it was *due* at the fault's rate (events per second).
+
+        Like a venue whose events happen whatever its client does: a client that keeps up sees
+        them on time; one that cannot falls ever further behind (TCP holds the frames back here,
+        and their stamps keep their due time), with no queue growing in this process. Every
+        event of a batch is a copy of one template (the subscribed symbols' current prices, so
+        they are accepted); only the stamp changes. Until the fault is cleared or the client goes.
+        """
+        sim = self.sim
+        dialect = self.dialect
+        symbols = [s for s in self.subscriptions if sim.market.trades(s)]
+        if not symbols:
+            await asyncio.sleep(0.05)
+            return
+        marker = 1_111_111_111_111   # a plausible ms stamp (2005) that no price or id contains
+        events: list[Any] = []
+        per_symbol: dict[str, int] = {}
+        while len(events) < batch:
+            for symbol in symbols:
+                tick = sim.market.tick(symbol, time.time())
+                wire = dialect.events(Tick(symbol, tick.price, tick.bid, tick.ask, tick.size, marker, tick.seq))
+                events.extend(wire)
+                per_symbol[symbol] = per_symbol.get(symbol, 0) + len(wire)
+            if not events:
+                await asyncio.sleep(0.05)
+                return
+        frames = dialect.pack(events)
+        mark = str(marker)
+        start = time.time()
+        sent = 0
+        stats = sim.stats
+        while sim.faults.flood and self.ws.state is State.OPEN:
+            due = start + sent / sim.faults.flood
+            ahead = due - time.time()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            stamp = str(int(due * 1000))
+            for frame in frames:
+                if not await self.send(frame.replace(mark, stamp)):
+                    return
+            sent += len(events)
+            stats.flood_frames += len(frames)
+            for symbol, n in per_symbol.items():
+                stats.sent[symbol] = stats.sent.get(symbol, 0) + n
+
+
 class Simulator:
     """A venue on 127.0.0.1 speaking one dialect, with switchable faults."""
 
@@ -171,8 +226,8 @@ class Simulator:
         self.api_key = api_key
         self.host = host
         self.port = port
-        self.market = Market(tuple(symbols), seed)
         self.faults = Faults()
+        self.market = Market(tuple(symbols), seed, self.faults)
         self.stats = Stats()
         self.sessions: set[Session] = set()
         # Recorded frames played to every connection instead of generated ticks (see the module docs).
@@ -213,15 +268,15 @@ class Simulator:
         await self._server.wait_closed()
         self._server = None
 
-    def fault(self, name: str, symbol: str | None = None) -> None:
+    def fault(self, name: str, symbol: str | None = None, value: float | None = None) -> None:
         """Apply a fault by name (see ``base.FAULTS``); ``drop`` aborts the open connections now."""
         if name == "drop":
             self.stats.drops += 1
             for session in list(self.sessions):
                 session.abort()
             return
-        self.faults.set(name, symbol)
-        log.info("simulator fault %s%s", name, f" {symbol}" if symbol else "")
+        self.faults.set(name, symbol, value)
+        log.info("simulator fault %s%s%s", name, f" {symbol}" if symbol else "", f" {value:g}" if value else "")
 
     def state(self) -> dict[str, Any]:
         stats = self.stats
@@ -241,11 +296,17 @@ class Simulator:
             "garbage_sent": stats.garbage_sent,
             "bad_prices_sent": stats.bad_prices_sent,
             "drops": stats.drops,
+            "rest_requests": stats.rest_requests,
+            "rest_refused": stats.rest_refused,
+            "rest_symbols": dict(stats.rest_symbols),
+            "flood_frames": stats.flood_frames,
             "replay": None if self.replay is None else {"frames": len(self.replay), "speed": self.replay_speed,
                                                         "sent": stats.replayed,
                                                         "completed": stats.replays_completed},
             "sent": dict(stats.sent),
             "subscriptions": sorted({s for session in self.sessions for s in session.subscriptions}),
+            # Per open connection, so a test can tell each client's share apart (sharded replicas).
+            "sessions": [sorted(session.subscriptions) for session in self.sessions],
             "faults": self.faults.snapshot(),
         }
 

@@ -45,111 +45,28 @@ reason, with how many were not logged.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import math
-import re
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from aiohttp import web
 
 from exporter.trading.collector import TradingCollector
-from exporter.trading.config import ApiConfig
 from exporter.trading.tracker import Tracker, attach, split_payload, EventError
 from exporter.web.app import CLOCK, COLLECTOR, CONFIG, RELOAD_HOOKS, RENDERERS, json_problem, json_response, own_auth, reject_http
+# The authenticator lives with the web layer, shared with the watchlist admin API; its names stay
+# importable from here for bots and tests written against this module.
+from exporter.web.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, Authenticator, Verdict, sign  # noqa: F401
 from exporter.web.guard import Throttle
 
 log = logging.getLogger(__name__)
 
 TRACKER = web.AppKey("feedwatch.trading_tracker", Tracker)
 EVENTS_PATH = "/api/v1/events"
-TIMESTAMP_HEADER = "X-Feedwatch-Timestamp"
-SIGNATURE_HEADER = "X-Feedwatch-Signature"
-# Unix seconds as a bot writes them: digits, optionally a fraction. Not "nan", "inf", "1e9".
-_TIMESTAMP = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
-_SIGNATURE = re.compile(r"^sha256=[0-9a-fA-F]{64}$")
 # How often the backup of the state file is checked for being due (loop time).
 _HOUSEKEEPING_EVERY = 5.0
 _RETRY_AFTER = "10"
-
-
-def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
-    """The ``X-Feedwatch-Signature`` value for ``body`` sent at ``timestamp`` (for bots and tests)."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the headers say: refused (``reason`` and a message), or go on (``signature`` to verify
-    over the body once it is read; None for a bearer token, which is already checked)."""
-
-    reason: str | None = None
-    message: str = ""
-    signature: str | None = None
-    stamp: str = ""
-
-
-class Authenticator:
-    """Checks one request's credentials; remembers recent signatures to refuse replays."""
-
-    def __init__(self, api: ApiConfig) -> None:
-        self.api = api
-        self.seen: dict[str, float] = {}  # signature -> when it may be forgotten (our clock)
-
-    def precheck(self, headers: Any, now: float) -> Verdict:
-        """Everything that can be decided from the headers, before reading the body."""
-        api = self.api
-        if not api.enabled:
-            return Verdict("unauthorized", "the push API is disabled: set trading.api.token or "
-                                           "trading.api.hmac_secret (or their *_file variants)")
-        authorization = headers.get("Authorization", "")
-        if authorization:
-            scheme, _, credential = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not api.token:
-                return Verdict("unauthorized", "unsupported Authorization scheme (use Bearer, or sign the request)")
-            if not hmac.compare_digest(credential.strip().encode(), api.token.encode()):
-                return Verdict("unauthorized", "invalid bearer token")
-            return Verdict()
-        signature = headers.get(SIGNATURE_HEADER, "")
-        if not signature:
-            return Verdict("unauthorized", f"missing credentials: send Authorization: Bearer or {SIGNATURE_HEADER}")
-        if not api.hmac_secret:
-            return Verdict("unauthorized", "request signing is not configured (trading.api.hmac_secret)")
-        if not _SIGNATURE.match(signature):
-            return Verdict("unauthorized", f"{SIGNATURE_HEADER} must be sha256=<64 hex digits>")
-        stamp = headers.get(TIMESTAMP_HEADER, "")
-        sent = float(stamp) if _TIMESTAMP.match(stamp) else math.nan
-        if not math.isfinite(sent):
-            return Verdict("unauthorized", f"{TIMESTAMP_HEADER} must be Unix seconds (digits, optionally "
-                                           f"a fraction), got {stamp[:40]!r}")
-        # Checked before the signature, which needs the body: a stale request is not read at all.
-        if abs(now - sent) > api.max_skew:
-            return Verdict("replayed", f"{TIMESTAMP_HEADER} is {now - sent:+.0f}s from the server clock "
-                                       f"(allowed: {api.max_skew:g}s); check the bot's clock")
-        self._forget(now)
-        if signature.lower() in self.seen:
-            return Verdict("replayed", "this signature was already used (a replayed request)")
-        return Verdict(signature=signature.lower(), stamp=stamp)
-
-    def verify(self, verdict: Verdict, body: bytes, now: float) -> Verdict:
-        """The signature against the body that was read; remembers it when it matches."""
-        if verdict.signature is None:
-            return verdict
-        if not hmac.compare_digest(verdict.signature.encode(), sign(self.api.hmac_secret, verdict.stamp, body).encode()):
-            return Verdict("unauthorized", "invalid signature")
-        if verdict.signature in self.seen:  # two copies of one request in flight at once
-            return Verdict("replayed", "this signature was already used (a replayed request)")
-        # Remembered until its timestamp leaves the skew window; after that the skew check refuses it.
-        self.seen[verdict.signature] = float(verdict.stamp) + self.api.max_skew
-        return verdict
-
-    def _forget(self, now: float) -> None:
-        if len(self.seen) > 1000:
-            self.seen = {sig: until for sig, until in self.seen.items() if until >= now}
+_DISABLED = ("the push API is disabled: set trading.api.token or trading.api.hmac_secret "
+             "(or their *_file variants)")
 
 
 AUTH = web.AppKey("feedwatch.trading_auth", Authenticator)
@@ -165,7 +82,7 @@ def add_routes(app: web.Application) -> None:
     app[TRACKER] = tracker
     if not any(isinstance(r, TradingCollector) and r.tracker is tracker for r in app[RENDERERS]):
         app[RENDERERS] = app[RENDERERS] + (TradingCollector(tracker, app[COLLECTOR].errors),)
-    app[AUTH] = Authenticator(config.trading.api)
+    app[AUTH] = Authenticator(config.trading.api, _DISABLED, "trading.api")
     app[RELOAD_HOOKS].append(lambda new: _reload_credentials(app, new))
     if not config.trading.api.enabled:
         log.info("trading push API (%s) refuses every request: no trading.api.token or hmac_secret configured",

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from exporter.config import Duration, FeedConfig, build_dataclass, overlay
+from exporter.config import Duration, FeedConfig, build_dataclass, overlay, read_secret_files
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -288,25 +288,7 @@ def build_section(raw: Any, path: str, errors: list[str], environ: Mapping[str, 
 
 def _read_secrets(api: ApiConfig, path: str, errors: list[str]) -> ApiConfig:
     """Resolve ``token_file`` / ``hmac_secret_file`` into the values (each with its own key)."""
-    values = {}
-    for key in ("token", "hmac_secret"):
-        file_path = getattr(api, f"{key}_file")
-        if file_path is None:
-            continue
-        if getattr(api, key):
-            errors.append(f"{path}.{key}_file: give either {key} or {key}_file, not both")
-            continue
-        try:
-            with open(file_path, encoding="utf-8") as fh:
-                secret = fh.read().strip()
-        except OSError as exc:
-            errors.append(f"{path}.{key}_file: cannot read {file_path}: {exc.strerror or exc}")
-            continue
-        if not secret:
-            errors.append(f"{path}.{key}_file: {file_path} is empty")
-            continue
-        values[key] = secret
-    return dataclasses.replace(api, **values) if values else api
+    return read_secret_files(api, path, errors)
 
 
 def _check_calendar(timezone: str, day_start: str, path: str, errors: list[str]) -> None:

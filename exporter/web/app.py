@@ -16,8 +16,9 @@ awaited on exit. Routes:
                                    500 with every problem (the running configuration stays);
                                    other methods 405; 503 when the app has no file to re-read
     GET /api/v1/status             per-feed health, connections, state counts, worst symbols
-    GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s]
-                                   "is this price fresh enough to trade on?"
+    GET /api/v1/symbols/{feed}/{symbol}[?max_staleness=5s][&source=ws]
+                                   "is this price fresh enough to trade on?" (source=ws: not if
+                                   the price came from the REST fallback)
     GET /status                    the live status page (exporter/web/static/status.html)
     GET /api/v1/stream             Server-Sent Events: one JSON snapshot per second, and a named
                                    event as soon as an extension's part changes (below); at most a
@@ -62,6 +63,7 @@ from exporter.collector import BookCollector
 from exporter.config import Config, listen_address, parse_duration
 from exporter.exposition import CONTENT_TYPE_TEXT, Exposition, negotiate
 from exporter.plugins import WEB_EXTENSIONS
+from exporter.sharding import Shard
 from exporter.slices import run_sliced
 from exporter.version import __version__
 from exporter.web import guard, status
@@ -329,6 +331,7 @@ async def _end_streams(app: web.Application) -> None:
 
 _renderer_failures: dict[str, float] = {}
 
+
 def render_metrics(app: web.Application, exposition: Exposition = Exposition()) -> bytes:
     """The full exposition of one scrape, uncompressed: text 0.0.4 with every family by default.
 
@@ -513,16 +516,35 @@ async def api_status(request: web.Request) -> web.Response:
     return json_response(status.book_status(app[BOOK], app[CLOCK].time(), __version__, readiness(app), worst))
 
 
+def _other_shard(app: web.Application, feed_name: str, symbol: str) -> str | None:
+    """Sharded: why another replica, not this one, answers for ``symbol`` (421 Misdirected Request)."""
+    shard = Shard.parse(app[CONFIG].shard).bound(app[CONFIG])   # an instrument's members go together
+    if not shard.sharded:
+        return None
+    standby = getattr(app.get(SERVICE), "standby", ())
+    if feed_name not in app[BOOK].feeds and feed_name not in standby:
+        return None  # no such feed anywhere: a plain 404
+    theirs = shard.owner_of(feed_name, symbol)
+    if theirs == shard.index:
+        return None
+    return (f"{symbol!r} on feed {feed_name!r} belongs to shard {theirs} of {shard.count}; this replica is "
+            f"shard {shard}: ask a replica of shard {theirs} (docs/scaling.md)")
+
+
 async def api_symbol(request: web.Request) -> web.Response:
     app = request.app
     book = app[BOOK]
     feed_name = request.match_info["feed"]
     symbol = request.match_info["symbol"]
     feed = book.feeds.get(feed_name)
+    state = feed.symbols.get(symbol) if feed is not None else None
+    if state is None:
+        elsewhere = _other_shard(app, feed_name, symbol)
+        if elsewhere is not None:
+            return json_problem(elsewhere, 421)
     if feed is None:
         known = ", ".join(sorted(book.feeds)) or "none configured"
         return json_problem(f"unknown feed {feed_name!r} (known feeds: {known})", 404)
-    state = feed.symbols.get(symbol)
     if state is None:
         return json_problem(f"symbol {symbol!r} is not watched on feed {feed_name!r} "
                             f"({len(feed.symbols)} symbols are; add it to the feed's symbols or the watchlist)", 404)
@@ -533,7 +555,10 @@ async def api_symbol(request: web.Request) -> web.Response:
             max_staleness = parse_duration(raw)
         except ValueError as exc:
             return json_problem(f"max_staleness: {exc}", 400)
-    return json_response(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness))
+    source = request.query.get("source")
+    if source is not None and source not in ("ws", "rest"):
+        return json_problem(f"source: expected ws or rest, got {source[:20]!r}", 400)
+    return json_response(status.symbol_view(feed, state, app[CLOCK].time(), max_staleness, source))
 
 
 def _snapshot_bytes(app: web.Application, limit: int) -> bytes:

@@ -7,8 +7,10 @@ msgspec structs: they are the documented JSON schema and encode without an inter
 - ``feed_status``: one feed for ``GET /api/v1/status`` (up, health, connections, state counts,
   the worst symbols by staleness and by sequence gaps).
 - ``symbol_view``: one symbol for ``GET /api/v1/symbols/{feed}/{symbol}``: "is this price fresh
-  enough to trade on?" (``fresh`` = a price is known, the state is healthy, and the staleness is
-  within ``max_staleness`` when asked).
+  enough to trade on?" (``fresh`` = a price is known, the state is healthy, the price is not
+  frozen, the staleness is within ``max_staleness`` when asked, and the price came from
+  ``source`` when asked; ``reason`` says why not), with where the price came from (``source``:
+  ws or rest).
 - ``snapshot``: the compact frame pushed once a second to the status page over Server-Sent Events
   (with, per feed, why it is down and since when: ``down_reason``).
 """
@@ -97,7 +99,11 @@ class SymbolView(msgspec.Struct):
     state: str
     state_value: int
     staleness_seconds: float
-    fresh: bool                       # safe to trade on: priced, healthy (and within max_staleness if given)
+    fresh: bool                       # safe to trade on: priced, healthy, not frozen (and within max_staleness if given)
+    # Why not fresh, the first that applies: "no_price", the state's name ("degraded", "stale",
+    # "critical", "closed"), "frozen", "max_staleness"; None when fresh.
+    reason: Optional[str]
+    frozen: bool                      # updates keep arriving at one unchanged price (thresholds.frozen)
     max_staleness_seconds: Optional[float]
     price: Optional[float]
     last_update: Optional[float]
@@ -105,7 +111,15 @@ class SymbolView(msgspec.Struct):
     update_count: int
     acknowledged: bool
     sequence_gaps: int
-    thresholds: Thresholds
+    thresholds: Thresholds            # the ones in force: adaptive ones once learned
+    adaptive: bool                    # whether those are learned from the symbol's rhythm
+    expected_interval_seconds: Optional[float]   # the learned interval (adaptive thresholds)
+    # Where the price came from: "ws" (the feed's socket) or "rest" (the REST fallback, while the
+    # socket is down or the symbol was stale). A REST price is fresh by its own (venue) timestamp;
+    # a strict bot refuses it with ?source=ws, or by reading this field.
+    source: str = "ws"
+    rest_timestamp: Optional[float] = None   # last_update, when the price is the REST fallback's
+    required_source: Optional[str] = None    # the ?source= asked for, if any
 
 
 class Problem(msgspec.Struct):
@@ -154,22 +168,39 @@ def book_status(book: Book, now: float, version: str, ready: tuple[bool, str], w
                   feeds=[feed_status(feed, now, worst) for feed in book.feeds.values()])
 
 
-def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: float | None = None) -> SymbolView:
+def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: float | None = None,
+                required_source: str | None = None) -> SymbolView:
+    """``required_source`` ("ws" or "rest"): fresh only when the price came from that source."""
     feed.refresh_market(now)
     value = feed.classify(state, now)
     staleness = feed.staleness(state, now)
+    source = "rest" if state.from_rest else "ws"
+    frozen = feed.is_frozen(state)
     # A symbol acknowledged a moment ago is "healthy" by staleness but has no price to trade on.
-    fresh = (value == HEALTHY and state.updates > 0
-             and (max_staleness is None or staleness <= max_staleness))
+    if state.updates == 0:
+        reason: str | None = "no_price"
+    elif value != HEALTHY:
+        reason = STATE_NAMES[value]
+    elif frozen:
+        reason = "frozen"
+    elif max_staleness is not None and staleness > max_staleness:
+        reason = "max_staleness"
+    elif required_source is not None and required_source != source:
+        reason = "source"  # ?source=ws and the price is the REST fallback's (or the reverse)
+    else:
+        reason = None
     price = state.price
-    th = state.th
+    degraded, stale, critical = feed.limits(state)
+    interval = feed.expected_interval(state)
     return SymbolView(
         feed=feed.name,
         symbol=state.symbol,
         state=STATE_NAMES[value],
         state_value=value,
         staleness_seconds=staleness,
-        fresh=fresh,
+        fresh=reason is None,
+        reason=reason,
+        frozen=frozen,
         max_staleness_seconds=max_staleness,
         price=price if price == price else None,
         last_update=_time_or_none(state.last_update),
@@ -177,7 +208,12 @@ def symbol_view(feed: FeedBook, state: SymbolState, now: float, max_staleness: f
         update_count=state.updates,
         acknowledged=state.acknowledged,
         sequence_gaps=state.gaps,
-        thresholds=Thresholds(th.degraded, th.stale, th.critical),
+        thresholds=Thresholds(degraded, stale, critical),
+        adaptive=interval is not None,
+        expected_interval_seconds=interval,
+        source=source,
+        rest_timestamp=_time_or_none(state.last_update) if source == "rest" else None,
+        required_source=required_source,
     )
 
 

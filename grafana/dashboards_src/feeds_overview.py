@@ -3,6 +3,12 @@
 Feed-level series come from the recording rules in ``prometheus/rules/feeds.yml`` (cheap to
 query over long ranges); per-symbol panels read the exporter's series directly.
 
+Several exporters may feed one dashboard (docs/scaling.md): shards, told apart by their ``shard``
+target label, and replicas of a shard. Queries take each shard's best replica (``max by (feed,
+shard)`` of a connection state; the freshest view of a symbol, or the rules' evidence-based one
+where it is unhealthy) and then the worst shard or the sum over shards, so a replica that is
+down or reconnecting shows in the replica alerts, not as a feed that is down.
+
 Read top to bottom: the state right now (feeds up, symbols per health state, the worst symbols
 with a link to their detail), then the traffic that explains it (message and update rates,
 exchange-to-receive latency), then the connection history (reconnects by reason, errors,
@@ -22,9 +28,14 @@ UID = "feedwatch-feeds"
 TITLE = "feedwatch / Feeds overview"
 
 FEED = '{feed=~"$feed"}'
+# A symbol's staleness and state across its replicas: the rules' merged view where the symbol is
+# unhealthy (prometheus/rules/feeds.yml: its best replica with evidence), else its freshest one.
+SYMBOL_STALENESS = (f"(max by (feed, symbol) (shard_feed_symbol:feedwatch_symbol_staleness_seconds:unhealthy{FEED})"
+                    f" or min by (feed, symbol) (feedwatch_symbol_staleness_seconds{FEED}))")
+SYMBOL_STATE = (f"(max by (feed, symbol) (shard_feed_symbol:feedwatch_symbol_state:unhealthy{FEED})"
+                f" or min by (feed, symbol) (feedwatch_symbol_state{FEED}))")
 # Symbols outside their market session are "closed": not an error, so not among the worst.
-OPEN_STALENESS = (f"max by (feed, symbol) (feedwatch_symbol_staleness_seconds{FEED})"
-                  f" unless on (feed, symbol) (feedwatch_symbol_state{FEED} == -1)")
+OPEN_STALENESS = f"{SYMBOL_STALENESS} unless on (feed, symbol) (feedwatch_symbol_state{FEED} == -1)"
 WORST_LIMIT = 20
 WORST_STALENESS = f"topk({WORST_LIMIT}, {OPEN_STALENESS})"
 
@@ -42,14 +53,17 @@ def build() -> models.Dashboard:
 
     dash = dash.with_row(p.row("Now"))
     dash = dash.with_panel(
-        p.stat_panel("Feeds up", "Is each feed's socket connected? DOWN if any of its connections is down.",
-                     [p.query(f"min by (feed) (feedwatch_feed_up{FEED})", "{{feed}}", instant=True)],
+        p.stat_panel("Feeds up", "Is each feed's socket connected? DOWN if any of its connections is down "
+                     "on every replica of a shard.",
+                     [p.query(f"min by (feed) (max by (feed, shard, connection) (feedwatch_feed_up{FEED}))", "{{feed}}",
+                              instant=True)],
                      unit=units.NoUnit, width=6)
         .mappings(p.flag_mappings("UP", "DOWN")).thresholds(p.plain_thresholds("red")))
     dash = dash.with_panel(
         p.stat_panel("Feeds healthy", "Healthy = fewer than the configured consecutive errors and an update "
                      "within unhealthy_after_silence.",
-                     [p.query(f"min by (feed) (feedwatch_feed_healthy{FEED})", "{{feed}}", instant=True)],
+                     [p.query(f"min by (feed) (max by (feed, shard) (feedwatch_feed_healthy{FEED}))", "{{feed}}",
+                              instant=True)],
                      unit=units.NoUnit, width=6)
         .mappings(p.flag_mappings("HEALTHY", "UNHEALTHY")).thresholds(p.plain_thresholds("red")))
     dash = dash.with_panel(
@@ -98,8 +112,9 @@ def build() -> models.Dashboard:
                             p.query(f"max by (feed) (feed:feedwatch_feed_latency_seconds:p99_rate5m{FEED})", "{{feed}} p99", ref="B")],
                            unit=units.Seconds))
     dash = dash.with_panel(
-        p.timeseries_panel("Bytes received per second", "Raw frame bytes, by feed.",
-                           [p.query(f"sum by (feed) (rate(feedwatch_feed_bytes_total{FEED}[$__rate_interval]))",
+        p.timeseries_panel("Bytes received per second", "Raw frame bytes, by feed (what the venue sends: each "
+                           "shard once, by its busiest replica).",
+                           [p.query(f"sum by (feed) (max by (feed, shard) (rate(feedwatch_feed_bytes_total{FEED}[$__rate_interval])))",
                                     "{{feed}}")],
                            unit=units.BytesPerSecondSI))
 
@@ -147,9 +162,9 @@ def build() -> models.Dashboard:
         p.timeseries_panel("Subscribed and acknowledged symbols", "Symbols each feed asked the venue for "
                            "(configured plus watchlist) and those the venue confirmed; a gap that stays "
                            "means subscriptions the venue ignored.",
-                           [p.query(f"sum by (feed) (feedwatch_feed_subscribed_symbols{FEED})", "{{feed}} subscribed",
-                                    ref="A"),
-                            p.query(f"sum by (feed) (feedwatch_feed_acknowledged_symbols{FEED})",
+                           [p.query(f"sum by (feed) (max by (feed, shard) (feedwatch_feed_subscribed_symbols{FEED}))",
+                                    "{{feed}} subscribed", ref="A"),
+                            p.query(f"sum by (feed) (max by (feed, shard) (feedwatch_feed_acknowledged_symbols{FEED}))",
                                     "{{feed}} acknowledged", ref="B")],
                            unit=units.Short, width=24))
 
@@ -183,7 +198,7 @@ def worst_symbols_table() -> table.Panel:
         "Worst symbols", f"The {WORST_LIMIT} open symbols that went longest without an accepted update. "
         "Click a row for the symbol's detail.",
         [p.query(WORST_STALENESS, instant=True, as_table=True, ref="A"),
-         p.query(f"max by (feed, symbol) (feedwatch_symbol_state{FEED}) and on (feed, symbol) {WORST_STALENESS}",
+         p.query(f"{SYMBOL_STATE} and on (feed, symbol) {WORST_STALENESS}",
                  instant=True, as_table=True, ref="B")],
         unit=units.Seconds, height=10)
     panel = p.merged_table(panel, rename={"Value #A": "Staleness", "Value #B": "State"},

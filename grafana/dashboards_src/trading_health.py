@@ -6,6 +6,10 @@ gave), positions against the limit and each open position's price state (what
 ``TradingStalePricePosition`` watches), the exchange API's errors against the account's limit and
 its latency, then the health of the feeds (the bot's own event stream included) and of the event
 intake.
+
+The trading series come from shard 0 (docs/scaling.md); with several replicas of it, each tracks
+the same events, so counts take one replica's (``max``), never their sum; a position's price
+state is the rules' merged view of the symbol (its best replica with evidence).
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ TITLE = "feedwatch / Trading system health"
 FEEDS_UID = "feedwatch-feeds"  # grafana/dashboards_src/feeds_overview.py
 
 ACCOUNT = '{account=~"$account"}'
+# Positions of any job, as TradingStalePricePosition reads them: a bot embedding exporter.Monitor
+# exports them under its own job (exporter/alerting/mixin.py, ANY_JOB_PANELS); the price state is
+# the feedwatch job's (the generator adds its selector there).
+POSITIONS = 'feedwatch_trading_position{job=~".+",account=~"$account"}'
 # Each open position with the health state of its price on the feed the config maps it to.
-POSITION_PRICE_STATE = (f"(feedwatch_trading_position{ACCOUNT} != 0) * 0"
-                        f" + on (feed, symbol) group_left () max by (feed, symbol) (feedwatch_symbol_state)")
+POSITION_PRICE_STATE = (f"({POSITIONS} != 0) * 0"
+                        f" + on (feed, symbol) group_left ()"
+                        f" (max by (feed, symbol) (shard_feed_symbol:feedwatch_symbol_state:unhealthy)"
+                        f" or min by (feed, symbol) (feedwatch_symbol_state))")
 
 
 def build() -> models.Dashboard:
@@ -85,7 +95,7 @@ def build() -> models.Dashboard:
     positions = p.table_panel(
         "Open positions and their price", "Each open position (signed quantity) and the health "
         "state of its price on the mapped feed: stale or worse fires TradingStalePricePosition.",
-        [p.query(f"max by (account, symbol, feed) (feedwatch_trading_position{ACCOUNT} != 0)",
+        [p.query(f"max by (account, symbol, feed) ({POSITIONS} != 0)",
                  instant=True, as_table=True, ref="A"),
          p.query(f"max by (account, symbol, feed) ({POSITION_PRICE_STATE})",
                  instant=True, as_table=True, ref="B")],
@@ -103,7 +113,7 @@ def build() -> models.Dashboard:
     dash = dash.with_panel(trading_performance.limit_lines(
         p.timeseries_panel("API errors per minute", "Failed exchange API calls in the last minute; dashed: "
                            "the account's limit (TradingApiErrors fires above it).",
-                           [p.query(f"sum by (account) (increase(feedwatch_trading_api_errors_total{ACCOUNT}[1m]))",
+                           [p.query(f"max by (account) (increase(feedwatch_trading_api_errors_total{ACCOUNT}[1m]))",
                                     "{{account}} errors", ref="A"),
                             p.query(f"max by (account) (feedwatch_trading_limit_api_errors_per_minute{ACCOUNT})",
                                     "{{account}} limit", ref="B")],
@@ -126,7 +136,8 @@ def build() -> models.Dashboard:
     dash = dash.with_row(p.row("Feeds and event intake"))
     dash = dash.with_panel(
         p.stat_panel("Feeds up", "Every feed's connection, the bot's own event stream (kind: trading) included.",
-                     [p.query("min by (feed) (feedwatch_feed_up)", "{{feed}}", instant=True)],
+                     [p.query("min by (feed) (max by (feed, shard, connection) (feedwatch_feed_up))", "{{feed}}",
+                              instant=True)],
                      unit=units.NoUnit, width=8)
         .mappings(p.flag_mappings("UP", "DOWN")).thresholds(p.plain_thresholds("red")))
     dash = dash.with_panel(
@@ -145,13 +156,13 @@ def build() -> models.Dashboard:
         .thresholds(p.staleness_thresholds()))
     dash = dash.with_panel(
         p.timeseries_panel("Events per second", "Bot events applied per second, by account and type.",
-                           [p.query(f"sum by (account, type) (rate(feedwatch_trading_events_total{ACCOUNT}"
+                           [p.query(f"max by (account, type) (rate(feedwatch_trading_events_total{ACCOUNT}"
                                     f"[$__rate_interval]))", "{{account}} {{type}}")],
                            unit=units.EventsPerSecond))
     dash = dash.with_panel(
         p.timeseries_panel("Events refused", "Events or push requests refused per interval, by reason "
                            "(duplicates are replays counted once, not errors).",
-                           [p.query("sum by (reason) (increase(feedwatch_trading_events_rejected_total"
+                           [p.query("max by (reason) (increase(feedwatch_trading_events_rejected_total"
                                     "[$__rate_interval]))", "{{reason}}")],
                            unit=units.Short, bars=True, stacked=True))
     return dash.build()

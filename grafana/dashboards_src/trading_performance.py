@@ -140,7 +140,7 @@ def build() -> models.Dashboard:
                            unit=units.Short, width=8)))
     dash = dash.with_panel(
         p.timeseries_panel("Closed trades by result", "Trades closed per interval: win, loss or flat (net of fees).",
-                           [p.query(f"sum by (account, result) (increase(feedwatch_trading_trades_total{ACCOUNT}"
+                           [p.query(f"max by (account, result) (increase(feedwatch_trading_trades_total{ACCOUNT}"
                                     f"[$__rate_interval]))", "{{account}} {{result}}")],
                            unit=units.Short, width=24, bars=True, stacked=True)
         .override_by_regexp(".* win", p.fixed_colour("green"))

@@ -32,8 +32,18 @@ under those names ("stand-ins"), then the stack runs as a user would run it:
 10. notify     Watchdog, then FeedSymbolStale for AAPL reach the webhook receiver on the compose
                network: exporter -> Prometheus -> Alertmanager -> webhook, with the committed
                thresholds and for: (AAPL degraded after 180 s, for: 1m, group_wait 30s)
-11. teardown   ``down -v``, the daemon stopped, the namespace and the host's rules removed
-               (also after a failure)
+11. ha up      the ``ha`` profile added to the running stack, not after a teardown (it shares the
+               simulators, the webhook receiver and the built images; no second start-up):
+               ``--profile ha up`` of its two exporter shards, two Prometheus, two Alertmanagers
+               and VictoriaMetrics (built as a stand-in like the others); the override gives the
+               Alertmanagers the webhook config; every health check healthy; the step-9 checks on
+               each of them
+12. ha         the profile works as docs/scaling.md says: the two shards watch every symbol exactly
+               once between them; both Prometheus scrape both shards; the Alertmanagers form a
+               cluster of two; the Watchdog of the pair reaches the webhook with ``cluster`` and
+               without ``replica``, once; VictoriaMetrics holds one copy of every symbol's series
+13. teardown   ``down -v`` (with the profile), the daemon stopped, the namespace and the host's
+               rules removed (also after a failure)
 
 Each step prints a progress line; a failure prints the step, the services' logs and the daemon's
 log tail, and exits 1. Bounded: every wait has a deadline. FEEDWATCH_COMPOSE_CACHE sets the cache
@@ -47,6 +57,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -54,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -70,8 +82,12 @@ BASE_TAG = "feedwatch-standin/debian:bookworm"
 ADDRESS_POOL = "base=172.30.0.0/16,size=24"
 SERVICES = ["simulator", "simulator-bot", "feedwatch", "prometheus", "alertmanager"]
 TEST_SERVICES = ["webhook", "feedwatch-auth"]
+# The `ha` profile (docker-compose.yml), in start order.
+HA_SERVICES = ["feedwatch-shard-0", "feedwatch-shard-1", "alertmanager-a", "alertmanager-b", "victoriametrics",
+               "prometheus-a", "prometheus-b"]
+HA_PROFILE = ("--profile", "ha")
 STALLED = "AAPL"
-STEPS = 11
+STEPS = 13
 AUTH_USER, AUTH_PASSWORD = "healthcheck", secrets.token_hex(12)
 
 START = time.monotonic()
@@ -332,6 +348,10 @@ def write_override(workdir: Path) -> Path:
                             "--storage.path=/alertmanager"],
                 "volumes": [f"{generated}:/etc/alertmanager-generated:ro"],
             },
+            # The ha profile's cluster: the same rendered config, mounted over the committed file,
+            # so the committed command lines (their cluster flags) run unchanged.
+            **{name: {"volumes": [f"{generated / 'alertmanager.yml'}:/etc/alertmanager/alertmanager.yml:ro"]}
+               for name in ("alertmanager-a", "alertmanager-b")},
             "webhook": {
                 "image": dockerfile_base(),
                 "command": ["python", "/srv/webhook.py", "8080"],
@@ -365,10 +385,10 @@ def write_override(workdir: Path) -> Path:
 
 # --- checks -------------------------------------------------------------------------------------
 
-def container_ids(daemon: Daemon, files: list[Path]) -> dict[str, str]:
+def container_ids(daemon: Daemon, files: list[Path], services: list[str]) -> dict[str, str]:
     ids = {}
-    for service in SERVICES + TEST_SERVICES:
-        cid = daemon.compose(files, "ps", "-q", service).stdout.strip()
+    for service in services:
+        cid = daemon.compose(files, *HA_PROFILE, "ps", "-q", service).stdout.strip()
         if not cid:
             raise StepFailed(f"service {service} has no container")
         ids[service] = cid
@@ -439,6 +459,31 @@ def firing(notes: list[dict[str, Any]], alertname: str, **labels: str) -> list[d
             and all(alert["labels"].get(k) == v for k, v in labels.items())]
 
 
+def fetch_in(daemon: Daemon, cid: str, url: str) -> str:
+    """GET ``url`` from inside a container (the webhook's: Python, on the compose network)."""
+    return daemon.docker("exec", cid, "python", "-c", "import sys, urllib.request; sys.stdout.write("
+                         "urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())", url, timeout=60).stdout
+
+
+def promql(daemon: Daemon, cid: str, base: str, query: str) -> list[dict[str, Any]]:
+    """An instant query's result vector (Prometheus and VictoriaMetrics answer the same API)."""
+    body = json.loads(fetch_in(daemon, cid, f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query})))
+    if body.get("status") != "success":
+        raise StepFailed(f"{base}: {query} failed: {body}")
+    return body["data"]["result"]
+
+
+def watched_symbols(metrics: str, feed: str) -> list[str]:
+    """The symbols of ``feed`` an exporter's /metrics has a state for (repeats kept)."""
+    return re.findall(rf'^feedwatch_symbol_state{{feed="{re.escape(feed)}",symbol="([^"]+)"}} ', metrics, re.M)
+
+
+def configured_symbols(feed: str) -> list[str]:
+    (symbols,) = [f["symbols"] for f in yaml.safe_load((ROOT / "deploy/feedwatch.yml").read_text())["feeds"]
+                  if f["name"] == feed]
+    return symbols
+
+
 def validate_grafana() -> list[str]:
     """Grafana cannot run here: its provisioning checked against Grafana's file formats, the
     compose mounts and the dashboards (tests/unit/test_compose.py and test_dashboards.py check more)."""
@@ -490,8 +535,8 @@ def validate_grafana() -> list[str]:
 
 def print_logs(daemon: Daemon, files: list[Path]) -> None:
     """Each service's log tail and health-check output, for the failure report."""
-    for service in SERVICES + TEST_SERVICES:
-        cid = daemon.compose(files, "ps", "-q", service, check=False).stdout.strip()
+    for service in SERVICES + TEST_SERVICES + HA_SERVICES:
+        cid = daemon.compose(files, *HA_PROFILE, "ps", "-q", service, check=False).stdout.strip()
         if not cid:
             print(f"--- {service}: no container ---", file=sys.stderr)
             continue
@@ -574,7 +619,7 @@ def main() -> int:
         step(3, "base", lambda: build_base(daemon))
 
         def images() -> str:
-            # Three independent chains, built side by side: most of the time is apt and pip downloads.
+            # Four independent chains, built side by side: most of the time is apt and pip downloads.
             tags = compose_images()
             ca = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
 
@@ -587,10 +632,10 @@ def main() -> int:
                 version = tags[service].rsplit(":v", 1)[1]
                 return f"{tags[service]} {build_standin(daemon, tags[service], f'{service}.Dockerfile', {}, version=version)}"
 
-            pool = ThreadPoolExecutor(max_workers=3)
+            pool = ThreadPoolExecutor(max_workers=4)
             try:
                 futures = [pool.submit(python_and_project), pool.submit(operator_image, "prometheus"),
-                           pool.submit(operator_image, "alertmanager")]
+                           pool.submit(operator_image, "alertmanager"), pool.submit(operator_image, "victoriametrics")]
                 return "; ".join(f.result() for f in futures)
             finally:
                 # Stopped or failed: do not wait for the other builds; the teardown stops dockerd.
@@ -630,7 +675,7 @@ def main() -> int:
         ids: dict[str, str] = {}
 
         def healthy() -> str:
-            ids.update(container_ids(daemon, files))
+            ids.update(container_ids(daemon, files, SERVICES + TEST_SERVICES))
             wait_until("every health check", lambda: all_healthy(daemon, ids), timeout=240, interval=3)
             return f"{len(ids)} services healthy"
         step(8, "healthy", healthy)
@@ -660,6 +705,86 @@ def main() -> int:
                                 timeout=420, interval=5)
             return f"FeedSymbolStale {alerts[0]['labels'].get('severity')}: {alerts[0]['annotations']['description']}"
         step(10, "notify", notify)
+
+        def ha_up() -> str:
+            # On top of the running stack: the profile's services share its simulators, webhook
+            # receiver and images; the default services are up to date and left alone.
+            daemon.compose(files, *HA_PROFILE, "up", "-d", "--no-build", *HA_SERVICES, timeout=420)
+            ha_ids = container_ids(daemon, files, HA_SERVICES)
+            ids.update(ha_ids)
+            wait_until("every ha health check", lambda: all_healthy(daemon, ha_ids), timeout=240, interval=3)
+            problems = check_hardening(daemon, ha_ids)
+            if problems:
+                raise StepFailed("\n  " + "\n  ".join(problems))
+            return f"{len(ha_ids)} services healthy; non-root, read-only root, read-only mounts"
+        step(11, "ha up", ha_up)
+
+        def ha() -> str:
+            web = ids["webhook"]
+            # Every symbol exactly once between the two shards, each shard saying which it is.
+            symbols = configured_symbols("stocks")
+            shares: dict[str, list[str]] = {}
+            for index in ("0", "1"):
+                metrics = fetch_in(daemon, web, f"http://feedwatch-shard-{index}:10119/metrics")
+                if f'feedwatch_shard_info{{shard="{index}",shards="2"}} 1' not in metrics:
+                    raise StepFailed(f"feedwatch-shard-{index} does not say it is shard {index} of 2")
+                shares[index] = watched_symbols(metrics, "stocks")
+            both = shares["0"] + shares["1"]
+            if sorted(both) != sorted(symbols):
+                raise StepFailed(f"the shards' symbols {shares} are not {symbols}, each once")
+
+            # Both Prometheus scrape both shards, labelled.
+            for member in ("a", "b"):
+                base = f"http://prometheus-{member}:9090"
+                wait_until(f"prometheus-{member} scraping both shards",
+                           lambda: sorted(s["metric"].get("shard", "") for s in
+                                          promql(daemon, web, base, 'up{job="feedwatch"} == 1')) == ["0", "1"],
+                           timeout=90)
+
+            # The Alertmanagers are one cluster of two.
+            def cluster(member: str) -> dict[str, Any]:
+                return json.loads(fetch_in(daemon, web, f"http://alertmanager-{member}:9093/api/v2/status"))["cluster"]
+            for member in ("a", "b"):
+                wait_until(f"alertmanager-{member} in a ready cluster of two",
+                           lambda: (c := cluster(member))["status"] == "ready" and len(c["peers"]) == 2, timeout=90)
+
+            # The pair's Watchdog (it carries `cluster`, the single Prometheus' does not) reaches the
+            # webhook through the cluster, without `replica`.
+            def pair_watchdogs() -> list[dict[str, Any]]:
+                return [a for a in firing(notifications(daemon, web), "Watchdog") if "cluster" in a["labels"]]
+            first = wait_until("the HA pair's Watchdog at the webhook", pair_watchdogs, timeout=120, interval=3)
+            first_at = time.monotonic()
+            if any("replica" in a["labels"] for a in first) or first[0]["labels"]["cluster"] != "feedwatch":
+                raise StepFailed(f"the pair's Watchdog has the wrong labels: {first[0]['labels']}")
+
+            # VictoriaMetrics: one copy of each symbol's series although both members write it,
+            # without `replica`, with the shard that watches it. (Its queries see samples 30 s
+            # after they arrive: -search.latencyOffset.)
+            vm = "http://victoriametrics:8428"
+            query = 'feedwatch_symbol_state{job="feedwatch",feed="stocks"}'
+            series = wait_until("every symbol's series in VictoriaMetrics",
+                                lambda: (r := promql(daemon, web, vm, query)) and len(r) >= len(symbols) and r,
+                                timeout=150, interval=5)
+            labels = [s["metric"] for s in series]
+            if sorted(m["symbol"] for m in labels) != sorted(symbols):
+                raise StepFailed(f"VictoriaMetrics holds {len(labels)} series, not one per symbol: {labels}")
+            for m in labels:
+                if "replica" in m or m.get("cluster") != "feedwatch" or m["symbol"] not in shares[m.get("shard", "")]:
+                    raise StepFailed(f"VictoriaMetrics series with the wrong labels: {m}")
+
+            # Once: the second Alertmanager waits its peer timeout (15 s) for the first one's
+            # notification log before it would send the same Watchdog; wait that out, then count.
+            peer_timeout = 15
+            wait_until("the Alertmanagers' peer timeout to pass", lambda: time.monotonic() - first_at > peer_timeout + 5,
+                       timeout=peer_timeout + 10, interval=1)
+            # (Its next repeat is 5 minutes away: Alertmanager's repeat_interval for the Watchdog.)
+            sent = pair_watchdogs()
+            if len(sent) != 1:
+                raise StepFailed(f"the pair's Watchdog was notified {len(sent)} times: {sent}")
+            return (f"shard 0 watches {', '.join(sorted(shares['0']))}, shard 1 {', '.join(sorted(shares['1']))}; "
+                    f"both Prometheus scrape both; 2 Alertmanagers in one cluster; the pair's Watchdog notified "
+                    f"once; VictoriaMetrics: {len(labels)} symbol series, one per symbol")
+        step(12, "ha", ha)
     except StepFailed as exc:
         failed = str(exc)
     except (Exception, KeyboardInterrupt) as exc:  # a bug here, or stopped: still tear down, still fail loudly
@@ -676,7 +801,8 @@ def main() -> int:
         else:
             def teardown() -> str:
                 if daemon.compose_cmd and len(files) > 1:
-                    daemon.compose(files, "down", "-v", "--remove-orphans", "--timeout", "10", check=False, timeout=300)
+                    daemon.compose(files, *HA_PROFILE, "down", "-v", "--remove-orphans", "--timeout", "10",
+                                   check=False, timeout=300)
                 daemon.stop()
                 unmount_under(workdir)
                 try:
@@ -685,7 +811,7 @@ def main() -> int:
                     raise StepFailed(f"cannot remove {workdir}: {exc}") from None
                 return "stack removed, dockerd stopped, namespace and host rules removed"
             try:
-                step(11, "teardown", teardown)
+                step(13, "teardown", teardown)
             except StepFailed as exc:
                 failed = failed or str(exc)
     total = time.monotonic() - START

@@ -34,36 +34,10 @@ from typing import Any, Iterator
 
 import contextlib
 
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, trading_stack
 from tests.waiting import wait_for
 
 STALE_AFTER = 5.0
-
-CONFIG = """
-thresholds: {degraded: 3s, stale: 5s, critical: 1h}
-feeds:
-  - name: crypto
-    kind: polygon
-    url: ${SIM_CRYPTO_URL}
-    api_key: e2e-key
-    channels: [Q]
-    symbols: [BTCUSDT, ETHUSDT]
-    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
-  - name: bot
-    kind: trading
-    url: ${SIM_BOT_URL}
-    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
-trading:
-  accounts:
-    - name: demo
-      symbols: {BTCUSDT: crypto, ETHUSDT: crypto}
-"""
-
-SIMULATORS = {
-    "crypto": ["--venue", "polygon", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "10", "--api-key", "e2e-key",
-               "--seed", "5"],
-    "bot": ["--venue", "trading", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "5", "--seed", "9"],
-}
 
 CRITICAL_PATH = ("TradingKillSwitchActive", "TradingCircuitBreakerOpen", "TradingStalePricePosition")
 
@@ -71,11 +45,7 @@ CRITICAL_PATH = ("TradingKillSwitchActive", "TradingCircuitBreakerOpen", "Tradin
 @contextlib.contextmanager
 def real_stack(workdir: Path) -> Iterator[Stack]:
     """The stack at the committed timings, the bot and both prices live."""
-    with running_stack(workdir, exporter_config=CONFIG, simulators=SIMULATORS, time_scale=1.0, interval=None,
-                       timeout=60) as stack:
-        wait_for(lambda: stack.query('feedwatch_trading_equity{account="demo"}')
-                 and len(stack.query('feedwatch_symbol_state{feed="crypto"} == 0')) == 2,
-                 timeout=60, what="the bot's equity and two healthy prices in Prometheus")
+    with trading_stack(workdir, liveness=False, time_scale=1.0, interval=None, timeout=60) as stack:
         yield stack
 
 

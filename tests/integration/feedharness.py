@@ -87,9 +87,11 @@ def feed_config(url: str, name: str = "stocks", kind: str = "polygon", symbols=(
 async def simulated_feed(clock: Any, symbols=("AAPL", "MSFT"), rate: float = 40.0,
                          sim_symbols=None, top: dict[str, Any] | None = None,
                          sim_faults=(), adapter_class: type | None = None, sim_ping_interval=None,
+                         connection_listener: Callable[[Any], None] | None = None,
                          **overrides: Any) -> AsyncIterator[Harness]:
     """A simulator and a Service watching it. ``adapter_class`` replaces the registry's adapter
-    (a subclass of a shipped adapter with different limits, e.g. a tiny capacity)."""
+    (a subclass of a shipped adapter with different limits, e.g. a tiny capacity);
+    ``connection_listener`` is told of every connection change from the very first connect."""
     sim = Simulator("polygon", sim_symbols if sim_symbols is not None else symbols, rate=rate,
                     api_key=API_KEY, faults=sim_faults, ping_interval=sim_ping_interval)
     await sim.start()
@@ -98,6 +100,8 @@ async def simulated_feed(clock: Any, symbols=("AAPL", "MSFT"), rate: float = 40.
     if adapter_class is not None:
         name = config.feeds[0].name
         service.runners[name] = FeedRunner(config.feeds[0], service.book.feeds[name], clock, adapter_class)
+    if connection_listener is not None:
+        service.book.connection_listeners.append(connection_listener)
     try:
         await service.start()
         yield Harness(sim, service, config.feeds[0].name)

@@ -17,7 +17,7 @@ degraded 5s, stale 8s), so a stalled symbol alerts within about ten seconds.
 API::
 
     with running_stack(tmp_path) as stack:          # or start_stack(...) / stack.stop()
-        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API
+        stack.fault("stocks", "stall", "AAPL")      # the simulator's control API (value= too)
         alert = stack.wait_for_alert(lambda a: a["labels"]["alertname"] == "FeedSymbolStale",
                                      timeout=30, what="FeedSymbolStale")
         stack.query('feedwatch_symbol_state{symbol="AAPL"}')    # Prometheus instant query
@@ -27,7 +27,8 @@ API::
         stack.simulators["stocks"].ws_url / .control_url
 
 ``start_stack`` arguments: ``exporter_config`` (YAML text; simulator URLs arrive as environment
-variables ``SIM_<NAME>_URL``, expanded by the exporter's own ``${...}`` support), ``simulators``
+variables ``SIM_<NAME>_URL``, and ``SIM_<NAME>_CONTROL_URL`` for the simulator's HTTP server with
+its REST snapshots, expanded by the exporter's own ``${...}`` support), ``simulators``
 (name -> ``feedwatch simulate`` arguments, ``--port``/``--control-port`` are added),
 ``time_scale``, ``alertmanager_env`` (extra FEEDWATCH_* channel variables), ``interval``
 (scrape and evaluation, default 1s; None keeps the committed ones: 5s for the feedwatch job and
@@ -36,6 +37,10 @@ exporter through a ``TcpProxy`` the test can cut: ``stack.proxy``).
 
 The exporter can be killed and started again on the same port, config and state file:
 ``stack.kill_exporter()`` (SIGKILL) and ``stack.start_exporter()``.
+
+``trading_stack(workdir, state_file=..., api=..., liveness=...)`` is the trading end-to-end
+stack (a price feed and the bot's event stream, ``trading_config``), ready when Prometheus has
+the bot's equity and both prices healthy.
 
 ``python -m tests.integration.stack`` measures condition-to-notification delays with the
 committed timings (time_scale 1, 15s scrape and evaluation; the exporter's thresholds stay
@@ -86,6 +91,61 @@ E2E_SIMULATORS: dict[str, list[str]] = {
     "stocks": ["--venue", "polygon", "--symbols", "AAPL,MSFT,NVDA", "--rate", "10",
                "--api-key", E2E_API_KEY, "--seed", "7"],
 }
+
+
+# The trading stack (``trading_stack``): a Polygon-dialect price feed ``crypto`` (BTCUSDT, ETHUSDT)
+# and the trading simulator as the bot's event stream ``bot``, whose account ``demo`` maps both
+# symbols to ``crypto``. {liveness} and {trading} are filled in by ``trading_config``.
+TRADING_EXPORTER_CONFIG = """
+thresholds: {{degraded: 3s, stale: 5s, critical: 1h}}
+feeds:
+  - name: crypto
+    kind: polygon
+    url: ${{SIM_CRYPTO_URL}}
+    api_key: e2e-key
+    channels: [Q]
+    symbols: [BTCUSDT, ETHUSDT]{liveness}
+    reconnect: {{initial_delay: 200ms, max_delay: 1s, reset_after: 5s}}
+  - name: bot
+    kind: trading
+    url: ${{SIM_BOT_URL}}{liveness}
+    reconnect: {{initial_delay: 200ms, max_delay: 1s, reset_after: 5s}}
+trading:{trading}
+  accounts:
+    - name: demo
+      symbols: {{BTCUSDT: crypto, ETHUSDT: crypto}}
+"""
+
+TRADING_SIMULATORS: dict[str, list[str]] = {
+    "crypto": ["--venue", "polygon", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "10", "--api-key", E2E_API_KEY,
+               "--seed", "5"],
+    "bot": ["--venue", "trading", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "5", "--seed", "9"],
+}
+
+
+def trading_config(*, state_file: Path | None = None, api: str | None = None, liveness: bool = True) -> str:
+    """The trading stack's exporter config. ``liveness``: pings every 1s and a 5s deadline on both
+    feeds (False: the committed defaults); ``state_file``: the trading state file; ``api``: the
+    trading push API's settings, a YAML flow mapping (``{token: t, hmac_secret: s}``)."""
+    indent = "\n    "
+    trading = "".join(f"\n  {line}" for line in (
+        ([f"state_file: {state_file}"] if state_file is not None else []) + ([f"api: {api}"] if api else [])))
+    return TRADING_EXPORTER_CONFIG.format(
+        liveness=f"{indent}ping_interval: 1s{indent}heartbeat_timeout: 5s" if liveness else "", trading=trading)
+
+
+@contextlib.contextmanager
+def trading_stack(workdir: Path, *, state_file: Path | None = None, api: str | None = None, liveness: bool = True,
+                  **kwargs: Any) -> Iterator[Stack]:
+    """``running_stack`` with the trading config and simulators (``trading_config``; other
+    arguments go to ``start_stack``), yielded once Prometheus has the bot's equity and both
+    prices healthy (within ``timeout``, 30 s by default)."""
+    config = trading_config(state_file=state_file, api=api, liveness=liveness)
+    with running_stack(workdir, exporter_config=config, simulators=TRADING_SIMULATORS, **kwargs) as stack:
+        wait_for(lambda: stack.query('feedwatch_trading_equity{account="demo"}')
+                 and len(stack.query('feedwatch_symbol_state{feed="crypto"} == 0')) == 2,
+                 timeout=kwargs.get("timeout", 30.0), what="the bot's equity and two healthy prices in Prometheus")
+        yield stack
 
 
 class _LoopThread:
@@ -275,11 +335,13 @@ class Stack:
         finally:
             self.post_alerts([alert(time.time() - 0.5)])
 
-    def fault(self, simulator: str, name: str, symbol: str | None = None) -> dict[str, Any]:
+    def fault(self, simulator: str, name: str, symbol: str | None = None,
+              value: float | None = None) -> dict[str, Any]:
         """Switch a fault on a simulator (POST /faults/NAME); returns its state after the change."""
         url = f"{self.simulators[simulator].control_url}/faults/{name}"
-        if symbol:
-            url += "?" + urllib.parse.urlencode({"symbol": symbol})
+        query = {k: v for k, v in (("symbol", symbol), ("value", value)) if v is not None}
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
         req = urllib.request.Request(url, method="POST", data=b"")
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.load(resp)
@@ -369,6 +431,7 @@ def start_stack(workdir: Path, *, exporter_config: str | None = E2E_EXPORTER_CON
                 sim = _start_simulator(name, args, workdir)
                 stack.simulators[name] = sim
                 env[f"SIM_{name.upper()}_URL"] = sim.ws_url
+                env[f"SIM_{name.upper()}_CONTROL_URL"] = sim.control_url  # its REST snapshots too
             config_path = workdir / "feedwatch.yml"
             config_path.write_text(exporter_config)
             port = free_port()

@@ -65,6 +65,26 @@ def test_check_config_summarises_a_valid_file(tmp_path):
         in result.stdout
 
 
+def test_check_config_shows_a_shards_share(tmp_path):
+    config = tmp_path / "sharded.yml"
+    config.write_text(
+        "feeds:\n"
+        "  - {name: stocks, kind: polygon, url: 'wss://x/stocks', api_key: k, symbols: [AAPL, MSFT, NVDA, TSLA]}\n"
+        "  - {name: one, kind: polygon, url: 'wss://x/stocks', api_key: k, symbols: [IBM]}\n"
+    )
+    from exporter.sharding import owner
+
+    for index in range(3):
+        mine = [s for s in ("AAPL", "MSFT", "NVDA", "TSLA") if owner("stocks", s, 3) == index]
+        result = feedwatch("check-config", str(config), "--shard", f"{index}/3")
+        assert result.returncode == 0, result.stderr
+        assert f"OK: shard {index}/3: " in result.stdout and f"{len(mine) + (owner('one', 'IBM', 3) == index)} of 5 symbol(s)" \
+            in result.stdout, result.stdout
+        assert ("standby" in result.stdout) == (owner("one", "IBM", 3) != index or not mine), result.stdout
+    result = feedwatch("check-config", str(config), "--shard", "3/3")
+    assert result.returncode == 1 and "--shard: shard index 3 is out of range" in result.stderr
+
+
 def test_example_configs_are_valid():
     assert feedwatch("check-config", str(REPO / "examples" / "demo.yml")).returncode == 0
     result = subprocess.run([*FEEDWATCH, "check-config", str(REPO / "examples" / "polygon.yml")],
@@ -176,6 +196,19 @@ async def test_run_with_an_invalid_config_exits_one_naming_the_key(tmp_path):
     rc, err = await stop(proc, signal_it=False)
     assert rc == 1
     assert "feeds[0].symbls: unknown key" in err
+
+
+async def test_run_refuses_a_tick_sink_with_nowhere_to_write(tmp_path):
+    """No journal file (no trading state file, no journal.path) and no tick_sink.path: refused at
+    start with the key, not a traceback and not a file in some working directory."""
+    path = tmp_path / "ticks.yml"
+    path.write_text("feeds:\n  - {name: s, kind: polygon, url: 'ws://127.0.0.1:9', api_key: k, symbols: [A]}\n"
+                    "tick_sink: {}\n")
+    proc = await start_run("-c", str(path), "--web.listen-address", f"127.0.0.1:{free_port()}")
+    rc, err = await stop(proc, signal_it=False)
+    assert rc == 1, err
+    assert "refusing to start: tick_sink.path: no SQLite file to write ticks to" in err
+    assert "Traceback" not in err
 
 
 async def test_web_config_basic_auth_and_tls(tmp_path, venue):

@@ -123,6 +123,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 "feed_kind:feedwatch_feed_messages:rate1m > 0",
                 "feed:feedwatch_feed_latency_seconds:p99_rate5m >= 0",
                 f"count_over_time(feedwatch_symbol_updates_total[1m]) >= {4 * SCRAPE_SECONDS + 2}",
+                # deploy/feedwatch.yml's adaptive symbol has learned its interval (its warm-up).
+                "feedwatch_symbol_expected_interval_seconds",
             ))
 
         try:

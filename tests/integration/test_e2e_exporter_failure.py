@@ -27,45 +27,14 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, trading_stack
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-CONFIG = """
-thresholds: {degraded: 3s, stale: 5s, critical: 1h}
-feeds:
-  - name: crypto
-    kind: polygon
-    url: ${SIM_CRYPTO_URL}
-    api_key: e2e-key
-    channels: [Q]
-    symbols: [BTCUSDT, ETHUSDT]
-    ping_interval: 1s
-    heartbeat_timeout: 5s
-    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
-  - name: bot
-    kind: trading
-    url: ${SIM_BOT_URL}
-    ping_interval: 1s
-    heartbeat_timeout: 5s
-    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
-trading:
-  state_file: %(state_file)s
-  accounts:
-    - name: demo
-      symbols: {BTCUSDT: crypto, ETHUSDT: crypto}
-"""
-
-SIMULATORS = {
-    "crypto": ["--venue", "polygon", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "10", "--api-key", "e2e-key",
-               "--seed", "5"],
-    "bot": ["--venue", "trading", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "5", "--seed", "9"],
-}
 
 EXPORTER = {"job": "feedwatch"}  # plus the instance, found at run time
 
@@ -136,11 +105,7 @@ def _exporter_down_paged(stack: Stack, since: int) -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("e2e-exporter-failure")
-    config = CONFIG % {"state_file": workdir / "trading.sqlite"}
-    with running_stack(workdir, exporter_config=config, simulators=SIMULATORS, scrape_proxy=True) as running:
-        wait_for(lambda: running.query('feedwatch_trading_equity{account="demo"}')
-                 and len(running.query('feedwatch_symbol_state{feed="crypto"} == 0')) == 2,
-                 timeout=30, what="the bot's equity and two healthy prices in Prometheus")
+    with trading_stack(workdir, state_file=workdir / "trading.sqlite", scrape_proxy=True) as running:
         _scenario(running, "kill_switch")
         _scenario(running, "drawdown")
         running.fault("crypto", "stall", "BTCUSDT")
@@ -150,18 +115,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def test_a_killed_exporter_resolves_nothing_and_only_what_recovered_resolves_after_restart(stack: Stack) -> None:
+def _blind_then_back(stack: Stack, blind: Callable[[], None], restore: Callable[[], None], what: str, *,
+                     while_blind: Callable[[], None] | None = None, once_back: Callable[[], None] | None = None) -> None:
+    """The sequence both failures run. ``blind`` makes the exporter unobservable: FeedwatchExporterDown
+    is paged to both teams, and nothing is notified "resolved" while the bot switches its kill
+    switch off (``while_blind`` runs after that). ``restore`` makes it observable again: the page
+    and the kill switch resolve, and only they (``once_back`` runs before that is checked); the
+    HELD alerts stay firing and are never notified again."""
     mark = len(stack.received)
-    killed_at = time.time()
-    stack.kill_exporter()
+    blinded_at = time.time()
+    blind()
     wait_for(lambda: _notified(stack, "FeedwatchExporterDown", {}, "firing", mark), timeout=30, interval=0.1,
              what="FeedwatchExporterDown notified")
     page = next(a for a in stack.alerts(mark) if a["labels"]["alertname"] == "FeedwatchExporterDown")
-    print(f"\nFeedwatchExporterDown notified {page['_received_at'] - killed_at:.1f}s after the SIGKILL "
+    print(f"\nFeedwatchExporterDown notified {page['_received_at'] - blinded_at:.1f}s after {what} "
           f"(compressed 30x)")
 
-    # While it is dead, the bot switches its kill switch off: nobody can know yet.
+    # While nobody can see it, the bot switches its kill switch off.
     _scenario(stack, "kill_switch_off")
+    if while_blind is not None:
+        while_blind()
     _flush_all(stack)
     assert _resolved_since(stack, mark) == [], stack.describe_received()
     for name, labels in [*HELD, KILL_SWITCH]:
@@ -171,26 +144,33 @@ def test_a_killed_exporter_resolves_nothing_and_only_what_recovered_resolves_aft
     wait_for(lambda: _exporter_down_paged(stack, mark), timeout=10, interval=0.1,
              what="FeedwatchExporterDown notified to data-critical and trading-critical")
 
-    # Back, on the same port, config and state file.
-    restart = len(stack.received)
-    stack.start_exporter()
-    wait_for(lambda: _notified(stack, "FeedwatchExporterDown", {}, "resolved", restart), timeout=30,
+    back = len(stack.received)
+    restore()
+    wait_for(lambda: _notified(stack, "FeedwatchExporterDown", {}, "resolved", back), timeout=30,
              what="FeedwatchExporterDown resolved")
-    stack.wait_for_alert(lambda a: _matches(a, *KILL_SWITCH) and a["status"] == "resolved", since=restart,
-                         timeout=30, what="the kill switch, really off, resolved")
-    # The fresh process counts BTCUSDT's age from its new subscription: "healthy" for its first
-    # seconds, until it sees the stall for itself. Only after that, and after every group has
-    # flushed, is the absence of a resolution proof.
-    wait_for(lambda: stack.query('feedwatch_symbol_state{feed="crypto",symbol="BTCUSDT"} >= 2'), timeout=30,
-             what="the restarted exporter reporting BTCUSDT stale by itself")
+    stack.wait_for_alert(lambda a: _matches(a, *KILL_SWITCH) and a["status"] == "resolved", since=back,
+                         timeout=30, what="the kill switch, really off, resolved once visible")
+    if once_back is not None:
+        once_back()
+    # Only after every group has flushed is the absence of a resolution proof.
     _flush_all(stack)
     assert _resolved_since(stack, mark) == ["FeedwatchExporterDown", f"{KILL_SWITCH[0]} demo"], \
         stack.describe_received()
-    # Nor notified again as if new (as on main, where they "fired again" after the restart):
-    # their groups never changed.
+    # Nor notified again as if new (as on main, where they "fired again" after a restart): their
+    # groups never changed.
     for name, labels in HELD:
         assert _firing_in_alertmanager(stack, name, labels), f"{name} {labels} no longer active"
     assert _renotified(stack, mark) == [], stack.describe_received()
+
+
+def test_a_killed_exporter_resolves_nothing_and_only_what_recovered_resolves_after_restart(stack: Stack) -> None:
+    # Restarted on the same port, config and state file, the exporter learns of the kill switch
+    # (the bot replays its recent events). It counts BTCUSDT's age from its new subscription:
+    # "healthy" for its first seconds, until it sees the stall for itself.
+    _blind_then_back(
+        stack, stack.kill_exporter, stack.start_exporter, "the SIGKILL",
+        once_back=lambda: wait_for(lambda: stack.query('feedwatch_symbol_state{feed="crypto",symbol="BTCUSDT"} >= 2'),
+                                   timeout=30, what="the restarted exporter reporting BTCUSDT stale by itself"))
 
 
 def test_a_lost_target_resolves_nothing_until_it_is_reachable_again(stack: Stack) -> None:
@@ -198,33 +178,11 @@ def test_a_lost_target_resolves_nothing_until_it_is_reachable_again(stack: Stack
     on = len(stack.received)
     stack.wait_for_alert(lambda a: _matches(a, *KILL_SWITCH) and a["status"] == "firing", since=on,
                          timeout=30, what="the kill switch on again, notified")
-    mark = len(stack.received)
-    stack.cut_scrapes()
-    wait_for(lambda: _notified(stack, "FeedwatchExporterDown", {}, "firing", mark), timeout=30, interval=0.1,
-             what="FeedwatchExporterDown notified")
 
-    # Off again while Prometheus cannot see it; the exporter itself knows.
-    _scenario(stack, "kill_switch_off")
-
-    def exporter_knows() -> bool:
+    def exporter_knows() -> bool:   # the exporter runs on, unreachable: it knows, nobody else does
         with urllib.request.urlopen(f"{stack.exporter_url}/metrics", timeout=5) as response:
             return 'feedwatch_trading_kill_switch_active{account="demo"} 0' in response.read().decode()
 
-    wait_for(exporter_knows, timeout=30, what="the exporter itself seeing the kill switch off")
-    _flush_all(stack)
-    assert _resolved_since(stack, mark) == [], stack.describe_received()
-    wait_for(lambda: _exporter_down_paged(stack, mark), timeout=10, interval=0.1,
-             what="FeedwatchExporterDown notified to both teams")
-
-    back = len(stack.received)
-    stack.restore_scrapes()
-    wait_for(lambda: _notified(stack, "FeedwatchExporterDown", {}, "resolved", back), timeout=30,
-             what="FeedwatchExporterDown resolved")
-    stack.wait_for_alert(lambda a: _matches(a, *KILL_SWITCH) and a["status"] == "resolved", since=back,
-                         timeout=30, what="the kill switch resolved once visible")
-    _flush_all(stack)
-    assert _resolved_since(stack, mark) == ["FeedwatchExporterDown", f"{KILL_SWITCH[0]} demo"], \
-        stack.describe_received()
-    for name, labels in HELD:
-        assert _firing_in_alertmanager(stack, name, labels), f"{name} {labels} no longer active"
-    assert _renotified(stack, mark) == [], stack.describe_received()
+    _blind_then_back(stack, stack.cut_scrapes, stack.restore_scrapes, "the scrapes were cut",
+                     while_blind=lambda: wait_for(exporter_knows, timeout=30,
+                                                  what="the exporter itself seeing the kill switch off"))

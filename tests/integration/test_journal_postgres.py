@@ -142,3 +142,25 @@ async def test_a_prune_beside_a_write_on_the_writers_connection_fails_neither(cl
         assert cluster.query("SELECT count(*) FROM feedwatch_events WHERE replica = 'prune'") == [(250,)]
     finally:
         await sink.close()
+
+
+async def test_a_batch_counts_as_written_only_by_its_own_commit(cluster):
+    """The loss behind "324 of 325 incidents": a batch started while the writer's connection was
+    already inside a transaction (the hourly prune's, before calls were serialised) became a
+    savepoint of it. Released, it was counted written; the server killed before the outer
+    transaction committed took it away. The sink now refuses a connection that is not idle: the
+    batch fails (the writer keeps it and retries) instead of being acknowledged without a commit."""
+    sink = PostgresSink(cluster.dsn, 5.0)
+    await sink.open()
+    try:
+        await sink._writer.execute("BEGIN")   # someone else's transaction, still open on the connection
+        events = [Event(id=new_id(), at=1_700_300_000.0, kind="reload", replica="nested") for _ in range(3)]
+        with pytest.raises(RuntimeError, match="inside another transaction"):
+            await sink.write([], events)
+        # The connection was dropped with the outer transaction; nothing was acknowledged, and the
+        # retry (a fresh connection) writes the batch for real.
+        assert cluster.query("SELECT count(*) FROM feedwatch_events WHERE replica = 'nested'") == [(0,)]
+        await sink.write([], events)
+        assert cluster.query("SELECT count(*) FROM feedwatch_events WHERE replica = 'nested'") == [(3,)]
+    finally:
+        await sink.close()

@@ -53,7 +53,8 @@ def exposition(h: Harness) -> str:
     return BookCollector(h.service.book).render(h.service.clock.time())
 
 
-async def test_a_black_holed_connection_goes_down_and_is_replaced(clock):
+async def test_a_black_holed_connection_goes_down_and_is_replaced(clock, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
     # Compressed: pings every 100 ms, dead after 2 s of nothing. The proxy keeps both TCP
     # connections open but forwards nothing either way: no FIN, no RST, no close frame.
     async with feed_through_proxy(clock, heartbeat_timeout="2s") as (h, proxy):
@@ -77,6 +78,10 @@ async def test_a_black_holed_connection_goes_down_and_is_replaced(clock):
         await h.wait(lambda: h.feed.is_up() and h.acked("AAPL", "MSFT"), "reconnected through the proxy")
         await h.flowing("AAPL", "MSFT")
         assert h.feed.connects == 2 and len(proxy.pairs) == 2
+        # The close handshake the dead peer never answered is not swallowed: the reconnect line
+        # says so, after the reason.
+        (_, _, why), = reconnect_waits(caplog)
+        assert why.startswith("heartbeat_timeout: close handshake unanswered"), why
 
 
 async def test_a_venue_that_accepts_and_drops_is_retried_with_growing_delays(clock, caplog):

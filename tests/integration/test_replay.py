@@ -116,4 +116,9 @@ async def test_a_recorded_incident_replays_with_the_same_transitions(tmp_path: P
             await service.stop()
     finally:
         replay.terminate()
-        await replay.wait()
+        try:   # bounded: a replay process that ignores SIGTERM fails the test, it cannot hang it
+            await asyncio.wait_for(replay.wait(), 30)
+        except asyncio.TimeoutError:
+            replay.kill()
+            await replay.wait()
+            pytest.fail("feedwatch simulate --replay did not exit within 30 s of SIGTERM")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from exporter.book import ConnectionChange
+from exporter.collector import BookCollector
 from exporter.feeds.polygon import PolygonAdapter
 from exporter.simulator.server import Simulator
 from tests.integration.feedharness import API_KEY, simulated_feed
@@ -53,6 +57,43 @@ async def test_rejected_auth_is_disconnect_reason_auth_failed(clock):
         # the venue accepts the key again the feed comes back by itself.
         h.sim.fault("resume")
         await h.wait(lambda: h.feed.is_up() and h.acked("AAPL", "MSFT"), "recovered after the venue accepts us")
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("reject_auth", "auth_failed"),          # Polygon's auth_failed status, then a close
+    ("max_connections", "max_connections"),  # refused as over the connection limit
+    ("accept_and_drop", "network_error"),    # a venue that cuts each connection right after it opens
+])
+async def test_a_venue_that_refuses_us_never_reads_up(clock, fault, reason):
+    """Up means the venue accepted us (authenticated, first subscription acknowledged), not that a
+    socket opened: through a loop of refused logins the connection must never read up, or FeedDown
+    resolves and lifts its inhibition of the symbol alerts (a false all-clear)."""
+    changes: list[ConnectionChange] = []
+    async with simulated_feed(clock, sim_faults=(fault,), connection_listener=changes.append) as h:
+        collector = BookCollector(h.service.book)
+        up_line = 'feedwatch_feed_up{feed="stocks",connection="0"} 1'
+
+        seen_up: list[str] = []
+
+        def refused_three_times() -> bool:
+            # Every poll, through the whole loop: the book and the exposition (the change log,
+            # which sees even an up too short for a poll, is checked below).
+            if h.feed.is_up():
+                seen_up.append("book")
+            if up_line in collector.render(clock.time()):
+                seen_up.append("/metrics")
+            return h.feed.disconnects[reason] >= 3
+
+        await h.wait(refused_three_times, f"three {reason} disconnects")
+        assert seen_up == [], "the connection read up while the venue refused us"
+        assert [c for c in changes if c.up] == [], "the feed was reported up while the venue refused us"
+        assert h.feed.connects >= 3   # the sockets did open: counted as connects, not as up
+        assert not h.acked("AAPL")
+
+        h.sim.fault("resume")
+        await h.wait(lambda: h.feed.is_up() and h.acked("AAPL", "MSFT"), "up once the venue accepts us")
+        assert [c.up for c in changes] == [True]
+        assert up_line in collector.render(clock.time())
 
 
 async def test_wrong_api_key_is_auth_failed(clock):

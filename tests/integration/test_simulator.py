@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 
 import aiohttp
 import pytest
@@ -117,6 +118,70 @@ async def test_control_api_switches_faults_and_reports_counts(sim):
             msg = await asyncio.wait_for(ws.receive(), 5)
         assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)  # no close frame
     await async_wait_for(lambda: sim.stats.connections_open == 0, what="connection gone")
+
+
+async def test_freeze_skew_and_resume_over_the_control_api(sim):
+    """freeze: the symbol's trade, bid and ask stop moving while its updates keep coming (new
+    times, new sequence numbers); skew: its prices are off by the ratio asked; resume with the
+    symbol clears both."""
+    base = sim.control_url
+    async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url) as ws:
+        await login(ws)
+        await ws.send_str('{"action":"subscribe","params":"T.AAPL,Q.AAPL"}')
+        await read_json(ws)
+        async with http.post(f"{base}/faults/freeze?symbol=AAPL") as resp:
+            assert (await resp.json())["faults"]["frozen"] == ["AAPL"]
+        events: list[dict] = []
+        while len(events) < 40:
+            events += [e for e in await read_json(ws) if e.get("ev") in ("T", "Q")]
+        later = events[10:]                                   # well after the switch
+        assert len({(e["ev"], e.get("p"), e.get("bp"), e.get("ap")) for e in later}) == 2   # one trade, one quote
+        assert len({e["t"] for e in later}) > 5 and len({e["q"] for e in later}) > 5
+        async with http.post(f"{base}/faults/skew?symbol=AAPL&value=1.5") as resp:
+            assert (await resp.json())["faults"]["skewed"] == {"AAPL": 1.5}
+        async with http.post(f"{base}/faults/skew?symbol=AAPL&value=zero") as resp:
+            assert resp.status == 400 and "value must be a number" in (await resp.json())["error"]
+        async with http.post(f"{base}/faults/garbage?value=2") as resp:
+            assert resp.status == 400 and "takes no value" in (await resp.json())["error"]
+        async with http.post(f"{base}/faults/resume?symbol=AAPL") as resp:
+            faults = (await resp.json())["faults"]
+        assert faults["frozen"] == [] and faults["skewed"] == {}
+    # The skew itself, on the market every dialect ticks from (the same instant, two venues).
+    other = Simulator("polygon", ("AAPL",), seed=99)
+    sim.fault("skew", "AAPL", 1.02)
+    assert sim.market.tick("AAPL", 1e9).price / other.market.tick("AAPL", 1e9).price == pytest.approx(1.02, rel=0.005)
+
+
+async def test_two_venues_agree_on_a_symbols_price():
+    """Every simulator follows one anchor per symbol (with its own small noise), so the same
+    instrument on two simulated venues shows no cross-feed deviation unless a fault makes one."""
+    a, b = Simulator("polygon", seed=1), Simulator("binance", seed=2)
+    for i in range(3000):
+        now = 1_800_000_000 + i * 0.1
+        assert a.market.tick("BTCUSDT", now).price / b.market.tick("BTCUSDT", now).price == pytest.approx(1, abs=0.005)
+
+
+async def test_flood_stamps_each_batch_when_it_was_due(sim):
+    """A client that stops reading falls behind: the batches it gets next carry the times they were
+    due, ever older, and nothing piles up in the simulator (TCP holds the frames back)."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url, max_msg_size=0) as ws:
+        await login(ws)
+        await ws.send_str('{"action":"subscribe","params":"Q.AAPL,Q.MSFT"}')
+        await read_json(ws)
+        async with http.post(f"{sim.control_url}/faults/flood?value=200000") as resp:
+            assert (await resp.json())["faults"]["flood"] == 200000
+        loop = asyncio.get_running_loop()
+        first = [e for e in await read_json(ws) if e.get("ev") == "Q"]
+        await asyncio.sleep(1.5)                              # not reading: frames wait in the socket
+        behind = []
+        started = loop.time()
+        while loop.time() - started < 0.5:                    # read what waited, and on
+            behind = [e for e in await read_json(ws) if e.get("ev") == "Q"] or behind
+        assert behind and len(behind) >= 100                  # batches of many events
+        assert time.time() - behind[0]["t"] / 1000 > 1.0      # stamped when due, long ago
+        assert {e["sym"] for e in behind} == {"AAPL", "MSFT"} and first
+        assert sim.stats.flood_frames > 0
+        sim.fault("resume")
 
 
 async def test_ignore_pings_fault_stops_pongs(sim):

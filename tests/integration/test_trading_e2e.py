@@ -23,47 +23,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, trading_stack
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 PUSH_TOKEN = "e2e-push-token"
 PUSH_SECRET = "e2e-push-secret"
-PRICE_KEY = "e2e-key"
-
-CONFIG = """
-thresholds: {degraded: 3s, stale: 5s, critical: 1h}
-feeds:
-  - name: crypto
-    kind: polygon
-    url: ${SIM_CRYPTO_URL}
-    api_key: e2e-key
-    channels: [Q]
-    symbols: [BTCUSDT, ETHUSDT]
-    ping_interval: 1s
-    heartbeat_timeout: 5s
-    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
-  - name: bot
-    kind: trading
-    url: ${SIM_BOT_URL}
-    ping_interval: 1s
-    heartbeat_timeout: 5s
-    reconnect: {initial_delay: 200ms, max_delay: 1s, reset_after: 5s}
-trading:
-  state_file: %(state_file)s
-  api: {token: %(token)s, hmac_secret: %(secret)s, max_skew: 30s}
-  accounts:
-    - name: demo
-      symbols: {BTCUSDT: crypto, ETHUSDT: crypto}
-"""
-
-SIMULATORS = {
-    "crypto": ["--venue", "polygon", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "10", "--api-key", PRICE_KEY,
-               "--seed", "5"],
-    "bot": ["--venue", "trading", "--symbols", "BTCUSDT,ETHUSDT", "--rate", "5", "--seed", "9"],
-}
-
 # alert name -> severity notified (the drawdowns' warnings are inhibited by their criticals).
 EXPECTED = {
     "TradingDrawdownDaily": "critical",
@@ -90,11 +56,8 @@ def _post(url: str, body: bytes = b"", headers: dict[str, str] | None = None) ->
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("e2e-trading")
-    config = CONFIG % {"state_file": workdir / "trading.sqlite", "token": PUSH_TOKEN, "secret": PUSH_SECRET}
-    with running_stack(workdir, exporter_config=config, simulators=SIMULATORS) as running:
-        wait_for(lambda: running.query('feedwatch_trading_equity{account="demo"}')
-                 and len(running.query('feedwatch_symbol_state{feed="crypto"} == 0')) == 2,
-                 timeout=30, what="the bot's equity and two healthy prices in Prometheus")
+    api = f"{{token: {PUSH_TOKEN}, hmac_secret: {PUSH_SECRET}, max_skew: 30s}}"
+    with trading_stack(workdir, state_file=workdir / "trading.sqlite", api=api) as running:
         yield running
 
 

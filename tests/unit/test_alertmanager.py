@@ -148,8 +148,8 @@ def test_committed_receivers_are_all_off() -> None:
 def test_inhibitions_the_design_asks_for() -> None:
     rules = load_config()["inhibit_rules"]
     assert {"source_matchers": ['alertname="FeedDown"'],
-            "target_matchers": ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedPriceMove"'],
-            "equal": ["job", "instance", "feed"]} in rules
+            "target_matchers": ['alertname=~"FeedSymbolStale|FeedSymbolDead|FeedPriceMove|FeedSymbolFrozen|FeedPriceDeviation"'],
+            "equal": ["job", "shard", "feed"]} in rules
     critical = next(r for r in rules if r["source_matchers"] == ['severity="critical"'])
     assert critical["target_matchers"] == ['severity="warning"'] and "alertname" in critical["equal"]
     # The exporter down inhibits nothing: the rules hold what was firing, and an inhibition would
@@ -177,9 +177,10 @@ def test_every_alert_the_closed_market_mute_names_carries_the_market_label() -> 
              for r in group["rules"] if r.get("alert") in muted]
     assert len(rules) == 4  # FeedSymbolStale warning and critical, FeedSymbolDead, FeedSilent
     for rule in rules:
-        # The live condition (what the exporter says, not the hold) ends with the join.
+        # The live condition (what the exporter says, not the hold) ends with the join: one
+        # replica's feedwatch_feed_info per shard and feed (docs/scaling.md).
         condition = " ".join(rulefiles.live_condition(rule).split())
-        assert condition.endswith('* on (job, instance, feed) group_left (market) feedwatch_feed_info{job="feedwatch"}'), \
+        assert condition.endswith('* on (job, shard, feed) group_left (market) topk by (job, shard, feed) (1, feedwatch_feed_info{job="feedwatch"})'), \
             rule["alert"]
 
 
@@ -225,6 +226,19 @@ def test_text_lists_each_firing_alert_and_names_the_resolved(tmp_path: Path) -> 
     assert render("feedwatch.title", outage).strip() == "🔴 FeedSymbolStale · stocks · 2 firing, 1 resolved (critical)"
     telegram = render("feedwatch.telegram", outage)
     assert telegram.startswith("<b>🔴 FeedSymbolStale") and "</b>\nA symbol&#39;s price is stale." in telegram
+
+
+def test_a_sharded_feeds_resolved_alerts_name_their_shard(tmp_path: Path) -> None:
+    """FeedDown is per shard (docs/scaling.md): "stocks shard 0, stocks shard 1", not "stocks, stocks"."""
+    base = json.loads((ROOT / "alertmanager" / "tests" / "data" / "resolved.json").read_text())
+    alerts = []
+    for shard in ("0", "1"):
+        alert = json.loads(json.dumps(base["alerts"][0]))
+        alert["labels"] = {k: v for k, v in alert["labels"].items() if k != "instance"} | {"shard": shard}
+        alerts.append(alert)
+    path = tmp_path / "sharded.json"
+    path.write_text(json.dumps({**base, "alerts": alerts}))
+    assert "Resolved: binance shard 0, binance shard 1" in render("feedwatch.text", path)
 
 
 def test_a_big_outage_stays_short_enough_for_a_phone(tmp_path: Path) -> None:

@@ -65,9 +65,19 @@ CASES = {
         {"alertname": "FeedDown", "severity": "critical", "feed": "stocks"},
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL"},
          {"alertname": "FeedSymbolStale", "severity": "warning", "feed": "stocks", "symbol": "MSFT"},
-         {"alertname": "FeedSymbolDead", "severity": "critical", "feed": "stocks", "symbol": "IBM"}],
+         {"alertname": "FeedSymbolDead", "severity": "critical", "feed": "stocks", "symbol": "IBM"},
+         {"alertname": "FeedSymbolFrozen", "severity": "critical", "feed": "stocks", "symbol": "NVDA"},
+         {"alertname": "FeedPriceDeviation", "severity": "warning", "feed": "stocks", "instrument": "AAPL"}],
         [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "binance", "symbol": "BTCUSDT"},
+         {"alertname": "FeedPriceDeviation", "severity": "warning", "feed": "generic", "instrument": "AAPL"},
          {"alertname": "FeedReconnectFlapping", "severity": "warning", "feed": "stocks"}],
+    ),
+    # Sharded (docs/scaling.md): a shard's FeedDown silences that shard's symbols, not another
+    # shard's share of the same feed (its symbols going stale is news).
+    "feed-down-per-shard": (
+        {"alertname": "FeedDown", "severity": "critical", "feed": "stocks", "shard": "0"},
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "AAPL", "shard": "0"}],
+        [{"alertname": "FeedSymbolStale", "severity": "critical", "feed": "stocks", "symbol": "MSFT", "shard": "1"}],
     ),
     # The critical variant silences the warning of the same alert and symbol only.
     "critical-over-warning": (

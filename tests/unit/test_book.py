@@ -188,7 +188,7 @@ def test_first_print_is_held_until_confirmed(clock):
     feed = make_book(clock).feed("stocks")
     feed.apply([T("AAPL", 16.10)], clock.time())
     aapl = feed.symbols["AAPL"]
-    assert math.isnan(aapl.price) and aapl.updates == 0 and aapl.pending == 16.10
+    assert math.isnan(aapl.price) and aapl.updates == 0 and aapl.ref == 16.10
     feed.apply([T("AAPL", 16.12)], clock.time())
     # Both prints are accepted (the held one retroactively); the newer price is kept.
     assert aapl.price == 16.12 and aapl.updates == 2
@@ -238,7 +238,7 @@ def test_every_print_is_counted_exactly_once(clock, seed):
         sent += len(frame)
         feed.apply(frame, clock.time())
     aapl = feed.symbols["AAPL"]
-    held = 0 if math.isnan(aapl.pending) else 1
+    held = 1 if aapl.guard and not math.isnan(aapl.ref) else 0  # a first print held back
     assert aapl.updates + sum(feed.rejected.values()) + held == sent
 
 
@@ -346,6 +346,26 @@ def test_connection_bookkeeping_and_health(clock):
     assert not feed.symbols["AAPL"].acknowledged
 
 
+def test_an_opened_socket_is_counted_but_up_only_once_the_venue_accepts_it(clock):
+    feed = make_book(clock).feed("stocks")
+    changes = []
+    feed.connection_listeners.append(changes.append)
+    # A refused login: the socket opened and closed, never accepted. Counted both ways, never up.
+    feed.opened("0", clock.time())
+    assert not feed.is_up() and feed.connects == 1
+    feed.disconnected("0", "auth_failed", clock.advance(1))
+    feed.disconnected("0", "auth_failed", clock.time())  # the link reports its end twice: once
+    assert feed.disconnects["auth_failed"] == 1 and changes == []
+    assert feed.connection("0").down_reason == "auth_failed"   # the status page says why
+    # Accepted: up from then, and the opened socket is not counted a second time.
+    feed.opened("0", clock.advance(1))
+    feed.connected("0", clock.advance(1))
+    assert feed.is_up() and feed.connects == 2
+    feed.disconnected("0", "network_error", clock.advance(1))
+    assert [(c.up, c.reason) for c in changes] == [(True, ""), (False, "network_error")]
+    assert feed.disconnects["network_error"] == 1 and not feed.is_up()
+
+
 def test_symbols_added_and_removed_at_run_time(clock):
     feed = make_book(clock).feed("stocks")
     state = feed.add_symbol("NVDA", clock.time())
@@ -359,7 +379,8 @@ def test_label_values_are_escaped(clock):
     assert feed.symbols['we"ird\\sym'].labels == 'feed="stocks",symbol="we\\"ird\\\\sym"'
 
 
-def test_apply_one_matches_apply(clock):
+@pytest.mark.parametrize("feed", [{}, {"thresholds": {"frozen": {"quotes": True}}}], ids=["trades", "quotes"])
+def test_apply_one_matches_apply(clock, feed):
     # apply_one is apply's loop body without the loop (a hot-path specialisation for venues that
     # send one event per frame). Feed the same events both ways and compare every observable.
     events = [T("AAPL", 16.1, 1_700_000_000_000), T("AAPL", 1.64, 1_700_000_000_100),
@@ -367,21 +388,22 @@ def test_apply_one_matches_apply(clock):
               Q("MSFT", 10.3, 10.1, 0), Q("MSFT", 0.0, 10.4, 1_700_000_000_400), T("MSFT", 55.0),
               T("MSFT", 10.25, 1_700_000_000_500), T("NOPE", 1.0), Q("NOPE", 1.0, 2.0),
               T("PMN", math.nan), T("PMN", math.inf), T("PMN", -2.0), Q("PMN", math.nan, 1.0),
+              T("AAPL", 16.2), T("AAPL", 16.2), Q("MSFT", 10.2, 10.3), Q("MSFT", 10.2, 10.3),  # repeats
               Q("PMN", 5.0, 5.1, 10 ** 320), T("AAPL", 16.3, -1), Q("MSFT", 10.3, 10.4, math.nan),
               Q("MSFT", 10.3, 10.4, 4_102_444_800_000), Q("MSFT", 10.3, 10.4, 1_700_000_000_600_000)]
-    one, batch = make_book(clock).feed("stocks"), make_book(clock).feed("stocks")
+    one, batch = make_book(clock, **feed).feed("stocks"), make_book(clock, **feed).feed("stocks")
     for i, event in enumerate(events):
         now = clock.time() + i
         one.apply_one(event, now)
         batch.apply([event], now)
-    for name in ("rejected", "messages", "latency_counts", "latency_sum", "last_update"):
+    for name in ("rejected", "messages", "latency_counts", "latency_sum", "last_update", "latency_min"):
         assert getattr(one, name) == getattr(batch, name), name
     for symbol in one.symbols:
         a, b = one.symbols[symbol], batch.symbols[symbol]
-        for slot in ("last_update", "last_event", "updates", "guard", "acknowledged"):
+        for slot in ("last_update", "last_event", "updates", "guard", "acknowledged", "changed", "same"):
             assert getattr(a, slot) == getattr(b, slot), (symbol, slot)
         assert a.price == b.price or (math.isnan(a.price) and math.isnan(b.price))
-        assert a.pending == b.pending or (math.isnan(a.pending) and math.isnan(b.pending))
+        assert a.ref == b.ref or (math.isnan(a.ref) and math.isnan(b.ref))
     assert one.symbols["MSFT"].price == pytest.approx(10.35) and one.rejected["crossed_quote"] == 1
     assert one.rejected["implausible_timestamp"] == 4
 

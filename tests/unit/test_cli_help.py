@@ -38,7 +38,7 @@ def test_simulate_help_names_the_venues_faults_and_scenarios(capsys: pytest.Capt
         assert re.search(rf"^  {name} +\S", venues, re.M), f"{name} is not described:\n{venues}"
     faults = text.split("faults (--fault", 1)[1].split("\n\n", 1)[0]
     for name, meaning in base.FAULT_HELP.items():
-        assert re.search(rf"^  {name}(:SYMBOL)? +{re.escape(meaning)}$", faults, re.M), name
+        assert re.search(rf"^  {name}(:SYMBOL)?(\[:VALUE\])? +{re.escape(meaning)}$", faults, re.M), name
     assert "trading  " + ", ".join(SCENARIOS) in text
     assert "(default: polygon)" in text and "(default: 10)" in text
 

@@ -15,12 +15,22 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import collector
 from exporter.book import DISCONNECT_REASONS, ERROR_KINDS, LATENCY_BUCKETS, MESSAGE_KINDS, REJECT_REASONS, Book
 from exporter.clock import FakeClock
-from exporter.collector import FEED_FAMILIES, MARKET_FAMILIES, SYMBOL_FAMILIES, BookCollector, format_value
+from exporter.collector import (
+    EXPORTER_FAMILIES,
+    FEED_FAMILIES,
+    INSTRUMENT_FAMILIES,
+    MARKET_FAMILIES,
+    REST_FAMILIES,
+    SYMBOL_FAMILIES,
+    BookCollector,
+    format_value,
+)
 from exporter.config import load_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,17 +39,24 @@ T0 = 1_700_000_000.0  # Tuesday 2023-11-14 17:13 in New York: after the US equit
 
 
 def golden_book(clock: FakeClock) -> Book:
-    """A book exercising every family: a closed stock market, a busy 24/7 feed, an idle feed."""
+    """A book exercising every family: a closed stock market, a busy 24/7 feed, an idle feed,
+    and a second venue of BTCUSD (an instrument priced on two feeds, frozen and adaptive)."""
     config = load_data({
         "thresholds": {"degraded": "180s", "stale": "300s", "critical": "1h"},
         "feeds": [
             {"name": "stocks", "kind": "polygon", "url": "wss://socket.polygon.io/stocks", "market": "us-equities",
              "symbols": ["AAPL", "MSFT", "BRK.A"]},
             {"name": "crypto", "kind": "polygon", "url": "wss://crypto.invalid/ws",
-             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}}},
+             "symbols": ["BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD"], "symbol_thresholds": {"XRPUSD": {"critical": "10m"}},
+             "rest": {"enabled": True}},
             {"name": "idle", "kind": "polygon", "url": "wss://idle.invalid/ws"},
-        ]}, environ={})
-    book = Book(config.feeds, clock.time())
+            {"name": "venue2", "kind": "polygon", "url": "wss://venue2.invalid/ws", "symbols": ["BTCUSD", "ETHUSD"],
+             "thresholds": {"frozen": {"updates": 2, "duration": "60s", "quotes": True},
+                            "adaptive": {"enabled": True, "warmup": 1}}},
+        ],
+        "instruments": {"BTC": {"crypto": "BTCUSD", "venue2": "BTCUSD"}},
+    }, environ={})
+    book = Book(config.feeds, clock.time(), config.instruments)
     start = clock.time()
 
     stocks = book.feeds["stocks"]
@@ -65,6 +82,24 @@ def golden_book(clock: FakeClock) -> Book:
     crypto.reconnect_attempts = 2
     crypto.check_sequence(crypto.symbols["BTCUSD"], 10)
     crypto.check_sequence(crypto.symbols["BTCUSD"], 14)
+    # The REST fallback found SOLUSD's last price, 5 s after the start by the venue's clock (so it
+    # stays stale: a REST answer is dated by the venue); one request was rate limited.
+    crypto.apply_rest("SOLUSD", 58.25, 58.35, 1_700_000_005_000, start + 710)
+    crypto.rest_requests["ok"] = 1
+    crypto.rest_requests["rate_limited"] = 1
+    crypto.rest_active = True
+
+    crypto.sample_lag(start + 700, 0)       # caught up: the floor is this 50 ms
+    crypto.frame_received(65536, start + 701)
+    crypto.record("BTCUSD", 37312.4, 1_700_000_700_500, start + 701, quote=True)  # 0.5 s late
+    crypto.sample_lag(start + 701, 2048)    # and bytes waiting: 0.45 s behind
+
+    venue2 = book.feeds["venue2"]
+    venue2.connected("0", start)
+    for at in (start + 600, start + 650, start + 700):   # ETHUSD: one price three times: frozen
+        venue2.record("ETHUSD", 2051.0, 0, at, quote=True)
+        venue2.record("BTCUSD", 37350.0 + at - start, 0, at, quote=True)
+        book.sweep(at)                                    # learns BTCUSD's 50 s interval
     clock.set(start + 720)
     return book
 
@@ -103,9 +138,9 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     # 720 s after start: ETHUSD (updated at start) is stale; XRPUSD's own critical is 10 m.
     assert values[key("feedwatch_symbol_state", feed="crypto", symbol="ETHUSD")] == 2
     assert values[key("feedwatch_symbol_state", feed="crypto", symbol="XRPUSD")] == 3
-    assert values[key("feedwatch_symbol_staleness_seconds", feed="crypto", symbol="BTCUSD")] == 20.0
+    assert values[key("feedwatch_symbol_staleness_seconds", feed="crypto", symbol="BTCUSD")] == 19.0
     assert values[key("feedwatch_symbol_last_event_timestamp_seconds", feed="crypto", symbol="BTCUSD")] \
-        == 1_700_000_699.95
+        == 1_700_000_700.5
     assert values[key("feedwatch_feed_up", feed="crypto", connection="1")] == 0
     assert values[key("feedwatch_feed_disconnects_total", feed="crypto", reason="heartbeat_timeout")] == 1
     assert values[key("feedwatch_feed_rejected_updates_total", feed="crypto", reason="unknown_symbol")] == 1
@@ -113,10 +148,11 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_reconnect_attempts_total", feed="crypto")] == 2
     assert values[key("feedwatch_feed_acknowledged_symbols", feed="crypto")] == 3
     assert values[key("feedwatch_feed_subscribed_symbols", feed="crypto")] == 4
-    # One latency observation of 50 ms, in the 0.05 bucket.
+    # Latency observations of 50 ms (in the 0.05 bucket) and 500 ms.
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.025")] == 0
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.05")] == 1
-    assert values[key("feedwatch_feed_latency_seconds_count", feed="crypto")] == 1
+    assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.5")] == 2
+    assert values[key("feedwatch_feed_latency_seconds_count", feed="crypto")] == 2
     # A connection's start: its uptime is time() minus this; 0 while it is down.
     assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="crypto", connection="0")] == T0
     assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="crypto", connection="1")] == 0
@@ -124,6 +160,24 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_up", feed="idle", connection="0")] == 0
     assert values[key("feedwatch_feed_connected_since_timestamp_seconds", feed="idle", connection="0")] == 0
     assert values[key("feedwatch_feed_healthy", feed="idle")] == 0
+    # venue2's ETHUSD repeated one price twice over 100 s: frozen (updates 2, duration 60s).
+    assert values[key("feedwatch_symbol_frozen", feed="venue2", symbol="ETHUSD")] == 1
+    assert values[key("feedwatch_symbol_frozen", feed="venue2", symbol="BTCUSD")] == 0
+    # Its symbols updated every 50 s: learned (warmup 1); the only adaptive feed.
+    assert values[key("feedwatch_symbol_expected_interval_seconds", feed="venue2", symbol="BTCUSD")] == \
+        pytest.approx(50.0)
+    assert {dict(k[1])["feed"] for k in values if k[0] == "feedwatch_symbol_expected_interval_seconds"} == {"venue2"}
+    # BTC: 37312.4 on crypto and 38050.0 on venue2, both fresh: each half the gap from the median.
+    median = (37312.4 + 38050.0) / 2
+    assert values[key("feedwatch_instrument_price_deviation_ratio", instrument="BTC", feed="crypto")] == \
+        pytest.approx(37312.4 / median - 1)
+    assert values[key("feedwatch_instrument_price_deviation_ratio", instrument="BTC", feed="venue2")] == \
+        pytest.approx(38050.0 / median - 1)
+    # crypto: 0.5 s latency over a 50 ms floor while 2 KiB wait; venue2 gives no venue time.
+    assert values[key("feedwatch_feed_processing_lag_seconds", feed="crypto")] == pytest.approx(0.45)
+    assert values[key("feedwatch_feed_receive_backlog_bytes", feed="crypto")] == 2048
+    assert key("feedwatch_feed_processing_lag_seconds", feed="venue2") not in values
+    assert values[key("feedwatch_feed_receive_backlog_bytes", feed="venue2")] == 0
 
 
 def test_staleness_and_state_move_with_the_clock(clock: FakeClock) -> None:
@@ -166,10 +220,13 @@ def test_every_known_counter_label_starts_at_zero(clock: FakeClock) -> None:
 
 def test_odd_label_values_are_escaped_and_round_trip(clock: FakeClock) -> None:
     odd = 'we"ird\\sym\nbol'
-    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": [odd, "A"]}]},
+    config = load_data({"feeds": [{"name": "f", "kind": "polygon", "url": "wss://x.invalid", "symbols": ["A"]}]},
                        environ={})
     book = Book(config.feeds, clock.time())
     feed = book.feeds["f"]
+    # The config and the watchlist refuse such a name (config.symbol_problem); the renderer must
+    # still escape whatever reaches the book (a plugin, the book used directly).
+    feed.add_symbol(odd, clock.time())
     feed.record(odd, 1.5, 0, clock.time(), quote=True)
     feed.connected('c"1', clock.time())
     feed.disconnected('c"1', 'odd "reason"\\')
@@ -229,7 +286,8 @@ def test_format_value_follows_the_text_format() -> None:
 
 def test_every_family_is_documented_in_the_docstring_and_docs() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
-    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES):
+    for name in (*SYMBOL_FAMILIES, *FEED_FAMILIES, *MARKET_FAMILIES, *INSTRUMENT_FAMILIES, *REST_FAMILIES,
+                 *EXPORTER_FAMILIES):
         assert f"# TYPE {name} " in collector.__doc__, name
         assert re.search(rf"`{name}`", docs), f"{name} missing from docs/metrics.md"
 
@@ -293,3 +351,88 @@ def test_incremental_render_equals_a_fresh_render(clock: FakeClock, monkeypatch)
     same()
     book.remove_feed("c")
     assert 'symbol="S0"' not in same()
+
+
+def test_incremental_render_equals_a_fresh_render_with_detectors(clock: FakeClock, monkeypatch) -> None:
+    """The chunk cache against every per-symbol input main's detectors added (issue 14 merged
+    with issue 10): random socket updates (repeats making frozen runs), REST fallback updates
+    (the source family), sweeps learning intervals (expected interval, and the adaptive limits
+    the state reads), sessions closing and opening (the frozen check reads them), thresholds
+    reloaded. After every step the kept collector's text is exactly a fresh collector's."""
+    import random
+    monkeypatch.setattr(collector, "CHUNK", 4)
+    symbols = [f"S{i}" for i in range(11)]
+
+    def config(frozen_updates: int):
+        return load_data({"feeds": [
+            {"name": "c", "kind": "polygon", "url": "wss://c.invalid", "symbols": symbols,
+             "rest": {"enabled": True},
+             "thresholds": {"frozen": {"updates": frozen_updates, "duration": "20s", "quotes": True},
+                            "adaptive": {"enabled": True, "warmup": 2}},
+             "symbol_thresholds": {"S5": {"adaptive": {"enabled": False}}}},
+            {"name": "eq", "kind": "polygon", "url": "wss://eq.invalid", "market": "us-equities",
+             "symbols": symbols[:6], "thresholds": {"frozen": {"updates": 2, "duration": "10s"}}},
+        ]}, environ={})
+
+    def meant(text: str) -> None:
+        """Each per-symbol detector sample says what the book's own methods say (the fresh
+        render shares the chunk code, so this is the check of the code itself)."""
+        got = samples(text)
+        now = clock.time()
+        for f in book.feeds.values():
+            for s in f.symbols.values():
+                labels = {"feed": f.name, "symbol": s.symbol}
+                assert got[key("feedwatch_symbol_state", **labels)] == f.classify(s, now)
+                assert got[key("feedwatch_symbol_frozen", **labels)] == f.is_frozen(s)
+                interval = f.expected_interval(s)
+                assert got.get(key("feedwatch_symbol_expected_interval_seconds", **labels)) == (
+                    None if interval is None else pytest.approx(interval))
+                if f.config.rest.enabled:
+                    assert got[key("feedwatch_symbol_source", source="rest", **labels)] == s.from_rest
+
+    book = Book(config(3).feeds, clock.time())
+    kept = BookCollector(book)
+    # The session closing is a frozen symbol's only change: no update marks its chunk.
+    eq = book.feeds["eq"]
+    clock.set(T0 + 60_000)                   # Wednesday 09:53 in New York: open
+    book.sweep(clock.time())
+    for _ in range(4):                       # trades (eq checks trades only), one price
+        eq.record("S0", 20.0, 0, clock.time())
+        clock.advance(8)
+    text = kept.render(clock.time())
+    assert 'feedwatch_symbol_frozen{feed="eq",symbol="S0"} 1\n' in text
+    meant(text)
+    clock.advance(8 * 3600)                  # 18:17: closed
+    text = kept.render(clock.time())
+    assert text == BookCollector(book).render(clock.time())
+    assert 'feedwatch_symbol_frozen{feed="eq",symbol="S0"} 0\n' in text
+    meant(text)
+    rng = random.Random(14)
+    seen = {"frozen 1": 0, "expected": 0, 'source="rest"} 1': 0, "closed": 0, "open": 0}
+    for step in range(300):
+        feed = book.feeds[rng.choice(("c", "c", "eq"))]
+        name = rng.choice(list(feed.symbols))
+        op = rng.random()
+        now = clock.time()
+        if op < 0.45:    # a socket update, often at the last price: frozen runs
+            feed.record(name, rng.choice((10.0, 10.0, 10.0, 11.0)), 0, now, quote=True)
+        elif op < 0.65:
+            feed.apply_rest(name, 10.0, rng.choice((10.0, 10.5)), 0, now)
+        elif op < 0.85:
+            book.sweep(now)                  # learns intervals; states move
+        elif op < 0.87:
+            for f, c in zip(book.feeds.values(), config(rng.choice((2, 3, 0))).feeds):
+                f.reconfigure(c, now)
+        clock.advance(rng.choice((0.5, 3.0, 7.0, 15.0, 40.0, 4000.0)) if rng.random() < 0.9 else 30000.0)
+        text = kept.render(clock.time())
+        assert text == BookCollector(book).render(clock.time()), f"step {step}"
+        if step % 4 == 0:
+            meant(text)
+        seen["frozen 1"] += "feedwatch_symbol_frozen{" in text and "} 1\n" in "".join(
+            line + "\n" for line in text.splitlines() if line.startswith("feedwatch_symbol_frozen{"))
+        seen["expected"] += "feedwatch_symbol_expected_interval_seconds{" in text
+        seen['source="rest"} 1'] += 'source="rest"} 1' in text
+        seen["closed"] += 'feedwatch_feed_market_open{feed="eq"} 0' in text
+        seen["open"] += 'feedwatch_feed_market_open{feed="eq"} 1' in text
+    # The walk went through every case it exists for.
+    assert all(seen.values()), seen

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import __main__ as bench_main
-from bench import ingest, memory, render, scrape_load
+from bench import capacity, ingest, memory, render, scrape_load
 
 
 def test_ingest_benchmark_runs() -> None:
@@ -46,6 +46,18 @@ def test_memory_benchmark_runs() -> None:
     result = memory.measure(n=500, children_n=100, progress=False)
     assert result.book_bytes > 0 and result.children_bytes > 0
     assert "bytes/symbol" in memory.report(result)
+
+
+def test_capacity_benchmark_runs_and_plans() -> None:
+    result = capacity.measure(messages=2_000, render_symbols=200, process_symbols=500, rounds=1, progress=False)
+    assert result.socket_frame > 0 and result.single_frame > 0 and result.batched_message > 0
+    assert result.render_symbol > 0 and result.series_symbol >= 6 and result.rss_base > 0
+    load = capacity.Load("test", symbols=10_000, rate=100_000, frame=100, basis="test")
+    plan = capacity.plan(result, load, utilisation=0.5, redundancy=2)
+    # The arithmetic: the fewest shards that keep each replica under the utilisation, two per shard.
+    assert plan.cpu_per_replica <= 0.5 + 1e-3 and plan.replicas == 2 * plan.shards
+    assert plan.cpu > 0.5 * (plan.shards - 1)
+    assert "replicas" in capacity.report(result, (load,))
 
 
 def test_bench_cli_rejects_unknown_names(capsys) -> None:

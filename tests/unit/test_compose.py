@@ -26,6 +26,9 @@ from grafana import panels
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# The `ha` profile's services (docs/scaling.md, "The compose profile"); tested at the end.
+HA_SERVICES = {"feedwatch-shard-0", "feedwatch-shard-1", "prometheus-a", "prometheus-b", "alertmanager-a",
+               "alertmanager-b", "victoriametrics"}
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
 SERVICES: dict = COMPOSE["services"]
 PASSWORD_VAR = "GRAFANA_ADMIN_PASSWORD"
@@ -73,7 +76,9 @@ def test_grafana_admin_password_has_no_default():
 
 
 def test_the_stack_has_every_service():
-    assert set(SERVICES) == {"simulator", "simulator-bot", "feedwatch", "prometheus", "alertmanager", "grafana"}
+    assert set(SERVICES) - HA_SERVICES == {"simulator", "simulator-bot", "feedwatch", "prometheus", "alertmanager",
+                                          "grafana"}
+    assert HA_SERVICES <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -271,9 +276,123 @@ def test_compose_commands_are_accepted_by_the_cli():
     """Each feedwatch service's command line parses with the real argument parser."""
     from exporter.cli import build_parser
     parser = build_parser()
-    for name in ["feedwatch", *_simulators()]:
+    for name in ["feedwatch", "feedwatch-shard-0", "feedwatch-shard-1", *_simulators()]:
         args = parser.parse_args(SERVICES[name]["command"])
         assert callable(args.func), name
+
+
+# --- the `ha` profile (docs/scaling.md, "The compose profile") ------------------------------------
+
+COMPOSE_HA = ROOT / "deploy" / "compose-ha"
+
+
+def _ha_prometheus_config() -> dict:
+    return yaml.safe_load((COMPOSE_HA / "prometheus.yml").read_text())
+
+
+def _ha_targets(name: str) -> list[dict]:
+    return yaml.safe_load((COMPOSE_HA / "targets" / name).read_text())
+
+
+def test_docker_compose_config_accepts_the_ha_profile():
+    result = compose("--profile", "ha", "config", "--services")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == set(SERVICES)
+
+
+def test_the_ha_profile_is_opt_in():
+    for name, service in SERVICES.items():
+        assert service.get("profiles", []) == (["ha"] if name in HA_SERVICES else []), name
+    # Nothing the demo runs depends on the profile's services.
+    for name in set(SERVICES) - HA_SERVICES:
+        assert not set(SERVICES[name].get("depends_on", {})) & HA_SERVICES, name
+
+
+def test_the_ha_prometheus_config_is_the_ha_pairs_plus_the_victoriametrics_snippet():
+    expected = yaml.safe_load((ROOT / "deploy" / "ha" / "prometheus.yml").read_text())
+    expected.update(yaml.safe_load((ROOT / "deploy" / "remote-storage" / "victoriametrics.yml").read_text()))
+    assert _ha_prometheus_config() == expected
+
+
+def test_promtool_accepts_the_ha_prometheus_config_as_mounted(tmp_path: Path):
+    # The container's layout: the config, the targets and the rules side by side.
+    for service in ("prometheus-a", "prometheus-b"):
+        assert {t: s for s, t, _ in bind_mounts(SERVICES[service])} == {
+            "/etc/prometheus/prometheus.yml": "./deploy/compose-ha/prometheus.yml",
+            "/etc/prometheus/targets": "./deploy/compose-ha/targets",
+            "/etc/prometheus/rules": "./prometheus/rules"}
+    (tmp_path / "prometheus.yml").symlink_to(COMPOSE_HA / "prometheus.yml")
+    (tmp_path / "targets").symlink_to(COMPOSE_HA / "targets")
+    (tmp_path / "rules").symlink_to(ROOT / "prometheus" / "rules")
+    result = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "FAILED" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_the_pair_differs_by_replica_only():
+    a, b = SERVICES["prometheus-a"], SERVICES["prometheus-b"]
+    assert (a["environment"], b["environment"]) == ({"REPLICA": "a"}, {"REPLICA": "b"})
+    assert a["command"] == b["command"]
+    assert "--enable-feature=expand-external-labels" in a["command"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in a["command"]
+    assert a["image"] == b["image"] == SERVICES["prometheus"]["image"]
+    assert set(a["depends_on"]) == set(b["depends_on"]) == HA_SERVICES - {"prometheus-a", "prometheus-b"}
+
+
+def test_every_shard_is_scraped_with_its_label_and_runs_its_own_share():
+    groups = _ha_targets("feedwatch.yml")
+    shards = {}
+    for group in groups:
+        (target,) = group["targets"]
+        host, port = target.split(":")
+        command = SERVICES[host]["command"]
+        shards[group["labels"]["shard"]] = _flag(command, "--shard")
+        assert port == load_file(str(ROOT / "deploy/feedwatch.yml")).listen.rsplit(":", 1)[1]
+        # The same exporter config as the demo's exporter, mounted the same way.
+        assert mount_target(host, "./deploy/feedwatch.yml") == "/etc/feedwatch/feedwatch.yml"
+        assert command[:3] == SERVICES["feedwatch"]["command"]
+    assert shards == {str(i): f"{i}/{len(groups)}" for i in range(len(groups))} and len(groups) == 2
+
+
+def test_only_shard_0_keeps_trading_state():
+    from exporter.sharding import Shard
+    config = load_file(str(ROOT / "deploy/feedwatch.yml"))
+    assert Shard(0, 2).share(config).config.trading is not None
+    assert Shard(1, 2).share(config).config.trading is None
+    state_dir = str(Path(config.trading.state_file).parent)
+    assert f"feedwatch-shard-0-data:{state_dir}" in SERVICES["feedwatch-shard-0"]["volumes"]
+    assert not [v for v in SERVICES["feedwatch-shard-1"]["volumes"] if not v.startswith(".")]
+
+
+def test_the_alertmanagers_form_one_cluster_and_both_receive_every_alert():
+    (group,) = _ha_targets("alertmanagers.yml")
+    assert sorted(group["targets"]) == ["alertmanager-a:9093", "alertmanager-b:9093"]
+    a, b = SERVICES["alertmanager-a"]["command"], SERVICES["alertmanager-b"]["command"]
+    for command in (a, b):
+        assert "--config.file=/etc/alertmanager/alertmanager.yml" in command
+        assert "--cluster.listen-address=0.0.0.0:9094" in command
+    # b joins a once a runs (a peer that does not resolve yet stops Alertmanager at start).
+    assert [f for f in a if f.startswith("--cluster.peer=")] == []
+    assert [f for f in b if f.startswith("--cluster.peer=")] == ["--cluster.peer=alertmanager-a:9094"]
+    assert SERVICES["alertmanager-b"]["depends_on"] == {"alertmanager-a": {"condition": "service_healthy"}}
+    for name in ("alertmanager-a", "alertmanager-b"):
+        assert SERVICES[name]["image"] == SERVICES["alertmanager"]["image"]
+        assert SERVICES[name]["environment"] == SERVICES["alertmanager"]["environment"]
+        assert mount_target(name, "./alertmanager") == mount_target("alertmanager", "./alertmanager")
+
+
+def test_victoriametrics_deduplicates_at_the_feedwatch_scrape_interval_and_runs_as_nobody():
+    vm = SERVICES["victoriametrics"]
+    (remote,) = _ha_prometheus_config()["remote_write"]
+    assert remote["url"] == "http://victoriametrics:8428/api/v1/write"
+    (job,) = [j for j in _ha_prometheus_config()["scrape_configs"] if j["job_name"] == "feedwatch"]
+    dedup = [f.split("=", 1)[1] for f in vm["command"] if f.startswith("-dedup.minScrapeInterval=")]
+    assert dedup == [job["scrape_interval"]]
+    assert vm["user"] == "65534:65534" and vm["read_only"] is True
+    # The release the integration tests run (Debian's package).
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "victoria-metrics"],
+                               capture_output=True, text=True, timeout=30).stdout
+    assert vm["image"] == f"victoriametrics/victoria-metrics:v{installed.split('+')[0]}"
 
 
 # --- the Dockerfile --------------------------------------------------------------------------------

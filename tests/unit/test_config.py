@@ -102,8 +102,8 @@ def test_every_error_reported_at_once_with_its_path():
         "bogus": True,
     })
     assert errors == [
-        "bogus: unknown key (known keys: feeds, http, journal, listen, markets, recorder, telemetry_path, thresholds, "
-        "trading, watchlist)",
+        "bogus: unknown key (known keys: feeds, http, instruments, journal, listen, markets, max_symbols, recorder, "
+        "shard, telemetry_path, thresholds, tick_sink, trading, watchlist)",
         "thresholds.stael: unknown key (did you mean 'stale'?)",
         "thresholds.degraded: invalid duration '3q': use a number with a unit, like 250ms, 180s, 5m, 1h or 1h30m",
         "feeds[0].chanels: unknown key (did you mean 'channels'?)",

@@ -216,7 +216,8 @@ def test_state_panels_map_every_state_to_its_name_and_colour():
     expected = {str(code): (name, panels.STATE_COLOURS[code]) for code, name in STATE_NAMES.items()}
     assert set(expected) == {"0", "1", "2", "3", "-1"}
     # Panels whose value *is* the state (not those that only use it to filter out closed symbols).
-    is_state = re.compile(r"^(max(\s+by\s*\([^)]*\))?\s*\()?feedwatch_symbol_state\b")
+    # (Across replicas the value is the rules' merged state, shard_feed_symbol:feedwatch_symbol_state:unhealthy.)
+    is_state = re.compile(r"^\(?(max(\s+by\s*\([^)]*\))?\s*\()?(shard_feed_symbol:)?feedwatch_symbol_state\b")
     checked = 0
     for uid, panel in ALL_PANELS:
         if not any(is_state.match(t["expr"]) for t in panel["targets"]):
@@ -304,3 +305,31 @@ def test_docs_describe_every_panel():
         assert f"`{uid}`" in doc
         for panel in queries.panels(DASHBOARDS[uid]):
             assert f"| {panel['title']} |" in doc, f"docs/dashboards.md does not describe {uid}/{panel['title']}"
+
+
+def test_the_positions_panel_shows_positions_a_bot_exports_under_its_own_job(tmp_path):
+    """What TradingStalePricePosition watches (any job's positions, the feedwatch job's prices) is
+    what the trading health dashboard shows: a bot embedding exporter.Monitor exports its positions
+    under its own job, and its open position on a stale price must be on the panel. Evaluated by
+    promtool against series from both jobs."""
+    panel = [q for q in queries.panel_queries(DASHBOARDS["feedwatch-trading-health"])
+             if q.panel == "Open positions and their price"]
+    assert [q.ref for q in panel] == ["A", "B"]
+    values = {**PARSE_VALUES, "account": ".+"}
+    position = '{job="bot",instance="bot:9000",account="demo",feed="crypto",symbol="BTCUSDT"}'
+    tests = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": f"feedwatch_trading_position{position}", "values": "0.5x5"},
+            {"series": 'feedwatch_symbol_state{job="feedwatch",instance="fw:10119",feed="crypto",symbol="BTCUSDT"}',
+             "values": "2x5"},
+        ],
+        "promql_expr_test": [
+            {"expr": queries.substitute(q.expr, values), "eval_time": "3m",
+             "exp_samples": [{"labels": '{account="demo",feed="crypto",symbol="BTCUSDT"}', "value": value}]}
+            for q, value in zip(panel, (0.5, 2))],   # the position, and its price's state: stale
+    }]}
+    path = tmp_path / "positions_test.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -13,7 +13,15 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.clock import FakeClock
-from exporter.collector import FEED_FAMILIES, MARKET_FAMILIES, SYMBOL_FAMILIES, BookCollector
+from exporter.collector import (
+    EXPORTER_FAMILIES,
+    FEED_FAMILIES,
+    INSTRUMENT_FAMILIES,
+    MARKET_FAMILIES,
+    REST_FAMILIES,
+    SYMBOL_FAMILIES,
+    BookCollector,
+)
 from exporter.exposition import (
     CONTENT_TYPE_OPENMETRICS,
     CONTENT_TYPE_TEXT,
@@ -27,7 +35,8 @@ from tests.unit.test_trading_collector import NOW, busy_tracker
 
 PROMETHEUS_2_42_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
                           "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
-ALL_FAMILIES = {**SYMBOL_FAMILIES, **FEED_FAMILIES, **MARKET_FAMILIES}
+ALL_FAMILIES = {**SYMBOL_FAMILIES, **FEED_FAMILIES, **MARKET_FAMILIES, **INSTRUMENT_FAMILIES, **REST_FAMILIES,
+                **EXPORTER_FAMILIES}
 
 
 @pytest.mark.parametrize("accept, openmetrics", [

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+import threading
 
 import pytest
 
 from exporter.book import Book
 from exporter.clock import FakeClock
 from exporter.config import load_data
+from exporter.feeds.recorder import Recorder
+from exporter.journal import journal as journal_module
+from exporter.journal import recordings as recordings_module
 from exporter.journal.config import JournalConfig
 from exporter.journal.journal import Journal
 from exporter.journal.records import Query
@@ -199,6 +204,77 @@ async def test_while_the_database_refuses_writes_rows_wait_bounded_and_drain_whe
                 lock.release()
             except sqlite3.ProgrammingError:
                 pass
+        await journal.stop()
+
+
+async def test_a_stuck_writer_cannot_hang_the_journal_stop(tmp_path, clock, monkeypatch, caplog):
+    """A disk that stops answering: the database write and the incident's recording both hang for
+    good. Stopping still ends (each wait has a deadline), says what it left behind, and counts the
+    abandoned recording as failed; nothing waits for the stuck threads."""
+    book = book_for(clock)
+    config = JournalConfig(path=str(tmp_path / "journal.sqlite"), replica="test", flush_interval=0.02,
+                           write_timeout=600.0)   # the writer itself would wait for ages
+    sink = SqliteSink(config.path)
+    recorder = Recorder(None, [book.feeds["stocks"].config], clock)
+    recorder.ring("stocks").frames.append((clock.time(), b'[{"ev":"Q","sym":"AAPL"}]'))
+    journal = Journal(config, sink, clock, book, recorder=recorder, recordings_dir=str(tmp_path / "recordings"))
+    book.listeners.append(journal.on_transition)
+    await journal.start()
+    release = threading.Event()
+    entered: list[str] = []
+
+    def stuck(what: str):
+        def hang(*args) -> None:
+            entered.append(what)
+            release.wait()          # a write that never returns (released at the end of the test)
+        return hang
+
+    monkeypatch.setattr(sink, "_write", stuck("database"))
+    monkeypatch.setattr(recordings_module, "write_recording", stuck("recording"))
+    caplog.set_level(logging.WARNING, logger="exporter.journal")
+    try:
+        clock.advance(200)
+        book.sweep(clock.time())          # AAPL and MSFT degraded: incidents, rows, a recording
+        await async_wait_for(lambda: sorted(entered) == ["database", "recording"], timeout=10,
+                             what="both writes under way and stuck")
+        try:
+            await asyncio.wait_for(journal.stop(drain_timeout=0.2), 30)
+        except asyncio.TimeoutError:
+            pytest.fail("Journal.stop hung on a stuck writer")
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("1 incident recording(s) still being written" in w for w in warnings), warnings
+        assert any("row(s) could not be written to sqlite before stopping" in w for w in warnings), warnings
+        assert any("sqlite did not close within 0.2s" in w for w in warnings), warnings
+        assert journal.recordings.failed == 1 and journal.recordings.saved == 0
+    finally:
+        release.set()
+
+
+async def test_adoption_leaves_the_incidents_of_this_run_alone(tmp_path, clock, monkeypatch):
+    """Adoption takes over what a previous run left open. It ran whenever the database first
+    answered, and took this run's own incidents for leftovers too: one written open, resolved
+    since, its resolution still waiting (the database refusing writes), was "resolved" again as
+    "feedwatch restarted", at the wrong time."""
+    monkeypatch.setattr(journal_module, "TICK", 3600.0)   # this test plays the tick's adoption itself
+    book = book_for(clock)
+    path = tmp_path / "journal.sqlite"
+    journal = journal_for(path, clock, book)
+    await journal.start()
+    try:
+        feed = book.feeds["stocks"]
+        feed.disconnected("0", "network_error", clock.advance(1))   # a feed incident, written open
+        assert await journal.writer.drained(10)
+        lock = Locked(path)                                           # writes fail from here; reads work
+        try:
+            feed.connected("0", clock.advance(30))                    # resolved; the row waits
+            await journal._adopt(clock.advance(5))                    # the database answers a read
+        finally:
+            lock.release()
+        assert await journal.writer.drained(10)
+        (incident,) = await journal.sink.incidents(Query(kind="feed"))
+        assert incident.reason == "network_error; connected again (connection 0)"
+        assert incident.resolved_at - incident.opened_at == pytest.approx(30)
+    finally:
         await journal.stop()
 
 

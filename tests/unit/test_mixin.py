@@ -45,12 +45,26 @@ def rule_exprs(texts: dict[str, str]) -> Iterator[tuple[str, str]]:
 
 
 def dashboard_exprs(texts: dict[str, str]) -> Iterator[tuple[str, str]]:
+    for where, expr, _ in dashboard_queries(texts):
+        yield where, expr
+
+
+def dashboard_queries(texts: dict[str, str]) -> Iterator[tuple[str, str, tuple[str, str] | None]]:
+    """(where, expr, (dashboard uid, panel title) or None for a variable) of every dashboard query."""
     for name, text in texts.items():
         data = json.loads(text)
         for query in queries.panel_queries(data):
-            yield f"{name}: {query}", queries.substitute(query.expr, GRAFANA_VALUES)
+            yield f"{name}: {query}", queries.substitute(query.expr, GRAFANA_VALUES), (query.dashboard, query.panel)
         for variable in queries.variable_queries(data):
-            yield f"{name}: ${variable.name}", queries.substitute(variable.series, GRAFANA_VALUES)
+            yield f"{name}: ${variable.name}", queries.substitute(variable.series, GRAFANA_VALUES), None
+
+
+def dashboard_problems(texts: dict[str, str], selector: list[tuple[str, str, str]]) -> list[str]:
+    problems = []
+    for where, expr, panel in dashboard_queries(texts):
+        problems += selector_problems(where, expr, promql.is_feedwatch_series, selector,
+                                      mixin.ANY_JOB_PANELS.get(panel, set()))
+    return problems
 
 
 def parsed_selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
@@ -142,10 +156,12 @@ def test_any_job_is_allowed_only_where_the_table_says() -> None:
 
 
 def test_every_dashboard_query_selects_feedwatch_series_with_the_default_selector() -> None:
-    problems = []
-    for where, expr in dashboard_exprs(read(DASHBOARD_FILES)):
-        problems += selector_problems(where, expr, promql.is_feedwatch_series, DEFAULT)
-    assert problems == []
+    assert dashboard_problems(read(DASHBOARD_FILES), DEFAULT) == []
+
+
+def test_any_job_is_allowed_only_in_the_panels_the_table_names() -> None:
+    used = {panel for _, expr, panel in dashboard_queries(read(DASHBOARD_FILES)) if mixin.ANY_JOB_MATCHER in expr}
+    assert used == set(mixin.ANY_JOB_PANELS)
 
 
 @pytest.mark.parametrize("source", ["rules", "dashboards"])
@@ -228,10 +244,7 @@ def test_another_selector_reaches_every_selector_and_label_list(md: Path) -> Non
     rules = read(sorted((md / "prometheus" / "rules").glob("*.yml")))
     assert rule_problems(rules, selector) == []
     dashboards = read(sorted((md / "grafana" / "dashboards").glob("*.json")))
-    problems = []
-    for where, expr in dashboard_exprs(dashboards):
-        problems += selector_problems(where, expr, promql.is_feedwatch_series, selector)
-    assert problems == []
+    assert dashboard_problems(dashboards, selector) == []   # the positions panel stays on any job
     for where, expr in rule_exprs(rules):  # env is kept wherever job is
         for keyword, labels in re.findall(r"\b(by|on|without|ignoring)\s*\(([^()]*)\)", expr):
             names = [label.strip() for label in labels.split(",")]

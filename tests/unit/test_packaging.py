@@ -14,6 +14,7 @@ import pytest
 
 from exporter import resources
 from exporter.cli import main
+from exporter.commands import NOT_WRITTEN
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -93,3 +94,21 @@ def test_init_refuses_before_writing_anything(tmp_path, capsys):
 def test_resources_are_read_from_their_folder(resource):
     # An editable install reads the repository's folders themselves (no copy to go stale).
     assert resources.path(resource) == ROOT / resource.layout
+
+
+@pytest.mark.parametrize("command", [["init"], ["mixin", "--out"]], ids=["init", "mixin"])
+def test_init_and_mixin_refuse_and_fail_alike(tmp_path, capsys, command):
+    """One helper (``commands.write_files``) behind both: the same refusal, the same write error,
+    the same exit status."""
+    target = tmp_path / "stack"
+    target.mkdir()
+    (target / "prometheus").write_text("a file where a directory must go\n")
+    assert main([*command, str(target)]) == NOT_WRITTEN
+    err = capsys.readouterr().err
+    assert f"cannot write {target / 'prometheus'}" in err, err   # the OS's reason follows
+    (target / "prometheus").unlink()
+    # What the failed run wrote before the error is in the way now: --force overwrites it.
+    assert main([command[0], "--force", *command[1:], str(target)]) == 0
+    capsys.readouterr()
+    assert main([*command, str(target)]) == NOT_WRITTEN
+    assert "already exist" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def test_mixed_frame_applies_quotes_and_trades_in_order(feed_and_adapter):
     # The quote set AAPL's reference mid (189.50), so the first trade print is confirmed at once.
     assert aapl.price == 189.5 and aapl.updates == 2
     # MSFT's first print has no reference: held back until the next update confirms it.
-    assert math.isnan(msft.price) and msft.pending == 370.25 and msft.updates == 0
+    assert math.isnan(msft.price) and msft.ref == 370.25 and msft.updates == 0
     # One latency observation per frame, for its oldest event (t=...100 ms, received at NOW).
     assert sum(feed.latency_counts) == 1
     assert feed.latency_sum == pytest.approx(NOW - 1_700_000_000.100)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import threading
 
 import pytest
 
@@ -19,6 +21,8 @@ from exporter.feeds.recorder import (
     recording_header,
     write_recording,
 )
+
+from tests.waiting import async_wait_for
 
 FEED = FeedConfig(name="stocks", kind="polygon", url="wss://x.invalid", symbols=("AAPL",))
 
@@ -95,3 +99,37 @@ def test_recorder_config_is_strict_and_checked():
     assert exc.value.errors == ["recorder.windw: unknown key (did you mean 'window'?)",
                                 "recorder.feeds[0]: unknown feed 'nope' (feeds: none)",
                                 "recorder.max_frames: must be at least 1, got 0"]
+
+
+async def test_a_stuck_continuous_write_cannot_hang_the_recorders_stop(tmp_path, monkeypatch, caplog):
+    """A disk that stops answering mid-write: the recorder's stop gives the write its deadline,
+    says so, and returns; the files are not closed under the stuck thread."""
+    clock = FakeClock(1_700_000_000.0)
+    config = RecorderConfig(continuous=ContinuousConfig(dir=str(tmp_path), rotate_every=60.0, keep=2))
+    recorder = Recorder(config, [FEED], clock, interval=0.01)
+    release, entered = threading.Event(), threading.Event()
+
+    def stuck(work, now) -> None:
+        entered.set()
+        release.wait()              # a write that never returns (released at the end of the test)
+
+    monkeypatch.setattr(recorder, "_write_all", stuck)
+    closed = []
+    monkeypatch.setattr(recorder.writer, "close", lambda: closed.append(True))
+    recorder.ring("stocks").frames.append((clock.time(), b"frame"))
+    task = asyncio.create_task(recorder.run())
+    try:
+        await async_wait_for(entered.is_set, timeout=10, what="the continuous write under way and stuck")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        try:
+            assert await asyncio.wait_for(recorder.stop(0.2), 30) is False
+        except asyncio.TimeoutError:
+            pytest.fail("Recorder.stop hung on a stuck write")
+        assert closed == []
+        assert any("did not finish within 0.2s of stopping" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+    # A write that finishes in time: stop waits for it and closes the files.
+    await async_wait_for(recorder._writing.done, timeout=10, what="the released write to end")
+    assert await recorder.stop(0.2) is True and closed == [True]

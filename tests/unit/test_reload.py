@@ -61,6 +61,14 @@ def test_the_http_servers_settings_take_a_restart():
     ]
 
 
+def test_a_replicas_shard_takes_a_restart():
+    """A reload is cut to the share the replica started with; moving it is a restart (scaling.md)."""
+    old = config(POLYGON, shard="1/3")
+    assert restart_only(old, config(POLYGON, shard="1/3")) == []
+    assert restart_only(old, config(POLYGON, shard="2/3")) == [
+        "shard: changed from '1/3' to '2/3'; this takes a restart (the reload changed nothing)"]
+
+
 async def test_a_failed_reload_keeps_the_last_success_and_says_why(caplog):
     clock = FakeClock(1_700_000_000.0)
     outcome: list = [config(POLYGON)]

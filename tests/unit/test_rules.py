@@ -29,6 +29,11 @@ DESIGN_ALERTS = {
     "FeedSymbolStale", "FeedSymbolDead", "FeedDown", "FeedSilent", "FeedHeartbeatMissing",
     "FeedReconnectFlapping", "FeedHighLatency", "FeedRejectingUpdates", "FeedPriceMove",
     "FeedwatchExporterDown", "Watchdog", "FeedwatchMarketCalendarEnding", "FeedwatchConfigReloadFailed",
+    # Replicas and shards (docs/scaling.md).
+    "FeedwatchReplicaDown", "FeedReplicaUnhealthy", "FeedwatchShardMislabelled", "FeedwatchShardMissing",
+    "FeedwatchTickSinkDropping",
+    "FeedRestFallbackActive", "FeedSymbolsRefused",
+    "FeedSymbolFrozen", "FeedPriceDeviation", "FeedwatchFallingBehind",
 }
 SEVERITIES = {"critical", "warning", "info", "none"}
 
@@ -97,20 +102,24 @@ def test_alert_contract(rule: dict[str, Any]) -> None:
 def test_symbol_alerts_read_the_exporters_classification_and_never_closed() -> None:
     # state -1 (closed) must match no alert: every state comparison excludes negative values,
     # in the alert's condition and in the hold that keeps it (its *_held record).
+    # Across replicas (docs/scaling.md) the state is read merged: a max/min of it over the replicas
+    # (a ")" before the comparison), or the merged record, which itself keeps states >= 1 only.
     checked = 0
+    state = r"(?:shard_feed_symbol:feedwatch_symbol_state:unhealthy|feedwatch_symbol_state(?:\{[^}]*\})?\)?)"
     for rule in alert_rules(RULE_FILES):
-        for op, value in re.findall(r"feedwatch_symbol_state(?:\{[^}]*\})?\s*(>=|==|>)\s*(-?\d+)",
-                                    rulefiles.condition(rule)):
+        for op, value in re.findall(state + r"\s*(>=|==|>)\s*(-?\d+)", rulefiles.condition(rule)):
             assert int(value) >= 0, f"{rule['alert']}: feedwatch_symbol_state {op} {value} admits closed"
             checked += 1
     assert checked >= 5
+    merged = " ".join(rulefiles.records()["shard_feed_symbol:feedwatch_symbol_state:unhealthy"][1]["expr"].split())
+    assert merged.endswith(") >= 1"), merged
 
 
 HELD = re.compile(r"[a-z_]+:[a-z_]+:(?:[a-z0-9_]+_)?held")
 
 
 # The alerts that are not computed from the exporter's series: they need no hold.
-NOT_FROM_THE_EXPORTER = {"FeedwatchExporterDown", "Watchdog"}
+NOT_FROM_THE_EXPORTER = {"FeedwatchExporterDown", "FeedwatchReplicaDown", "Watchdog"}
 
 
 @pytest.mark.parametrize("rule", [r for r in alert_rules(RULE_FILES) if r["alert"] not in NOT_FROM_THE_EXPORTER],
@@ -131,10 +140,13 @@ def test_every_alert_holds_what_it_knew_while_the_exporter_is_unobserved(rule: d
                 record = next(r for r in group["rules"] if r.get("record") == name)
     expr = " ".join(record["expr"].split())
     assert name in expr, f"{name} does not carry its own previous value"
-    # `up` of the exporter's job (the mixin's selector, tests/unit/test_mixin.py), or of any job
-    # where positions come from a bot's own (TradingStalePricePosition).
+    # Per exporter (job, instance), per job, or per replica set (job, shard: held while no
+    # replica of the shard is up, docs/scaling.md); `up` of the exporter's job (the mixin's
+    # selector, tests/unit/test_mixin.py), or of any job where positions come from a bot's own
+    # (TradingStalePricePosition).
     up = r'up\{job(?:="feedwatch"|=~"\.\+")\}'
-    assert re.search(rf"unless on \(job(, instance)?\) (min by \(job\) \()?{up}\)? == 1", expr), expr
+    assert re.search(rf"unless on \(job(, instance|, shard)?\) ((min by \(job\)|max by \(job, shard\)) \()?{up}\)? == 1",
+                     expr), expr
     assert re.search(rf"present_over_time\({up}\[1h\]\)", expr), expr
 
 

@@ -278,11 +278,13 @@ async def test_symbol_fresh_and_tighter_bound(client: TestClient, clock: FakeClo
     body = await resp.json()
     assert resp.status == 200
     assert body["state"] == "healthy" and body["state_value"] == 0 and body["fresh"] is True
+    assert body["reason"] is None and body["frozen"] is False and body["adaptive"] is False
     assert body["staleness_seconds"] == 7.0 and body["price"] == 189.5 and body["update_count"] == 1
     assert body["last_update"] == clock.time() - 7 and body["last_event"] == 1_700_000_000.0
     assert body["acknowledged"] is True
     tight = await (await client.get("/api/v1/symbols/stocks/AAPL?max_staleness=5s")).json()
     assert tight["fresh"] is False and tight["state"] == "healthy" and tight["max_staleness_seconds"] == 5.0
+    assert tight["reason"] == "max_staleness"
     loose = await (await client.get("/api/v1/symbols/stocks/AAPL?max_staleness=1m")).json()
     assert loose["fresh"] is True
     bad = await client.get("/api/v1/symbols/stocks/AAPL?max_staleness=soon")
@@ -292,7 +294,7 @@ async def test_symbol_fresh_and_tighter_bound(client: TestClient, clock: FakeClo
 async def test_symbol_stale_is_not_fresh_and_slashes_work(client: TestClient, clock: FakeClock) -> None:
     clock.advance(301)
     body = await (await client.get("/api/v1/symbols/stocks/MSFT")).json()
-    assert (body["state"], body["state_value"], body["fresh"]) == ("stale", 2, False)
+    assert (body["state"], body["state_value"], body["fresh"], body["reason"]) == ("stale", 2, False, "stale")
     unpriced = await (await client.get("/api/v1/symbols/stocks/BTC/USD")).json()
     assert unpriced["symbol"] == "BTC/USD" and unpriced["price"] is None and unpriced["last_update"] is None
 
@@ -301,7 +303,7 @@ async def test_symbol_without_a_price_is_never_fresh(client: TestClient, book: B
     # Acknowledged a moment ago: healthy by staleness, but there is no price to trade on yet.
     book.feeds["stocks"].acknowledge(["BTC/USD"], book.feeds["stocks"].started_at)
     body = await (await client.get("/api/v1/symbols/stocks/BTC/USD")).json()
-    assert (body["state"], body["price"], body["fresh"]) == ("healthy", None, False)
+    assert (body["state"], body["price"], body["fresh"], body["reason"]) == ("healthy", None, False, "no_price")
 
 
 async def test_symbol_404s_say_what_is_known(client: TestClient) -> None:
