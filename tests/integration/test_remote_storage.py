@@ -110,11 +110,17 @@ def test_series_and_recording_rules_read_back_from_victoriametrics(tmp_path: Pat
                  interval=0.5, what=f"{record} in VictoriaMetrics equal to Prometheus' ({proms[0].url})")
         counts = {dict(k)["state"]: v for k, v in values(ha.query(vm.url, record)).items()}
         assert counts["healthy"] == 3 and sum(counts.values()) == 3, counts
-        # Over a range too, as Grafana asks: messages per second, recorded by a rule.
-        now = time.time()
-        body = ha.get_json(f"{vm.url}/api/v1/query_range?" + urllib.parse.urlencode(
-            {"query": "sum(feed:feedwatch_feed_messages:rate1m)", "start": now - 30, "end": now, "step": 2}))
-        assert body["status"] == "success" and body["data"]["result"], body
+        # Over a range too, as Grafana asks: messages per second, recorded by a rule. The rule
+        # needs two scrapes of the counter and then an evaluation and a remote write: waited for
+        # (asserted at once, it failed under load with an empty but successful answer).
+        def messages_range() -> dict | None:
+            now = time.time()
+            body = ha.get_json(f"{vm.url}/api/v1/query_range?" + urllib.parse.urlencode(
+                {"query": "sum(feed:feedwatch_feed_messages:rate1m)", "start": now - 30, "end": now, "step": 2}))
+            assert body["status"] == "success", body
+            return body if body["data"]["result"] else None
+
+        wait_for(messages_range, timeout=60, interval=0.5, what="a range of recorded message rates in VictoriaMetrics")
     finally:
         for process in reversed(processes):  # Prometheus first: at exit it flushes to VictoriaMetrics
             process.stop()
