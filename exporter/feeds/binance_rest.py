@@ -19,7 +19,7 @@ import json
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from exporter.feeds.rest import RestError, RestRequest, RestVenue, Snapshot, number, rate_limit_status
+from exporter.feeds.rest import RestError, RestRequest, RestVenue, Snapshot, json_body, number, rate_limit_status
 
 BATCH = 100
 
@@ -44,11 +44,7 @@ class BinanceRest(RestVenue):
         limited = rate_limit_status(status, headers)
         if limited is not None:
             raise limited
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise RestError("decode_error" if 200 <= status < 300 else "http_error",
-                            f"HTTP {status}, not JSON: {exc}") from None
+        data = json_body(status, body)
         if not 200 <= status < 300:
             detail = f"{data.get('code')}: {data.get('msg')}" if isinstance(data, dict) else str(data)[:100]
             raise RestError("http_error", f"HTTP {status}: {detail[:200]}")

@@ -15,11 +15,11 @@ too frequent") or ``retCode`` 10006: both pause polling.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from exporter.feeds.rest import RestError, RestRequest, RestVenue, Snapshot, number, rate_limit_status, timestamp
+from exporter.feeds.rest import (RestError, RestRequest, RestVenue, Snapshot, json_body, number, rate_limit_status,
+                                  timestamp)
 
 ALL_ABOVE = 10
 RATE_LIMIT_CODES = {10006, 10018}
@@ -42,11 +42,7 @@ class BybitRest(RestVenue):
             raise limited
         if status == 403:
             raise RestError("rate_limited", "HTTP 403 (Bybit: access too frequent)", 60.0)
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise RestError("decode_error" if 200 <= status < 300 else "http_error",
-                            f"HTTP {status}, not JSON: {exc}") from None
+        data = json_body(status, body)
         if not isinstance(data, dict):
             raise RestError("decode_error" if 200 <= status < 300 else "http_error", f"HTTP {status}: not an object")
         code = data.get("retCode")

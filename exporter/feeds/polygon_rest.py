@@ -15,11 +15,11 @@ your plan allows).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from exporter.feeds.rest import RestError, RestRequest, RestVenue, Snapshot, number, rate_limit_status, timestamp
+from exporter.feeds.rest import (RestError, RestRequest, RestVenue, Snapshot, json_body, number, rate_limit_status,
+                                  timestamp)
 
 
 class PolygonRest(RestVenue):
@@ -39,11 +39,7 @@ class PolygonRest(RestVenue):
         limited = rate_limit_status(status, headers)
         if limited is not None:
             raise limited
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise RestError("decode_error" if 200 <= status < 300 else "http_error",
-                            f"HTTP {status}, not JSON: {exc}") from None
+        data = json_body(status, body)
         if not 200 <= status < 300:
             message = data.get("error") or data.get("message") or data.get("status") if isinstance(data, dict) else None
             raise RestError("http_error", f"HTTP {status}: {str(message)[:200]}")

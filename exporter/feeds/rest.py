@@ -17,6 +17,7 @@ building and response parsing lives in its own module beside its adapter
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -113,6 +114,16 @@ def rate_limit_status(status: int, headers: Any, default: float = 60.0) -> RestE
         return None
     return RestError("rate_limited", f"HTTP {status}" + (" (IP banned for hammering)" if status == 418 else ""),
                      retry_after(headers, default))
+
+
+def json_body(status: int, body: bytes) -> Any:
+    """The answer's JSON; a RestError when it is not JSON (``decode_error`` on a 2xx, where JSON
+    was promised; ``http_error`` otherwise, an error page from a proxy or the venue)."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise RestError("decode_error" if 200 <= status < 300 else "http_error",
+                        f"HTTP {status}, not JSON: {exc}") from None
 
 
 def retry_after(headers: Any, default: float) -> float:
