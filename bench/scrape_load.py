@@ -157,9 +157,11 @@ class Exporter:
         with open(config, "w") as fh:
             fh.write(f'listen: "127.0.0.1:{self.port}"\n'
                      "http: {max_connections: 1024}\n"
+                     f"max_symbols: {max(n, 10_000)}\n"
                      "feeds:\n  - name: bench\n    kind: polygon\n"
                      f"    url: ws://127.0.0.1:{blaster_port}/stocks\n    api_key: bench\n"
                      "    channels: [Q]\n    heartbeat_timeout: 1h\n    silence_timeout: 1h\n"
+                     f"    max_symbols: {max(n, 5_000)}\n"
                      "    symbols:\n" + "".join(f"      - {s}\n" for s in symbols(n)))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter.cli", "run", "-c", config, "--log.level", "warn"],
