@@ -146,6 +146,18 @@ def _blaster(port_out: Any, n: int, cpu: int | None, rounds: int | None = None) 
 
 # --- the exporter -----------------------------------------------------------------------------------
 
+def config_text(port: int, blaster_port: int, n: int) -> str:
+    """The exporter's config: one Polygon feed of ``n`` symbols, limits raised to hold them."""
+    return (f'listen: "127.0.0.1:{port}"\n'
+            "http: {max_connections: 1024}\n"
+            f"max_symbols: {max(n, 10_000)}\n"
+            "feeds:\n  - name: bench\n    kind: polygon\n"
+            f"    url: ws://127.0.0.1:{blaster_port}/stocks\n    api_key: bench\n"
+            "    channels: [Q]\n    heartbeat_timeout: 1h\n    silence_timeout: 1h\n"
+            f"    max_symbols: {max(n, 5_000)}\n"
+            "    symbols:\n" + "".join(f"      - {s}\n" for s in symbols(n)))
+
+
 class Exporter:
     """``feedwatch run`` on a generated config, pinned to ``cpu``; stopped with SIGTERM."""
 
@@ -155,14 +167,7 @@ class Exporter:
             self.port = port
         config = os.path.join(self.dir.name, "feedwatch.yml")
         with open(config, "w") as fh:
-            fh.write(f'listen: "127.0.0.1:{self.port}"\n'
-                     "http: {max_connections: 1024}\n"
-                     f"max_symbols: {max(n, 10_000)}\n"
-                     "feeds:\n  - name: bench\n    kind: polygon\n"
-                     f"    url: ws://127.0.0.1:{blaster_port}/stocks\n    api_key: bench\n"
-                     "    channels: [Q]\n    heartbeat_timeout: 1h\n    silence_timeout: 1h\n"
-                     f"    max_symbols: {max(n, 5_000)}\n"
-                     "    symbols:\n" + "".join(f"      - {s}\n" for s in symbols(n)))
+            fh.write(config_text(self.port, blaster_port, n))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter.cli", "run", "-c", config, "--log.level", "warn"],
             preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None)

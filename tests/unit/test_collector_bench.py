@@ -7,6 +7,7 @@ import pytest
 
 from bench import __main__ as bench_main
 from bench import capacity, ingest, memory, render, scrape_load
+from exporter.config import load_text
 
 
 def test_ingest_benchmark_runs() -> None:
@@ -40,6 +41,12 @@ def test_scrape_load_benchmark_runs(monkeypatch) -> None:
     assert result.concurrent["alone"] > 0 and result.concurrent["longest"] > 0
     text = scrape_load.report(result)
     assert text.count("[ok]") + text.count("[fail]") == 5
+
+
+def test_scrape_load_config_holds_the_full_benchmark() -> None:
+    """The toy run above cannot see the symbol limits: the full-size config must load too."""
+    config = load_text(scrape_load.config_text(9100, 9101, scrape_load.SYMBOLS))
+    assert len(config.feeds[0].symbols) == scrape_load.SYMBOLS
 
 
 def test_memory_benchmark_runs() -> None:
