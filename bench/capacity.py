@@ -275,16 +275,20 @@ def _get(url: str, timeout: float) -> bytes | None:
         return None
 
 
+def process_config(port: int, n: int) -> dict[str, object]:
+    """A replica's config with ``n`` symbols, the symbol limits raised to hold them."""
+    # Port 9 refuses: the replica keeps reconnecting, no price arrives.
+    return {"listen": f"127.0.0.1:{port}", "max_symbols": max(n, 10_000),
+            "feeds": [{"name": "stocks", "kind": "polygon", "url": "ws://127.0.0.1:9/stocks", "api_key": "k",
+                       "max_symbols": max(n, 5_000), "symbols": list(symbols(n))}]}
+
+
 def process_rss(n: int, timeout: float = 120) -> tuple[int, int]:
     """Resident bytes of a real ``feedwatch run`` with ``n`` configured symbols: after start, after a scrape."""
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
         port = _free_port()
-        config = {"listen": f"127.0.0.1:{port}",
-                  # Port 9 refuses: the replica keeps reconnecting, no price arrives.
-                  "feeds": [{"name": "stocks", "kind": "polygon", "url": "ws://127.0.0.1:9/stocks", "api_key": "k",
-                             "symbols": list(symbols(n))}]}
         path = Path(tmp) / "feedwatch.yml"
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(process_config(port, n)))
         popen = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "-c", str(path)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

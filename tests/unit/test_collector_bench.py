@@ -7,7 +7,7 @@ import pytest
 
 from bench import __main__ as bench_main
 from bench import capacity, ingest, memory, render, scrape_load
-from exporter.config import load_text
+from exporter.config import load_data, load_text
 
 
 def test_ingest_benchmark_runs() -> None:
@@ -47,6 +47,11 @@ def test_scrape_load_config_holds_the_full_benchmark() -> None:
     """The toy run above cannot see the symbol limits: the full-size config must load too."""
     config = load_text(scrape_load.config_text(9100, 9101, scrape_load.SYMBOLS))
     assert len(config.feeds[0].symbols) == scrape_load.SYMBOLS
+
+
+def test_capacity_process_config_holds_the_full_benchmark() -> None:
+    config = load_data(capacity.process_config(9100, 100_000))
+    assert len(config.feeds[0].symbols) == 100_000
 
 
 def test_memory_benchmark_runs() -> None:
