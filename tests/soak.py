@@ -136,6 +136,10 @@ def run(args: argparse.Namespace) -> Summary:
             config = Path(tmp) / "soak.yml"
             config.write_text(
                 f"listen: 127.0.0.1:{port}\n"
+                # The state that grows with time is on: the journal on disk, every symbol's
+                # learned rhythm, the frame recorder (on by default).
+                f"journal: {{path: {Path(tmp) / 'journal.db'}}}\n"
+                "thresholds: {adaptive: {enabled: true}}\n"
                 "feeds:\n"
                 f"  - name: soak\n    kind: polygon\n    url: {ws_url}\n    api_key: soak\n"
                 f"    channels: [T, Q]\n    symbols: [{', '.join(symbols)}]\n")
