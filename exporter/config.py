@@ -26,7 +26,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Collection, Literal, Mapping, Union
+from typing import Annotated, Any, Collection, Literal, Mapping, Sequence, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
@@ -449,27 +449,36 @@ class ApiCredentials:
         return bool(self.token or self.hmac_secret)
 
 
-def read_secret_files(api: Any, path: str, errors: list[str]) -> Any:
-    """Resolve ``token_file`` / ``hmac_secret_file`` of an API section into the values."""
+def read_text_file(file_path: str, key: str, errors: list[str]) -> str:
+    """The text of a file holding one value (a Docker/Kubernetes secret), whitespace around it
+    ignored; "" when it cannot be read or is empty, with the problem in ``errors`` under ``key``."""
+    try:
+        with open(file_path, encoding="utf-8") as fh:
+            text = fh.read().strip()
+    except OSError as exc:
+        errors.append(f"{key}: cannot read {file_path}: {exc.strerror or exc}")
+        return ""
+    if not text:
+        errors.append(f"{key}: {file_path} is empty")
+    return text
+
+
+def read_secret_files(section: Any, path: str, errors: list[str],
+                      keys: Sequence[str] = ("token", "hmac_secret")) -> Any:
+    """Resolve each ``<key>_file`` of a section (at ``path``) into ``<key>``: an API section's
+    ``token_file`` / ``hmac_secret_file``, the databases' ``dsn_file``. Giving both is an error."""
     values = {}
-    for key in ("token", "hmac_secret"):
-        file_path = getattr(api, f"{key}_file")
+    for key in keys:
+        file_path = getattr(section, f"{key}_file")
         if file_path is None:
             continue
-        if getattr(api, key):
+        if getattr(section, key):
             errors.append(f"{path}.{key}_file: give either {key} or {key}_file, not both")
             continue
-        try:
-            with open(file_path, encoding="utf-8") as fh:
-                secret = fh.read().strip()
-        except OSError as exc:
-            errors.append(f"{path}.{key}_file: cannot read {file_path}: {exc.strerror or exc}")
-            continue
-        if not secret:
-            errors.append(f"{path}.{key}_file: {file_path} is empty")
-            continue
-        values[key] = secret
-    return dataclasses.replace(api, **values) if values else api
+        value = read_text_file(file_path, f"{path}.{key}_file", errors)
+        if value:
+            values[key] = value
+    return dataclasses.replace(section, **values) if values else section
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
-from exporter.config import Duration, FeedConfig, build_dataclass
+from exporter.config import Duration, FeedConfig, build_dataclass, read_secret_files
 
 if TYPE_CHECKING:
     from exporter.journal.sinks import Sink
@@ -67,22 +67,7 @@ def section(raw: Any, path: str, errors: list[str], environ: Mapping[str, str],
     if raw is None:
         return None
     config = build_dataclass(JournalConfig, raw, path, errors, environ) or JournalConfig()
-    if config.dsn_file is not None:
-        if config.dsn:
-            errors.append(f"{path}.dsn_file: give either dsn or dsn_file, not both")
-        else:
-            try:
-                with open(config.dsn_file, encoding="utf-8") as fh:
-                    dsn = fh.read().strip()
-            except OSError as exc:
-                errors.append(f"{path}.dsn_file: cannot read {config.dsn_file}: {exc.strerror or exc}")
-                dsn = ""
-            if dsn:
-                import dataclasses
-
-                config = dataclasses.replace(config, dsn=dsn)
-            elif not any(e.startswith(f"{path}.dsn_file") for e in errors):
-                errors.append(f"{path}.dsn_file: {config.dsn_file} is empty")
+    config = read_secret_files(config, path, errors, keys=("dsn",))
     if config.enabled and config.sink == "postgres" and not config.dsn:
         errors.append(f"{path}.dsn: required with sink: postgres (a libpq connection string, e.g. "
                       "'host=db dbname=feedwatch user=feedwatch password=${PGPASSWORD}')")

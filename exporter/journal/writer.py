@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from typing import Any
 
 from exporter.feeds.backoff import Backoff
 from exporter.journal.records import Event, Incident
 from exporter.journal.sinks import Sink
+from exporter.throttle import FAILURES, Throttle
 
 log = logging.getLogger(__name__)
 
-# A repeated write failure is logged at most this often (loop time).
-LOG_EVERY = 60.0
 Row = Incident | Event
 
 
@@ -54,8 +52,8 @@ class Writer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._backoff = Backoff(0.5, 10.0, 2.0, reset_after=0.0)
-        self._logged_at = -1e9
-        self._quiet = 0
+        # A write failure is logged once a minute, with how many were not since the last report.
+        self._throttle = Throttle(log, suffix=FAILURES)
 
     # --- producers -------------------------------------------------------------------------------
 
@@ -107,17 +105,17 @@ class Writer:
                 self._requeue(batch)
                 self.writes_failed += 1
                 self.last_error = f"{type(exc).__name__}: {exc}".strip()
-                self._log_failure()
+                self._throttle.warn("write", "journal: cannot write to %s: %s; %d row(s) kept in memory (limit %d), "
+                                    "retrying", self.sink.name, self.last_error, len(self.pending), self.buffer_limit)
                 return False
             finally:
                 self.in_flight = 0
             self.writes_ok += 1
             self.written += len(batch)
             self.last_success = self.clock.time()
-            if self._quiet or self._backoff.attempts:
+            if self._throttle.settle("write") or self._backoff.attempts:
                 log.info("journal: writing to %s again (%d row(s) still waiting)", self.sink.name,
                          len(self.pending))
-                self._quiet = 0
             self._backoff.reset()
         self._idle.set()
         return True
@@ -131,17 +129,6 @@ class Writer:
         while len(self.pending) > self.buffer_limit:
             self.pending.popitem(last=False)
             self.dropped += 1
-
-    def _log_failure(self) -> None:
-        now = time.monotonic()
-        if now - self._logged_at < LOG_EVERY:
-            self._quiet += 1
-            return
-        self._logged_at = now
-        more = f" ({self._quiet} more failure(s) since the last report)" if self._quiet else ""
-        self._quiet = 0
-        log.warning("journal: cannot write to %s: %s; %d row(s) kept in memory (limit %d), retrying%s",
-                    self.sink.name, self.last_error, len(self.pending), self.buffer_limit, more)
 
     async def drained(self, timeout: float) -> bool:
         """Wait until nothing is waiting (tests, shutdown); False at the deadline."""

@@ -20,12 +20,11 @@ depends on the ``journal:`` and ``trading:`` sections.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, Sequence
 
-from exporter.config import Duration, FeedConfig, build_dataclass
+from exporter.config import Duration, FeedConfig, build_dataclass, read_secret_files, read_text_file
 
 if TYPE_CHECKING:
     from exporter.ticks.backends import Backend
@@ -59,33 +58,15 @@ class TickSinkConfig:
     write_timeout: Duration = 10.0
 
 
-def _read_file(path: str, key: str, errors: list[str]) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read().strip()
-    except OSError as exc:
-        errors.append(f"{key}: cannot read {path}: {exc.strerror or exc}")
-        return ""
-    if not text:
-        errors.append(f"{key}: {path} is empty")
-    return text
-
-
 def section(raw: Any, path: str, errors: list[str], environ: Mapping[str, str],
             feeds: Sequence[FeedConfig]) -> TickSinkConfig | None:
     """Build and check ``tick_sink:``; None when absent (no tick sink)."""
     if raw is None:
         return None
     config = build_dataclass(TickSinkConfig, raw, path, errors, environ) or TickSinkConfig()
-    if config.dsn_file is not None:
-        if config.dsn:
-            errors.append(f"{path}.dsn_file: give either dsn or dsn_file, not both")
-        else:
-            dsn = _read_file(config.dsn_file, f"{path}.dsn_file", errors)
-            if dsn:
-                config = dataclasses.replace(config, dsn=dsn)
+    config = read_secret_files(config, path, errors, keys=("dsn",))
     if config.password_file is not None:
-        _read_file(config.password_file, f"{path}.password_file", errors)
+        read_text_file(config.password_file, f"{path}.password_file", errors)   # read again when connecting
     if config.path and config.sink not in ("sqlite", "journal"):
         errors.append(f"{path}.path: a SQLite file; not used with sink: {config.sink}")
     if config.dsn and config.sink not in ("postgres", "journal"):

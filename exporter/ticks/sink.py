@@ -34,12 +34,12 @@ from typing import Any
 
 from exporter.book import TickTape
 from exporter.feeds.backoff import Backoff
+from exporter.throttle import FAILURES, Throttle
 from exporter.ticks.backends import Backend
 from exporter.ticks.rows import Row, prepare
 
 log = logging.getLogger(__name__)
 
-LOG_EVERY = 60.0          # a repeated failure is logged at most this often
 # Batch write duration buckets (seconds).
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -67,8 +67,8 @@ class TickSink:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"feedwatch-ticks-{backend.name}")
         self._backoff = Backoff(0.5, 30.0, 2.0, reset_after=0.0)
         self._task: asyncio.Task[None] | None = None
-        self._logged_at = -1e9
-        self._quiet = 0
+        # A write failure is logged once a minute, with how many were not since the last report.
+        self._throttle = Throttle(log, suffix=FAILURES)
 
     # --- what the collector reads ----------------------------------------------------------
 
@@ -157,7 +157,9 @@ class TickSink:
             except Exception as exc:
                 self.writes_failed += 1
                 self.last_error = f"{type(exc).__name__}: {exc}".strip() if str(exc) else type(exc).__name__
-                self._log_failure()
+                self._throttle.warn("write", "tick sink: cannot write to %s: %s; %d row(s) held in memory (limit %d), "
+                                    "retrying", self.backend.name, self.last_error, self.depth,
+                                    self.config.buffer_limit)
                 return False
             finally:
                 self.writing = False
@@ -168,23 +170,11 @@ class TickSink:
             self.writes_ok += 1
             self.written += len(batch)
             self.last_success = self.clock.time()
-            if self._quiet or self._backoff.attempts:
+            if self._throttle.settle("write") or self._backoff.attempts:
                 log.info("tick sink: writing to %s again (%d row(s) still held)", self.backend.name, self.held)
-                self._quiet = 0
             self._backoff.reset()
         return True
 
     def _observe(self, seconds: float) -> None:
         self.duration_counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
         self.duration_sum += seconds
-
-    def _log_failure(self) -> None:
-        now = time.monotonic()
-        if now - self._logged_at < LOG_EVERY:
-            self._quiet += 1
-            return
-        self._logged_at = now
-        more = f" ({self._quiet} more failure(s) since the last report)" if self._quiet else ""
-        self._quiet = 0
-        log.warning("tick sink: cannot write to %s: %s; %d row(s) held in memory (limit %d), retrying%s",
-                    self.backend.name, self.last_error, self.depth, self.config.buffer_limit, more)

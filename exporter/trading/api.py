@@ -50,13 +50,13 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from exporter.throttle import Throttle
 from exporter.trading.collector import TradingCollector
 from exporter.trading.tracker import Tracker, attach, split_payload, EventError
 from exporter.web.app import CLOCK, COLLECTOR, CONFIG, RELOAD_HOOKS, RENDERERS, json_problem, json_response, own_auth, reject_http
 # The authenticator lives with the web layer, shared with the watchlist admin API; its names stay
 # importable from here for bots and tests written against this module.
 from exporter.web.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, Authenticator, Verdict, sign  # noqa: F401
-from exporter.web.guard import Throttle
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ that has been idle or waiting longest is closed to make room (a scrape sends its
 once, so it always gets a slot from a flood of half-open clients); when every connection is
 active, the newcomer gets 503 and is closed. Both are counted in
 ``feedwatch_http_requests_rejected_total{reason="connection_limit"}``, header timeouts as
-``reason="header_timeout"``, and logged at most once a minute per reason (``Throttle``).
+``reason="header_timeout"``, and logged at most once a minute per reason (``exporter.throttle``).
 
 ``raise_open_files_limit`` lifts the soft ``RLIMIT_NOFILE`` to the hard limit at start, and the
 server never lets the guard's cap exceed half of it (the feeds and the state file need theirs).
@@ -31,12 +31,12 @@ import errno
 import logging
 import resource
 import socket
-import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from exporter.config import HTTPConfig
+from exporter.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +47,8 @@ _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nConn
               b"Content-Length: 44\r\n\r\nrequest headers not received within timeout\n")
 # After a polite close (408, 503) a client that never reads is cut off this much later.
 _ABORT_AFTER = 1.0
-_LOG_EVERY = 60.0
 # Bytes read from a socket at once (asyncio's default for a plain protocol is 256 KiB).
 READ_SIZE = 16 * 1024
-
-
-class Throttle:
-    """Logs each kind of problem at most once per ``interval``, counting the ones it kept quiet."""
-
-    def __init__(self, logger: logging.Logger, interval: float = _LOG_EVERY) -> None:
-        self.logger = logger
-        self.interval = interval
-        self.last: dict[str, float] = {}
-        self.quiet: dict[str, int] = {}
-
-    def warn(self, key: str, message: str, *args: Any, **fields: Any) -> None:
-        """``fields`` become log fields (``remote``, ``reason``, ...), with ``suppressed`` when repeats were."""
-        now = time.monotonic()
-        if now - self.last.get(key, -1e9) < self.interval:
-            self.quiet[key] = self.quiet.get(key, 0) + 1
-            return
-        self.last[key] = now
-        suppressed = self.quiet.pop(key, 0)
-        suffix = f" ({suppressed} similar not logged in the last {self.interval:g}s)" if suppressed else ""
-        if suppressed:
-            fields["suppressed"] = suppressed
-        self.logger.warning(message + suffix, *args, stacklevel=2, extra=fields)
 
 
 def _address(peer: Any) -> str:

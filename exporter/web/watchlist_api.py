@@ -38,9 +38,9 @@ from typing import Any
 from aiohttp import web
 
 from exporter.config import parse_duration
+from exporter.throttle import Throttle
 from exporter.web.app import CLOCK, CONFIG, RELOAD_HOOKS, SERVICE, json_problem, json_response, own_auth, reject_http
 from exporter.web.auth import Authenticator, Verdict
-from exporter.web.guard import Throttle
 
 log = logging.getLogger(__name__)
 

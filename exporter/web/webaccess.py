@@ -48,8 +48,8 @@ import bcrypt
 from aiohttp import web
 
 from exporter.config import ConfigError
+from exporter.throttle import Throttle
 from exporter.web.app import RENDERERS, SELF_METRICS
-from exporter.web.guard import Throttle
 from exporter.web.webconfig import RateLimit, TLSServerConfig, WebConfig, load, server_context
 
 log = logging.getLogger(__name__)

@@ -4,21 +4,19 @@ Never the system service: a minimal config (HTTP and native ports free a moment 
 127.0.0.1 only; data, logs and temp files in a temporary directory; one ``default`` user without
 a password, loopback only) and ``clickhouse-server --config-file`` on it. ``kill()`` SIGKILLs
 the server as a crash or the OOM killer would; ``start()`` brings the same data directory back.
-``scripts/ensure-tools.sh`` installs the package.
+``scripts/ensure-tools.sh`` installs the package. Starting, stopping, killing and the log tail
+are ``DatabaseServer``'s (tests/integration/dbserver.py).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from tests.waiting import free_port, wait_for
+from tests.integration.dbserver import DatabaseServer
+from tests.waiting import free_port
 
 CONFIG = """<?xml version="1.0"?>
 <yandex>
@@ -64,13 +62,15 @@ def binary() -> str:
     return found
 
 
-class ClickHouseServer:
+class ClickHouseServer(DatabaseServer):
+    program = "clickhouse-server"
+    logs = ("server.err.log", "stdout.log")
+
     def __init__(self) -> None:
+        super().__init__("feedwatch-ch-")
         self.binary = binary()
-        self.root = Path(tempfile.mkdtemp(prefix="feedwatch-ch-"))
         self.http_port = free_port()
         self.tcp_port = free_port()
-        self.proc: subprocess.Popen | None = None
         for sub in ("data", "tmp", "user_files", "format_schemas"):
             (self.root / sub).mkdir()
         (self.root / "config.xml").write_text(CONFIG.format(root=self.root, http_port=self.http_port,
@@ -83,24 +83,13 @@ class ClickHouseServer:
 
     def start(self) -> None:
         """Start the server and wait until its HTTP interface answers a query."""
-        out = open(self.root / "stdout.log", "ab")
-        self.proc = subprocess.Popen([self.binary, f"--config-file={self.root / 'config.xml'}"],
-                                     stdout=out, stderr=subprocess.STDOUT, cwd=self.root)
-        out.close()
-        wait_for(self.accepting, timeout=90, interval=0.1, what=f"ClickHouse on port {self.http_port}")
+        self.launch([self.binary, f"--config-file={self.root / 'config.xml'}"], "stdout.log", 90,
+                    f"ClickHouse on port {self.http_port}")
 
-    def accepting(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"clickhouse-server exited with {self.proc.returncode}: {self.log_tail()}")
+    def answers(self) -> bool:
         try:
             return self.query("SELECT 1").strip() == "1"
         except (OSError, urllib.error.URLError):
-            return False
-
-    def accepting_safely(self) -> bool:
-        try:
-            return self.proc is not None and self.proc.poll() is None and self.accepting()
-        except AssertionError:
             return False
 
     def query(self, sql: str) -> str:
@@ -108,33 +97,3 @@ class ClickHouseServer:
         request = urllib.request.Request(self.url + "/", data=sql.encode())
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
-
-    def kill(self) -> None:
-        """SIGKILL the server (a crash) and wait for it to be gone."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(20)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = ""
-        for name in ("server.err.log", "stdout.log"):
-            try:
-                text += "\n".join((self.root / name).read_text(errors="replace").splitlines()[-lines:])
-            except OSError:
-                pass
-        return text

@@ -5,6 +5,7 @@ it on a free port on 127.0.0.1 (its socket in the same directory), as the unpriv
 ``postgres`` user when the tests run as root (PostgreSQL refuses to run as root). ``kill()``
 SIGKILLs the postmaster, as a crash or the OOM killer would; ``start()`` brings the same data
 directory back (crash recovery included). ``scripts/ensure-tools.sh`` installs the package.
+Starting, stopping, killing and the log tail are ``DatabaseServer``'s (tests/integration/dbserver.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
+from tests.integration.dbserver import DatabaseServer
 from tests.waiting import free_port, wait_for
 
 
@@ -32,13 +32,17 @@ def _bindir() -> Path:
     raise AssertionError("PostgreSQL server binaries not found: run scripts/ensure-tools.sh (Debian package postgresql)")
 
 
-class PostgresCluster:
+class PostgresCluster(DatabaseServer):
+    program = "postgres"
+    stop_signal = signal.SIGINT     # fast shutdown
+    stop_timeout = 20.0
+    logs = ("server.log",)
+
     def __init__(self) -> None:
+        super().__init__("feedwatch-pg-")
         self.bin = _bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="feedwatch-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
-        self.proc: subprocess.Popen | None = None
         self.user = None
         if os.geteuid() == 0:
             self.user = pwd.getpwnam("postgres")
@@ -50,26 +54,21 @@ class PostgresCluster:
             os.setgid(self.user.pw_gid)
             os.setuid(self.user.pw_uid)
 
-    def init(self) -> None:
+    def prepare(self) -> None:
+        """``initdb``: a new cluster in the data directory, ``feedwatch`` its trusted superuser."""
         subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "feedwatch", "-A", "trust",
                         "--no-sync", "-E", "UTF8", "--locale=C"],
                        check=True, capture_output=True, preexec_fn=self._demote, cwd=self.root)
 
     def start(self) -> None:
         """Start the server on its port and wait until it accepts connections."""
-        log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(self.root), "-c", "fsync=off", "-c", "full_page_writes=off"],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._demote, cwd=self.root)
-        log.close()
-        wait_for(self.accepting, timeout=60, interval=0.1, what=f"PostgreSQL on port {self.port}")
+        self.launch([str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
+                     "-k", str(self.root), "-c", "fsync=off", "-c", "full_page_writes=off"],
+                    "server.log", 60, f"PostgreSQL on port {self.port}", preexec_fn=self._demote)
 
-    def accepting(self) -> bool:
+    def answers(self) -> bool:
         import psycopg
 
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"postgres exited with {self.proc.returncode}: {self.log_tail()}")
         try:
             with psycopg.connect(self.dsn) as conn:
                 conn.execute("SELECT 1")
@@ -77,43 +76,14 @@ class PostgresCluster:
         except psycopg.OperationalError:
             return False
 
-    def accepting_safely(self) -> bool:
-        """Whether the server answers (False instead of an error when it is down)."""
-        try:
-            return self.proc is not None and self.proc.poll() is None and self.accepting()
-        except AssertionError:
-            return False
-
     def kill(self) -> None:
         """SIGKILL the postmaster, then wait until its children (backends) are gone too."""
         assert self.proc is not None
-        pid = self.proc.pid
-        children = _children(pid)
-        os.kill(pid, signal.SIGKILL)
-        self.proc.wait(10)
+        children = _children(self.proc.pid)
+        super().kill()
         # Backends notice the postmaster's death and exit; a new postmaster refuses to start while
         # they still hold the old shared memory.
         wait_for(lambda: not any(_alive(c) for c in children), timeout=30, what="the old backends to exit")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join((self.root / "server.log").read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         import psycopg

@@ -25,13 +25,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def cluster():
-    pg = PostgresCluster()
-    try:
-        pg.init()
-        pg.start()
+    with PostgresCluster.running() as pg:
         yield pg
-    finally:
-        pg.cleanup()
 
 
 def make_journal(cluster: PostgresCluster, clock: FakeClock, replica: str, **settings) -> tuple[Journal, Book]:

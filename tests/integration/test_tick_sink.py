@@ -181,13 +181,8 @@ async def test_the_service_writes_ticks_beside_the_journal_and_flushes_at_stop(t
 
 @pytest.fixture(scope="module")
 def cluster():
-    pg = PostgresCluster()
-    try:
-        pg.init()
-        pg.start()
+    with PostgresCluster.running() as pg:
         yield pg
-    finally:
-        pg.cleanup()
 
 
 async def test_postgres_killed_and_restarted_mid_stream_loses_nothing(cluster):
@@ -223,12 +218,8 @@ async def test_postgres_killed_and_restarted_mid_stream_loses_nothing(cluster):
 
 @pytest.fixture(scope="module")
 def clickhouse():
-    server = ClickHouseServer()
-    try:
-        server.start()
+    with ClickHouseServer.running() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def clickhouse_sink(stream: Stream, url: str, **settings) -> TickSink:

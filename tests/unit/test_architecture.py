@@ -8,7 +8,7 @@ under ``if TYPE_CHECKING:`` (a type-only import is still a dependency a reader h
 Rules (docs/architecture.md draws them):
 
 - no cycles, of any length;
-- the core (config, book, clock, markets, collector, exposition, plugins, resources, slices, text, version, sharding) imports only the core;
+- the core (config, book, clock, markets, collector, exposition, plugins, resources, slices, text, throttle, version, sharding) imports only the core;
 - the simulator is a program of its own: it imports only itself and the plugin registry.
 
 The planted-cycle tests prove the checker fails when a cycle is introduced, on a synthetic tree
@@ -23,7 +23,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
 CORE = {f"exporter.{name}" for name in ("config", "book", "clock", "markets", "collector", "exposition", "plugins",
-                                        "resources", "slices", "text", "version", "sharding")}
+                                        "resources", "slices", "text", "throttle", "version", "sharding")}
 
 
 def module_name(root: Path, path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 
 from exporter.config import (
@@ -274,3 +276,37 @@ def test_config_objects_are_frozen():
 ])
 def test_listen_address(listen, address):
     assert listen_address(listen) == address
+
+
+@pytest.mark.parametrize("section, key", [("journal", "dsn"), ("tick_sink", "dsn"), ("watchlist.api", "token"),
+                                          ("watchlist.api", "hmac_secret")])
+def test_a_value_kept_in_a_file_is_read_and_its_problems_name_the_key(tmp_path, section, key):
+    """``<key>_file`` (Docker and Kubernetes secrets): the file's text, stripped, becomes ``<key>``;
+    a file that cannot be read or is empty, or both keys at once, is an error naming the key."""
+    def data(**values) -> dict:
+        inner: dict = values
+        for part in reversed(section.split(".")):
+            inner = {part: inner}
+        return {"feeds": [POLYGON], **inner}
+
+    good, empty, missing = tmp_path / "good", tmp_path / "empty", tmp_path / "missing"
+    good.write_text("  host=db dbname=fw \n")
+    empty.write_text(" \n")
+    name = f"{section}.{key}_file"
+    loaded = load_data(data(**{f"{key}_file": str(good)}), {})
+    assert getattr(operator.attrgetter(section)(loaded), key) == "host=db dbname=fw"
+    assert errors_of(data(**{key: "inline", f"{key}_file": str(good)})) == [
+        f"{name}: give either {key} or {key}_file, not both"]
+    assert errors_of(data(**{f"{key}_file": str(missing)})) == [
+        f"{name}: cannot read {missing}: No such file or directory"]
+    assert errors_of(data(**{f"{key}_file": str(empty)})) == [f"{name}: {empty} is empty"]
+
+
+def test_the_clickhouse_password_file_is_checked_when_the_config_is_loaded(tmp_path):
+    missing, empty = tmp_path / "missing", tmp_path / "empty"
+    empty.write_text("\n")
+    base = {"feeds": [POLYGON]}
+    assert errors_of({**base, "tick_sink": {"sink": "clickhouse", "password_file": str(missing)}}) == [
+        f"tick_sink.password_file: cannot read {missing}: No such file or directory"]
+    assert errors_of({**base, "tick_sink": {"sink": "clickhouse", "password_file": str(empty)}}) == [
+        f"tick_sink.password_file: {empty} is empty"]

@@ -23,8 +23,9 @@ from exporter.journal import journal as journal_module
 from exporter.journal import recordings as recordings_module
 from exporter.journal.config import JournalConfig
 from exporter.journal.journal import Journal
-from exporter.journal.records import Query
+from exporter.journal.records import Event, Query
 from exporter.journal.sqlite import SqliteSink
+from exporter.journal.writer import Writer
 from exporter.trading.tracker import Tracker
 from tests.waiting import async_wait_for
 
@@ -205,6 +206,43 @@ async def test_while_the_database_refuses_writes_rows_wait_bounded_and_drain_whe
             except sqlite3.ProgrammingError:
                 pass
         await journal.stop()
+
+
+async def test_refused_writes_are_logged_once_a_minute_with_their_context(tmp_path, clock, caplog, skip_ahead):
+    """The database refusing writes: the first failure is logged with the sink, the error, the rows
+    waiting and the limit; repeats within the minute are only counted, and said with the next
+    report; the first success after them is said once, and starts the count afresh."""
+    path = tmp_path / "journal.sqlite"
+    sink = SqliteSink(str(path))
+    await sink.open()
+    sink._db.execute("PRAGMA busy_timeout=20")        # refused at once, not after the sink's 2 s
+    writer = Writer(sink, clock, buffer_limit=1000)
+    caplog.set_level(logging.INFO, logger="exporter.journal.writer")
+    lock = Locked(path)
+    try:
+        for n in range(2):
+            writer.put(Event(id=f"e{n}", at=clock.time(), kind="reload", detail=f"reload {n}"))
+            assert not await writer.flush()           # the second within the minute: counted only
+        skip_ahead(61)
+        assert not await writer.flush()
+        assert not await writer.flush()               # counted, then forgotten by the recovery
+        lock.release()
+        assert await writer.flush()
+        lock = Locked(path)
+        skip_ahead(61)
+        writer.put(Event(id="e2", at=clock.time(), kind="reload", detail="reload 2"))
+        assert not await writer.flush()
+    finally:
+        lock.release()
+        await sink.close()
+    refused = "journal: cannot write to sqlite: OperationalError: database is locked; {} row(s) kept in memory " \
+              "(limit 1000), retrying"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", refused.format(1)),
+        ("WARNING", refused.format(2) + " (1 more failure(s) since the last report)"),
+        ("INFO", "journal: writing to sqlite again (0 row(s) still waiting)"),
+        ("WARNING", refused.format(1)),
+    ]
 
 
 async def test_a_stuck_writer_cannot_hang_the_journal_stop(tmp_path, clock, monkeypatch, caplog):

@@ -3,7 +3,9 @@ the ``tick_sink:`` section and where rows go, and the metrics (checked by promto
 
 from __future__ import annotations
 
+import logging
 import math
+import sqlite3
 import subprocess
 from dataclasses import dataclass
 from typing import ClassVar
@@ -18,6 +20,7 @@ from exporter.feeds.bybit import BybitAdapter
 from exporter.feeds.polygon import PolygonAdapter
 from exporter.journal.config import JournalConfig
 from exporter.ticks.collector import TickSinkCollector
+from exporter.ticks.backends import SqliteBackend
 from exporter.ticks.config import TickSinkConfig, resolve
 from exporter.ticks.rows import clean_size, prepare, to_ns
 from exporter.ticks.sink import TickSink
@@ -361,6 +364,50 @@ def test_rows_go_to_the_journals_database_by_default(tmp_path):
         resolve(TickSinkConfig(), JournalConfig(), None)          # the journal keeps memory only
     with pytest.raises(ValueError, match="tick_sink.dsn"):
         resolve(TickSinkConfig(sink="postgres"), JournalConfig(), journal_file)
+
+
+async def test_refused_writes_are_logged_once_a_minute_with_their_context(tmp_path, caplog, skip_ahead):
+    """A database refusing writes (another connection holds SQLite's lock): the first failure is
+    logged with the backend, the error, the rows held and the limit; repeats within the minute are
+    only counted, and said with the next report; the first success after them is said once, and
+    starts the count afresh."""
+    book = make_book()
+    tape = TickTape(1000)
+    book.attach_tape(tape)
+    path = tmp_path / "ticks.sqlite"
+    backend = SqliteBackend(str(path), "feedwatch_ticks", 0.02)      # refused at once
+    backend.open()
+    backend.close()
+    sink = TickSink(TickSinkConfig(buffer_limit=1000, batch_size=100), backend, tape, FakeClock(T0))
+    caplog.set_level(logging.INFO, logger="exporter.ticks.sink")
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(2):
+            book.feeds["stocks"].apply([Q("AAPL", 10.0 + n, 10.2 + n)], T0 + n)
+            assert not await sink.flush()             # the second within the minute: counted only
+        skip_ahead(61)
+        assert not await sink.flush()
+        assert not await sink.flush()                 # counted, then forgotten by the recovery
+        lock.execute("COMMIT")
+        assert await sink.flush()
+        lock.execute("BEGIN EXCLUSIVE")
+        skip_ahead(61)
+        book.feeds["stocks"].apply([Q("AAPL", 12.0, 12.2)], T0 + 2)
+        assert not await sink.flush()
+    finally:
+        if lock.in_transaction:
+            lock.execute("COMMIT")
+        lock.close()
+        await sink.stop()
+    refused = "tick sink: cannot write to sqlite: OperationalError: database is locked; {} row(s) held in memory " \
+              "(limit 1000), retrying"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", refused.format(1)),
+        ("WARNING", refused.format(2) + " (1 more failure(s) since the last report)"),
+        ("INFO", "tick sink: writing to sqlite again (1 row(s) still held)"),  # after the first of two batches
+        ("WARNING", refused.format(1)),
+    ]
 
 
 class _Backend:
