@@ -188,7 +188,7 @@ import math
 import time
 from bisect import bisect_right
 from itertools import repeat
-from operator import attrgetter, countOf, eq as _eq, sub as _sub
+from operator import attrgetter, countOf, eq as _eq, sub as _sub, truediv as _truediv
 from typing import Callable, Generator, Iterable, Sequence
 
 import msgspec
@@ -421,7 +421,7 @@ class _Chunk:
     ``layout``: the members the format strings were built for. Per family, a format string of
     the chunk's lines (``%.3f``, ``%d``, ``%r`` where the value goes) that one ``%`` fills with a
     tuple of the members' values in C, instead of an f-string per line; the values it was last
-    filled with (a list gathered by ``map(attrgetter(...))``, compared in C: unchanged values
+    filled with (a tuple gathered by ``map(attrgetter(...))``, compared in C: unchanged values
     skip the formatting, ``None`` = redo) and the text. A family whose value cannot take the fast
     path (a symbol never priced, a value past the book's checks) is formatted line by line, each
     sample guarded; one that left a sample out keeps ``None`` so every scrape counts it again."""
@@ -441,16 +441,18 @@ class _Chunk:
 
     def forget(self) -> None:
         """Redo every family at the next render (members moved, or a slow pass ran)."""
-        self.last_updates: list[object] | None = None
-        self.events: list[object] | None = None
-        self.states: list[int] | None = None
+        # Tuples, not lists: a tuple of floats and ints leaves the cyclic GC's lists after its
+        # first collection, so 100k symbols' values add nothing to a full (gen 2) pass.
+        self.last_updates: tuple[object, ...] | None = None
+        self.events: tuple[object, ...] | None = None
+        self.states: tuple[int, ...] | None = None
         self.counts: tuple[int, ...] = ()
-        self.updates_seen: list[object] | None = None
-        self.prices: list[object] | None = None
+        self.updates_seen: tuple[object, ...] | None = None
+        self.prices: tuple[object, ...] | None = None
         self.feed_key: tuple[object, ...] = ()
-        self.ths: list[object] | None = None
-        self.learns: list[object] | None = None
-        self.sources_seen: list[bool] | None = None
+        self.ths: tuple[object, ...] | None = None
+        self.learns: tuple[object, ...] | None = None
+        self.sources_seen: tuple[bool, ...] | None = None
         self.updated = self.event = self.state_text = self.updates = self.price_text = ""
         self.frozen = self.expected = self.sources = ""
         self.rest_count = 0
@@ -651,19 +653,19 @@ class BookCollector:
         in ``self._ages``) and states are computed for every symbol at every scrape, as
         ``FeedBook.staleness`` and ``classify`` do, without a Python loop in the common case."""
         n = len(members)
-        last_updates = list(map(_last_update_of, members))
+        last_updates = tuple(map(_last_update_of, members))
         # --- ages and states (FeedBook.reference_time, staleness, classify)
         refs = last_updates
         if 0.0 in refs:   # never updated: the subscription (or acknowledgement) is the reference
-            refs = [u or s for u, s in zip(last_updates, map(_since_of, members))]
+            refs = tuple([u or s for u, s in zip(last_updates, map(_since_of, members))])
         start = feed.session_start
         if min(refs) < start:
-            refs = [ref if ref > start else start for ref in refs]
-        ages = list(map(_sub, repeat(now, n), refs))
+            refs = tuple([ref if ref > start else start for ref in refs])
+        ages = tuple(map(_sub, repeat(now, n), refs))
         if want_staleness:
-            self._ages = tuple(ages) if min(ages) >= 0.0 else tuple([age if age > 0.0 else 0.0 for age in ages])
-        learns = list(map(_learn_of, members))
-        ths = list(map(_thresholds_of, members))
+            self._ages = ages if min(ages) >= 0.0 else tuple([age if age > 0.0 else 0.0 for age in ages])
+        learns = tuple(map(_learn_of, members))
+        ths = tuple(map(_thresholds_of, members))
         feed_key = (feed.market_open, feed.session_start, rest)   # what is_frozen and sources read
         if feed_key != chunk.feed_key or ths != chunk.ths:
             chunk.forget()
@@ -671,25 +673,26 @@ class BookCollector:
         th = ths[0]
         uniform = ths.count(th) == n   # one thresholds object for the chunk: the common case
         if not feed.market_open:
-            state_list = [CLOSED] * n
+            state_list: tuple[int, ...] = (CLOSED,) * n
         elif float in set(map(type, learns)):
             # Some symbol's interval is learned (adaptive thresholds): its limits are its own.
             limits = feed.limits
-            state_list = []
+            classified = []
             for age, s in zip(ages, members):
                 degraded, stale, critical = limits(s)
-                state_list.append(HEALTHY if age < degraded else DEGRADED if age < stale
+                classified.append(HEALTHY if age < degraded else DEGRADED if age < stale
                                   else STALE if age < critical else CRITICAL)
+            state_list = tuple(classified)
         elif uniform and th.degraded <= th.stale <= th.critical:
             # HEALTHY 0 below degraded, DEGRADED 1 below stale, ...: how many limits the age reached.
-            state_list = list(map(bisect_right, repeat((th.degraded, th.stale, th.critical), n), ages))
+            state_list = tuple(map(bisect_right, repeat((th.degraded, th.stale, th.critical), n), ages))
         else:
-            state_list = [HEALTHY if age < t.degraded else DEGRADED if age < t.stale  # type: ignore[attr-defined]
-                          else STALE if age < t.critical else CRITICAL  # type: ignore[attr-defined]
-                          for age, t in zip(ages, ths)]
+            state_list = tuple([HEALTHY if age < t.degraded else DEGRADED if age < t.stale  # type: ignore[attr-defined]
+                                else STALE if age < t.critical else CRITICAL  # type: ignore[attr-defined]
+                                for age, t in zip(ages, ths)])
         if state_list != chunk.states:
             chunk.states = state_list
-            chunk.state_text = chunk.fmt_state % tuple(state_list)
+            chunk.state_text = chunk.fmt_state % state_list
             chunk.counts = tuple(state_list.count(state) for state in STATE_ORDER)
         for state, count in zip(STATE_ORDER, chunk.counts):
             counts[state] += count
@@ -697,21 +700,21 @@ class BookCollector:
         # grows with every write of its price, timestamps, frozen run or REST mark: where no
         # member's count moved, those families stand (unless one left a sample out: None).
         if last_updates != chunk.last_updates:
-            chunk.updated = chunk.fmt_updated % tuple(last_updates)
+            chunk.updated = chunk.fmt_updated % last_updates
             chunk.last_updates = last_updates
         if learns != chunk.learns:
             chunk.expected, ok = self._expected(members, learns)
             chunk.learns = learns if ok else None
-        updates = list(map(_updates_of, members))
+        updates = tuple(map(_updates_of, members))
         if updates == chunk.updates_seen and chunk.events is not None and chunk.prices is not None:
             return
-        chunk.updates = chunk.fmt_updates % tuple(updates)
+        chunk.updates = chunk.fmt_updates % updates
         chunk.updates_seen = updates
-        events = list(map(_last_event_of, members))
+        events = tuple(map(_last_event_of, members))
         if events != chunk.events:
             chunk.event, ok = self._events(chunk, members, events)
             chunk.events = events if ok else None
-        prices = list(map(_price_of, members))
+        prices = tuple(map(_price_of, members))
         if prices != chunk.prices:
             chunk.price_text, ok = self._prices(chunk, members, prices)
             chunk.prices = prices if ok else None
@@ -725,7 +728,7 @@ class BookCollector:
             frozen_values = [1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members]
             chunk.frozen = chunk.fmt_frozen % tuple(frozen_values)
         if rest:
-            from_rest = list(map(_eq, map(_rest_mark_of, members), updates))   # SymbolState.from_rest
+            from_rest = tuple(map(_eq, map(_rest_mark_of, members), updates))   # SymbolState.from_rest
             if from_rest != chunk.sources_seen:
                 chunk.sources_seen = from_rest
                 chunk.rest_count = from_rest.count(True)
@@ -742,7 +745,7 @@ class BookCollector:
             for floor, ceiling, divisor in _EVENT_UNITS:
                 if low > floor and high <= ceiling:
                     try:
-                        return chunk.fmt_event % _float_texts([e / divisor for e in events]), True
+                        return chunk.fmt_event % _float_texts(list(map(_truediv, events, repeat(divisor)))), True
                     except Exception:  # noqa: BLE001 - one slipped past the checks: line by line
                         break
         lines = []
