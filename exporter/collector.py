@@ -213,6 +213,9 @@ from exporter.slices import run_all
 from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
 _INF = math.inf
+# A piece of the exposition: the per-symbol families are bytes (formatted as bytes and kept
+# between scrapes: nothing to encode again), the rest text.
+Part = str | bytes
 # A skipped sample of one collector is logged at most once per this many seconds.
 RENDER_ERROR_LOG_INTERVAL = 60.0
 
@@ -408,11 +411,11 @@ _encode_json = msgspec.json.Encoder().encode
 _EVENT_UNITS = ((1e17, math.inf, 1e9), (1e14, 1e17, 1e6), (1e11, 1e14, 1e3), (0.0, 1e11, 1.0))
 
 
-def _float_texts(values: list) -> tuple[str, ...]:
+def _float_texts(values: tuple | list) -> tuple[bytes, ...]:
     """Finite floats in shortest round-trip form, like ``repr`` but 3-4x cheaper: msgspec's JSON
     encoder formats the whole list in C (``1e16`` where ``repr`` writes ``1e+16``: both parse
     alike; NaN and infinities must be kept out, JSON has no text for them)."""
-    return tuple(_encode_json(values).decode()[1:-1].split(","))
+    return tuple(_encode_json(values)[1:-1].split(b","))
 
 
 class _Chunk:
@@ -435,8 +438,8 @@ class _Chunk:
 
     def __init__(self) -> None:
         self.layout: list[SymbolState] = []
-        self.fmt_updated = self.fmt_event = self.fmt_staleness = self.fmt_state = ""
-        self.fmt_updates = self.fmt_price = self.fmt_frozen = self.frozen_zero = self.sources_ws = ""
+        self.fmt_updated = self.fmt_event = self.fmt_staleness = self.fmt_state = b""
+        self.fmt_updates = self.fmt_price = self.fmt_frozen = self.frozen_zero = self.sources_ws = b""
         self.forget()
 
     def forget(self) -> None:
@@ -453,16 +456,16 @@ class _Chunk:
         self.ths: tuple[object, ...] | None = None
         self.learns: tuple[object, ...] | None = None
         self.sources_seen: tuple[bool, ...] | None = None
-        self.updated = self.event = self.state_text = self.updates = self.price_text = ""
-        self.frozen = self.expected = self.sources = ""
+        self.updated = self.event = self.state_text = self.updates = self.price_text = b""
+        self.frozen = self.expected = self.sources = b""
         self.rest_count = 0
 
     def lay_out(self, members: list[SymbolState]) -> None:
         """The format strings for these members (labels escaped for ``%``)."""
         labels = [s.labels.replace("%", "%%") for s in members]
 
-        def fmt(name: str, spec: str) -> str:
-            return "".join([f"{name}{{{label}}} {spec}\n" for label in labels])
+        def fmt(name: str, spec: str) -> bytes:
+            return "".join([f"{name}{{{label}}} {spec}\n" for label in labels]).encode()
 
         self.fmt_updated = fmt("feedwatch_symbol_last_update_timestamp_seconds", "%.3f")
         self.fmt_event = fmt("feedwatch_symbol_last_event_timestamp_seconds", "%s")
@@ -473,7 +476,7 @@ class _Chunk:
         self.fmt_frozen = fmt("feedwatch_symbol_frozen", "%d")
         self.frozen_zero = self.fmt_frozen % ((0,) * len(members))
         self.sources_ws = "".join([f'feedwatch_symbol_source{{{s.labels},source="ws"}} 1\n'
-                                   f'feedwatch_symbol_source{{{s.labels},source="rest"}} 0\n' for s in members])
+                                   f'feedwatch_symbol_source{{{s.labels},source="rest"}} 0\n' for s in members]).encode()
         self.layout = members
         self.forget()
 class BookCollector:
@@ -502,9 +505,10 @@ class BookCollector:
         """Every family in the text format, or what ``ask`` (a scrape's ``Accept`` and ``name[]``)
         asked for: headers written in its format, only its families; the per-symbol pass, the
         expensive part, runs only if one of its families is wanted."""
-        return "".join(run_all(self.steps(now, ask)))
+        return "".join([part if part.__class__ is str else part.decode()  # type: ignore[union-attr]
+                        for part in run_all(self.steps(now, ask))])
 
-    def steps(self, now: float, ask: Exposition = DEFAULT) -> Generator[None, None, list[str]]:
+    def steps(self, now: float, ask: Exposition = DEFAULT) -> Generator[None, None, list[Part]]:
         """``render`` as a generator: yields after each chunk of symbols, returns the text's parts.
 
         The book may change between two steps (the feeds keep running): each feed's symbols
@@ -513,9 +517,9 @@ class BookCollector:
         for feed in feeds:
             feed.refresh_market(now)  # a session that just opened restarts the symbol clocks
         rest_feeds = [f for f in feeds if f.config.rest.enabled]
-        out: list[str] = []
+        out: list[Part] = []
         counts: list[dict[int, int]] = []
-        sources: list[str] | None = None
+        sources: list[bytes] | None = None
         rest_counts: dict[str, int] = {}   # feed -> symbols priced by the REST fallback (the symbol pass)
         want_sources = bool(rest_feeds) and ask.wants("feedwatch_symbol_source", REST_FAMILIES[
             "feedwatch_symbol_source"][0])
@@ -530,7 +534,7 @@ class BookCollector:
         self._render_exporter(out, ask)
         return out
 
-    def _render_instruments(self, now: float, out: list[str], ask: Exposition) -> None:
+    def _render_instruments(self, now: float, out: list[Part], ask: Exposition) -> None:
         name = "feedwatch_instrument_price_deviation_ratio"
         if not ask.wants(name, INSTRUMENT_FAMILIES[name][0]):
             return
@@ -539,8 +543,8 @@ class BookCollector:
             out.append(f'{name}{{instrument="{escape_label(instrument)}",feed="{escape_label(feed)}"}} '
                        f'{format_value(ratio)}\n')
 
-    def _render_rest(self, feeds: list[FeedBook], sources: list[str] | None, rest_counts: dict[str, int],
-                     out: list[str], ask: Exposition) -> None:
+    def _render_rest(self, feeds: list[FeedBook], sources: list[bytes] | None, rest_counts: dict[str, int],
+                     out: list[Part], ask: Exposition) -> None:
         """The REST fallback's series, for the feeds that have it (none: nothing at all). The
         per-symbol source lines come from the chunked pass (``sources``)."""
         if not feeds:
@@ -569,7 +573,7 @@ class BookCollector:
         count = rest_counts.get(feed.name)
         return count if count is not None else sum(1 for s in feed.symbols.values() if s.from_rest)
 
-    def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
+    def _render_markets(self, feeds: list[FeedBook], out: list[Part], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
         if not ask.wants(name, MARKET_FAMILIES[name][0]):
             return
@@ -585,12 +589,12 @@ class BookCollector:
 
     # --- per symbol: one pass over every symbol fills eight families (and the REST source) ------
 
-    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str], ask: Exposition,
-                        sources: list[str], rest_counts: dict[str, int]
+    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[Part], ask: Exposition,
+                        sources: list[bytes], rest_counts: dict[str, int]
                         ) -> Generator[None, None, list[dict[int, int]]]:
         # Each family's text, chunk by chunk (joined once at the end, with its header), in
         # SYMBOL_FAMILIES order.
-        families: tuple[list[str], ...] = ([], [], [], [], [], [], [], [])
+        families: tuple[list[bytes], ...] = ([], [], [], [], [], [], [], [])
         updated, event, staleness, states, updates, prices, frozen, expected = families
         all_counts: list[dict[int, int]] = []
         chunks_by_feed: dict[str, list[_Chunk]] = {}
@@ -735,9 +739,9 @@ class BookCollector:
                 chunk.sources = chunk.sources_ws if not chunk.rest_count else "".join([
                     f'feedwatch_symbol_source{{{s.labels},source="ws"}} {0 if r else 1}\n'
                     f'feedwatch_symbol_source{{{s.labels},source="rest"}} {1 if r else 0}\n'
-                    for s, r in zip(members, from_rest)])
+                    for s, r in zip(members, from_rest)]).encode()
 
-    def _events(self, chunk: _Chunk, members: list[SymbolState], events: list) -> tuple[str, bool]:
+    def _events(self, chunk: _Chunk, members: list[SymbolState], events: tuple) -> tuple[bytes, bool]:
         """The venue timestamps' lines, and whether none was left out. Fast: every member has one
         and they share a unit (``book.to_seconds``'s division done for the chunk at once)."""
         if 0 not in events and set(map(type, events)) <= {int, float}:
@@ -758,9 +762,9 @@ class BookCollector:
                 except Exception as exc:
                     self.errors.skipped("book", f"feedwatch_symbol_last_event_timestamp_seconds{{{s.labels}}}", exc)
                     ok = False
-        return "".join(lines), ok
+        return "".join(lines).encode(), ok
 
-    def _prices(self, chunk: _Chunk, members: list[SymbolState], prices: list) -> tuple[str, bool]:
+    def _prices(self, chunk: _Chunk, members: list[SymbolState], prices: tuple) -> tuple[bytes, bool]:
         """The prices' lines, and whether none was left out. Fast: every member priced, all
         finite floats (a sum of finite floats minus itself is 0; NaN and inf make it NaN)."""
         if set(map(type, prices)) == {float}:
@@ -776,12 +780,12 @@ class BookCollector:
                 except Exception as exc:
                     self.errors.skipped("book", f"feedwatch_symbol_price{{{s.labels}}}", exc)
                     ok = False
-        return "".join(lines), ok
+        return "".join(lines).encode(), ok
 
-    def _expected(self, members: list[SymbolState], learns: list) -> tuple[str, bool]:
+    def _expected(self, members: list[SymbolState], learns: tuple) -> tuple[bytes, bool]:
         """The learned intervals' lines (``FeedBook.expected_interval``), for members that have one."""
         if float not in set(map(type, learns)):
-            return "", True
+            return b"", True
         lines = []
         ok = True
         for s, learned in zip(members, learns):
@@ -792,10 +796,10 @@ class BookCollector:
                 except Exception as exc:
                     self.errors.skipped("book", f"feedwatch_symbol_expected_interval_seconds{{{s.labels}}}", exc)
                     ok = False
-        return "".join(lines), ok
+        return "".join(lines).encode(), ok
 
     def _chunk_slow(self, feed: FeedBook, members: list[SymbolState], now: float, counts: dict[int, int],
-                    families: tuple[list[str], ...], sources_out: list[str] | None) -> None:
+                    families: tuple[list[str], ...], sources_out: list[Part] | None) -> None:
         """A chunk where the fast pass raised: every symbol through the book's own methods, each
         sample guarded (what cannot be rendered is left out and counted), nothing cached."""
         updated, event, staleness, states, updates, prices, frozen, expected = ([] for _ in range(8))
@@ -838,14 +842,14 @@ class BookCollector:
             sources.append(f'feedwatch_symbol_source{{{labels},source="ws"}} {1 - r}\n'
                            f'feedwatch_symbol_source{{{labels},source="rest"}} {r}\n')
         for family, lines in zip(families, (updated, event, staleness, states, updates, prices, frozen, expected)):
-            family.append("".join(lines))
+            family.append("".join(lines).encode())
         if sources_out is not None:
-            sources_out.append("".join(sources))
+            sources_out.append("".join(sources).encode())
 
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[str], ask: Exposition) -> None:
+                      out: list[Part], ask: Exposition) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
             if not ask.wants(name, kind):
@@ -906,7 +910,7 @@ class BookCollector:
             f"feedwatch_feed_processing_lag_seconds{{{feed.labels}}} {format_value(feed.lag.value)}\n",)
             if feed.lag.value is not None else ())
 
-    def _render_exporter(self, out: list[str], ask: Exposition) -> None:
+    def _render_exporter(self, out: list[Part], ask: Exposition) -> None:
         """Exporter-wide: the symbol cap and the run-time watchlist's counters."""
         book = self.book
         name = "feedwatch_max_symbols"

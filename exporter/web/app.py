@@ -76,7 +76,7 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE_METRICS = CONTENT_TYPE_TEXT   # the default; OpenMetrics when asked (exporter/exposition.py)
 STATIC_DIR = Path(__file__).parent / "static"
 GZIP_LEVEL = 1  # ~6x smaller than plain at a fraction of level 9's cost (bench/README.md)
-# A /metrics body is built and written in blocks of about this many bytes (``_body``).
+# A /metrics body is built and written in blocks of about this many bytes (``body_blocks``).
 BODY_BLOCK = 256 * 1024
 
 Renderer = Callable[[float], str]
@@ -344,8 +344,8 @@ def render_metrics(app: web.Application, exposition: Exposition = Exposition()) 
     return exposition.finish(_other_parts(app, exposition, now, [parts], started))
 
 
-def _other_parts(app: web.Application, exposition: Exposition, now: float, parts: list[str],
-                 started: float) -> list[str]:
+def _other_parts(app: web.Application, exposition: Exposition, now: float, parts: list,
+                 started: float) -> list:
     """After the book's text: each extra renderer's, the render errors, the registry's."""
     render = exposition.render
     for renderer in app[RENDERERS]:
@@ -365,7 +365,7 @@ def _other_parts(app: web.Application, exposition: Exposition, now: float, parts
     return parts
 
 
-async def render_parts(app: web.Application, exposition: Exposition) -> list[str]:
+async def render_parts(app: web.Application, exposition: Exposition) -> list[str | bytes]:
     """``render_metrics`` without holding the event loop: the book renders chunk by chunk and the
     loop runs (reads frames, answers the API) after every ``slices.SLICE`` of rendering (issue 14:
     one 412 ms render stalled ingest 480 ms)."""
@@ -378,7 +378,7 @@ async def render_parts(app: web.Application, exposition: Exposition) -> list[str
     return parts
 
 
-def _body(parts: list[str], gzipped: bool) -> tuple[bytes, ...]:
+def body_blocks(parts: list[str | bytes], gzipped: bool) -> tuple[bytes, ...]:
     """The response body from the rendered parts, as blocks of about ``BODY_BLOCK`` bytes; runs
     in a worker thread. Never one 50 MB ``bytes``: joining 100k symbols' text at once is a single
     C call that holds the GIL for ~100 ms (fresh pages, measured), a stall of the event loop
@@ -389,7 +389,9 @@ def _body(parts: list[str], gzipped: bool) -> tuple[bytes, ...]:
     size = 0
     deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gzipped else None   # wbits 31: gzip
     for part in parts:
-        data = part.encode() if deflate is None else deflate.compress(part.encode())
+        data = part if part.__class__ is bytes else part.encode()  # type: ignore[union-attr]
+        if deflate is not None:
+            data = deflate.compress(data)
         pending.append(data)
         size += len(data)
         if size >= BODY_BLOCK:
@@ -423,7 +425,7 @@ async def shared_render(app: web.Application, exposition: Exposition, gzipped: b
 
 async def _render_flight(app: web.Application, exposition: Exposition, gzipped: bool) -> tuple[bytes, ...]:
     parts = await render_parts(app, exposition)
-    return await asyncio.get_running_loop().run_in_executor(None, _body, parts, gzipped)
+    return await asyncio.get_running_loop().run_in_executor(None, body_blocks, parts, gzipped)
 
 
 def _landed(flights: dict, key: tuple, done: asyncio.Task) -> None:

@@ -481,7 +481,7 @@ async def test_a_large_body_is_built_and_sent_in_blocks(book, config, clock, mon
     app = create_app(book, config, clock, CollectorRegistry())
     text = BookCollector(book).render(clock.time())
     for gzipped in (False, True):
-        blocks = web_app._body([text[i:i + 100] for i in range(0, len(text), 100)], gzipped)
+        blocks = web_app.body_blocks([text[i:i + 100] for i in range(0, len(text), 100)], gzipped)
         if not gzipped:   # (zlib keeps small input to itself until the end)
             assert len(blocks) > 3 and max(map(len, blocks)) < 400
         assert (gzip.decompress(b"".join(blocks)) if gzipped else b"".join(blocks)) == text.encode()
