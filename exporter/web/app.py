@@ -447,10 +447,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     exposition = negotiate(request.headers.get("Accept"), request.query.getall("name[]", ()))
     gzipped = _accepts_gzip(request)
     blocks = await shared_render(request.app, exposition, gzipped)
-    response = web.StreamResponse(headers={"Content-Type": exposition.content_type,
-                                           "Vary": "Accept, Accept-Encoding"})
+    headers = {"Content-Type": exposition.content_type, "Vary": "Accept, Accept-Encoding"}
     if gzipped:
-        response.headers["Content-Encoding"] = "gzip"
+        headers["Content-Encoding"] = "gzip"
+    if len(blocks) == 1:   # a small body (or a gzipped one of a few thousand symbols): one write
+        return web.Response(body=blocks[0], headers=headers)
+    response = web.StreamResponse(headers=headers)
     response.content_length = sum(map(len, blocks))
     await response.prepare(request)
     # Block by block, each write waiting while the socket is backed up (aiohttp drains past
