@@ -461,7 +461,9 @@ class _Chunk:
         self.rest_count = 0
 
     def lay_out(self, members: list[SymbolState]) -> None:
-        """The format strings for these members (labels escaped for ``%``)."""
+        """The format strings for these members (labels escaped for ``%``). Those rarely needed
+        are built on first use (``frozen_format``, ``sources_all_ws``): at 100k symbols each
+        format string is ~4 MB kept between scrapes."""
         labels = [s.labels.replace("%", "%%") for s in members]
 
         def fmt(name: str, spec: str) -> bytes:
@@ -473,12 +475,26 @@ class _Chunk:
         self.fmt_state = fmt("feedwatch_symbol_state", "%d")
         self.fmt_updates = fmt("feedwatch_symbol_updates_total", "%d")
         self.fmt_price = fmt("feedwatch_symbol_price", "%s")
-        self.fmt_frozen = fmt("feedwatch_symbol_frozen", "%d")
-        self.frozen_zero = self.fmt_frozen % ((0,) * len(members))
-        self.sources_ws = "".join([f'feedwatch_symbol_source{{{s.labels},source="ws"}} 1\n'
-                                   f'feedwatch_symbol_source{{{s.labels},source="rest"}} 0\n' for s in members]).encode()
+        self.fmt_frozen = self.sources_ws = b""
+        self.frozen_zero = "".join([f"feedwatch_symbol_frozen{{{s.labels}}} 0\n" for s in members]).encode()
         self.layout = members
         self.forget()
+
+    def frozen_format(self) -> bytes:
+        if not self.fmt_frozen:
+            self.fmt_frozen = "".join([f"feedwatch_symbol_frozen{{{s.labels.replace('%', '%%')}}} %d\n"
+                                       for s in self.layout]).encode()
+        return self.fmt_frozen
+
+    def sources_all_ws(self) -> bytes:
+        """The source family when no member's price came from the REST fallback."""
+        if not self.sources_ws:
+            self.sources_ws = "".join([f'feedwatch_symbol_source{{{s.labels},source="ws"}} 1\n'
+                                       f'feedwatch_symbol_source{{{s.labels},source="rest"}} 0\n'
+                                       for s in self.layout]).encode()
+        return self.sources_ws
+
+
 class BookCollector:
     """Renders a ``Book`` (see the module docstring for the exact lines).
 
@@ -730,13 +746,13 @@ class BookCollector:
         else:
             is_frozen = feed.is_frozen
             frozen_values = [1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members]
-            chunk.frozen = chunk.fmt_frozen % tuple(frozen_values)
+            chunk.frozen = chunk.frozen_format() % tuple(frozen_values)
         if rest:
             from_rest = tuple(map(_eq, map(_rest_mark_of, members), updates))   # SymbolState.from_rest
             if from_rest != chunk.sources_seen:
                 chunk.sources_seen = from_rest
                 chunk.rest_count = from_rest.count(True)
-                chunk.sources = chunk.sources_ws if not chunk.rest_count else "".join([
+                chunk.sources = chunk.sources_all_ws() if not chunk.rest_count else "".join([
                     f'feedwatch_symbol_source{{{s.labels},source="ws"}} {0 if r else 1}\n'
                     f'feedwatch_symbol_source{{{s.labels},source="rest"}} {1 if r else 0}\n'
                     for s, r in zip(members, from_rest)]).encode()
