@@ -8,7 +8,8 @@ scrapes (figures in bench/README.md). Removed symbols simply stop being rendered
 Ages are computed here from the injected clock (``FeedBook.staleness`` / ``classify``), never
 stored by a timer. Every counter a feed can have starts at 0 for every known label value, so
 ``rate()`` works from the first scrape. Values follow the text format: integers as integers,
-floats in shortest round-trip form, ``NaN``, ``+Inf``, ``-Inf``; except the per-symbol receive
+floats in shortest round-trip form (per-symbol prices and venue timestamps write an exponent as
+``1e16``, elsewhere ``1e+16``: both parse alike), ``NaN``, ``+Inf``, ``-Inf``; except the per-symbol receive
 timestamp and staleness, our own clock's readings, written to the millisecond (``%.3f``): a
 float's shortest form takes its 17 digits there and costs 1.6x as much to format, on 100k
 symbols every scrape, for precision below Prometheus' own millisecond timestamps.
@@ -498,15 +499,16 @@ class _Chunk:
 class BookCollector:
     """Renders a ``Book`` (see the module docstring for the exact lines).
 
-    Incremental: the per-symbol families that change only when a symbol is updated or a
-    detector's state moves (last update, venue timestamp, update count, price, frozen, learned
-    interval, REST source) are kept as text per chunk of ``CHUNK`` symbols and re-rendered only
-    for chunks where one of their inputs changed since the last scrape (see ``_Chunk``): an
-    update, a learned interval (the sweep), thresholds (a reload), the feed's session (the
-    frozen check reads it). The state family likewise only where a state changed. Staleness
-    changes with every scrape and is always rendered fresh. ``steps`` renders in chunks so a
-    server can yield to the event loop between them (``exporter/web/app.py``); ``render`` runs
-    them all at once.
+    Incremental, per chunk of ``CHUNK`` symbols and per family (see ``_Chunk``): each family's
+    values are gathered in C and compared with the last scrape's; only a family whose values
+    moved is formatted again, by one ``%`` of the chunk's format string (prices and venue
+    timestamps through msgspec's float encoder). The families that change only with an update
+    (timestamps, count, price, frozen, REST source) are looked at only where a member's
+    ``updates`` moved; learned intervals where the sweep moved one; everything is redone where
+    the thresholds (a reload) or the feed's session changed. Staleness changes with every scrape
+    and is always formatted fresh. The per-symbol text is bytes (nothing to encode at a scrape).
+    ``steps`` renders in chunks so a server can yield to the event loop between them
+    (``exporter/web/app.py``); ``render`` runs them all at once and returns text.
     """
 
     def __init__(self, book: Book, errors: RenderErrors | None = None) -> None:
