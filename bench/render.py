@@ -9,8 +9,9 @@ what a scrape costs depends on what changed since the last one:
 - ``first render``: a fresh collector (nothing to reuse: every format string built), the whole
   feed exposition (8 series per symbol plus ~60 per feed), staleness and state classified at
   render time;
-- ``all updated``: every symbol updated (new price, venue and receive timestamps) since the
-  last scrape of a kept collector: the steady state of a busy feed (``bench scrape-load``);
+- ``all updated``: every symbol updated (its own new price, venue and receive timestamps,
+  spread over the last second) since the last scrape of a kept collector: the steady state of
+  a busy feed (``bench scrape-load``);
 - ``unchanged``: nothing updated since the last scrape (only staleness and state computed);
 - ``1 % updated``: 1 % of the symbols, chosen at random, updated between two scrapes (untimed);
 - ``no staleness``: ``unchanged`` with ``name[]`` asking for every family but the staleness
@@ -138,10 +139,13 @@ def measure(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), children_up_to: i
         generation = [0]
 
         def update_all() -> None:
+            """Every symbol at its own price, venue time and receive time (spread over the last
+            second, as single-event frames leave them: the costliest values to format)."""
             generation[0] += 1
             for i, symbol in enumerate(names):
-                feed.record(symbol, 100.0 + i * 0.01 + generation[0] * 0.0001, int(NOW * 1000) + generation[0],
-                            NOW, quote=True)
+                received = NOW - 1.0 + i / n
+                feed.record(symbol, 100.0 + i * 0.01 + generation[0] * 0.0001,
+                            int(received * 1000) - 3 - generation[0] % 2, received, quote=True)
 
         all_updated = cpu_best(lambda: served(collector), r, update_all)
         collector.render(NOW)

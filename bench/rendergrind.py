@@ -40,9 +40,11 @@ def client(case: str, n: int, render: bool) -> None:
         if case == "1 % updated":
             for symbol in rng.sample(names, max(1, n // 100)):
                 feed.record(symbol, 101.0 + k, int(NOW * 1000) + k, NOW, quote=True)
-        elif case == "all updated":
+        elif case == "all updated":   # each at its own price, venue and receive time (bench.render)
             for i, symbol in enumerate(names):
-                feed.record(symbol, 100.0 + i * 0.01 + k * 0.0001, int(NOW * 1000) + k, NOW, quote=True)
+                received = NOW - 1.0 + i / n
+                feed.record(symbol, 100.0 + i * 0.01 + k * 0.0001, int(received * 1000) - 3 - k % 2, received,
+                            quote=True)
         if render:
             served(collector)
 

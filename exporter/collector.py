@@ -8,9 +8,10 @@ scrapes (figures in bench/README.md). Removed symbols simply stop being rendered
 Ages are computed here from the injected clock (``FeedBook.staleness`` / ``classify``), never
 stored by a timer. Every counter a feed can have starts at 0 for every known label value, so
 ``rate()`` works from the first scrape. Values follow the text format: integers as integers,
-floats in shortest round-trip form (per-symbol prices and venue timestamps write an exponent as
-``1e16``, elsewhere ``1e+16``: both parse alike), ``NaN``, ``+Inf``, ``-Inf``; except the per-symbol receive
-timestamp and staleness, our own clock's readings, written to the millisecond (``%.3f``): a
+floats in shortest round-trip form (per-symbol prices and venue timestamps write an exponent
+as ``1e16``, elsewhere ``1e+16``: both parse alike), ``NaN``, ``+Inf``, ``-Inf``; except the
+per-symbol receive timestamp and staleness, our own clock's readings, written to the
+millisecond (``%.3f``): a
 float's shortest form takes its 17 digits there and costs 1.6x as much to format, on 100k
 symbols every scrape, for precision below Prometheus' own millisecond timestamps.
 
@@ -407,8 +408,8 @@ _last_event_of = attrgetter("last_event")
 _price_of = attrgetter("price")
 _same_of = attrgetter("same")
 _rest_mark_of = attrgetter("rest_mark")
-# (lowest, highest) raw venue timestamps of one unit and its divisor (``book.to_seconds``).
 _encode_json = msgspec.json.Encoder().encode
+# (lowest, highest] raw venue timestamps of one unit, and its divisor (``book.to_seconds``).
 _EVENT_UNITS = ((1e17, math.inf, 1e9), (1e14, 1e17, 1e6), (1e11, 1e14, 1e3), (0.0, 1e11, 1.0))
 
 
