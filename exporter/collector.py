@@ -8,8 +8,10 @@ scrapes (figures in bench/README.md). Removed symbols simply stop being rendered
 Ages are computed here from the injected clock (``FeedBook.staleness`` / ``classify``), never
 stored by a timer. Every counter a feed can have starts at 0 for every known label value, so
 ``rate()`` works from the first scrape. Values follow the text format: integers as integers,
-floats in shortest round-trip form, ``NaN``, ``+Inf``, ``-Inf``; except the per-symbol receive
-timestamp and staleness, our own clock's readings, written to the millisecond (``%.3f``): a
+floats in shortest round-trip form (per-symbol prices and venue timestamps write an exponent
+as ``1e16``, elsewhere ``1e+16``: both parse alike), ``NaN``, ``+Inf``, ``-Inf``; except the
+per-symbol receive timestamp and staleness, our own clock's readings, written to the
+millisecond (``%.3f``): a
 float's shortest form takes its 17 digits there and costs 1.6x as much to format, on 100k
 symbols every scrape, for precision below Prometheus' own millisecond timestamps.
 
@@ -186,10 +188,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from operator import attrgetter
+from bisect import bisect_right
+from itertools import repeat
+from operator import attrgetter, countOf, eq as _eq, sub as _sub, truediv as _truediv
 from typing import Callable, Generator, Iterable, Sequence
 
+import msgspec
+
 from exporter.book import (
+    ACKED,
     CLOSED,
     CRITICAL,
     DEGRADED,
@@ -201,12 +208,16 @@ from exporter.book import (
     FeedBook,
     SymbolState,
     escape_label,
+    to_seconds,
 )
 from exporter.exposition import DEFAULT, Exposition
 from exporter.slices import run_all
 from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
 _INF = math.inf
+# A piece of the exposition: the per-symbol families are bytes (formatted as bytes and kept
+# between scrapes: nothing to encode again), the rest text.
+Part = str | bytes
 # A skipped sample of one collector is logged at most once per this many seconds.
 RENDER_ERROR_LOG_INTERVAL = 60.0
 
@@ -390,45 +401,115 @@ CHUNK = 512
 _updates_of = attrgetter("updates")
 _thresholds_of = attrgetter("th")
 _learn_of = attrgetter("learn")
-_acknowledged_of = attrgetter("acknowledged")
+_acks_of = attrgetter("acks")   # SymbolState.acknowledged is acks == ACKED, counted in C
+_last_update_of = attrgetter("last_update")
+_since_of = attrgetter("since")
+_last_event_of = attrgetter("last_event")
+_price_of = attrgetter("price")
+_same_of = attrgetter("same")
+_rest_mark_of = attrgetter("rest_mark")
+_encode_json = msgspec.json.Encoder().encode
+# (lowest, highest] raw venue timestamps of one unit, and its divisor (``book.to_seconds``).
+_EVENT_UNITS = ((1e17, math.inf, 1e9), (1e14, 1e17, 1e6), (1e11, 1e14, 1e3), (0.0, 1e11, 1.0))
+
+
+def _float_texts(values: tuple | list) -> tuple[bytes, ...]:
+    """Finite floats in shortest round-trip form, like ``repr`` but 3-4x cheaper: msgspec's JSON
+    encoder formats the whole list in C (``1e16`` where ``repr`` writes ``1e+16``: both parse
+    alike; NaN and infinities must be kept out, JSON has no text for them)."""
+    return tuple(_encode_json(values)[1:-1].split(b","))
 
 
 class _Chunk:
-    """The cached text of one chunk of a feed's symbols: the families that change only with an
-    accepted update or a detector's state (valid while ``key`` holds: the members, the sum of
-    their ``updates``, their learned intervals and thresholds, and the feed's session; a
-    symbol's ``updates`` only grows, and grows with every write of its price, timestamps,
-    frozen run or REST mark), the state family (valid while every member's state is the same),
-    and the staleness family's lines as a format string (valid while the members are the same),
-    which one ``%`` fills with every member's age in C instead of formatting a line per symbol."""
+    """What one chunk of a feed's symbols rendered last time, to redo only what changed.
 
-    __slots__ = ("members", "version", "learns", "ths", "feed_key", "updated", "event", "updates", "prices",
-                 "frozen", "expected", "sources", "states", "state_text", "layout", "stale_format")
+    ``layout``: the members the format strings were built for. Per family, a format string of
+    the chunk's lines (``%.3f``, ``%d``, ``%r`` where the value goes) that one ``%`` fills with a
+    tuple of the members' values in C, instead of an f-string per line; the values it was last
+    filled with (a tuple gathered by ``map(attrgetter(...))``, compared in C: unchanged values
+    skip the formatting, ``None`` = redo) and the text. A family whose value cannot take the fast
+    path (a symbol never priced, a value past the book's checks) is formatted line by line, each
+    sample guarded; one that left a sample out keeps ``None`` so every scrape counts it again."""
+
+    __slots__ = ("layout", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates", "fmt_price",
+                 "fmt_frozen", "frozen_zero", "sources_ws",
+                 "last_updates", "events", "states", "counts", "updates_seen", "prices", "feed_key", "ths", "learns",
+                 "sources_seen",
+                 "updated", "event", "state_text", "updates", "price_text", "frozen", "expected", "sources",
+                 "rest_count")
 
     def __init__(self) -> None:
-        self.members: list[SymbolState] = []
-        self.version = -1
-        self.learns: list[object] = []
-        self.ths: list[object] = []
-        self.feed_key: tuple[object, ...] = ()
-        self.updated = self.event = self.updates = self.prices = self.state_text = self.stale_format = ""
-        self.frozen = self.expected = self.sources = ""
-        self.states: list[int] = []
         self.layout: list[SymbolState] = []
+        self.fmt_updated = self.fmt_event = self.fmt_staleness = self.fmt_state = b""
+        self.fmt_updates = self.fmt_price = self.fmt_frozen = self.frozen_zero = self.sources_ws = b""
+        self.forget()
+
+    def forget(self) -> None:
+        """Redo every family at the next render (members moved, or a slow pass ran)."""
+        # Tuples, not lists: a tuple of floats and ints leaves the cyclic GC's lists after its
+        # first collection, so 100k symbols' values add nothing to a full (gen 2) pass.
+        self.last_updates: tuple[object, ...] | None = None
+        self.events: tuple[object, ...] | None = None
+        self.states: tuple[int, ...] | None = None
+        self.counts: tuple[int, ...] = ()
+        self.updates_seen: tuple[object, ...] | None = None
+        self.prices: tuple[object, ...] | None = None
+        self.feed_key: tuple[object, ...] = ()
+        self.ths: tuple[object, ...] | None = None
+        self.learns: tuple[object, ...] | None = None
+        self.sources_seen: tuple[bool, ...] | None = None
+        self.updated = self.event = self.state_text = self.updates = self.price_text = b""
+        self.frozen = self.expected = self.sources = b""
+        self.rest_count = 0
+
+    def lay_out(self, members: list[SymbolState]) -> None:
+        """The format strings for these members (labels escaped for ``%``). Those rarely needed
+        are built on first use (``frozen_format``, ``sources_all_ws``): at 100k symbols each
+        format string is ~4 MB kept between scrapes."""
+        labels = [s.labels.replace("%", "%%") for s in members]
+
+        def fmt(name: str, spec: str) -> bytes:
+            return "".join([f"{name}{{{label}}} {spec}\n" for label in labels]).encode()
+
+        self.fmt_updated = fmt("feedwatch_symbol_last_update_timestamp_seconds", "%.3f")
+        self.fmt_event = fmt("feedwatch_symbol_last_event_timestamp_seconds", "%s")
+        self.fmt_staleness = fmt("feedwatch_symbol_staleness_seconds", "%.3f")
+        self.fmt_state = fmt("feedwatch_symbol_state", "%d")
+        self.fmt_updates = fmt("feedwatch_symbol_updates_total", "%d")
+        self.fmt_price = fmt("feedwatch_symbol_price", "%s")
+        self.fmt_frozen = self.sources_ws = b""
+        self.frozen_zero = "".join([f"feedwatch_symbol_frozen{{{s.labels}}} 0\n" for s in members]).encode()
+        self.layout = members
+        self.forget()
+
+    def frozen_format(self) -> bytes:
+        if not self.fmt_frozen:
+            self.fmt_frozen = "".join([f"feedwatch_symbol_frozen{{{s.labels.replace('%', '%%')}}} %d\n"
+                                       for s in self.layout]).encode()
+        return self.fmt_frozen
+
+    def sources_all_ws(self) -> bytes:
+        """The source family when no member's price came from the REST fallback."""
+        if not self.sources_ws:
+            self.sources_ws = "".join([f'feedwatch_symbol_source{{{s.labels},source="ws"}} 1\n'
+                                       f'feedwatch_symbol_source{{{s.labels},source="rest"}} 0\n'
+                                       for s in self.layout]).encode()
+        return self.sources_ws
 
 
 class BookCollector:
     """Renders a ``Book`` (see the module docstring for the exact lines).
 
-    Incremental: the per-symbol families that change only when a symbol is updated or a
-    detector's state moves (last update, venue timestamp, update count, price, frozen, learned
-    interval, REST source) are kept as text per chunk of ``CHUNK`` symbols and re-rendered only
-    for chunks where one of their inputs changed since the last scrape (see ``_Chunk``): an
-    update, a learned interval (the sweep), thresholds (a reload), the feed's session (the
-    frozen check reads it). The state family likewise only where a state changed. Staleness
-    changes with every scrape and is always rendered fresh. ``steps`` renders in chunks so a
-    server can yield to the event loop between them (``exporter/web/app.py``); ``render`` runs
-    them all at once.
+    Incremental, per chunk of ``CHUNK`` symbols and per family (see ``_Chunk``): each family's
+    values are gathered in C and compared with the last scrape's; only a family whose values
+    moved is formatted again, by one ``%`` of the chunk's format string (prices and venue
+    timestamps through msgspec's float encoder). The families that change only with an update
+    (timestamps, count, price, frozen, REST source) are looked at only where a member's
+    ``updates`` moved; learned intervals where the sweep moved one; everything is redone where
+    the thresholds (a reload) or the feed's session changed. Staleness changes with every scrape
+    and is always formatted fresh. The per-symbol text is bytes (nothing to encode at a scrape).
+    ``steps`` renders in chunks so a server can yield to the event loop between them
+    (``exporter/web/app.py``); ``render`` runs them all at once and returns text.
     """
 
     def __init__(self, book: Book, errors: RenderErrors | None = None) -> None:
@@ -437,14 +518,16 @@ class BookCollector:
         self.errors = errors if errors is not None else RenderErrors()
         self.errors.register("book")
         self._chunks: dict[str, list[_Chunk]] = {}   # feed name -> its chunks, in symbol order
+        self._ages: tuple[float, ...] = ()   # the chunk in hand's staleness values (``_chunk_pass``)
 
     def render(self, now: float, ask: Exposition = DEFAULT) -> str:
         """Every family in the text format, or what ``ask`` (a scrape's ``Accept`` and ``name[]``)
         asked for: headers written in its format, only its families; the per-symbol pass, the
         expensive part, runs only if one of its families is wanted."""
-        return "".join(run_all(self.steps(now, ask)))
+        return "".join([part if part.__class__ is str else part.decode()  # type: ignore[union-attr]
+                        for part in run_all(self.steps(now, ask))])
 
-    def steps(self, now: float, ask: Exposition = DEFAULT) -> Generator[None, None, list[str]]:
+    def steps(self, now: float, ask: Exposition = DEFAULT) -> Generator[None, None, list[Part]]:
         """``render`` as a generator: yields after each chunk of symbols, returns the text's parts.
 
         The book may change between two steps (the feeds keep running): each feed's symbols
@@ -453,23 +536,24 @@ class BookCollector:
         for feed in feeds:
             feed.refresh_market(now)  # a session that just opened restarts the symbol clocks
         rest_feeds = [f for f in feeds if f.config.rest.enabled]
-        out: list[str] = []
+        out: list[Part] = []
         counts: list[dict[int, int]] = []
-        sources: list[str] | None = None
+        sources: list[bytes] | None = None
+        rest_counts: dict[str, int] = {}   # feed -> symbols priced by the REST fallback (the symbol pass)
         want_sources = bool(rest_feeds) and ask.wants("feedwatch_symbol_source", REST_FAMILIES[
             "feedwatch_symbol_source"][0])
         if want_sources or ask.wants("feedwatch_feed_symbols", "gauge") or any(
                 ask.wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
             sources = []
-            counts = yield from self._render_symbols(feeds, now, out, ask, sources)
+            counts = yield from self._render_symbols(feeds, now, out, ask, sources, rest_counts)
         self._render_feeds(feeds, now, counts, out, ask)
         self._render_markets(feeds, out, ask)
         self._render_instruments(now, out, ask)
-        self._render_rest(rest_feeds, sources, out, ask)
+        self._render_rest(rest_feeds, sources, rest_counts, out, ask)
         self._render_exporter(out, ask)
         return out
 
-    def _render_instruments(self, now: float, out: list[str], ask: Exposition) -> None:
+    def _render_instruments(self, now: float, out: list[Part], ask: Exposition) -> None:
         name = "feedwatch_instrument_price_deviation_ratio"
         if not ask.wants(name, INSTRUMENT_FAMILIES[name][0]):
             return
@@ -478,8 +562,8 @@ class BookCollector:
             out.append(f'{name}{{instrument="{escape_label(instrument)}",feed="{escape_label(feed)}"}} '
                        f'{format_value(ratio)}\n')
 
-    def _render_rest(self, feeds: list[FeedBook], sources: list[str] | None, out: list[str],
-                     ask: Exposition) -> None:
+    def _render_rest(self, feeds: list[FeedBook], sources: list[bytes] | None, rest_counts: dict[str, int],
+                     out: list[Part], ask: Exposition) -> None:
         """The REST fallback's series, for the feeds that have it (none: nothing at all). The
         per-symbol source lines come from the chunked pass (``sources``)."""
         if not feeds:
@@ -495,13 +579,20 @@ class BookCollector:
                 out.extend(f'{name}{{{feed.labels},result="{escape_label(result)}"}} {count}\n'
                            for result, count in feed.rest_requests.items())
         for name, value in (("feedwatch_feed_rest_updates_total", lambda f: f.rest_updates),
-                            ("feedwatch_feed_rest_symbols", lambda f: sum(1 for s in f.symbols.values() if s.from_rest)),
+                            ("feedwatch_feed_rest_symbols", lambda f: self._rest_symbols(f, rest_counts)),
                             ("feedwatch_feed_rest_active", lambda f: 1 if f.rest_active else 0)):
             if ask.wants(name, REST_FAMILIES[name][0]):
                 out.append(ask.header(name, *REST_FAMILIES[name]))
                 out.extend(f"{name}{{{feed.labels}}} {value(feed)}\n" for feed in feeds)
 
-    def _render_markets(self, feeds: list[FeedBook], out: list[str], ask: Exposition) -> None:
+    @staticmethod
+    def _rest_symbols(feed: FeedBook, rest_counts: dict[str, int]) -> int:
+        """``feedwatch_feed_rest_symbols``: counted by this render's per-symbol pass (a walk over
+        every symbol only when the scrape asked for none of its families)."""
+        count = rest_counts.get(feed.name)
+        return count if count is not None else sum(1 for s in feed.symbols.values() if s.from_rest)
+
+    def _render_markets(self, feeds: list[FeedBook], out: list[Part], ask: Exposition) -> None:
         name = "feedwatch_market_calendar_end_timestamp_seconds"
         if not ask.wants(name, MARKET_FAMILIES[name][0]):
             return
@@ -517,11 +608,12 @@ class BookCollector:
 
     # --- per symbol: one pass over every symbol fills eight families (and the REST source) ------
 
-    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[str], ask: Exposition,
-                        sources: list[str]) -> Generator[None, None, list[dict[int, int]]]:
+    def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[Part], ask: Exposition,
+                        sources: list[bytes], rest_counts: dict[str, int]
+                        ) -> Generator[None, None, list[dict[int, int]]]:
         # Each family's text, chunk by chunk (joined once at the end, with its header), in
         # SYMBOL_FAMILIES order.
-        families: tuple[list[str], ...] = ([], [], [], [], [], [], [], [])
+        families: tuple[list[bytes], ...] = ([], [], [], [], [], [], [], [])
         updated, event, staleness, states, updates, prices, frozen, expected = families
         all_counts: list[dict[int, int]] = []
         chunks_by_feed: dict[str, list[_Chunk]] = {}
@@ -534,39 +626,40 @@ class BookCollector:
             old = self._chunks.get(feed.name, [])
             chunks: list[_Chunk] = []
             rest = feed.config.rest.enabled
-            # What the frozen check and the source family read from the feed, not the symbol.
-            feed_key = (feed.market_open, feed.session_start, rest)
+            rest_count = 0
             for i in range(0, len(members_all), CHUNK):
                 members = members_all[i:i + CHUNK]
                 k = i // CHUNK
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
-                learns = list(map(_learn_of, members))
-                ths = list(map(_thresholds_of, members))
                 try:
-                    self._chunk_fresh(feed, chunk, members, learns, ths, now, counts,
-                                      staleness if want_staleness else None, states)
+                    if chunk.layout != members:
+                        chunk.lay_out(members)
+                    self._chunk_pass(feed, chunk, members, now, counts, want_staleness, rest)
                 except Exception:  # the guard: per symbol, with each sample's own check
                     self._chunk_slow(feed, members, now, counts, families, sources if rest else None)
-                    chunk.version = -1
+                    chunk.layout = []
+                    if rest:
+                        rest_count += sum(1 for s in members if s.rest_mark == s.updates)   # from_rest
                     yield
                     continue
-                version = sum(map(_updates_of, members))
-                if (version != chunk.version or chunk.members != members or chunk.learns != learns
-                        or chunk.ths != ths or chunk.feed_key != feed_key):
-                    self._chunk_updates(feed, chunk, members, version, rest)
-                    chunk.learns, chunk.ths, chunk.feed_key = learns, ths, feed_key
                 updated.append(chunk.updated)
                 event.append(chunk.event)
+                if want_staleness:
+                    staleness.append(chunk.fmt_staleness % self._ages)
+                states.append(chunk.state_text)
                 updates.append(chunk.updates)
-                prices.append(chunk.prices)
+                prices.append(chunk.price_text)
                 frozen.append(chunk.frozen)
                 expected.append(chunk.expected)
                 if rest:
                     sources.append(chunk.sources)
+                    rest_count += chunk.rest_count
                 yield
             chunks_by_feed[feed.name] = chunks
             all_counts.append(counts)
+            if rest:
+                rest_counts[feed.name] = rest_count
         self._chunks = chunks_by_feed   # removed feeds' chunks go
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(), families):
             if not ask.wants(name, kind):
@@ -575,104 +668,157 @@ class BookCollector:
             out.extend(lines)
         return all_counts
 
-    def _chunk_fresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], learns: list[object],
-                     ths: list[object], now: float, counts: dict[int, int], staleness: list[str] | None,
-                     states_out: list[str]) -> None:
-        """Staleness (always) and state (text re-rendered when one changed) of a chunk; counts its
-        states. ``FeedBook.staleness`` and ``classify``, as list comprehensions over the chunk:
-        this runs for every symbol at every scrape."""
-        if chunk.layout != members:
-            chunk.stale_format = "".join([
-                f"feedwatch_symbol_staleness_seconds{{{s.labels.replace('%', '%%')}}} %.3f\n" for s in members])
-            chunk.layout = members
+    def _chunk_pass(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], now: float,
+                    counts: dict[int, int], want_staleness: bool, rest: bool) -> None:
+        """Bring one chunk's families up to date: each family's values are gathered in C
+        (``map(attrgetter)``) and compared with the last render's; only a family whose values
+        moved is formatted again, by one ``%`` of its format string. Ages (for staleness, kept
+        in ``self._ages``) and states are computed for every symbol at every scrape, as
+        ``FeedBook.staleness`` and ``classify`` do, without a Python loop in the common case."""
+        n = len(members)
+        last_updates = tuple(map(_last_update_of, members))
+        # --- ages and states (FeedBook.reference_time, staleness, classify)
+        refs = last_updates
+        if 0.0 in refs:   # never updated: the subscription (or acknowledgement) is the reference
+            refs = tuple([u or s for u, s in zip(last_updates, map(_since_of, members))])
         start = feed.session_start
-        refs = [s.last_update or s.since for s in members]
         if min(refs) < start:
-            refs = [ref if ref > start else start for ref in refs]
-        ages = [now - ref for ref in refs]
+            refs = tuple([ref if ref > start else start for ref in refs])
+        ages = tuple(map(_sub, repeat(now, n), refs))
+        if want_staleness:
+            self._ages = ages if min(ages) >= 0.0 else tuple([age if age > 0.0 else 0.0 for age in ages])
+        learns = tuple(map(_learn_of, members))
+        ths = tuple(map(_thresholds_of, members))
+        feed_key = (feed.market_open, feed.session_start, rest)   # what is_frozen and sources read
+        if feed_key != chunk.feed_key or ths != chunk.ths:
+            chunk.forget()
+            chunk.feed_key, chunk.ths = feed_key, ths
+        th = ths[0]
+        uniform = ths.count(th) == n   # one thresholds object for the chunk: the common case
         if not feed.market_open:
-            state_list = [CLOSED] * len(members)
+            state_list: tuple[int, ...] = (CLOSED,) * n
         elif float in set(map(type, learns)):
             # Some symbol's interval is learned (adaptive thresholds): its limits are its own.
             limits = feed.limits
-            state_list = []
+            classified = []
             for age, s in zip(ages, members):
                 degraded, stale, critical = limits(s)
-                state_list.append(HEALTHY if age < degraded else DEGRADED if age < stale
+                classified.append(HEALTHY if age < degraded else DEGRADED if age < stale
                                   else STALE if age < critical else CRITICAL)
+            state_list = tuple(classified)
+        elif uniform and th.degraded <= th.stale <= th.critical:
+            # HEALTHY 0 below degraded, DEGRADED 1 below stale, ...: how many limits the age reached.
+            state_list = tuple(map(bisect_right, repeat((th.degraded, th.stale, th.critical), n), ages))
         else:
-            th = ths[0]
-            if ths.count(th) == len(ths):   # one thresholds object for the chunk: the common case
-                degraded, stale, critical = th.degraded, th.stale, th.critical  # type: ignore[attr-defined]
-                state_list = [HEALTHY if age < degraded else DEGRADED if age < stale
-                              else STALE if age < critical else CRITICAL for age in ages]
-            else:
-                state_list = [HEALTHY if age < t.degraded else DEGRADED if age < t.stale  # type: ignore[attr-defined]
-                              else STALE if age < t.critical else CRITICAL  # type: ignore[attr-defined]
-                              for age, t in zip(ages, ths)]
-        if state_list != chunk.states or chunk.members != members:
+            state_list = tuple([HEALTHY if age < t.degraded else DEGRADED if age < t.stale  # type: ignore[attr-defined]
+                                else STALE if age < t.critical else CRITICAL  # type: ignore[attr-defined]
+                                for age, t in zip(ages, ths)])
+        if state_list != chunk.states:
             chunk.states = state_list
-            chunk.state_text = "".join([f"feedwatch_symbol_state{{{s.labels}}} {state}\n"
-                                        for s, state in zip(members, state_list)])
-        for state in counts:
-            counts[state] += state_list.count(state)
-        if staleness is not None:
-            staleness.append(chunk.stale_format % tuple([age if age > 0.0 else 0.0 for age in ages]))
-        states_out.append(chunk.state_text)
+            chunk.state_text = chunk.fmt_state % state_list
+            chunk.counts = tuple(state_list.count(state) for state in STATE_ORDER)
+        for state, count in zip(STATE_ORDER, chunk.counts):
+            counts[state] += count
+        # --- the families that change with an update. A symbol's ``updates`` only grows, and
+        # grows with every write of its price, timestamps, frozen run or REST mark: where no
+        # member's count moved, those families stand (unless one left a sample out: None).
+        if last_updates != chunk.last_updates:
+            chunk.updated = chunk.fmt_updated % last_updates
+            chunk.last_updates = last_updates
+        if learns != chunk.learns:
+            chunk.expected, ok = self._expected(members, learns)
+            chunk.learns = learns if ok else None
+        updates = tuple(map(_updates_of, members))
+        if updates == chunk.updates_seen and chunk.events is not None and chunk.prices is not None:
+            return
+        chunk.updates = chunk.fmt_updates % updates
+        chunk.updates_seen = updates
+        events = tuple(map(_last_event_of, members))
+        if events != chunk.events:
+            chunk.event, ok = self._events(chunk, members, events)
+            chunk.events = events if ok else None
+        prices = tuple(map(_price_of, members))
+        if prices != chunk.prices:
+            chunk.price_text, ok = self._prices(chunk, members, prices)
+            chunk.prices = prices if ok else None
+        # --- detectors: frozen (FeedBook.is_frozen: updates, thresholds and the session, which
+        # forget the chunk when they change), REST source
+        if not feed.market_open or (uniform and (not th.frozen.updates
+                                                 or max(map(_same_of, members)) < th.frozen.updates)):
+            chunk.frozen = chunk.frozen_zero   # nobody repeated enough
+        else:
+            is_frozen = feed.is_frozen
+            frozen_values = [1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members]
+            chunk.frozen = chunk.frozen_format() % tuple(frozen_values)
+        if rest:
+            from_rest = tuple(map(_eq, map(_rest_mark_of, members), updates))   # SymbolState.from_rest
+            if from_rest != chunk.sources_seen:
+                chunk.sources_seen = from_rest
+                chunk.rest_count = from_rest.count(True)
+                chunk.sources = chunk.sources_all_ws() if not chunk.rest_count else "".join([
+                    f'feedwatch_symbol_source{{{s.labels},source="ws"}} {0 if r else 1}\n'
+                    f'feedwatch_symbol_source{{{s.labels},source="rest"}} {1 if r else 0}\n'
+                    for s, r in zip(members, from_rest)]).encode()
 
-    def _chunk_updates(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], version: int,
-                       rest: bool) -> None:
-        """Re-render the families that change with an update or a detector's state, for one chunk."""
-        updated: list[str] = []
-        event: list[str] = []
-        updates: list[str] = []
-        prices: list[str] = []
-        frozen: list[str] = []
-        expected: list[str] = []
-        sources: list[str] = []
-        is_frozen = feed.is_frozen
-        skipped = False
-        for s in members:
-            labels = s.labels
-            updated.append(f"feedwatch_symbol_last_update_timestamp_seconds{{{labels}}} {s.last_update:.3f}\n")
-            if s.last_event:  # the venue's value: the one sample that could be bad
+    def _events(self, chunk: _Chunk, members: list[SymbolState], events: tuple) -> tuple[bytes, bool]:
+        """The venue timestamps' lines, and whether none was left out. Fast: every member has one
+        and they share a unit (``book.to_seconds``'s division done for the chunk at once)."""
+        if 0 not in events and set(map(type, events)) <= {int, float}:
+            low, high = min(events), max(events)
+            for floor, ceiling, divisor in _EVENT_UNITS:
+                if low > floor and high <= ceiling:
+                    try:
+                        return chunk.fmt_event % _float_texts(list(map(_truediv, events, repeat(divisor)))), True
+                    except Exception:  # noqa: BLE001 - one slipped past the checks: line by line
+                        break
+        lines = []
+        ok = True
+        for s, raw in zip(members, events):
+            if raw:  # the venue's value: the one sample that could be bad
                 try:
-                    event.append(f"feedwatch_symbol_last_event_timestamp_seconds{{{labels}}} {s.event_time!r}\n")
+                    lines.append(f"feedwatch_symbol_last_event_timestamp_seconds{{{s.labels}}} "
+                                 f"{format_value(to_seconds(raw))}\n")  # type: ignore[arg-type]
                 except Exception as exc:
-                    self.errors.skipped("book", f"feedwatch_symbol_last_event_timestamp_seconds{{{labels}}}", exc)
-                    skipped = True
-            updates.append(f"feedwatch_symbol_updates_total{{{labels}}} {s.updates}\n")
-            price = s.price
-            if price == price:
+                    self.errors.skipped("book", f"feedwatch_symbol_last_event_timestamp_seconds{{{s.labels}}}", exc)
+                    ok = False
+        return "".join(lines).encode(), ok
+
+    def _prices(self, chunk: _Chunk, members: list[SymbolState], prices: tuple) -> tuple[bytes, bool]:
+        """The prices' lines, and whether none was left out. Fast: every member priced, all
+        finite floats (a sum of finite floats minus itself is 0; NaN and inf make it NaN)."""
+        if set(map(type, prices)) == {float}:
+            total = sum(prices)
+            if total - total == 0.0:
+                return chunk.fmt_price % _float_texts(prices), True
+        lines = []
+        ok = True
+        for s, price in zip(members, prices):
+            if price == price:   # NaN: never priced, no sample
                 try:
-                    prices.append(f"feedwatch_symbol_price{{{labels}}} {format_value(price)}\n")
+                    lines.append(f"feedwatch_symbol_price{{{s.labels}}} {format_value(price)}\n")  # type: ignore[arg-type]
                 except Exception as exc:
-                    self.errors.skipped("book", f"feedwatch_symbol_price{{{labels}}}", exc)
-                    skipped = True
-            # A repeat count under the threshold settles it without the full check.
-            frozen.append(f"feedwatch_symbol_frozen{{{labels}}} "
-                          f"{1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0}\n")
-            if s.learn.__class__ is float:
-                expected.append(f"feedwatch_symbol_expected_interval_seconds{{{labels}}} "
-                                f"{format_value(math.exp(s.learn))}\n")  # type: ignore[arg-type]
-            if rest:
-                r = 1 if s.from_rest else 0
-                sources.append(f'feedwatch_symbol_source{{{labels},source="ws"}} {1 - r}\n'
-                               f'feedwatch_symbol_source{{{labels},source="rest"}} {r}\n')
-        chunk.members = members
-        # A chunk that left a sample out is rendered again next time: the sample is missing from
-        # every scrape, and each scrape counts it (feedwatch_render_errors_total).
-        chunk.version = -1 if skipped else version
-        chunk.updated = "".join(updated)
-        chunk.event = "".join(event)
-        chunk.updates = "".join(updates)
-        chunk.prices = "".join(prices)
-        chunk.frozen = "".join(frozen)
-        chunk.expected = "".join(expected)
-        chunk.sources = "".join(sources)
+                    self.errors.skipped("book", f"feedwatch_symbol_price{{{s.labels}}}", exc)
+                    ok = False
+        return "".join(lines).encode(), ok
+
+    def _expected(self, members: list[SymbolState], learns: tuple) -> tuple[bytes, bool]:
+        """The learned intervals' lines (``FeedBook.expected_interval``), for members that have one."""
+        if float not in set(map(type, learns)):
+            return b"", True
+        lines = []
+        ok = True
+        for s, learned in zip(members, learns):
+            if learned.__class__ is float:
+                try:
+                    lines.append(f"feedwatch_symbol_expected_interval_seconds{{{s.labels}}} "
+                                 f"{format_value(math.exp(learned))}\n")  # type: ignore[arg-type]
+                except Exception as exc:
+                    self.errors.skipped("book", f"feedwatch_symbol_expected_interval_seconds{{{s.labels}}}", exc)
+                    ok = False
+        return "".join(lines).encode(), ok
 
     def _chunk_slow(self, feed: FeedBook, members: list[SymbolState], now: float, counts: dict[int, int],
-                    families: tuple[list[str], ...], sources_out: list[str] | None) -> None:
+                    families: tuple[list[str], ...], sources_out: list[Part] | None) -> None:
         """A chunk where the fast pass raised: every symbol through the book's own methods, each
         sample guarded (what cannot be rendered is left out and counted), nothing cached."""
         updated, event, staleness, states, updates, prices, frozen, expected = ([] for _ in range(8))
@@ -715,14 +861,14 @@ class BookCollector:
             sources.append(f'feedwatch_symbol_source{{{labels},source="ws"}} {1 - r}\n'
                            f'feedwatch_symbol_source{{{labels},source="rest"}} {r}\n')
         for family, lines in zip(families, (updated, event, staleness, states, updates, prices, frozen, expected)):
-            family.append("".join(lines))
+            family.append("".join(lines).encode())
         if sources_out is not None:
-            sources_out.append("".join(sources))
+            sources_out.append("".join(sources).encode())
 
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[str], ask: Exposition) -> None:
+                      out: list[Part], ask: Exposition) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
             if not ask.wants(name, kind):
@@ -771,7 +917,7 @@ class BookCollector:
             for state in STATE_ORDER))
         simple("feedwatch_feed_subscribed_symbols", lambda feed: len(feed.symbols))
         simple("feedwatch_feed_acknowledged_symbols",
-               lambda feed: sum(map(_acknowledged_of, feed.symbols.values())))
+               lambda feed: countOf(map(_acks_of, feed.symbols.values()), ACKED))
         simple("feedwatch_feed_market_open", lambda feed: 1 if feed.market_open else 0)
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)
@@ -783,7 +929,7 @@ class BookCollector:
             f"feedwatch_feed_processing_lag_seconds{{{feed.labels}}} {format_value(feed.lag.value)}\n",)
             if feed.lag.value is not None else ())
 
-    def _render_exporter(self, out: list[str], ask: Exposition) -> None:
+    def _render_exporter(self, out: list[Part], ask: Exposition) -> None:
         """Exporter-wide: the symbol cap and the run-time watchlist's counters."""
         book = self.book
         name = "feedwatch_max_symbols"

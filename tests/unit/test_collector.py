@@ -436,3 +436,20 @@ def test_incremental_render_equals_a_fresh_render_with_detectors(clock: FakeCloc
         seen["open"] += 'feedwatch_feed_market_open{feed="eq"} 1' in text
     # The walk went through every case it exists for.
     assert all(seen.values()), seen
+
+
+def test_a_percent_sign_in_a_label_is_rendered_verbatim(clock: FakeClock) -> None:
+    """The per-symbol lines are format strings filled by ``%`` (issue 14): a ``%`` in a label
+    value (the config refuses it in symbols, a run-time add does not check for it) is text, in
+    every family, the frozen one included (its format string is built only when needed)."""
+    config = load_data({"feeds": [{"name": "c", "kind": "polygon", "url": "wss://c.invalid", "symbols": ["OK"],
+                                   "thresholds": {"frozen": {"updates": 2, "duration": "1s"}}}]}, environ={})
+    book = Book(config.feeds, clock.time())
+    feed = book.feeds["c"]
+    feed.add_symbol("A%dB", clock.time())
+    for i in range(5):                   # one trade price repeated: frozen
+        feed.record("A%dB", 10.0, 1_700_000_000_000 + i, clock.time() + i)
+    text = BookCollector(book).render(clock.time() + 10)
+    lines = [line for line in text.splitlines() if 'symbol="A%dB"' in line]
+    assert len(lines) == 7 and 'feedwatch_symbol_frozen{feed="c",symbol="A%dB"} 1' in lines
+    assert 'feedwatch_symbol_price{feed="c",symbol="A%dB"} 10.0' in lines

@@ -11,6 +11,7 @@ import gzip
 import json
 import time
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
@@ -19,10 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import collector, slices
 from exporter.book import Book
+from exporter.collector import BookCollector
 from exporter.clock import FakeClock
 from exporter.config import load_data
 from exporter.version import build_info
-from exporter.web.app import COLLECTOR, CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app
+from exporter.web.app import COLLECTOR, CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app, serve
 from tests.waiting import async_wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]
@@ -456,17 +458,47 @@ async def test_concurrent_scrapes_share_one_render(book, config, clock, monkeypa
     waiters = [asyncio.ensure_future(web_app.shared_render(app, DEFAULT, gzipped=False)) for _ in range(50)]
     await asyncio.sleep(0)
     waiters[0].cancel()                                  # one scraper hangs up mid-render
-    bodies = await asyncio.gather(*waiters[1:])
+    bodies = [b"".join(blocks) for blocks in await asyncio.gather(*waiters[1:])]
     assert len(renders) == 1
     assert len(set(bodies)) == 1 and b'feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5' in bodies[0]
     assert waiters[0].cancelled()
     # A render in flight is shared, a finished one is not: the next scrape sees new data.
     book.feeds["stocks"].record("AAPL", 190.25, 0, clock.time(), quote=True)
-    body = await web_app.shared_render(app, DEFAULT, gzipped=False)
+    body = b"".join(await web_app.shared_render(app, DEFAULT, gzipped=False))
     assert len(renders) == 2 and b'symbol="AAPL"} 190.25' in body
     # Different asks (format, gzip) are different flights.
-    gz = await web_app.shared_render(app, DEFAULT, gzipped=True)
+    gz = b"".join(await web_app.shared_render(app, DEFAULT, gzipped=True))
     assert len(renders) == 3 and b'symbol="AAPL"} 190.25' in gzip.decompress(gz)
+
+
+async def test_a_large_body_is_built_and_sent_in_blocks(book, config, clock, monkeypatch) -> None:
+    """Issue 14: no 50 MB body in one piece (one C call holding the GIL ~100 ms, one copy into
+    the transport's buffer in one loop iteration): the body is blocks of about BODY_BLOCK bytes,
+    written one by one, and what the scraper gets is exactly the text, plain or gzipped."""
+    from exporter.web import app as web_app
+
+    monkeypatch.setattr(web_app, "BODY_BLOCK", 200)
+    app = create_app(book, config, clock, CollectorRegistry())
+    text = BookCollector(book).render(clock.time())
+    for gzipped in (False, True):
+        blocks = web_app.body_blocks([text[i:i + 100] for i in range(0, len(text), 100)], gzipped)
+        if not gzipped:   # (zlib keeps small input to itself until the end)
+            assert len(blocks) > 3 and max(map(len, blocks)) < 400
+        assert (gzip.decompress(b"".join(blocks)) if gzipped else b"".join(blocks)) == text.encode()
+    runner, port = await serve(app, "127.0.0.1:0")
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            for encoding in ("identity", "gzip"):
+                async with session.get(f"http://127.0.0.1:{port}/metrics",
+                                       headers={"Accept-Encoding": encoding}) as response:
+                    raw = await response.read()
+                    assert response.status == 200 and int(response.headers["Content-Length"]) == len(raw)
+                    body = gzip.decompress(raw) if encoding == "gzip" else raw
+                    assert response.headers.get("Content-Encoding") == ("gzip" if encoding == "gzip" else None)
+                    assert b'feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5\n' in body
+                    assert body.endswith(b"\n") and b"# HELP feedwatch_render_errors_total" in body
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_render_gives_the_loop_back_between_chunks(book, config, clock, monkeypatch) -> None:
