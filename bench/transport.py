@@ -126,14 +126,19 @@ def _frames(count: int, symbols: list[str], trades_kind: str = TRADE):
         yield b"".join(parts)
 
 
-async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: int,
-                            trades_kind: str) -> None:
+async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer a client's WebSocket handshake (whatever the path: every client gets the same frames)."""
     head = await reader.readuntil(b"\r\n\r\n")
     key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
                if line.lower().startswith(b"sec-websocket-key"))
-    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    digest = base64.b64encode(hashlib.sha1(key + _GUID).digest())
     writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                 b"Sec-WebSocket-Accept: " + digest + b"\r\n\r\n")
+
+
+async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: int,
+                            trades_kind: str) -> None:
+    await accept(reader, writer)
 
     async def discard() -> None:  # the client's subscribe requests and pongs: read and drop
         try:
