@@ -25,6 +25,8 @@ The client side runs in this process, pinned to one core:
   (messages) updated per message; on uvloop, as cryptofeed's ``FeedHandler`` runs by default;
 - ``aiohttp``: a bare ``ws.receive()`` loop calling the adapter (the runner's overhead, measured);
 - ``websockets``: the ``websockets`` asyncio client, a bare ``recv()`` loop calling the adapter;
+- ``picows``: picows (Cython; frames handed to a listener's ``on_ws_frame`` callback, no
+  ``await`` per frame) calling the adapter: the transport lever of issue 14, measured;
 - ``... transport only``: the same loops discarding the frames (what each library costs alone).
 
 Rounds are interleaved, the order rotated each round. Each rate is frames over the time from
@@ -311,6 +313,39 @@ async def _websockets(url: str, count: int, decode: bool = True) -> Outcome:
         return n / (time.perf_counter() - start), (time.thread_time() - cpu) / n
 
 
+async def _picows(url: str, count: int, decode: bool = True) -> Outcome:
+    """picows (a Cython WebSocket client, frames handed to a callback) -> the same adapter and book."""
+    import picows
+
+    config, feed = _book(url)
+    adapter = BinanceAdapter(config, feed, "0")
+    handle, clock = adapter.handle, time.time
+    done = asyncio.get_running_loop().create_future()
+    TEXT = picows.WSMsgType.TEXT
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        n = 0
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is TEXT:
+                if decode:
+                    handle(frame.get_payload_as_bytes(), clock())
+                self.n += 1
+                if self.n == count and not done.done():
+                    done.set_result(None)
+            elif frame.msg_type is picows.WSMsgType.CLOSE and not done.done():
+                done.set_exception(RuntimeError(f"the blaster ended early, after {self.n:,} frames"))
+
+    start, cpu = time.perf_counter(), time.thread_time()
+    transport, _ = await picows.ws_connect(Listener, url + "/stream", enable_auto_pong=False)
+    try:
+        await done
+        return count / (time.perf_counter() - start), (time.thread_time() - cpu) / count
+    finally:
+        transport.disconnect()
+        await transport.wait_disconnected()
+
+
 # --- measurement ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -336,7 +371,9 @@ CONTENDERS: dict[str, tuple[str, Callable[[str, int], Awaitable[Outcome]]]] = {
     CRYPTOFEED: (AGG_TRADE, _cryptofeed),
     "aiohttp receive() loop -> BinanceAdapter -> FeedBook": (TRADE, _aiohttp),
     WEBSOCKETS: (TRADE, _websockets),
+    "picows on_ws_frame -> BinanceAdapter -> FeedBook": (TRADE, _picows),
     "aiohttp transport only": (TRADE, lambda u, c: _aiohttp(u, c, decode=False)),
+    "picows transport only": (TRADE, lambda u, c: _picows(u, c, decode=False)),
     "websockets transport only": (TRADE, lambda u, c: _websockets(u, c, decode=False)),
 }
 
