@@ -1,7 +1,8 @@
 """The link's read loop reads the clock once per batch of frames aiohttp has already parsed, and
 accumulates its accounting in locals (exporter/feeds/link.py, ``Link._read``): nothing may be lost
 or counted twice. A real socket on 127.0.0.1 writes single-event Binance frames in chunks of 1,000
-(the transport benchmark's blaster, in this process); a real FeedRunner reads them."""
+(the transport benchmark's blaster, in this process), two undecodable ones among them; a real
+FeedRunner reads them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from exporter.feeds.runner import FeedRunner
 from tests.waiting import async_wait_for
 
 COUNT = 6_000
+BAD = b'{"stream":"s0001usdt@trade","data":{"e":"trade"'   # cut short: a decode error
+BAD_FRAME = transport._ws_header(len(BAD)) + BAD
 
 
 class CountingClock:
@@ -46,8 +49,9 @@ def _payload_bytes(count: int) -> int:
 async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await transport.accept(reader, writer)
-        for chunk in transport._frames(COUNT, transport._symbols()):
-            writer.write(chunk)
+        for i, chunk in enumerate(transport._frames(COUNT, transport._symbols())):
+            # An undecodable frame amid the burst (the slow path mid-batch) and one at its end.
+            writer.write(chunk + BAD_FRAME if i in (2, COUNT // 1_000 - 1) else chunk)
             await writer.drain()
         try:  # then quiet, open (no close: nothing may arrive after the burst), reading the client
             while await reader.read(65536):
@@ -65,11 +69,14 @@ async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> 
     await runner.start()
     try:
         # Checked from another task, which runs only while the reader waits: what it sees must be exact.
-        await async_wait_for(lambda: transport._received(feed) >= COUNT, timeout=30, what=f"{COUNT} frames")
+        await async_wait_for(lambda: transport._received(feed) >= COUNT and feed.errors["decode"] >= 2, timeout=30,
+                             what=f"{COUNT} frames and two bad ones")
         assert transport._received(feed) == COUNT
         assert sum(state.updates for state in feed.symbols.values()) == COUNT
-        assert feed.bytes == _payload_bytes(COUNT)
-        assert feed.connects == 1 and feed.errors == dict.fromkeys(feed.errors, 0) and feed.consecutive_errors == 0
+        assert feed.bytes == _payload_bytes(COUNT) + 2 * len(BAD)
+        assert feed.connects == 1 and feed.errors == {**dict.fromkeys(feed.errors, 0), "decode": 2}
+        # The one amid the burst was followed by good frames (a run of errors ended), the last was not.
+        assert feed.consecutive_errors == 1
         # The batch's reading is the time of its frames: the book's times are clock readings,
         # the last message and the heartbeat are the last batch's.
         last = max(state.last_update for state in feed.symbols.values())
