@@ -154,8 +154,11 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         for chunk in _frames(count, _symbols(), trades_kind):
             writer.write(chunk)
             await writer.drain()
-        writer.write(b"\x88\x02\x03\xe8")  # close, 1000; the TCP connection closes right after
+        writer.write(b"\x88\x02\x03\xe8")  # close, 1000
         await writer.drain()
+        # Read until the client closes (its close reply, its pings): closing a socket with unread
+        # data sends a reset, and the client's kernel would drop what it had not read yet.
+        await asyncio.wait({drain}, timeout=5.0)
     except ConnectionError:
         pass
     finally:
@@ -269,10 +272,13 @@ async def _cryptofeed(url: str, count: int) -> Outcome:
     async with conn.connect() as connection:
         await authenticate(connection)
         await subscribe(connection)
-        # ConnectionHandler's read loop, as FeedHandler runs it; it returns when the blaster closes.
-        await ConnectionHandler(conn, subscribe, handler, authenticate, retries=0, timeout=-1)._handler(
-            connection, handler)
+        # ConnectionHandler's read loop, as FeedHandler runs it, timed to the last frame handled.
+        reader = asyncio.create_task(ConnectionHandler(
+            conn, subscribe, handler, authenticate, retries=0, timeout=-1)._handler(connection, handler))
+        while seen < count and not reader.done():
+            await asyncio.sleep(0.0005)
         elapsed, used = time.perf_counter() - start, time.thread_time() - cpu
+        reader.cancel()
     if seen < count:
         raise RuntimeError(f"cryptofeed handled {seen:,} of {count:,} frames")
     return seen / elapsed, used / seen
