@@ -51,7 +51,7 @@ def client(mode: str, count: int) -> None:
     blaster = multiprocessing.get_context("spawn").Process(target=transport._blaster, args=(child, count, None),
                                                            daemon=True)
     blaster.start()
-    port = parent.recv()
+    port = parent.recv()[transport.TRADE]
     asyncio.run(_client(f"ws://127.0.0.1:{port}", count, mode == "record"))
     blaster.terminate()
 

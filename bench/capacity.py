@@ -228,7 +228,7 @@ def measure_socket(messages: int, rounds: int) -> float:
                                                            daemon=True)
     blaster.start()
     try:
-        url = f"ws://127.0.0.1:{parent.recv()}"
+        url = f"ws://127.0.0.1:{parent.recv()[transport.TRADE]}"
         return min(asyncio.run(_runner_cpu(url, messages)) for _ in range(rounds))
     finally:
         blaster.terminate()

@@ -689,8 +689,10 @@ class FeedBook:
 
         The same checks and writes as ``apply``'s loop body, without the loop, the frame
         bookkeeping and the tuple: 0.30 instead of 0.52 us per frame, ~10 % of a single-message
-        venue's end-to-end cost (bench/README.md). Kept identical to ``apply`` by
-        tests/unit/test_book.py::test_apply_one_matches_apply. Returns whether it was accepted.
+        venue's end-to-end cost (bench/README.md); ``observe_latency`` is inlined (issue 14: -1.8 %
+        instructions per Binance frame, adapter and book, counted by cachegrind). Kept identical
+        to ``apply`` by tests/unit/test_book.py::test_apply_one_matches_apply. Returns whether it
+        was accepted.
         """
         state = self.symbols.get(item.symbol)
         ts = item.ts
@@ -734,7 +736,14 @@ class FeedBook:
         state.updates += 1
         self.last_update = now
         if ts:  # checked above, so its unit is the cached range's: a division, no to_seconds
-            self.observe_latency(now - ts / self.ts_unit)
+            # observe_latency, inlined: one Python call fewer per timestamped update (bench/README.md)
+            latency = now - ts / self.ts_unit
+            if latency < self.latency_min:
+                self.latency_min = latency
+            if latency < 0.0:
+                latency = 0.0
+            self.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+            self.latency_sum += latency
         return True
 
     def _apply_one_taped(self, item: Update, now: float) -> bool:

@@ -24,7 +24,9 @@ Flags follow the Prometheus exporter conventions::
 A trading state file that cannot be used (missing while its backup exists, truncated, corrupt)
 stops the start with exit status 1 and one log line naming the file and the ways to recover
 (exporter/trading/store.py, docs/runbook.md#trading-state-file). The soft open files limit is
-raised to the hard one at start (exporter/web/guard.py).
+raised to the hard one at start (exporter/web/guard.py). Once started, the garbage collector is
+tuned for a long-running process: start-up objects frozen, young passes rarer
+(exporter/gctune.py; logged once with what was set).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from exporter import gctune
 from exporter.commands import common_flags, report_problems, stop_event
 from exporter.commands.helptext import HelpFormatter, config_epilog
 from exporter.config import Config, ConfigError, listen_address, load_file
@@ -279,6 +282,11 @@ async def serve(config: Config, web_access=None, *, reset_trading_state: bool = 
     except OSError as exc:  # the port is taken, the certificate unreadable, ...
         log.error("cannot serve on %s: %s", config.listen, exc, extra={"listen": config.listen})
         return 1
+    # Started: what is alive now lives as long as the process; the collector stops rescanning it
+    # and runs its young passes less often (exporter/gctune.py, measured there).
+    tuned = gctune.apply()
+    log.info("garbage collector tuned: %d start-up objects frozen, thresholds %s", tuned["gc_frozen"],
+             tuned["gc_thresholds"], extra=tuned)
     await stopping.wait()
     if load is not None:
         loop.remove_signal_handler(signal.SIGHUP)

@@ -9,14 +9,18 @@ double connection.
 
 The hot path, per data frame, is::
 
-    now = clock()                      # the injected clock: book time
-    feed.frame_received(len(data), now)
-    self.beat.last_heartbeat = now     # a data frame is a sign of life too
-    self.rx += 1                       # arrivals, for the keeper
+    if ahead: ahead -= 1               # queued behind the batch's first frame: the batch's time
+    else: now = clock(); ahead = len(queued)   # the injected clock (book time), once per batch
+    frames += 1; size += len(data)     # the batch's accounting, in locals
     record((now, data))                # only with the frame recorder on (recorder.py): a deque append
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
-    if signals: slow path (acks, auth, replies, problems, rejected updates) else: feed.frame_ok()
+    if signals: slow path (acks, auth, replies, problems, rejected updates) else: ok = True
 
+and once per batch, before a ``receive()`` that may wait (``_count``): the bytes and the last
+message time into the book (``frame_received``), the heartbeat (``beat.last_heartbeat``: a data
+frame is a sign of life too), the arrivals for the keeper (``rx``), and ``frame_ok`` if a plain
+data frame came. A batch is what aiohttp had parsed from the socket when its first frame was
+handed over (``_read`` says why nothing else can see the locals before they are written). All
 with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
 this link is the shard's primary (so ``feedwatch_feed_last_heartbeat_timestamp_seconds`` moves
 with every frame, ping or pong, even with ``ping_interval: 0``), a private stand-in otherwise.
@@ -134,6 +138,18 @@ class Owner(Protocol):
 
 class ConnectFailed(Exception):
     """The socket never opened (refused, DNS, TLS, handshake status, timeout)."""
+
+
+def _queue_of(ws: aiohttp.ClientWebSocketResponse) -> Any:
+    """The deque of frames aiohttp has parsed and not yet handed over, for its length only: a
+    private attribute (``ws._reader._buffer``), looked up once per link, defensively. None if
+    aiohttp ever renames it; the read loop then reads the clock for every frame (still exact)."""
+    buffer = getattr(getattr(ws, "_reader", None), "_buffer", None)
+    try:
+        len(buffer)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return buffer
 
 
 class _Beat:
@@ -455,42 +471,90 @@ class Link:
         self._check_ready()
 
     async def _read(self) -> None:
+        """Read until the socket ends: the hot path (module docstring), batched.
+
+        aiohttp parses every frame of a socket read into its queue before handing the first one
+        over, and ``receive()`` returns queued frames without yielding to the event loop. So the
+        clock is read once per *batch*: on the first frame after a wait, noting how many more
+        frames are already queued behind it (they arrived before that reading, which is the time
+        of the batch). Bytes, frames (``rx``), the last message time and the heartbeat are
+        accumulated in locals and written once per batch, before the next ``receive()`` that may
+        wait: nothing else runs in between, so every other task (the keeper, a scrape, the
+        sweep) sees them exact. The slow paths (a frame with signals, the venue's acceptance, a
+        control frame, the end of the socket) flush first, so they see them exact too. Measured
+        in bench/README.md ("Transport").
+        """
         ws = self.ws
         assert ws is not None
         receive = ws.receive
         handle = self.adapter.handle
-        feed = self.feed
-        frame_received = feed.frame_received
-        frame_ok = feed.frame_ok
+        frame_ok = self.feed.frame_ok
         clock = self.clock.time
         ring = self.runner.recording
         record = ring.frames.append if ring is not None else None
         TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+        queue = _queue_of(ws)  # aiohttp's parsed frames, for their count; None: a batch per frame
         waiting = True   # not accepted by the venue yet: each frame asks _accepted_by
-        while True:
-            msg = await receive()
-            kind = msg.type
-            if kind is TEXT or kind is BINARY:
-                data = msg.data
-                now = clock()
-                frame_received(len(data), now)
-                if record is not None:
-                    record((now, data))
-                self.beat.last_heartbeat = now
-                self.rx += 1
-                try:
-                    signals = handle(data, now)
-                except Exception as exc:  # an adapter bug must cost one frame, not the feed
-                    signals = (Problem("decode", f"adapter raised {exc!r}"),)
-                if signals:
-                    self._on_signals(signals, now)
-                else:
-                    frame_ok()
-                if waiting:
-                    waiting = not self._accepted_by(signals, now)
-                continue
-            if not await self._on_control_frame(msg):
-                return
+        now = 0.0
+        ahead = 0        # frames queued behind the batch's first when ``now`` was read
+        frames = size = 0    # of the batch, not yet written
+        ok = False       # a plain data frame in the batch, not yet written (``frame_ok``)
+        try:
+            while True:
+                if frames and not ahead:  # the next receive() may wait: write the batch first
+                    self._count(frames, size, now, ok)
+                    frames = size = 0
+                    ok = False
+                msg = await receive()
+                kind = msg.type
+                if kind is TEXT or kind is BINARY:
+                    data = msg.data
+                    if ahead:
+                        ahead -= 1
+                    else:
+                        now = clock()
+                        ahead = len(queue) if queue is not None else 0
+                    frames += 1
+                    size += len(data)
+                    if record is not None:
+                        record((now, data))
+                    try:
+                        signals = handle(data, now)
+                    except Exception as exc:  # an adapter bug must cost one frame, not the feed
+                        signals = (Problem("decode", f"adapter raised {exc!r}"),)
+                    if signals or waiting:
+                        # The slow path: the batch so far written first, then the frame's signals.
+                        self._count(frames, size, now, ok)
+                        frames = size = 0
+                        ok = False
+                        if signals:
+                            self._on_signals(signals, now)
+                        else:
+                            frame_ok()
+                        if waiting:
+                            waiting = not self._accepted_by(signals, now)
+                    else:
+                        ok = True
+                    continue
+                if frames:  # a control frame (it may wait: a pong): the batch first
+                    self._count(frames, size, now, ok)
+                    frames = size = 0
+                    ok = False
+                ahead = 0  # frames queued after this one get a clock reading of their own
+                if not await self._on_control_frame(msg):
+                    return
+        finally:
+            if frames:  # cancelled or failed mid-batch: what was read still counts
+                self._count(frames, size, now, ok)
+
+    def _count(self, frames: int, size: int, now: float, ok: bool) -> None:
+        """Write a batch's accounting (``_read``): ``frames`` frames of ``size`` bytes read at
+        book time ``now``; ``ok``: one of them was a plain data frame, ending a run of errors."""
+        self.feed.frame_received(size, now)
+        self.beat.last_heartbeat = now
+        self.rx += frames
+        if ok:
+            self.feed.frame_ok()
 
     async def _on_control_frame(self, msg: aiohttp.WSMessage) -> bool:
         """A non-data frame; False when the socket is finished."""

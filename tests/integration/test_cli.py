@@ -181,6 +181,11 @@ async def test_run_serves_metrics_with_data_and_exits_zero_on_sigterm(tmp_path, 
     assert rc == 0, err
     records = [json.loads(line) for line in err.splitlines()]   # --log.format json: every line is JSON
     assert {"level": "info", "logger": "exporter.commands.run", "msg": "stopped"}.items() <= records[-1].items()
+    # The collector was tuned once started (exporter/gctune.py): the values read back from gc.
+    from exporter.gctune import THRESHOLDS
+
+    tuned = [r for r in records if r["msg"].startswith("garbage collector tuned")]
+    assert len(tuned) == 1 and tuned[0]["gc_thresholds"] == list(THRESHOLDS) and tuned[0]["gc_frozen"] > 10_000, tuned
     await async_wait_for(lambda: venue.stats.connections_open == 0, what="socket closed by the exporter")
 
 

@@ -11,4 +11,5 @@ def test_transport_benchmark_runs() -> None:
     assert set(result.rates) == set(transport.CONTENDERS)
     assert all(rate > 0 for rate in result.rates.values())
     text = transport.report(result)
-    assert "msgs/s" in text and "feedwatch / websockets" in text and "frame recording costs" in text
+    assert "frames/s" in text and "feedwatch / websockets" in text and "frame recording costs" in text
+    assert "feedwatch / cryptofeed on the same aggTrade frames" in text and ">= 5x cryptofeed (" in text

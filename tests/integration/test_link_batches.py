@@ -1,0 +1,91 @@
+"""The link's read loop reads the clock once per batch of frames aiohttp has already parsed, and
+accumulates its accounting in locals (exporter/feeds/link.py, ``Link._read``): nothing may be lost
+or counted twice. A real socket on 127.0.0.1 writes single-event Binance frames in chunks of 1,000
+(the transport benchmark's blaster, in this process), two undecodable ones among them; a real
+FeedRunner reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench import transport
+from exporter.feeds.runner import FeedRunner
+from tests.waiting import async_wait_for
+
+COUNT = 6_000
+BAD = b'{"stream":"s0001usdt@trade","data":{"e":"trade"'   # cut short: a decode error
+BAD_FRAME = transport._ws_header(len(BAD)) + BAD
+
+
+class CountingClock:
+    """The wall clock, remembering every reading."""
+
+    def __init__(self) -> None:
+        self.readings: list[float] = []
+
+    def time(self) -> float:
+        now = time.time()
+        self.readings.append(now)
+        return now
+
+
+def _payload_bytes(count: int) -> int:
+    """The payload bytes of the frames the blaster sends (WebSocket headers parsed off)."""
+    total = 0
+    for chunk in transport._frames(count, transport._symbols()):
+        at = 0
+        while at < len(chunk):
+            length = chunk[at + 1] & 0x7F
+            at += 2
+            if length == 126:
+                length = int.from_bytes(chunk[at:at + 2], "big")
+                at += 2
+            total += length
+            at += length
+    return total
+
+
+async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await transport.accept(reader, writer)
+        for i, chunk in enumerate(transport._frames(COUNT, transport._symbols())):
+            # An undecodable frame amid the burst (the slow path mid-batch) and one at its end.
+            writer.write(chunk + BAD_FRAME if i in (2, COUNT // 1_000 - 1) else chunk)
+            await writer.drain()
+        try:  # then quiet, open (no close: nothing may arrive after the burst), reading the client
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    config, feed = transport._book(url)
+    clock = CountingClock()
+    runner = FeedRunner(config, feed, clock)
+    await runner.start()
+    try:
+        # Checked from another task, which runs only while the reader waits: what it sees must be exact.
+        await async_wait_for(lambda: transport._received(feed) >= COUNT and feed.errors["decode"] >= 2, timeout=30,
+                             what=f"{COUNT} frames and two bad ones")
+        assert transport._received(feed) == COUNT
+        assert sum(state.updates for state in feed.symbols.values()) == COUNT
+        assert feed.bytes == _payload_bytes(COUNT) + 2 * len(BAD)
+        assert feed.connects == 1 and feed.errors == {**dict.fromkeys(feed.errors, 0), "decode": 2}
+        # The one amid the burst was followed by good frames (a run of errors ended), the last was not.
+        assert feed.consecutive_errors == 1
+        # The batch's reading is the time of its frames: the book's times are clock readings,
+        # the last message and the heartbeat are the last batch's.
+        last = max(state.last_update for state in feed.symbols.values())
+        assert feed.last_message == last and last in clock.readings
+        assert feed.connection("0").last_heartbeat == last
+        assert {state.last_update for state in feed.symbols.values()} <= set(clock.readings)
+        # Batched: far fewer readings than frames (the blaster writes 1,000 frames at a time).
+        assert len(clock.readings) < COUNT / 10, len(clock.readings)
+    finally:
+        await runner.stop()
+        server.close()
+        await server.wait_closed()
