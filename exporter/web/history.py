@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from operator import attrgetter
 from typing import Callable, Optional
 
-from exporter.book import CLOSED, Book
+from exporter.book import Book
 
 log = logging.getLogger(__name__)
+
+_last_update_of = attrgetter("last_update")
 
 Sampler = Callable[[float], dict[str, Optional[float]]]
 
@@ -65,7 +68,13 @@ class History:
 
 
 def feed_staleness(book: Book) -> Sampler:
-    """The worst staleness among each price feed's symbols (None while its market is closed)."""
+    """The worst staleness among each price feed's symbols (None while its market is closed).
+
+    It runs on the event loop every ``interval``: no Python call per symbol (100,000 symbols'
+    ``classify`` and ``staleness`` stalled the loop ~70 ms). While the market is open no symbol
+    is closed, and the worst is the age of the oldest reference time (``FeedBook.reference_time``:
+    the last update, or the subscription for a symbol never updated, and never before the session
+    open), found with ``min`` over the last-update times gathered in C."""
 
     def sample(now: float) -> dict[str, Optional[float]]:
         values: dict[str, Optional[float]] = {}
@@ -75,11 +84,13 @@ def feed_staleness(book: Book) -> Sampler:
             if not feed.refresh_market(now):
                 values[feed.name] = None
                 continue
-            worst = 0.0
-            for state in feed.symbols.values():
-                if feed.classify(state, now) != CLOSED:
-                    worst = max(worst, feed.staleness(state, now))
-            values[feed.name] = round(worst, 3)
+            states = list(feed.symbols.values())
+            updated = list(map(_last_update_of, states))
+            if 0.0 in updated:   # some never updated: their clocks run from the subscription
+                oldest = min([s.last_update or s.since for s in states])
+            else:
+                oldest = min(updated)
+            values[feed.name] = round(max(0.0, now - max(oldest, feed.session_start)), 3)
         return values
 
     return sample
