@@ -287,11 +287,13 @@ class Watchlist:
         owns = self.shard.owns
         for feed in sorted({*self.runners, *self._files, *self.api}):
             runner = self.runners.get(feed)
-            configured = set(runner.config.symbols) if runner is not None else set()
             # Sharded: another shard's triggers are that shard's (the API only ever takes ours).
             files = {s: t for s, t in self._files.get(feed, {}).items() if owns(feed, s)}
             api = self.api.get(feed, {})
             expiry = {**files, **{s: max(t, files.get(s, 0.0)) for s, t in api.items()}}
+            # Only with a trigger to check: a set of 100,000 configured symbols built at every
+            # scan, on the event loop, is a stall of its own.
+            configured = set(runner.config.symbols) if runner is not None and expiry else set()
             want = {s for s in expiry if s not in configured}
             have = self.managed.setdefault(feed, set())
             add = sorted(want - have)
