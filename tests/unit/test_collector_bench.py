@@ -56,7 +56,7 @@ def test_capacity_process_config_holds_the_full_benchmark() -> None:
 
 def test_memory_benchmark_runs() -> None:
     result = memory.measure(n=500, children_n=100, progress=False)
-    assert result.book_bytes > 0 and result.children_bytes > 0
+    assert result.book_bytes > 0 and result.children_bytes > 0 and result.render_cache_bytes > 0
     assert "bytes/symbol" in memory.report(result)
 
 
