@@ -18,8 +18,10 @@ resident memory before and its high-water mark after (``/proc/PID/status``: VmRS
 each scrape's time (request sent to last byte) against the median of five lone scrapes.
 
 Targets (issue 14): longest event-loop stall <= 20 ms (the exporter's own
-``feedwatch_event_loop_lag_seconds``, the longest loop iteration of the last 60 s: read at the
-end of each scrape phase, so it covers the phase before it too: an upper bound); ingest with
+``feedwatch_event_loop_iteration_seconds`` histogram, read before and after each scrape phase:
+no iteration of the phase over its 20 ms bucket; ``feedwatch_event_loop_lag_seconds``, the
+longest iteration of the last 60 s, is printed too, but its window reaches back over the
+previous phase and, in the first minute, the start-up); ingest with
 scrapes >= 85 % of without; the API's staleness of the hot symbol <= 50 ms; 500 concurrent
 scrapes: RSS growth <= 50 MB and none longer than two lone scrapes.
 """
@@ -236,7 +238,7 @@ class Phase:
     scraping: bool
     rate: float = 0.0                  # messages/s ingested
     stall: float = 0.0                 # feedwatch_event_loop_lag_seconds at the end (60 s window)
-    over_25ms: int = 0                 # loop iterations over 25 ms in this phase (the histogram)
+    over_20ms: int = 0                 # loop iterations over 20 ms in this phase (the histogram)
     longest_le: str = ""               # the histogram bucket the phase's longest iteration fell in
     api_behind: float = 0.0            # worst staleness of the hot symbol the API reported
     scrapes: list[float] = field(default_factory=list)   # seconds per whole scrape
@@ -279,9 +281,7 @@ async def _phase(session: aiohttp.ClientSession, url: str, scraping: bool) -> Ph
     phase.gen2 = int(await _gen2(session, url) - gen2_before)
     delta = {le: n - buckets_before.get(le, 0) for le, n in (await _buckets(session, url)).items()}
     total = delta["+Inf"]
-    # The histogram's nearest bound above the 20 ms target (loopwatch.ITERATION_BUCKETS has 10
-    # and 25 ms); the verdict also reads the lag gauge, which has no buckets, against 20 ms.
-    phase.over_25ms = int(total - delta["0.025"])
+    phase.over_20ms = int(total - delta["0.02"])   # loopwatch.ITERATION_BUCKETS has the target as a bound
     phase.longest_le = next(le for le, n in delta.items() if n == total)
     return phase
 
@@ -406,14 +406,14 @@ def measure(n: int = SYMBOLS, phases: int = PHASES, progress: bool = True) -> Sc
 def verdicts(r: ScrapeLoadResult) -> list[tuple[str, bool, str]]:
     scraping = [p for p in r.phases if p.scraping]
     stall = max((p.stall for p in scraping), default=0.0)
-    over = sum(p.over_25ms for p in scraping)
+    over = sum(p.over_20ms for p in scraping)
     behind = max((p.api_behind for p in scraping), default=0.0)
     ratio = r.with_scrapes / r.without if r.without else 0.0
     c = r.concurrent
     return [
-        ("longest event-loop stall while scraping <= 20 ms", over == 0 and stall <= 0.020,
-         f"{over} loop iterations over 25 ms in the scrape phases; feedwatch_event_loop_lag_seconds "
-         f"up to {stall * 1e3:.1f} ms"),
+        ("longest event-loop stall while scraping <= 20 ms", over == 0,
+         f"{over} loop iterations over 20 ms in the scrape phases (feedwatch_event_loop_lag_seconds, "
+         f"60 s window: up to {stall * 1e3:.1f} ms)"),
         ("ingest with scrapes >= 85 % of without", ratio >= 0.85, f"{ratio:.0%}"),
         ("API staleness of the hot symbol <= 50 ms", behind <= 0.050, f"{behind * 1e3:.1f} ms"),
         (f"{CONCURRENT} concurrent scrapes: RSS growth <= 50 MB", c["growth"] <= 50e6, f"{c['growth'] / 1e6:.1f} MB"),
@@ -424,7 +424,7 @@ def verdicts(r: ScrapeLoadResult) -> list[tuple[str, bool, str]]:
 
 def report(r: ScrapeLoadResult) -> str:
     rows = [(f"{i + 1}", "with" if p.scraping else "without", f"{p.rate:,.0f}", f"{p.stall * 1e3:.1f}",
-             f"{p.over_25ms}", f"<= {float(p.longest_le) * 1e3:g}" if p.longest_le != "+Inf" else "> 10 s",
+             f"{p.over_20ms}", f"<= {float(p.longest_le) * 1e3:g}" if p.longest_le != "+Inf" else "> 10 s",
              f"{p.api_behind * 1e3:.1f}",
              f"{sorted(p.scrapes)[len(p.scrapes) // 2] * 1e3:.0f}" if p.scrapes else "-",
              f"{p.scrape_bytes / 1e6:.1f}" if p.scrapes else "-", f"{p.gen2}")
@@ -432,7 +432,7 @@ def report(r: ScrapeLoadResult) -> str:
     lines = [f"Scrape load: {SYMBOLS:,} symbols, Polygon frames of {EVENTS_PER_FRAME} quotes as fast as the "
              f"exporter reads them, {PHASE:.0f} s phases; exporter on one core, blaster and client on the other "
              f"({r.load})",
-             table(("phase", "scrapes", "msgs/s", "loop lag ms (60 s)", "iterations > 25 ms", "longest ms",
+             table(("phase", "scrapes", "msgs/s", "loop lag ms (60 s)", "iterations > 20 ms", "longest ms",
                     "API behind ms", "scrape ms (median)", "body MB", "gen-2 GCs"), rows),
              f"ingest with / without scrapes: {r.with_scrapes:,.0f} / {r.without:,.0f} msgs/s",
              f"{CONCURRENT} concurrent scrapes of {CONCURRENT_SYMBOLS:,} symbols: RSS {r.concurrent['rss_before'] / 1e6:.0f} MB "

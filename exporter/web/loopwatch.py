@@ -41,7 +41,7 @@ from bisect import bisect_left
 from typing import Any
 
 # Buckets of the iteration histogram, in seconds (le); the first is also the slow-path threshold.
-ITERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ITERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The gauge reports the longest iteration within this many seconds (several scrape intervals:
 # a stall stays visible to every scraper, whichever scraped last).
 WINDOW = 60
