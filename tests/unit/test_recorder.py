@@ -62,8 +62,10 @@ def test_recordings_round_trip_text_and_binary_frames(tmp_path):
         assert json.loads(fh.readlines()[1]) == [1.5, '[{"ev":"T","sym":"AAPL","p":189.5}]']
 
 
-@pytest.mark.parametrize("content", [b"not gzip at all", gzip.compress(b'{"hello": 1}\n'),
-                                     gzip.compress(b'{"feedwatch_recording": 1}\n[1.0]\n')])
+# mtime=0: the same bytes, so the same test ids, at every collection (pytest-xdist's workers each
+# collect and must agree; a gzip header's default mtime is the second it was made).
+@pytest.mark.parametrize("content", [b"not gzip at all", gzip.compress(b'{"hello": 1}\n', mtime=0),
+                                     gzip.compress(b'{"feedwatch_recording": 1}\n[1.0]\n', mtime=0)])
 def test_a_file_that_is_not_a_recording_is_refused_with_its_path(tmp_path, content):
     path = tmp_path / "bad.fwrec.gz"
     path.write_bytes(content)
