@@ -316,13 +316,16 @@ class Service:
             log.info("%s", change.describe(), extra=change.fields())
         if len(changes) > MAX_TRANSITION_LINES:
             log.info("... and %d more state changes in this sweep", len(changes) - MAX_TRANSITION_LINES)
+        critical: dict[str, list[str]] = {}
         for change in changes:
             if change.new == CRITICAL:
-                runner = self.runners.get(change.feed)
-                if runner is not None:
-                    task = asyncio.create_task(runner.resubscribe(change.symbol))
-                    self._resubscribes.add(task)
-                    task.add_done_callback(self._resubscribes.discard)
+                critical.setdefault(change.feed, []).append(change.symbol)
+        for feed, symbols in critical.items():   # one resubscription per feed and sweep
+            runner = self.runners.get(feed)
+            if runner is not None:
+                task = asyncio.create_task(runner.resubscribe(symbols))
+                self._resubscribes.add(task)
+                task.add_done_callback(self._resubscribes.discard)
         return changes
 
     async def _sweep_forever(self) -> None:

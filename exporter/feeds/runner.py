@@ -68,6 +68,8 @@ FATAL_REASONS = frozenset({"auth_failed"})
 FATAL_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
 # A repeated problem of one kind is logged at most once per this many seconds (loop time).
 PROBLEM_LOG_INTERVAL = 60.0
+# A resubscription's log line names this many symbols, then says how many more.
+RESUBSCRIBE_LOG_SYMBOLS = 20
 
 
 def classify(cause: BaseException | str | None) -> bool:
@@ -488,21 +490,32 @@ class FeedRunner:
                          extra={"feed": self.feed.name, "symbols": removed})
             return removed
 
-    async def resubscribe(self, symbol: str) -> bool:
-        """Resubscribe a critical symbol: once per critical period (until it updates again)."""
-        state = self.feed.symbols.get(symbol)
-        if state is None:
-            return False
-        if self._resubscribed.get(symbol) == state.updates:
-            return False  # already tried, and nothing arrived since
-        for shard in self.shards.values():
-            if symbol in shard.symbols:
-                self._resubscribed[symbol] = state.updates
-                log.info("feed %s: resubscribing %s (critical)", self.feed.name, symbol,
-                         extra={"feed": self.feed.name, "symbol": symbol, "reason": "critical"})
-                await shard.resubscribe([symbol])
-                return True
-        return False
+    async def resubscribe(self, symbols: Sequence[str]) -> list[str]:
+        """Resubscribe symbols that went critical, each once per critical period (until it
+        updates again); returns those resubscribed. One sweep's critical symbols come together:
+        one unsubscribe and one subscribe per shard and one log line for all of them, not two
+        control messages and a line per symbol (a whole feed going critical at once would queue
+        thousands behind the venue's control-message rate)."""
+        by_shard: dict[object, list[str]] = {}
+        for symbol in symbols:
+            state = self.feed.symbols.get(symbol)
+            if state is None or self._resubscribed.get(symbol) == state.updates:
+                continue  # gone, or already tried and nothing arrived since
+            for shard in self.shards.values():
+                if symbol in shard.symbols:
+                    self._resubscribed[symbol] = state.updates
+                    by_shard.setdefault(shard, []).append(symbol)
+                    break
+        done = sorted(s for batch in by_shard.values() for s in batch)
+        if not done:
+            return done
+        shown = ", ".join(done[:RESUBSCRIBE_LOG_SYMBOLS]) + (
+            f" and {len(done) - RESUBSCRIBE_LOG_SYMBOLS} more" if len(done) > RESUBSCRIBE_LOG_SYMBOLS else "")
+        log.info("feed %s: resubscribing %d critical symbol(s): %s", self.feed.name, len(done), shown,
+                 extra={"feed": self.feed.name, "symbols": done[:RESUBSCRIBE_LOG_SYMBOLS], "count": len(done),
+                        "reason": "critical"})
+        await asyncio.gather(*(shard.resubscribe(batch) for shard, batch in by_shard.items()))  # type: ignore[attr-defined]
+        return done
 
     # --- internals -----------------------------------------------------------------------------
 

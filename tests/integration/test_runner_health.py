@@ -6,6 +6,8 @@ so states change exactly when the test says and nothing sleeps for a fixed time.
 
 from __future__ import annotations
 
+import logging
+
 from exporter.book import CRITICAL, DEGRADED, HEALTHY, STALE
 from tests.integration.feedharness import simulated_feed
 
@@ -70,3 +72,29 @@ async def test_critical_symbol_is_resubscribed_once_per_critical_period(clock):
             sweeps()
         assert state_of(h, "AAPL", clock) == CRITICAL
         assert h.sim.stats.control_received == control_before + 2
+
+
+async def test_symbols_critical_in_one_sweep_are_resubscribed_together(clock, caplog):
+    """A feed whose symbols all go critical at once (the venue stops sending on a live socket)
+    resubscribes them in one unsubscribe and one subscribe, logged once: not a task, two
+    control messages and a log line per symbol (100,000 symbols made 100,000 of each, queued
+    behind the venue's control-message rate)."""
+    async with simulated_feed(clock, symbols=("AAPL", "MSFT", "IBM"), top={"thresholds": THRESHOLDS}) as h:
+        await h.wait(lambda: h.acked("AAPL", "MSFT", "IBM"), "subscriptions acknowledged")
+        await h.flowing("AAPL", "MSFT", "IBM")
+        for symbol in ("AAPL", "MSFT", "IBM"):
+            h.sim.fault("stall", symbol)
+        for symbol in ("AAPL", "MSFT", "IBM"):
+            await h.settled(symbol)
+        control_before = h.sim.stats.control_received
+        caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
+        caplog.clear()
+
+        latest = max(s.last_update for s in h.feed.symbols.values())
+        clock.set(latest + 61)   # every symbol past critical before the next sweep
+        await h.wait(lambda: all(s.last_state == CRITICAL for s in h.feed.symbols.values()),
+                     "sweeper saw all three critical")
+        await h.wait(lambda: h.acked("AAPL", "MSFT", "IBM"), "all three re-acknowledged")
+        assert h.sim.stats.control_received == control_before + 2   # one unsubscribe, one subscribe
+        lines = [r.getMessage() for r in caplog.records if "resubscribing" in r.getMessage()]
+        assert lines == ["feed stocks: resubscribing 3 critical symbol(s): AAPL, IBM, MSFT"], lines
