@@ -191,7 +191,7 @@ import time
 from bisect import bisect_right
 from itertools import repeat
 from operator import attrgetter, countOf, eq as _eq, sub as _sub, truediv as _truediv
-from typing import Callable, Generator, Iterable, Sequence
+from typing import Any, Callable, Generator, Iterable, Sequence
 
 import msgspec
 
@@ -771,17 +771,9 @@ class BookCollector:
                         return chunk.fmt_event % _float_texts(list(map(_truediv, events, repeat(divisor)))), True
                     except Exception:  # noqa: BLE001 - one slipped past the checks: line by line
                         break
-        lines = []
-        ok = True
-        for s, raw in zip(members, events):
-            if raw:  # the venue's value: the one sample that could be bad
-                try:
-                    lines.append(f"feedwatch_symbol_last_event_timestamp_seconds{{{s.labels}}} "
-                                 f"{format_value(to_seconds(raw))}\n")  # type: ignore[arg-type]
-                except Exception as exc:
-                    self.errors.skipped("book", f"feedwatch_symbol_last_event_timestamp_seconds{{{s.labels}}}", exc)
-                    ok = False
-        return "".join(lines).encode(), ok
+        # The venue's value, absent (0) until it gave one: the one sample that could be bad.
+        return self._guarded_lines("feedwatch_symbol_last_event_timestamp_seconds", members, events, bool,
+                                   lambda raw: format_value(to_seconds(raw)))
 
     def _prices(self, chunk: _Chunk, members: list[SymbolState], prices: tuple) -> tuple[bytes, bool]:
         """The prices' lines, and whether none was left out. Fast: every member priced, all
@@ -790,30 +782,31 @@ class BookCollector:
             total = sum(prices)
             if total - total == 0.0:
                 return chunk.fmt_price % _float_texts(prices), True
-        lines = []
-        ok = True
-        for s, price in zip(members, prices):
-            if price == price:   # NaN: never priced, no sample
-                try:
-                    lines.append(f"feedwatch_symbol_price{{{s.labels}}} {format_value(price)}\n")  # type: ignore[arg-type]
-                except Exception as exc:
-                    self.errors.skipped("book", f"feedwatch_symbol_price{{{s.labels}}}", exc)
-                    ok = False
-        return "".join(lines).encode(), ok
+        return self._guarded_lines("feedwatch_symbol_price", members, prices,
+                                   lambda price: price == price,   # NaN: never priced, no sample
+                                   format_value)
 
     def _expected(self, members: list[SymbolState], learns: tuple) -> tuple[bytes, bool]:
         """The learned intervals' lines (``FeedBook.expected_interval``), for members that have one."""
         if float not in set(map(type, learns)):
             return b"", True
+        return self._guarded_lines("feedwatch_symbol_expected_interval_seconds", members, learns,
+                                   lambda learned: learned.__class__ is float,
+                                   lambda learned: format_value(math.exp(learned)))
+
+    def _guarded_lines(self, name: str, members: list[SymbolState], values: Sequence[object],
+                       present: Callable[[object], bool], text: Callable[[Any], str]) -> tuple[bytes, bool]:
+        """``name``'s lines one by one, for the members whose value is ``present``, each guarded: a
+        value ``text`` cannot format is left out and counted (``RenderErrors``). The fast paths'
+        fallback; returns the lines and whether none was left out."""
         lines = []
         ok = True
-        for s, learned in zip(members, learns):
-            if learned.__class__ is float:
+        for s, value in zip(members, values):
+            if present(value):
                 try:
-                    lines.append(f"feedwatch_symbol_expected_interval_seconds{{{s.labels}}} "
-                                 f"{format_value(math.exp(learned))}\n")  # type: ignore[arg-type]
+                    lines.append(f"{name}{{{s.labels}}} {text(value)}\n")
                 except Exception as exc:
-                    self.errors.skipped("book", f"feedwatch_symbol_expected_interval_seconds{{{s.labels}}}", exc)
+                    self.errors.skipped("book", f"{name}{{{s.labels}}}", exc)
                     ok = False
         return "".join(lines).encode(), ok
 
