@@ -312,6 +312,12 @@ class QuoteLike(Protocol):
 Update = Union[TradeLike, QuoteLike]
 
 
+# ``to_seconds``'s units as data, for code that converts many stamps at once (the collector):
+# (lowest, highest] raw values read as one unit, and the divisor to seconds. ``to_seconds`` spells
+# the same comparisons out (one call per stamp); tests/unit/test_book.py keeps the two in step.
+TIMESTAMP_UNITS = ((1e17, math.inf, 1e9), (1e14, 1e17, 1e6), (1e11, 1e14, 1e3), (0.0, 1e11, 1.0))
+
+
 def to_seconds(ts: float) -> float:
     """A Unix timestamp in s, ms, us or ns -> seconds, told apart by magnitude.
 

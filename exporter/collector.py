@@ -204,6 +204,7 @@ from exporter.book import (
     LATENCY_BUCKETS,
     STALE,
     STATE_NAMES,
+    TIMESTAMP_UNITS,
     Book,
     FeedBook,
     SymbolState,
@@ -409,8 +410,6 @@ _price_of = attrgetter("price")
 _same_of = attrgetter("same")
 _rest_mark_of = attrgetter("rest_mark")
 _encode_json = msgspec.json.Encoder().encode
-# (lowest, highest] raw venue timestamps of one unit, and its divisor (``book.to_seconds``).
-_EVENT_UNITS = ((1e17, math.inf, 1e9), (1e14, 1e17, 1e6), (1e11, 1e14, 1e3), (0.0, 1e11, 1.0))
 
 
 def _float_texts(values: tuple | list) -> tuple[bytes, ...]:
@@ -765,7 +764,7 @@ class BookCollector:
         and they share a unit (``book.to_seconds``'s division done for the chunk at once)."""
         if 0 not in events and set(map(type, events)) <= {int, float}:
             low, high = min(events), max(events)
-            for floor, ceiling, divisor in _EVENT_UNITS:
+            for floor, ceiling, divisor in TIMESTAMP_UNITS:
                 if low > floor and high <= ceiling:
                     try:
                         return chunk.fmt_event % _float_texts(list(map(_truediv, events, repeat(divisor)))), True

@@ -482,3 +482,18 @@ def test_the_mid_of_two_near_max_sides_is_finite(clock):
     feed.apply([Q("MSFT", 1.7e308, 1.79e308)], clock.time())
     for symbol in ("AAPL", "MSFT"):
         assert feed.symbols[symbol].price == pytest.approx(1.745e308) and math.isfinite(feed.symbols[symbol].price)
+
+
+@pytest.mark.parametrize("unit", [1.0, 1e3, 1e6, 1e9])
+def test_the_unit_table_says_what_to_seconds_does(unit):
+    """The collector converts a chunk's stamps at once through TIMESTAMP_UNITS; each stamp alone
+    goes through to_seconds: both must read every unit alike, at its edges too."""
+    from exporter.book import TIMESTAMP_UNITS
+    for seconds in (TIMESTAMP_FLOOR, 1_700_000_000.123, TIMESTAMP_CEILING - 1):
+        raw = seconds * unit
+        divisor = next(d for low, high, d in TIMESTAMP_UNITS if low < raw <= high)
+        assert raw / divisor == to_seconds(raw)
+    for low, high, divisor in TIMESTAMP_UNITS:
+        for raw in (high, low * 1.0000001 or 1.0):
+            if math.isfinite(raw):
+                assert raw / divisor == to_seconds(raw)
