@@ -29,12 +29,9 @@ scrapes: RSS growth <= 50 MB and none longer than two lone scrapes.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import multiprocessing
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
@@ -45,6 +42,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import table
+from bench.wsserver import accept, text_frame
 
 PHASE = 10.0            # seconds per phase
 PHASES = 4              # without, with, without, with
@@ -53,7 +51,6 @@ EVENTS_PER_FRAME = 100
 CONCURRENT = 500
 CONCURRENT_SYMBOLS = 2_000
 HOT = "HOT"
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
 
@@ -62,15 +59,6 @@ def symbols(n: int) -> list[str]:
 
 
 # --- the blaster ------------------------------------------------------------------------------------
-
-def _ws_frame(payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return bytes((0x81, 126)) + struct.pack("!H", n) + payload
-    return bytes((0x81, 127)) + struct.pack("!Q", n) + payload
-
 
 def _events(names: list[str]) -> list[tuple[bytes, bytes]]:
     """Per symbol: a Polygon quote split around its millisecond timestamp."""
@@ -86,16 +74,11 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, nam
                  rounds: int | None) -> None:
     """One exporter's connection: log it in, then blast (``rounds`` times over every symbol, then
     stay open and quiet; None: until it hangs up)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key"))
-    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-    writer.write(_ws_frame(b'[{"ev":"status","status":"connected","message":"Connected Successfully"}]'))
+    await accept(reader, writer)
+    writer.write(text_frame(b'[{"ev":"status","status":"connected","message":"Connected Successfully"}]'))
     await writer.drain()
     await reader.read(65536)   # the login (any frame): accepted
-    writer.write(_ws_frame(b'[{"ev":"status","status":"auth_success","message":"authenticated"}]'))
+    writer.write(text_frame(b'[{"ev":"status","status":"auth_success","message":"authenticated"}]'))
 
     async def discard() -> None:   # subscriptions, pings: read and dropped (nothing waits on them)
         try:
@@ -121,7 +104,7 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, nam
                     head, tail = others[i]
                     parts += (b",", head, stamp, tail)
                     i = i + 1 if i + 1 < n else 0
-                frames.append(_ws_frame(b"[" + b"".join(parts) + b"]"))
+                frames.append(text_frame(b"[" + b"".join(parts) + b"]"))
             writer.write(b"".join(frames))
             await writer.drain()
         await drain

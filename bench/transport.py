@@ -43,12 +43,9 @@ side by side, that is the ratio in the table.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import multiprocessing
 import os
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,6 +55,7 @@ import aiohttp
 from websockets.asyncio.client import connect as ws_connect
 
 from bench.common import table
+from bench.wsserver import accept, text_header
 from exporter import gctune
 from exporter.book import Book
 from exporter.clock import SystemClock
@@ -68,7 +66,6 @@ from exporter.feeds.runner import FeedRunner
 
 N_SYMBOLS = 500        # x 2 stream types = 1,000 streams: one connection (the venue allows 1,024)
 CHUNK = 1_000          # frames built per socket write on the blaster side
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 T0_MS = 1_700_000_000_000
 TRADE, AGG_TRADE = "trade", "aggTrade"   # the blaster's two ports: which trade stream each sends
 
@@ -77,12 +74,6 @@ TRADE, AGG_TRADE = "trade", "aggTrade"   # the blaster's two ports: which trade 
 
 def _symbols(n: int = N_SYMBOLS) -> list[str]:
     return [f"S{i:04d}USDT" for i in range(n)]
-
-
-def _ws_header(length: int) -> bytes:
-    if length < 126:
-        return bytes((0x81, length))
-    return bytes((0x81, 126)) + struct.pack("!H", length)
 
 
 def _templates(symbols: list[str], trades_kind: str = TRADE) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
@@ -100,7 +91,7 @@ def _templates(symbols: list[str], trades_kind: str = TRADE) -> tuple[list[tuple
         trades.append((head.encode(), tail.encode()))
         book = (f'{{"stream":"{lower}@bookTicker","data":{{"u":{400900217 + i},"s":"{sym}",'
                 f'"b":"{price - 0.01:.8f}","B":"31.21000000","a":"{price + 0.01:.8f}","A":"40.66000000"}}}}').encode()
-        tickers.append(_ws_header(len(book)) + book)
+        tickers.append(text_header(len(book)) + book)
     return trades, tickers
 
 
@@ -122,20 +113,10 @@ def _frames(count: int, symbols: list[str], trades_kind: str = TRADE):
                 tid = next_id[k]
                 next_id[k] = tid + 1
                 body = head + str(tid).encode() + tail
-                parts.append(_ws_header(len(body)) + body)
+                parts.append(text_header(len(body)) + body)
             i += 1
         sent += len(parts)
         yield b"".join(parts)
-
-
-async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answer a client's WebSocket handshake (whatever the path: every client gets the same frames)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key"))
-    digest = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + digest + b"\r\n\r\n")
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: int,

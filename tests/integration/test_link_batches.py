@@ -10,12 +10,13 @@ import asyncio
 import time
 
 from bench import transport
+from bench.wsserver import accept, text_header
 from exporter.feeds.runner import FeedRunner
 from tests.waiting import async_wait_for
 
 COUNT = 6_000
 BAD = b'{"stream":"s0001usdt@trade","data":{"e":"trade"'   # cut short: a decode error
-BAD_FRAME = transport._ws_header(len(BAD)) + BAD
+BAD_FRAME = text_header(len(BAD)) + BAD
 
 
 class CountingClock:
@@ -48,7 +49,7 @@ def _payload_bytes(count: int) -> int:
 
 async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await transport.accept(reader, writer)
+        await accept(reader, writer)
         for i, chunk in enumerate(transport._frames(COUNT, transport._symbols())):
             # An undecodable frame amid the burst (the slow path mid-batch) and one at its end.
             writer.write(chunk + BAD_FRAME if i in (2, COUNT // 1_000 - 1) else chunk)
