@@ -496,7 +496,7 @@ class FeedRunner:
         one unsubscribe and one subscribe per shard and one log line for all of them, not two
         control messages and a line per symbol (a whole feed going critical at once would queue
         thousands behind the venue's control-message rate)."""
-        by_shard: dict[object, list[str]] = {}
+        by_shard: dict[Shard, list[str]] = {}
         for symbol in symbols:
             state = self.feed.symbols.get(symbol)
             if state is None or self._resubscribed.get(symbol) == state.updates:
@@ -514,7 +514,7 @@ class FeedRunner:
         log.info("feed %s: resubscribing %d critical symbol(s): %s", self.feed.name, len(done), shown,
                  extra={"feed": self.feed.name, "symbols": done[:RESUBSCRIBE_LOG_SYMBOLS], "count": len(done),
                         "reason": "critical"})
-        await asyncio.gather(*(shard.resubscribe(batch) for shard, batch in by_shard.items()))  # type: ignore[attr-defined]
+        await asyncio.gather(*(shard.resubscribe(batch) for shard, batch in by_shard.items()))
         return done
 
     # --- internals -----------------------------------------------------------------------------
