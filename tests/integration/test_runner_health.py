@@ -94,6 +94,9 @@ async def test_symbols_critical_in_one_sweep_are_resubscribed_together(clock, ca
         clock.set(latest + 61)   # every symbol past critical before the next sweep
         await h.wait(lambda: all(s.last_state == CRITICAL for s in h.feed.symbols.values()),
                      "sweeper saw all three critical")
+        # The acknowledgements from the first subscription still stand until the unsubscribe
+        # lands, so wait for the control messages themselves, then for the venue's new acks.
+        await h.wait(lambda: h.sim.stats.control_received >= control_before + 2, "unsubscribe + subscribe")
         await h.wait(lambda: h.acked("AAPL", "MSFT", "IBM"), "all three re-acknowledged")
         assert h.sim.stats.control_received == control_before + 2   # one unsubscribe, one subscribe
         lines = [r.getMessage() for r in caplog.records if "resubscribing" in r.getMessage()]
