@@ -168,10 +168,10 @@ def _blaster(port_out: Any, count: int, cpu: int | None) -> None:
 Outcome = tuple[float, float]
 
 
-def _book(url: str, trades_kind: str = TRADE) -> tuple[Any, Any]:
+def _book(url: str, trades_kind: str = TRADE, transport: str = "aiohttp") -> tuple[Any, Any]:
     config = load_data({"feeds": [{"name": "bench", "kind": "binance", "url": url, "symbols": _symbols(),
                                    "streams": [trades_kind, "bookTicker"], "heartbeat_timeout": "1h",
-                                   "silence_timeout": "1h"}]})
+                                   "silence_timeout": "1h", "transport": transport}]})
     feed = Book(config.feeds, time.time()).feed("bench")
     return config.feeds[0], feed
 
@@ -181,8 +181,8 @@ def _received(feed: Any) -> int:
 
 
 async def _feedwatch(url: str, count: int, record: bool = False, trades_kind: str = TRADE,
-                     gc_tuned: bool = True) -> Outcome:
-    config, feed = _book(url, trades_kind)
+                     gc_tuned: bool = True, transport: str = "aiohttp") -> Outcome:
+    config, feed = _book(url, trades_kind, transport)
     clock = SystemClock()
     runner = FeedRunner(config, feed, clock)
     recorder = trimmer = None
@@ -344,6 +344,7 @@ class TransportResult:
 
 
 FEEDWATCH = "feedwatch (FeedRunner, aiohttp) -> BinanceAdapter -> FeedBook"
+FEEDWATCH_PICOWS = "feedwatch (FeedRunner, picows) -> BinanceAdapter -> FeedBook"
 RECORDING = "feedwatch, recording frames (recorder ring)"
 DEFAULT_GC = "feedwatch, Python's default GC settings"
 FEEDWATCH_AGG = "feedwatch on aggTrade frames"
@@ -352,6 +353,7 @@ WEBSOCKETS = "websockets recv() loop -> BinanceAdapter -> FeedBook"
 # name -> (the blaster port it reads: which trade stream, the contender)
 CONTENDERS: dict[str, tuple[str, Callable[[str, int], Awaitable[Outcome]]]] = {
     FEEDWATCH: (TRADE, _feedwatch),
+    FEEDWATCH_PICOWS: (TRADE, lambda u, c: _feedwatch(u, c, transport="picows")),
     RECORDING: (TRADE, lambda u, c: _feedwatch(u, c, record=True)),
     DEFAULT_GC: (TRADE, lambda u, c: _feedwatch(u, c, gc_tuned=False)),
     FEEDWATCH_AGG: (AGG_TRADE, lambda u, c: _feedwatch(u, c, trades_kind=AGG_TRADE)),

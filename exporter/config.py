@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -384,6 +385,9 @@ class FeedConfig:
     # A first price further than this ratio from the reference is held back until confirmed.
     first_print_max_deviation: float = 0.5
     connect_timeout: Duration = 10.0
+    # The WebSocket client library (exporter/feeds/transport.py): aiohttp, or picows (about 3x
+    # cheaper per frame; an optional dependency, pip install 'feedwatch[picows]').
+    transport: Literal["aiohttp", "picows"] = "aiohttp"
     reconnect: Reconnect = Reconnect()
     # Poll the venue's REST snapshot while the socket is down or a symbol is stale (off by default).
     rest: RestConfig = RestConfig()
@@ -911,6 +915,7 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
         errors.append(f"{path}.rest.fields: only generic feeds take field paths")
     if feed.max_symbols < 1:
         errors.append(f"{path}.max_symbols: must be at least 1, got {feed.max_symbols}")
+    errors.extend(f"{path}.transport: {problem}" for problem in transport_problems(feed))
     # (Its symbols against max_symbols: in check_symbol_caps, which knows the shard.)
     if not 0 < feed.first_print_max_deviation:
         errors.append(f"{path}.first_print_max_deviation: must be a positive ratio, got {feed.first_print_max_deviation}")
@@ -921,6 +926,20 @@ def _build_feed(raw: Any, path: str, defaults: Thresholds, custom: Mapping[str, 
         for problem in check(feed):  # venue rules: "channels[2]: ..." relative to the feed
             errors.append(f"{path}.{problem}")
     return feed
+
+
+def transport_problems(feed: FeedConfig) -> list[str]:
+    """Why ``feed.transport`` cannot serve this feed (empty if it can). What picows cannot do is
+    refused here, never ignored at run time."""
+    if feed.transport != "picows":
+        return []
+    problems = []
+    if importlib.util.find_spec("picows") is None:
+        problems.append("picows is not installed (pip install 'feedwatch[picows]'), or use transport: aiohttp")
+    if "@" in feed.url.partition("://")[2].partition("/")[0]:
+        problems.append("picows does not send credentials given in the URL (user:password@host), aiohttp "
+                        "does: use transport: aiohttp for this feed")
+    return problems
 
 
 def check_symbol_caps(config: Config, feeds: Collection[tuple[int, FeedConfig]], errors: list[str]) -> None:

@@ -16,7 +16,7 @@ change; ``feed_changes`` sorts the feeds into what it must do with each:
 
     added       connect it
     removed     close it; its series are gone from the next scrape
-    restarted   kind, url, api_key, connect_timeout or a venue key changed: new connections
+    restarted   kind, url, api_key, connect_timeout, transport or a venue key changed: new connections
                 (disconnect reason "reload"); the feed's symbols keep their state and counters
     updated     anything else (symbols, thresholds, timeouts, backoff, market, ...): applied to
                 the running feed; its sockets stay open, symbols are (un)subscribed on them
@@ -43,7 +43,7 @@ from exporter.config import Config, ConfigError, FeedConfig
 log = logging.getLogger(__name__)
 
 # FeedConfig fields a live connection was opened with: changing one means new connections.
-CONNECTION_KEYS = ("kind", "url", "api_key", "options", "connect_timeout")
+CONNECTION_KEYS = ("kind", "url", "api_key", "options", "connect_timeout", "transport")
 
 
 @dataclass

@@ -7,28 +7,32 @@ replacement opened for a make-before-break rollover streams data into the same b
 acknowledgements to itself until it is promoted, so the exported state never shows a gap or a
 double connection.
 
-The hot path, per data frame, is::
+The socket itself is a *transport* (``transport.py``; ``transport: aiohttp | picows`` per feed):
+it opens, sends text, pings, closes with a code, reports its backlog and hands over *batches*:
+the data frames that arrived together, then maybe one event (a ping, a pong, the end). Everything
+else (accounting, heartbeats, signals, pacing, reasons) is here, the same for both.
 
-    if ahead: ahead -= 1               # queued behind the batch's first frame: the batch's time
-    else: now = clock(); ahead = len(queued)   # the injected clock (book time), once per batch
-    frames += 1; size += len(data)     # the batch's accounting, in locals
-    record((now, data))                # only with the frame recorder on (recorder.py): a deque append
-    signals = adapter.handle(data, now)   # decode + book update, in the adapter
-    if signals: slow path (acks, auth, replies, problems, rejected updates) else: ok = True
+The hot path, per batch and per data frame, is::
 
-and once per batch, before a ``receive()`` that may wait (``_count``): the bytes and the last
+    now = clock()                          # the injected clock (book time), once per batch
+    frames, size = len(batch), sum(map(len, batch))   # the batch's accounting, in locals
+    for data in batch:
+        record((now, data))                # only with the frame recorder on (recorder.py): a deque append
+        signals = adapter.handle(data, now)   # decode + book update, in the adapter
+        if signals: slow path (acks, auth, replies, problems, rejected updates) else: ok = True
+
+and once per batch, before a ``read()`` that may wait (``_count``): the bytes and the last
 message time into the book (``frame_received``), the heartbeat (``beat.last_heartbeat``: a data
 frame is a sign of life too), the arrivals for the keeper (``rx``), and ``frame_ok`` if a plain
-data frame came. A batch is what aiohttp had parsed from the socket when its first frame was
-handed over (``_read`` says why nothing else can see the locals before they are written). All
+data frame came (``_read`` says why nothing else can see the locals before they are written). All
 with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
 this link is the shard's primary (so ``feedwatch_feed_last_heartbeat_timestamp_seconds`` moves
 with every frame, ping or pong, even with ``ping_interval: 0``), a private stand-in otherwise.
 Only a plain data frame (no signals) ends a run of consecutive errors (``frame_ok``): acks,
 pongs, pings and other control traffic prove the socket, not the data; a frame whose updates the
 book rejected (``Rejected``: counted there, only logged here) does not either. WebSocket pings and pongs
-are handled here, not by aiohttp (``autoping=False``), so they count as heartbeats; a server ping
-is answered with a pong echoing its payload.
+are handled here, not by the WebSocket library (neither transport answers or sends them by
+itself), so they count as heartbeats; a server ping is answered with a pong echoing its payload.
 
 Liveness is a small keeper task on the event loop's clock, following ``keepalive.Keepalive``:
 our pings every ``ping_interval`` (WebSocket or the adapter's application-level ping; to a venue
@@ -62,15 +66,11 @@ frame arrived): such a connection resets the reconnect backoff however short it 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import inspect
 import logging
-import struct
-import termios
+import ssl
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType
 
 from exporter.feeds.base import (
     NOTHING,
@@ -86,7 +86,11 @@ from exporter.feeds.base import (
     Signal,
     Unsubscribed,
 )
+from exporter.feeds import transport_aiohttp
 from exporter.feeds.keepalive import Keepalive
+from exporter.feeds.transport import CLOSE_TIMEOUT, ConnectFailed, Event, Transport
+
+__all__ = ["CLOSE_TIMEOUT", "ConnectFailed", "Link", "Owner", "RunnerView"]
 
 if TYPE_CHECKING:
     from exporter.book import FeedBook
@@ -94,14 +98,6 @@ if TYPE_CHECKING:
     from exporter.feeds.recorder import FrameRing
 
 log = logging.getLogger(__name__)
-
-# Seconds to wait for the venue's half of a close handshake before dropping the TCP connection.
-CLOSE_TIMEOUT = 2.0
-MAX_FRAME = 16 * 2**20
-# Hand frames over as bytes where aiohttp can (3.13+): msgspec decodes bytes directly, and
-# len() is then the byte count the bytes counter promises.
-_NO_DECODE = {"decode_text": False} if "decode_text" in inspect.signature(
-    aiohttp.ClientSession.ws_connect).parameters else {}
 
 
 class Reporter(Protocol):
@@ -120,6 +116,9 @@ class RunnerView(Protocol):
     problems: Reporter
     recording: "FrameRing | None"     # the feed's frame recorder ring, if recording
 
+    def tls_context(self) -> ssl.SSLContext:
+        """How a wss:// venue is verified (``transport.tls_context``, made once per runner)."""
+
     def note_connected(self, now: float) -> None:
         """A primary link opened at book time ``now`` (the silent-stall reference)."""
 
@@ -134,22 +133,6 @@ class Owner(Protocol):
 
     def replace_link(self, old: "Link", reason: str) -> None:
         """Start a make-before-break replacement of ``old``."""
-
-
-class ConnectFailed(Exception):
-    """The socket never opened (refused, DNS, TLS, handshake status, timeout)."""
-
-
-def _queue_of(ws: aiohttp.ClientWebSocketResponse) -> Any:
-    """The deque of frames aiohttp has parsed and not yet handed over, for its length only: a
-    private attribute (``ws._reader._buffer``), looked up once per link, defensively. None if
-    aiohttp ever renames it; the read loop then reads the clock for every frame (still exact)."""
-    buffer = getattr(getattr(ws, "_reader", None), "_buffer", None)
-    try:
-        len(buffer)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    return buffer
 
 
 class _Beat:
@@ -175,7 +158,7 @@ class Link:
         self.adapter = runner.adapter_class(runner.config, runner.feed, shard.name)
         self.beat: Any = _Beat()              # see the module docstring; set by ``primary``
         self._primary = primary
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: Transport | None = None      # the open socket (transport.py), once connected
         # Why the link ended: a disconnect reason; ``cause`` is the exception, if one did it.
         self.reason: str | None = None
         self.cause: BaseException | None = None
@@ -238,21 +221,12 @@ class Link:
 
     def receive_backlog(self) -> int:
         """Bytes that arrived on this socket and wait for the reader: what the kernel holds for
-        it (``FIONREAD``) plus the frames aiohttp has read off it and not yet handed over (its
-        reader queue's size: a private attribute, read defensively; 0 if it is ever renamed).
-        Read once a second by the sweep, never per frame."""
+        it (``FIONREAD``) plus the frames the transport has parsed and not yet handed over
+        (``Transport.backlog``). Read once a second by the sweep, never per frame."""
         ws = self.ws
         if ws is None or ws.closed:
             return 0
-        waiting = 0
-        sock = ws.get_extra_info("socket")
-        if sock is not None:
-            try:
-                waiting = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-            except (OSError, ValueError):  # closed meanwhile, or not a socket the kernel can answer for
-                waiting = 0
-        queued = getattr(getattr(ws, "_reader", None), "_size", 0)
-        return waiting + (queued if isinstance(queued, int) else 0)
+        return ws.backlog()
 
     def _shard_updates(self) -> int:
         symbols = self.feed.symbols
@@ -338,8 +312,8 @@ class Link:
         if ws is None or ws.closed:
             return False
         try:
-            await ws.send_str(text)
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            await ws.send(text)
+        except ConnectionError as exc:
             self.feed.error("send", f"{self.label}: {exc}")
             self.runner.problems.report("send", f"could not send on {self.label}: {exc!r}", connection=self.name)
             self.close("network_error")
@@ -413,26 +387,21 @@ class Link:
     async def _open(self) -> None:
         symbols = self._url_symbols = list(self.shard.symbols)
         url = self.adapter.url(symbols)
+        config = self.config
+        tls = self.runner.tls_context() if url.startswith("wss:") else None
         try:
-            ws = await asyncio.wait_for(self.runner.session.ws_connect(
-                url,
-                autoping=False,     # pings and pongs come to us: they are heartbeats
-                heartbeat=None,     # our keeper does liveness, on its own deadline
-                autoclose=True,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-                max_msg_size=MAX_FRAME,
-                compress=0,
-                **_NO_DECODE,
-            ), self.config.connect_timeout)
-        except asyncio.TimeoutError as exc:
-            self.feed.error("connect", f"{self.label}: timed out after {self.config.connect_timeout}s")
-            raise ConnectFailed(f"connect timed out after {self.config.connect_timeout}s") from exc
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            if config.transport == "picows":
+                from exporter.feeds import transport_picows  # only where configured: an optional library
+                ws: Transport = await transport_picows.connect(url, config.connect_timeout, tls)
+            else:
+                assert self.runner.session is not None
+                ws = await transport_aiohttp.connect(self.runner.session, url, config.connect_timeout, tls)
+        except ConnectFailed as exc:
             self.feed.error("connect", f"{self.label}: {exc}")
-            raise ConnectFailed(str(exc)) from exc
+            raise
         self.ws = ws
         if self.reason is not None:  # closed while connecting
-            await ws.close()
+            await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 0.25)
             raise asyncio.CancelledError
         self.opened_at = asyncio.get_running_loop().time()
         self._updates_at_open = self._shard_updates()
@@ -473,49 +442,31 @@ class Link:
     async def _read(self) -> None:
         """Read until the socket ends: the hot path (module docstring), batched.
 
-        aiohttp parses every frame of a socket read into its queue before handing the first one
-        over, and ``receive()`` returns queued frames without yielding to the event loop. So the
-        clock is read once per *batch*: on the first frame after a wait, noting how many more
-        frames are already queued behind it (they arrived before that reading, which is the time
-        of the batch). Bytes, frames (``rx``), the last message time and the heartbeat are
-        accumulated in locals and written once per batch, before the next ``receive()`` that may
-        wait: nothing else runs in between, so every other task (the keeper, a scrape, the
-        sweep) sees them exact. The slow paths (a frame with signals, the venue's acceptance, a
-        control frame, the end of the socket) flush first, so they see them exact too. Measured
-        in bench/README.md ("Transport").
+        The transport hands over a *batch*: the data frames that arrived together and wait for
+        the reader (``transport.py``), then maybe one event (a ping, a pong, the end). All of a
+        batch arrived before the clock is read, so one reading is the time of every frame of it.
+        Its frames and bytes are counted (with the heartbeat and the last message time) before
+        the next ``read()`` that may wait, or before the first frame that takes the slow path:
+        nothing else runs in between, so every other task (the keeper, a scrape, the sweep) sees
+        them exact, and so do the slow paths (a frame with signals, the venue's acceptance, a
+        control frame, the end of the socket). Measured in bench/README.md ("Transport").
         """
         ws = self.ws
         assert ws is not None
-        receive = ws.receive
+        read = ws.read
         handle = self.adapter.handle
         frame_ok = self.feed.frame_ok
         clock = self.clock.time
         ring = self.runner.recording
         record = ring.frames.append if ring is not None else None
-        TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
-        queue = _queue_of(ws)  # aiohttp's parsed frames, for their count; None: a batch per frame
         waiting = True   # not accepted by the venue yet: each frame asks _accepted_by
-        now = 0.0
-        ahead = 0        # frames queued behind the batch's first when ``now`` was read
-        frames = size = 0    # of the batch, not yet written
-        ok = False       # a plain data frame in the batch, not yet written (``frame_ok``)
-        try:
-            while True:
-                if frames and not ahead:  # the next receive() may wait: write the batch first
-                    self._count(frames, size, now, ok)
-                    frames = size = 0
-                    ok = False
-                msg = await receive()
-                kind = msg.type
-                if kind is TEXT or kind is BINARY:
-                    data = msg.data
-                    if ahead:
-                        ahead -= 1
-                    else:
-                        now = clock()
-                        ahead = len(queue) if queue is not None else 0
-                    frames += 1
-                    size += len(data)
+        while True:
+            batch, event = await read()
+            if batch:
+                now = clock()
+                frames, size = len(batch), sum(map(len, batch))   # of the batch, not yet written
+                ok = False       # a plain data frame in the batch, not yet written (``frame_ok``)
+                for data in batch:
                     if record is not None:
                         record((now, data))
                     try:
@@ -523,10 +474,12 @@ class Link:
                     except Exception as exc:  # an adapter bug must cost one frame, not the feed
                         signals = (Problem("decode", f"adapter raised {exc!r}"),)
                     if signals or waiting:
-                        # The slow path: the batch so far written first, then the frame's signals.
-                        self._count(frames, size, now, ok)
-                        frames = size = 0
-                        ok = False
+                        # The slow path: the batch's accounting (and the data frames before this
+                        # one ending a run of errors) written first, then this frame's signals.
+                        if frames or ok:
+                            self._count(frames, size, now, ok)
+                            frames = size = 0
+                            ok = False
                         if signals:
                             self._on_signals(signals, now)
                         else:
@@ -535,17 +488,10 @@ class Link:
                             waiting = not self._accepted_by(signals, now)
                     else:
                         ok = True
-                    continue
-                if frames:  # a control frame (it may wait: a pong): the batch first
+                if frames or ok:
                     self._count(frames, size, now, ok)
-                    frames = size = 0
-                    ok = False
-                ahead = 0  # frames queued after this one get a clock reading of their own
-                if not await self._on_control_frame(msg):
-                    return
-        finally:
-            if frames:  # cancelled or failed mid-batch: what was read still counts
-                self._count(frames, size, now, ok)
+            if event is not None and not await self._on_event(event):
+                return
 
     def _count(self, frames: int, size: int, now: float, ok: bool) -> None:
         """Write a batch's accounting (``_read``): ``frames`` frames of ``size`` bytes read at
@@ -556,46 +502,34 @@ class Link:
         if ok:
             self.feed.frame_ok()
 
-    async def _on_control_frame(self, msg: aiohttp.WSMessage) -> bool:
-        """A non-data frame; False when the socket is finished."""
-        kind = msg.type
-        if kind is WSMsgType.PING:
+    async def _on_event(self, event: Event) -> bool:
+        """A ping, a pong or the end of the socket (``transport.Event``); False when it ended."""
+        kind = event.kind
+        if kind is Event.PING or kind is Event.PONG:
             self.rx += 1
             self.rx_control += 1
+            now = self.clock.time()
             if self.primary:
-                self.feed.heartbeat(self.name, self.clock.time())
+                self.feed.heartbeat(self.name, now)
             if not self.accepted:
-                self._accepted_by(NOTHING, self.clock.time(), control=True)
-            self._take_control_slot()
-            try:
-                await self.ws.pong(msg.data)  # type: ignore[union-attr]
-            except (ConnectionError, aiohttp.ClientError, RuntimeError):
-                pass  # the read below will see the socket go
+                self._accepted_by(NOTHING, now, control=True)
+            if kind is Event.PING:
+                self._take_control_slot()
+                await self.ws.pong(event.data)  # type: ignore[union-attr,arg-type]
             return True
-        if kind is WSMsgType.PONG:
-            self.rx += 1
-            self.rx_control += 1
-            if self.primary:
-                self.feed.heartbeat(self.name, self.clock.time())
-            if not self.accepted:
-                self._accepted_by(NOTHING, self.clock.time(), control=True)
-            return True
-        if kind is WSMsgType.CLOSE:
-            if self.reason is None:
+        if self.reason is None:
+            if kind is Event.CLOSE:
                 self.reason = "server_closed"  # the venue sent a close frame: its decision
-                self.close_detail = f"close code {msg.data}" + (f" {msg.extra!r}" if msg.extra else "")
-            return False
-        if kind is WSMsgType.ERROR:
-            if self.reason is None:
-                exc = msg.data
+                self.close_detail = f"close code {event.code}" + (f" {event.text!r}" if event.text else "")
+            elif kind is Event.ERROR:
+                exc = event.data
                 self.cause = exc if isinstance(exc, BaseException) else None
                 # A frame that breaks the protocol is the venue's fault; a transport error is not.
-                self.reason = "protocol_error" if isinstance(exc, aiohttp.WebSocketError) else "network_error"
-            return False
-        # CLOSING / CLOSED: we closed it (reason already set), or the TCP connection went away
-        # without a close frame.
-        if self.reason is None:
-            self.reason = "network_error"
+                self.reason = "protocol_error" if event.protocol else "network_error"
+            else:
+                # ENDED: we closed it (reason already set), or the TCP connection went away
+                # without a close frame.
+                self.reason = "network_error"
         return False
 
     # --- the slow path: what the adapter's signals ask for -------------------------------------
@@ -720,10 +654,7 @@ class Link:
         if message is not None:
             await self.send(message)
         elif self.ws is not None and not self.ws.closed:
-            try:
-                await self.ws.ping(b"feedwatch")
-            except (ConnectionError, aiohttp.ClientError, RuntimeError):
-                pass  # the reader sees the socket go
+            await self.ws.ping(b"feedwatch")  # a socket going away: the reader sees it go
 
     async def _close_socket(self) -> None:
         """Close the socket with a handshake, and say so when it fails instead of hiding it.
@@ -738,16 +669,13 @@ class Link:
             return
         error: BaseException | None = None
         try:
-            # aiohttp gives up on the handshake after its own ws_close (CLOSE_TIMEOUT) and drops
-            # the connection; this bound only guards against a close that hangs before that.
-            await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 0.25)
+            # The transport gives up on the handshake after CLOSE_TIMEOUT and drops the
+            # connection; this bound only guards against a close that hangs before that.
+            error = await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 0.25)
         except asyncio.TimeoutError as exc:
             error = exc
         except Exception as exc:  # the close path must end the link whatever the transport does
             error = exc
-        else:
-            if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # aiohttp's word for a failed close
-                error = ws.exception() or asyncio.TimeoutError()
         if error is None:
             return
         if isinstance(error, asyncio.TimeoutError):

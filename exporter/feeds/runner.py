@@ -53,6 +53,7 @@ from exporter.book import FeedBook
 from exporter.config import FeedConfig
 from exporter.feeds import registry
 from exporter.feeds.link import CLOSE_TIMEOUT, ConnectFailed, Link
+from exporter.feeds.transport import HandshakeRefused, tls_context
 from exporter.feeds.restpoll import RestPoller
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def classify(cause: BaseException | str | None) -> bool:
         return cause not in FATAL_REASONS
     if isinstance(cause, ConnectFailed) and cause.__cause__ is not None:
         return classify(cause.__cause__)
-    if isinstance(cause, aiohttp.WSServerHandshakeError):
+    if isinstance(cause, (aiohttp.WSServerHandshakeError, HandshakeRefused)):
         return cause.status not in FATAL_STATUSES
     if isinstance(cause, (aiohttp.InvalidURL, ssl.SSLCertVerificationError)):
         return False  # a config mistake: the same URL or certificate fails the same way again
@@ -324,6 +325,7 @@ class FeedRunner:
         # A replacement link must be subscribed within this long, or the switch is abandoned.
         self.replacement_timeout = max(5.0, 3 * config.connect_timeout)
         self.session: aiohttp.ClientSession | None = None
+        self._tls: ssl.SSLContext | None = None
         # The feed's frame recorder ring (recorder.py), set by the service when recording is on.
         self.recording: "FrameRing | None" = None
         self._up_since = 0.0   # book time of the latest (re)connect: silent-stall reference
@@ -331,6 +333,13 @@ class FeedRunner:
         self._resubscribed: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self.rest: RestPoller | None = None   # the REST fallback, when rest.enabled
+
+    def tls_context(self) -> ssl.SSLContext:
+        """How this feed's links verify a wss:// venue (``transport.tls_context``), made on the
+        first wss:// connection and kept: loading the trust store is blocking file I/O."""
+        if self._tls is None:
+            self._tls = tls_context()
+        return self._tls
 
     # --- lifecycle -----------------------------------------------------------------------------
 

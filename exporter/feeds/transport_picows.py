@@ -1,0 +1,256 @@
+"""The picows transport (``transport: picows``): ``transport.Transport`` on picows, a Cython
+WebSocket client that parses a socket read in C and hands each frame to a callback.
+
+Read side: picows calls ``_Listener.on_ws_frame`` for every frame of a socket read, in one go,
+before the event loop runs anything else. A data frame's payload is appended to the current
+batch (a list); a ping, pong or close frame closes the batch: (batch, event) goes to a queue and
+a new batch starts, so the reader sees everything in the order it arrived. The first frame wakes
+the reader (a future it waits on when there is nothing); ``read()`` then takes a whole batch at
+once, and ``Link`` reads the clock once for it. The batch can hold at most what arrived while the
+reader had not run yet: a socket read or two (the reader never waits on anything else while
+frames are queued), so nothing grows without bound.
+
+What picows leaves to its user, done here as aiohttp does it:
+
+- fragmented messages (a text or binary frame without FIN, then continuation frames) are joined
+  before they reach the reader; together at most ``MAX_FRAME`` bytes, else a protocol error
+  (close code 1009), as aiohttp's ``max_msg_size``;
+- the venue's close frame is answered (its code echoed) and the connection dropped, then
+  reported (``Event.CLOSE`` with its code and text);
+- our close waits ``CLOSE_TIMEOUT`` for the venue's answer, then aborts the TCP connection (a
+  dead peer would never let a graceful one finish).
+
+A frame that breaks the protocol (picows' parser: a bad opcode, a masked frame, an oversized
+frame; or a fragment out of order here) ends the link as ``protocol_error``; the end of the TCP
+connection without a close frame as ``network_error``. picows does not hand over the socket error
+of a reset (``connection_lost``'s exception), so that link's cause is not logged, only its
+reason (the aiohttp transport logs e.g. ``ConnectionResetError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import Any, Sequence
+
+import picows
+from picows import WSCloseCode, WSMsgType
+
+from exporter.feeds.transport import (
+    CLOSE_OK,
+    CLOSE_TIMEOUT,
+    MAX_FRAME,
+    ConnectFailed,
+    Event,
+    HandshakeRefused,
+)
+from exporter.feeds.transport_aiohttp import fionread
+
+_TEXT, _BINARY, _CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
+_PING, _PONG, _CLOSE = WSMsgType.PING, WSMsgType.PONG, WSMsgType.CLOSE
+_TERMINAL = (Event.CLOSE, Event.ERROR, Event.ENDED)
+
+
+class ProtocolError(Exception):
+    """The venue broke the WebSocket protocol in a way picows leaves to us (fragments)."""
+
+
+def _close_code(code: int) -> WSCloseCode:
+    try:
+        return WSCloseCode(code)
+    except ValueError:   # a code picows has no name for (an application's 4xxx): a normal closure
+        return WSCloseCode.OK
+
+
+class _Listener(picows.WSListener):  # type: ignore[misc]
+    """Collects frames for the reader (module docstring). Never raises: picows would close the
+    socket with 1011 on an exception from a callback."""
+
+    def __init__(self) -> None:
+        self.batch: list[bytes] = []          # data payloads since the last event
+        self.ready: deque[tuple[list[bytes], Event]] = deque()   # batches closed by an event
+        self.waiter: asyncio.Future[None] | None = None   # the reader, waiting for anything
+        self.parts: list[bytes] | None = None  # a fragmented message, so far
+        self.parts_size = 0
+        self.finished = False                  # a terminal event is queued: ignore the rest
+        self.answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if (kind is _TEXT or kind is _BINARY) and frame.fin and self.parts is None:
+            self.batch.append(frame.get_payload_as_bytes())   # the hot path: one whole message
+        elif kind is _CLOSE and transport.is_close_frame_sent:   # the answer to our close: done
+            if not self.answered.done():
+                self.answered.set_result(None)
+            transport.disconnect()
+            self._event(Event(Event.ENDED))
+        elif self.finished:
+            return
+        elif kind is _TEXT or kind is _BINARY or kind is _CONTINUATION:
+            self._fragment(transport, frame, kind is _CONTINUATION)
+        elif kind is _PING:
+            self._event(Event(Event.PING, frame.get_payload_as_bytes()))
+        elif kind is _PONG:
+            self._event(Event(Event.PONG))
+        elif kind is _CLOSE:
+            code = int(frame.get_close_code().value)
+            transport.send_close(_close_code(code))   # the venue's close, answered
+            transport.disconnect()
+            self._event(Event(Event.CLOSE, code=code, text=frame.get_close_reason() or ""))
+        if self.waiter is not None:
+            self.wake()
+
+    def _fragment(self, transport: picows.WSTransport, frame: picows.WSFrame, continuation: bool) -> None:
+        if continuation != (self.parts is not None):
+            what = "a continuation frame outside a fragmented message" if continuation else \
+                "a new message inside a fragmented one"
+            self._fail(transport, WSCloseCode.PROTOCOL_ERROR, ProtocolError(f"received {what}"))
+            return
+        if self.parts is None:
+            self.parts, self.parts_size = [], 0
+        self.parts_size += frame.payload_size
+        if self.parts_size > MAX_FRAME:
+            self._fail(transport, WSCloseCode.MESSAGE_TOO_BIG,
+                       ProtocolError(f"message of more than {MAX_FRAME} bytes (fragmented)"))
+            return
+        self.parts.append(frame.get_payload_as_bytes())
+        if frame.fin:
+            self.batch.append(b"".join(self.parts))
+            self.parts = None
+
+    def _fail(self, transport: picows.WSTransport, code: WSCloseCode, exc: Exception) -> None:
+        transport.send_close(code)
+        transport.disconnect()
+        self._event(Event(Event.ERROR, exc, protocol=True))
+
+    def _event(self, event: Event) -> None:
+        if self.finished:
+            return
+        self.ready.append((self.batch, event))
+        self.batch = []
+        if event.kind in _TERMINAL:
+            self.finished = True
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        if not self.answered.done():   # our close() waits no longer: there is nothing to answer it
+            self.answered.set_result(None)
+        self._event(Event(Event.ENDED))
+
+
+async def connect(url: str, timeout: float, tls: ssl.SSLContext | None) -> "PicowsTransport":
+    """Open ``url`` within ``timeout`` seconds; ``tls`` verifies a wss:// venue."""
+    try:
+        transport, listener = await asyncio.wait_for(picows.ws_connect(
+            _Listener, url,
+            ssl_context=tls,
+            enable_auto_pong=False,     # pings and pongs come to us: they are heartbeats
+            enable_auto_ping=False,     # the link's keeper does liveness, on its own deadline
+            websocket_handshake_timeout=timeout,   # picows drops a socket whose upgrade hangs
+            max_frame_size=MAX_FRAME,
+            max_redirects=10,           # as aiohttp's ws_connect follows them
+            use_aiofastnet=False,       # asyncio's own transports (measured: no faster here), TLS included
+        ), timeout)
+    except asyncio.TimeoutError as exc:
+        raise ConnectFailed(f"connect timed out after {timeout}s") from exc
+    except picows.WSHandshakeError as exc:
+        response = getattr(exc, "response", None)
+        if response is not None:
+            refused = HandshakeRefused(response.status, str(exc))
+            raise ConnectFailed(str(refused)) from refused
+        raise ConnectFailed(str(exc)) from exc
+    except (OSError, ValueError, EOFError) as exc:   # refused, DNS, TLS (ssl.SSLError is an OSError)
+        raise ConnectFailed(str(exc) or type(exc).__name__) from exc
+    return PicowsTransport(transport, listener)
+
+
+class PicowsTransport:
+    """``transport.Transport`` on an open picows ``WSTransport`` and its ``_Listener``."""
+
+    def __init__(self, transport: picows.WSTransport, listener: _Listener) -> None:
+        self.transport = transport
+        self.listener = listener
+
+    @property
+    def closed(self) -> bool:
+        transport = self.transport
+        return transport.is_disconnected or transport.is_close_frame_sent
+
+    async def read(self) -> tuple[Sequence[bytes], Event | None]:
+        listener = self.listener
+        while True:
+            if listener.ready:
+                batch, event = listener.ready.popleft()
+                if event.kind is Event.ENDED:
+                    event = await self._ended(event)
+                return batch, event
+            batch = listener.batch
+            if batch:
+                listener.batch = []
+                return batch, None
+            waiter = listener.waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    async def _ended(self, event: Event) -> Event:
+        """The connection is gone: if picows ended it over a protocol error, say so."""
+        if not self.transport.is_disconnected:   # we are closing it (close()): our reason stands
+            return event
+        try:
+            await asyncio.wait_for(self.transport.wait_disconnected(), CLOSE_TIMEOUT)
+        except picows.WSProtocolError as exc:
+            return Event(Event.ERROR, exc, protocol=True)
+        except Exception:  # the end itself was the news; how it went does not change the reason
+            pass
+        return event
+
+    async def send(self, text: str) -> None:
+        if self.closed:
+            raise ConnectionError("the socket is closed")
+        self.transport.send(_TEXT, text.encode())
+
+    async def ping(self, payload: bytes) -> None:
+        if not self.closed:
+            self.transport.send_ping(payload)
+
+    async def pong(self, payload: bytes) -> None:
+        if not self.closed:
+            self.transport.send_pong(payload)
+
+    async def close(self, code: int = CLOSE_OK) -> BaseException | None:
+        transport, listener = self.transport, self.listener
+        if transport.is_disconnected:
+            return None
+        error: BaseException | None = None
+        if not transport.is_close_frame_sent:
+            transport.send_close(_close_code(code))
+        listener._event(Event(Event.ENDED))   # the reader stops here, as aiohttp's does on close()
+        try:
+            await asyncio.wait_for(asyncio.shield(listener.answered), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError as exc:
+            error = exc
+        # Answered: the close frames are through, a graceful end. Unanswered: the peer is gone or
+        # black-holed, and a graceful end would wait for its TCP acknowledgements: abort.
+        transport.disconnect(graceful=error is None)
+        try:
+            await transport.wait_disconnected()
+        except Exception:  # how picows saw the end (a protocol error, a reset) was reported by read()
+            pass
+        return error
+
+    def backlog(self) -> int:
+        """What the kernel holds for this socket (``FIONREAD``) plus the frames picows has parsed
+        and the reader not yet taken. A message's fragments and a partly received frame in
+        picows' own read buffer are not counted (at most one message)."""
+        if self.transport.is_disconnected:
+            return 0
+        listener = self.listener
+        queued = sum(map(len, listener.batch)) + sum(sum(map(len, batch)) for batch, _ in listener.ready)
+        return fionread(self.transport.underlying_transport.get_extra_info("socket")) + queued
