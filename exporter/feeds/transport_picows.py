@@ -30,6 +30,7 @@ reason (the aiohttp transport logs e.g. ``ConnectionResetError``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from typing import Any, Sequence
@@ -50,6 +51,10 @@ from exporter.feeds.transport_aiohttp import fionread
 _TEXT, _BINARY, _CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 _PING, _PONG, _CLOSE = WSMsgType.PING, WSMsgType.PONG, WSMsgType.CLOSE
 _TERMINAL = (Event.CLOSE, Event.ERROR, Event.ENDED)
+# picows logs every connection and disconnection at INFO; the link and the runner already say what
+# matters (with the feed and the reason), so only its warnings and errors are let through.
+_LIBRARY_LOG = logging.getLogger(__name__ + ".picows")
+_LIBRARY_LOG.setLevel(logging.WARNING)
 
 
 class ProtocolError(Exception):
@@ -157,6 +162,7 @@ async def connect(url: str, timeout: float, tls: ssl.SSLContext | None) -> "Pico
             websocket_handshake_timeout=timeout,   # picows drops a socket whose upgrade hangs
             max_frame_size=MAX_FRAME,
             max_redirects=10,           # as aiohttp's ws_connect follows them
+            logger_name=_LIBRARY_LOG,
             use_aiofastnet=False,       # asyncio's own transports (measured: no faster here), TLS included
         ), timeout)
     except asyncio.TimeoutError as exc:

@@ -24,6 +24,10 @@ from tests.waiting import async_wait_for
 
 API_KEY = "test-key"
 
+# A feed's WebSocket clients (``transport:``, exporter/feeds/transport.py): the tests of what a
+# transport carries (frames, pings, closes, reasons, TLS) run over each.
+TRANSPORTS = ("aiohttp", "picows")
+
 # Fast enough that a reconnect or a timeout happens in well under a second, slow enough that a
 # busy 2-core machine does not trip a heartbeat deadline by accident.
 FAST = {

@@ -1,6 +1,6 @@
-"""The link's read loop reads the clock once per batch of frames aiohttp has already parsed, and
-accumulates its accounting in locals (exporter/feeds/link.py, ``Link._read``): nothing may be lost
-or counted twice. A real socket on 127.0.0.1 writes single-event Binance frames in chunks of 1,000
+"""The link's read loop reads the clock once per batch of frames the transport has already parsed,
+and accumulates its accounting in locals (exporter/feeds/link.py, ``Link._read``): nothing may be
+lost or counted twice, over either transport (aiohttp, picows). A real socket on 127.0.0.1 writes single-event Binance frames in chunks of 1,000
 (the transport benchmark's blaster, in this process), two undecodable ones among them; a real
 FeedRunner reads them."""
 
@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from bench import transport
 from bench.wsserver import accept, text_header
 from exporter.feeds.runner import FeedRunner
+from tests.integration.feedharness import TRANSPORTS
 from tests.waiting import async_wait_for
 
 COUNT = 6_000
@@ -47,7 +50,8 @@ def _payload_bytes(count: int) -> int:
     return total
 
 
-async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> None:
+@pytest.mark.parametrize("transport_name", TRANSPORTS)
+async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch(transport_name: str) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await accept(reader, writer)
         for i, chunk in enumerate(transport._frames(COUNT, transport._symbols())):
@@ -64,7 +68,7 @@ async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> 
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    config, feed = transport._book(url)
+    config, feed = transport._book(url, transport=transport_name)
     clock = CountingClock()
     runner = FeedRunner(config, feed, clock)
     await runner.start()

@@ -12,13 +12,19 @@ import logging
 import re
 from typing import AsyncIterator
 
+import pytest
+
 from exporter.collector import BookCollector
 from exporter.config import load_data
 from exporter.service import Service
 from exporter.simulator.server import Simulator
-from tests.integration.feedharness import API_KEY, Harness, feed_config, simulated_feed
+from tests.integration.feedharness import API_KEY, TRANSPORTS, Harness, feed_config, simulated_feed
 from tests.integration.proxy import BlackHoleProxy
 from tests.integration.venues import venue_feed
+
+# Every test here over both transports (exporter/feeds/transport.py): liveness is the link's, the
+# pings, pongs, closes and their reasons pass through the transport.
+pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)
 
 RECONNECT_LINE = re.compile(r"reconnecting in (?P<delay>[0-9.]+)s \((?P<why>.*); attempt (?P<attempt>\d+)\)")
 
@@ -53,11 +59,11 @@ def exposition(h: Harness) -> str:
     return BookCollector(h.service.book).render(h.service.clock.time())
 
 
-async def test_a_black_holed_connection_goes_down_and_is_replaced(clock, caplog):
+async def test_a_black_holed_connection_goes_down_and_is_replaced(clock, transport, caplog):
     caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
     # Compressed: pings every 100 ms, dead after 2 s of nothing. The proxy keeps both TCP
     # connections open but forwards nothing either way: no FIN, no RST, no close frame.
-    async with feed_through_proxy(clock, heartbeat_timeout="2s") as (h, proxy):
+    async with feed_through_proxy(clock, transport=transport, heartbeat_timeout="2s") as (h, proxy):
         await h.wait(lambda: h.feed.is_up() and h.acked("AAPL", "MSFT"), "connected through the proxy")
         await h.flowing("AAPL", "MSFT")
         assert 'feedwatch_feed_up{feed="stocks",connection="0"} 1' in exposition(h)
@@ -84,9 +90,9 @@ async def test_a_black_holed_connection_goes_down_and_is_replaced(clock, caplog)
         assert why.startswith("heartbeat_timeout: close handshake unanswered"), why
 
 
-async def test_a_venue_that_accepts_and_drops_is_retried_with_growing_delays(clock, caplog):
+async def test_a_venue_that_accepts_and_drops_is_retried_with_growing_delays(clock, transport, caplog):
     caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
-    async with simulated_feed(clock) as h:   # reconnect: 50 ms first, x2, capped at 300 ms
+    async with simulated_feed(clock, transport=transport) as h:   # reconnect: 50 ms first, x2, capped at 300 ms
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscribed")
         await h.flowing("AAPL", "MSFT")
 
@@ -107,10 +113,10 @@ async def test_a_venue_that_accepts_and_drops_is_retried_with_growing_delays(clo
         await h.flowing("AAPL", "MSFT")
 
 
-async def test_data_frames_keep_the_heartbeat_fresh_without_pings(clock):
+async def test_data_frames_keep_the_heartbeat_fresh_without_pings(clock, transport):
     # ping_interval 0 on a busy feed (40 updates a second, the venue never pings): the
     # connection's heartbeat timestamp must follow the data, or FeedHeartbeatMissing fires.
-    async with simulated_feed(clock, ping_interval=0) as h:
+    async with simulated_feed(clock, transport=transport, ping_interval=0) as h:
         await h.wait(lambda: h.feed.is_up() and h.acked("AAPL", "MSFT"), "connected")
         await h.flowing("AAPL", "MSFT")
         connected_at = h.feed.connection("0").connected_at
@@ -126,12 +132,12 @@ async def test_data_frames_keep_the_heartbeat_fresh_without_pings(clock):
         assert h.feed.messages["heartbeat"] == 0
 
 
-async def test_pongs_do_not_end_a_run_of_bad_frames(clock):
+async def test_pongs_do_not_end_a_run_of_bad_frames(clock, transport):
     # Bybit: feedwatch pings every 100 ms and each pong is a frame of its own. Every data frame
     # is garbage (both symbols stalled, garbage on): the consecutive errors must add up to the
     # unhealthy threshold (10) although a pong arrives every few bad frames.
     feed = {"name": "bybit", "kind": "bybit", "url": "{ws}/v5/public/spot", "symbols": ["BTCUSDT", "ETHUSDT"],
-            "channels": ["publicTrade"], "ping_interval": "100ms"}
+            "channels": ["publicTrade"], "ping_interval": "100ms", "transport": transport}
     async with venue_feed(clock, "bybit", feed, rate=20, sim_symbols=("BTCUSDT", "ETHUSDT")) as h:
         await h.wait(lambda: all(s.updates >= 2 for s in h.feed.symbols.values()), "trades flowing")
         assert h.feed.is_healthy(clock.time())

@@ -8,11 +8,15 @@ from exporter.book import ConnectionChange
 from exporter.collector import BookCollector
 from exporter.feeds.polygon import PolygonAdapter
 from exporter.simulator.server import Simulator
-from tests.integration.feedharness import API_KEY, simulated_feed
+from tests.integration.feedharness import API_KEY, TRANSPORTS, simulated_feed
+
+# Every test here over both transports (exporter/feeds/transport.py): reconnects, refusals,
+# deadlines and pings are the link's, the sockets they happen on the transport's.
+pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)
 
 
-async def test_dropped_socket_reconnects_and_resubscribes(clock):
-    async with simulated_feed(clock) as h:
+async def test_dropped_socket_reconnects_and_resubscribes(clock, transport):
+    async with simulated_feed(clock, transport=transport) as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         await h.flowing("AAPL", "MSFT")
 
@@ -26,8 +30,8 @@ async def test_dropped_socket_reconnects_and_resubscribes(clock):
         assert h.feed.connection("0").up
 
 
-async def test_restarted_venue_on_the_same_port_is_reconnected_to(clock):
-    async with simulated_feed(clock) as h:
+async def test_restarted_venue_on_the_same_port_is_reconnected_to(clock, transport):
+    async with simulated_feed(clock, transport=transport) as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         port = h.sim.port
         await h.sim.stop(abort=True)  # killed: every connection cut
@@ -47,8 +51,8 @@ async def test_restarted_venue_on_the_same_port_is_reconnected_to(clock):
             await replacement.stop()
 
 
-async def test_rejected_auth_is_disconnect_reason_auth_failed(clock):
-    async with simulated_feed(clock, sim_faults=("reject_auth",)) as h:
+async def test_rejected_auth_is_disconnect_reason_auth_failed(clock, transport):
+    async with simulated_feed(clock, transport=transport, sim_faults=("reject_auth",)) as h:
         await h.wait(lambda: h.feed.disconnects["auth_failed"] >= 1, "auth_failed disconnect")
         assert h.feed.errors["auth"] >= 1
         assert not h.feed.is_up()
@@ -64,12 +68,12 @@ async def test_rejected_auth_is_disconnect_reason_auth_failed(clock):
     ("max_connections", "max_connections"),  # refused as over the connection limit
     ("accept_and_drop", "network_error"),    # a venue that cuts each connection right after it opens
 ])
-async def test_a_venue_that_refuses_us_never_reads_up(clock, fault, reason):
+async def test_a_venue_that_refuses_us_never_reads_up(clock, transport, fault, reason):
     """Up means the venue accepted us (authenticated, first subscription acknowledged), not that a
     socket opened: through a loop of refused logins the connection must never read up, or FeedDown
     resolves and lifts its inhibition of the symbol alerts (a false all-clear)."""
     changes: list[ConnectionChange] = []
-    async with simulated_feed(clock, sim_faults=(fault,), connection_listener=changes.append) as h:
+    async with simulated_feed(clock, transport=transport, sim_faults=(fault,), connection_listener=changes.append) as h:
         collector = BookCollector(h.service.book)
         up_line = 'feedwatch_feed_up{feed="stocks",connection="0"} 1'
 
@@ -96,25 +100,25 @@ async def test_a_venue_that_refuses_us_never_reads_up(clock, fault, reason):
         assert up_line in collector.render(clock.time())
 
 
-async def test_wrong_api_key_is_auth_failed(clock):
-    async with simulated_feed(clock, api_key="not-the-key") as h:
+async def test_wrong_api_key_is_auth_failed(clock, transport):
+    async with simulated_feed(clock, transport=transport, api_key="not-the-key") as h:
         await h.wait(lambda: h.feed.disconnects["auth_failed"] >= 1, "auth_failed disconnect")
         assert h.sim.stats.auth_rejected >= 1
         assert h.feed.connects >= 1 and not h.feed.is_up()
 
 
-async def test_max_connections_is_its_own_disconnect_reason(clock):
-    async with simulated_feed(clock, sim_faults=("max_connections",)) as h:
+async def test_max_connections_is_its_own_disconnect_reason(clock, transport):
+    async with simulated_feed(clock, transport=transport, sim_faults=("max_connections",)) as h:
         await h.wait(lambda: h.feed.disconnects["max_connections"] >= 2, "max_connections, retried")
         assert h.feed.disconnects["auth_failed"] == 0
         h.sim.fault("resume")
         await h.wait(lambda: h.feed.is_up() and h.acked("AAPL"), "connected once the venue has room")
 
 
-async def test_unanswered_pings_on_a_silent_socket_time_out(clock):
+async def test_unanswered_pings_on_a_silent_socket_time_out(clock, transport):
     # heartbeat_timeout short; pings every 100 ms. While the venue answers pings a stalled feed
     # stays connected (pongs are proof of life); once it stops answering, the deadline fires.
-    async with simulated_feed(clock, heartbeat_timeout="600ms") as h:
+    async with simulated_feed(clock, transport=transport, heartbeat_timeout="600ms") as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         h.sim.fault("stall_all")
         pings = h.sim.stats.pings_received
@@ -128,8 +132,8 @@ async def test_unanswered_pings_on_a_silent_socket_time_out(clock):
         assert h.sim.stats.pings_ignored >= 1
 
 
-async def test_silent_stall_reconnects_while_socket_is_up(clock):
-    async with simulated_feed(clock, silence_timeout="30s") as h:
+async def test_silent_stall_reconnects_while_socket_is_up(clock, transport):
+    async with simulated_feed(clock, transport=transport, silence_timeout="30s") as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         await h.flowing("AAPL", "MSFT")
         h.sim.fault("stall_all")  # socket stays up, pings answered: only silence is wrong
@@ -148,8 +152,8 @@ async def test_silent_stall_reconnects_while_socket_is_up(clock):
         await h.flowing("AAPL", "MSFT")
 
 
-async def test_garbage_frames_and_bad_prices_are_counted_and_survived(clock):
-    async with simulated_feed(clock, channels=["T", "Q"]) as h:
+async def test_garbage_frames_and_bad_prices_are_counted_and_survived(clock, transport):
+    async with simulated_feed(clock, transport=transport, channels=["T", "Q"]) as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         await h.flowing("AAPL", "MSFT")
 
@@ -179,18 +183,18 @@ class VenuePings(PolygonAdapter):
     server_pings = True
 
 
-async def test_ping_mode_follows_the_adapter(clock):
+async def test_ping_mode_follows_the_adapter(clock, transport):
     # Default: WebSocket pings every ping_interval (100 ms here).
-    async with simulated_feed(clock) as h:
+    async with simulated_feed(clock, transport=transport) as h:
         await h.wait(lambda: h.sim.stats.pings_received >= 3, "WebSocket pings")
         assert not any('"ping"' in text for _, text in h.sim.stats.control_log)
     # An adapter with an application-level ping sends that instead, never a WebSocket ping.
-    async with simulated_feed(clock, adapter_class=AppLevelPing) as h:
+    async with simulated_feed(clock, transport=transport, adapter_class=AppLevelPing) as h:
         await h.wait(lambda: sum('"action":"ping"' in t for _, t in h.sim.stats.control_log) >= 3, "app pings")
         assert h.sim.stats.pings_received == 0
     # A venue that pings us itself: we send neither, and answer its pings with pongs (the
     # simulator, like Binance, disconnects a client that does not). Its pings are heartbeats.
-    async with simulated_feed(clock, adapter_class=VenuePings, sim_ping_interval=0.1) as h:
+    async with simulated_feed(clock, transport=transport, adapter_class=VenuePings, sim_ping_interval=0.1) as h:
         await h.wait(lambda: h.sim.stats.pongs_received >= 5, "pongs to the venue's pings")
         assert h.feed.messages["heartbeat"] >= 5 and h.feed.connection("0").last_heartbeat > 0
         assert h.sim.stats.pings_received == 0

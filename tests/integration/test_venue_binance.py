@@ -4,13 +4,16 @@ that the simulator's rules are real (a client that breaks one is dropped)."""
 from __future__ import annotations
 
 import json
+import logging
 
 import aiohttp
+import pytest
 
 from exporter.feeds.binance import BinanceAdapter
 from exporter.simulator import binance as venue
 from exporter.simulator.control import ControlServer
 from exporter.web.status import feed_status
+from tests.integration.feedharness import TRANSPORTS
 from tests.integration.venues import closed_with, next_json, raw_client, venue_feed
 
 # Heartbeat periods compressed 40x: a ping every 0.5 s, answered within 1.5 s (the venue: 20 s / 60 s).
@@ -53,20 +56,40 @@ async def test_2500_symbols_on_three_connections_survive_several_heartbeat_perio
         assert h.feed.sequence_gaps == 0 and sum(h.feed.errors.values()) == 0
 
 
-async def test_an_unpaced_client_is_dropped_for_its_message_rate(clock):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_venues_pings_are_answered(clock, transport):
+    """Binance pings us (every 0.5 s here) and drops a client that leaves one unanswered for 1.5 s:
+    one connection stays up through several times that, each ping a heartbeat."""
+    async with venue_feed(clock, "binance", binance(["BTCUSDT", "ETHUSDT"], transport=transport), rate=5,
+                          options=PINGS) as h:
+        await h.wait(lambda: h.feed.is_up(), "connected")
+        beats = h.feed.messages["heartbeat"]
+        await h.wait(lambda: h.feed.messages["heartbeat"] >= beats + 5, "five more of the venue's pings")
+        assert h.feed.connects == 1 and sum(h.feed.disconnects.values()) == 0
+        assert not venue.rules(h.sim).drops
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_unpaced_client_is_dropped_for_its_message_rate(clock, transport, caplog):
     class Unpaced(BinanceAdapter):
         control_rate = None  # breaks the venue's 5-messages-per-second rule
 
     symbols = [f"S{i:04d}USDT" for i in range(1000)]  # 5 SUBSCRIBE + 1 LIST at once
-    async with venue_feed(clock, "binance", binance(symbols), rate=1, options=PINGS, adapter_class=Unpaced) as h:
+    caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
+    async with venue_feed(clock, "binance", binance(symbols, transport=transport), rate=1, options=PINGS,
+                          adapter_class=Unpaced) as h:
         await h.wait(lambda: venue.rules(h.sim).drops["message_rate"] >= 1, "dropped for its message rate")
         await h.wait(lambda: h.feed.disconnects["server_closed"] >= 1, "the client saw the disconnect")
+        # The venue's close code and words, in the reconnect line.
+        await h.wait(lambda: any("server_closed: close code 1008 'more than" in r.getMessage() for r in caplog.records),
+                     "the close code and reason logged")
 
 
-async def test_forced_rollover_loses_no_updates(clock):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_forced_rollover_loses_no_updates(clock, transport):
     """The venue cuts at 2 s (its 24 h, compressed); feedwatch rolls over at 1.5 s, make-before-break."""
     symbols = [f"R{i:02d}USDT" for i in range(20)]
-    async with venue_feed(clock, "binance", binance(symbols, max_connection_age="1.5s"), rate=20,
+    async with venue_feed(clock, "binance", binance(symbols, max_connection_age="1.5s", transport=transport), rate=20,
                           options={**PINGS, "max_age": 2.0}) as h:
         rules = venue.rules(h.sim)
         await h.wait(lambda: h.feed.disconnects["rollover"] >= 3, "three rollovers", timeout=20)
@@ -103,9 +126,10 @@ async def test_the_count_catches_loss_when_the_venue_cuts_first(clock):
         assert worst and worst[0].gaps == max(h.feed.symbols[s].gaps for s in symbols)
 
 
-async def test_server_shutdown_is_a_planned_reconnect(clock):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_server_shutdown_is_a_planned_reconnect(clock, transport):
     symbols = [f"D{i:02d}USDT" for i in range(10)]
-    async with venue_feed(clock, "binance", binance(symbols), rate=20, options=PINGS) as h:
+    async with venue_feed(clock, "binance", binance(symbols, transport=transport), rate=20, options=PINGS) as h:
         rules = venue.rules(h.sim)
         await h.wait(lambda: all(s.acknowledged for s in h.feed.symbols.values()), "acknowledged")
         await h.flowing(*symbols)
@@ -130,9 +154,11 @@ async def test_server_shutdown_is_a_planned_reconnect(clock):
         assert h.feed.sequence_gaps == 0
 
 
-async def test_the_venue_cut_at_24_hours_is_survived(clock):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_venue_cut_at_24_hours_is_survived(clock, transport):
     """``expire`` cuts every connection now, as the 24-hour mark does: feedwatch reconnects."""
-    async with venue_feed(clock, "binance", binance(["BTCUSDT", "ETHUSDT"]), rate=20, options=PINGS) as h:
+    async with venue_feed(clock, "binance", binance(["BTCUSDT", "ETHUSDT"], transport=transport), rate=20,
+                          options=PINGS) as h:
         await h.flowing("BTCUSDT", "ETHUSDT")
         assert venue.expire(h.sim) == 1
         await h.wait(lambda: h.feed.connects == 2 and h.feed.is_up(), "reconnected after the cut")

@@ -7,8 +7,11 @@ import json
 import logging
 import math
 
+import pytest
+
 from exporter.feeds.bybit import BybitAdapter
 from exporter.simulator import bybit as venue
+from tests.integration.feedharness import TRANSPORTS
 from tests.integration.venues import next_json, raw_client, venue_feed
 
 # Heartbeats compressed 40x: feedwatch pings every 0.5 s; the venue drops a client silent for 1.5 s.
@@ -20,9 +23,10 @@ def spot(symbols, **extra):
             "channels": ["publicTrade"], "ping_interval": "0.5s", **extra}
 
 
-async def test_25_spot_symbols_in_three_batches_stay_connected_across_ping_periods(clock):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_25_spot_symbols_in_three_batches_stay_connected_across_ping_periods(clock, transport):
     symbols = [f"S{i:02d}USDT" for i in range(25)]
-    async with venue_feed(clock, "bybit", spot(symbols), rate=10, options=PINGS) as h:
+    async with venue_feed(clock, "bybit", spot(symbols, transport=transport), rate=10, options=PINGS) as h:
         rules = venue.rules(h.sim)
         await h.wait(lambda: all(s.acknowledged for s in h.feed.symbols.values()), "25 symbols acknowledged")
         assert rules.subscribe_args == [10, 10, 5]
@@ -44,10 +48,15 @@ async def test_linear_tickers_merge_deltas_into_a_mid(clock):
         assert sum(h.feed.rejected.values()) == 0 and sum(h.feed.errors.values()) == 0
 
 
-async def test_feedwatch_without_its_ping_is_dropped(clock):
-    async with venue_feed(clock, "bybit", spot(["BTCUSDT"], ping_interval=0), options=PINGS) as h:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_feedwatch_without_its_ping_is_dropped(clock, transport, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
+    async with venue_feed(clock, "bybit", spot(["BTCUSDT"], ping_interval=0, transport=transport), options=PINGS) as h:
         await h.wait(lambda: venue.rules(h.sim).drops["no_ping"] >= 1, "dropped for not pinging")
         await h.wait(lambda: h.feed.disconnects["server_closed"] >= 1, "the disconnect counted")
+        # The venue's close code and words, in the reconnect line.
+        await h.wait(lambda: any("server_closed: close code 1008 '" in r.getMessage() for r in caplog.records),
+                     "the close code and reason logged")
 
 
 async def test_an_over_long_subscribe_batch_is_refused(clock):
