@@ -13,9 +13,11 @@ import asyncio
 import os
 from typing import Sequence
 
+import pytest
+
 from exporter.feeds.base import Close
 from exporter.feeds.polygon import PolygonAdapter
-from tests.integration.feedharness import simulated_feed
+from tests.integration.feedharness import TRANSPORTS, simulated_feed
 
 
 class TwoPerConnection(PolygonAdapter):
@@ -49,8 +51,9 @@ def subscribed_at_venue(h) -> set[str]:
     return set(h.sim.state()["subscriptions"])
 
 
-async def test_add_and_remove_symbols_without_reconnecting(clock):
-    async with simulated_feed(clock, sim_symbols=("AAPL", "MSFT", "NVDA")) as h:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_add_and_remove_symbols_without_reconnecting(clock, transport):
+    async with simulated_feed(clock, transport=transport, sim_symbols=("AAPL", "MSFT", "NVDA")) as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
 
         assert await h.runner.add_symbols(["NVDA", "AAPL"]) == ["NVDA"]   # AAPL already watched
@@ -91,8 +94,9 @@ async def test_symbols_are_sharded_by_capacity_and_new_shards_open_when_full(clo
         assert sorted(h.runner.shards) == ["0", "1"]
 
 
-async def test_rollover_is_make_before_break(clock):
-    async with simulated_feed(clock, adapter_class=OneSecondConnections) as h:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_rollover_is_make_before_break(clock, transport):
+    async with simulated_feed(clock, transport=transport, adapter_class=OneSecondConnections) as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         gaps: list[str] = []
 
@@ -119,8 +123,9 @@ async def test_rollover_is_make_before_break(clock):
         await h.wait(lambda: h.sim.stats.connections_open == 1, "old connections closed")
 
 
-async def test_announced_server_shutdown_is_a_planned_make_before_break_switch(clock):
-    async with simulated_feed(clock, adapter_class=AnnouncesMaintenance) as h:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_announced_server_shutdown_is_a_planned_make_before_break_switch(clock, transport):
+    async with simulated_feed(clock, transport=transport, adapter_class=AnnouncesMaintenance) as h:
         await h.wait(lambda: h.acked("AAPL", "MSFT"), "subscriptions acknowledged")
         gaps: list[str] = []
 
@@ -144,9 +149,10 @@ async def test_announced_server_shutdown_is_a_planned_make_before_break_switch(c
         assert h.feed.errors["decode"] == 0
 
 
-async def test_control_messages_are_paced_at_the_venue_rate(clock):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_control_messages_are_paced_at_the_venue_rate(clock, transport):
     symbols = ("A", "B", "C", "D", "E", "F")
-    async with simulated_feed(clock, symbols=symbols, sim_symbols=(), adapter_class=PacedOnePerSymbol) as h:
+    async with simulated_feed(clock, transport=transport, symbols=symbols, sim_symbols=(), adapter_class=PacedOnePerSymbol) as h:
         await h.wait(lambda: h.acked(*symbols), "all acknowledged")
         times = [t for t, _ in h.sim.stats.control_log]
         assert len(times) == 7                                 # auth + one subscribe per symbol

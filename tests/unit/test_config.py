@@ -310,3 +310,31 @@ def test_the_clickhouse_password_file_is_checked_when_the_config_is_loaded(tmp_p
         f"tick_sink.password_file: cannot read {missing}: No such file or directory"]
     assert errors_of({**base, "tick_sink": {"sink": "clickhouse", "password_file": str(empty)}}) == [
         f"tick_sink.password_file: {empty} is empty"]
+
+
+def _transport_feed(**extra):
+    return {"feeds": [{"name": "b", "kind": "binance", "url": "wss://stream.binance.com:9443",
+                       "symbols": ["BTCUSDT"], **extra}]}
+
+
+def test_a_feeds_transport_is_aiohttp_unless_it_says_picows():
+    assert load_data(_transport_feed(), {}).feeds[0].transport == "aiohttp"
+    assert load_data(_transport_feed(transport="picows"), {}).feeds[0].transport == "picows"
+    assert errors_of(_transport_feed(transport="websockets")) == [
+        "feeds[0].transport: expected one of 'aiohttp', 'picows', got 'websockets'"]
+
+
+def test_what_picows_cannot_do_is_refused_at_load_naming_the_key():
+    # aiohttp sends credentials given in the URL (basic auth); picows would drop them silently.
+    [error] = errors_of(_transport_feed(transport="picows", url="wss://user:secret@venue.example/ws"))
+    assert error.startswith("feeds[0].transport: picows does not send credentials given in the URL")
+    assert load_data(_transport_feed(url="wss://user:secret@venue.example/ws"), {}).feeds[0].transport == "aiohttp"
+
+
+def test_picows_where_it_is_not_installed_is_refused_at_load(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "picows" else find_spec(name, *a))
+    [error] = errors_of(_transport_feed(transport="picows"))
+    assert error.startswith("feeds[0].transport: picows is not installed (pip install 'feedwatch[picows]')")

@@ -31,6 +31,7 @@ def config(*feeds, **top):
     ({"api_key": "rotated"}, ["api_key"]),
     ({"channels": ["T"]}, ["options"]),                  # a venue key: what is subscribed
     ({"connect_timeout": "5s"}, ["connect_timeout"]),
+    ({"transport": "picows"}, ["transport"]),            # another WebSocket client: new sockets
 ])
 def test_what_restarts_a_feed_and_what_is_applied_in_place(change, restarted):
     changes = feed_changes(config(POLYGON, BINANCE), config({**POLYGON, **change}, BINANCE))
