@@ -22,7 +22,7 @@ ARG REVISION=unknown
 ARG BRANCH=unknown
 # A virtualenv copied whole into the runtime stage: no compiler, no pip cache, no sources there.
 RUN python -m venv /opt/feedwatch \
- && FEEDWATCH_BUILD_REVISION="$REVISION" FEEDWATCH_BUILD_BRANCH="$BRANCH" /opt/feedwatch/bin/pip install . \
+ && FEEDWATCH_BUILD_REVISION="$REVISION" FEEDWATCH_BUILD_BRANCH="$BRANCH" /opt/feedwatch/bin/pip install '.[picows]' \
  && /opt/feedwatch/bin/pip uninstall --yes pip
 
 FROM python:3.11.13-slim-bookworm
