@@ -1,6 +1,8 @@
-"""The frame recorder's cost per frame, counted by cachegrind: a measurement a busy machine cannot skew.
+"""The frame recorder's cost per frame, and the picows transport's against aiohttp's, counted by
+cachegrind: a measurement a busy machine cannot skew.
 
     .venv/bin/python -m bench.cachegrind            # ~20 minutes: four client runs under valgrind
+    .venv/bin/python -m bench.cachegrind transport  # the same runs, transport: picows against aiohttp
 
 The transport benchmark times wall-clock throughput, which other processes on a shared 2-core
 machine disturb by far more than the few per cent it must resolve. This runs the same client
@@ -33,8 +35,8 @@ COUNTS = (120_000, 220_000)   # both past the ring's 100,000: the difference is 
 MAX_FRAMES = 100_000
 
 
-async def _client(url: str, count: int, record: bool) -> None:
-    config, feed = transport._book(url)
+async def _client(url: str, count: int, record: bool, transport_name: str = "aiohttp") -> None:
+    config, feed = transport._book(url, transport=transport_name)
     clock = SystemClock()
     runner = FeedRunner(config, feed, clock)
     if record:
@@ -52,7 +54,7 @@ def client(mode: str, count: int) -> None:
                                                            daemon=True)
     blaster.start()
     port = parent.recv()[transport.TRADE]
-    asyncio.run(_client(f"ws://127.0.0.1:{port}", count, mode == "record"))
+    asyncio.run(_client(f"ws://127.0.0.1:{port}", count, mode == "record", "picows" if mode == "picows" else "aiohttp"))
     blaster.terminate()
 
 
@@ -67,17 +69,23 @@ def run(mode: str, count: int) -> dict[str, int]:
     return {key: int(re.search(pattern, out).group(1).replace(",", "")) for key, pattern in _SUMMARY.items()}
 
 
-def main() -> None:
+def main(other: str = "record") -> None:
+    """``plain`` (aiohttp, no recorder) against ``other``: ``record`` (the recorder ring on) or
+    ``picows`` (``transport: picows``, no recorder)."""
     per_frame = {}
-    for mode in ("plain", "record"):
+    for mode in ("plain", other):
         low, high = (run(mode, n) for n in COUNTS)
         span = COUNTS[1] - COUNTS[0]
         per_frame[mode] = {key: (high[key] - low[key]) / span for key in low}
         per_frame[mode]["cycles"] = per_frame[mode]["Ir"] + 10 * per_frame[mode]["D1"] + 100 * per_frame[mode]["LL"]
-    plain, record = per_frame["plain"], per_frame["record"]
-    print(f"per frame, ring saturated at {MAX_FRAMES:,} frames (differences of {COUNTS[0]:,} and {COUNTS[1]:,} frames):")
+    plain, record = per_frame["plain"], per_frame[other]
+    if other == "record":
+        print(f"per frame, ring saturated at {MAX_FRAMES:,} frames (differences of {COUNTS[0]:,} and {COUNTS[1]:,} frames):")
+    else:
+        print(f"per frame, transport: aiohttp and picows (differences of {COUNTS[0]:,} and {COUNTS[1]:,} frames):")
+    first, second = ("without", "with recording") if other == "record" else ("aiohttp", "picows")
     for key in ("Ir", "D1", "LL", "cycles"):
-        print(f"  {key:<6} without {plain[key]:10,.1f}  with recording {record[key]:10,.1f}  "
+        print(f"  {key:<6} {first} {plain[key]:10,.1f}  {second} {record[key]:10,.1f}  "
               f"{record[key] / plain[key] - 1:+.1%}" if plain[key] else f"  {key:<6} {plain[key]} / {record[key]}")
 
 
@@ -85,4 +93,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--client"]:
         client(sys.argv[2], int(sys.argv[3]))
     else:
-        main()
+        main("picows" if sys.argv[1:2] == ["transport"] else "record")
