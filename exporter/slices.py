@@ -18,11 +18,14 @@ T = TypeVar("T")
 
 # Longest stretch a sliced pass holds the loop (plus one chunk): well under the 20 ms stall budget.
 SLICE = 0.005
-# A pass never starves: when the loop is saturated (frames arriving faster than they are read,
-# each of its turns a long burst of them), 5 ms slices alone could stretch a render past a
-# scrape timeout. So a pass's slice grows with its age: one more SLICE per this many seconds
-# (5 ms at first, 10 ms after 1 s, 20 ms after 3 s).
-SLICE_GROWTH = 1.0
+# A pass never starves: when the loop is saturated (frames arriving faster than they are read),
+# every turn of the loop is a read step per socket besides the pass's slice, and 5 ms slices
+# alone could stretch a render past a scrape timeout. So a pass's slice grows with its age: one
+# more SLICE per this many seconds (5 ms at first, 10 ms after 5 s, 20 ms after 15 s). It was
+# 1 s while a read step was a whole socket read (20-44 ms under load); since a step is at most
+# ``link.STEP_BYTES`` (~1 ms of frames), a 100k-symbol render keeps most of each turn without
+# growing, and slices grown to 8-10 ms in a 700 ms scrape were iterations over 20 ms.
+SLICE_GROWTH = 5.0
 
 _perf = time.perf_counter
 

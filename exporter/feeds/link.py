@@ -24,7 +24,9 @@ The hot path, per batch and per data frame, is::
 and once per batch, before a ``read()`` that may wait (``_count``): the bytes and the last
 message time into the book (``frame_received``), the heartbeat (``beat.last_heartbeat``: a data
 frame is a sign of life too), the arrivals for the keeper (``rx``), and ``frame_ok`` if a plain
-data frame came (``_read`` says why nothing else can see the locals before they are written). All
+data frame came. A batch is cut at ``STEP_BYTES`` (``step`` frames): then the event loop gets a
+turn, and the rest a clock reading of its own (``_read`` says why nothing else can see the locals
+before they are written). All
 with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
 this link is the shard's primary (so ``feedwatch_feed_last_heartbeat_timestamp_seconds`` moves
 with every frame, ping or pong, even with ``ping_interval: 0``), a private stand-in otherwise.
@@ -98,6 +100,14 @@ if TYPE_CHECKING:
     from exporter.feeds.recorder import FrameRing
 
 log = logging.getLogger(__name__)
+
+# Bytes of frames the read loop works through before it gives the event loop a turn, though more
+# are queued: one socket read is up to 256 KiB of frames (more when reads queue up behind a slow
+# step), 4 ms of book updates on a quiet core and several times that on a busy one; a scrape's
+# render slice, the API and the other feeds wait for all of it (issue 14: the read loop was most
+# of the loop iterations over 20 ms). Counted in frames at the last part's average size, so the
+# hot path does no more per frame; a turn costs ~10 us, well under 1 % at this size.
+STEP_BYTES = 64 * 1024
 
 
 class Reporter(Protocol):
@@ -450,6 +460,11 @@ class Link:
         nothing else runs in between, so every other task (the keeper, a scrape, the sweep) sees
         them exact, and so do the slow paths (a frame with signals, the venue's acceptance, a
         control frame, the end of the socket). Measured in bench/README.md ("Transport").
+
+        A batch is cut at ``step`` frames (``STEP_BYTES`` at the previous part's average frame
+        size): written, then the loop gets a turn (``sleep(0)``) and the rest a clock reading of
+        its own: one socket read's frames held the loop for 20-44 ms under load (issue 14's
+        stalls).
         """
         ws = self.ws
         assert ws is not None
@@ -460,13 +475,21 @@ class Link:
         ring = self.runner.recording
         record = ring.frames.append if ring is not None else None
         waiting = True   # not accepted by the venue yet: each frame asks _accepted_by
+        step = 64        # frames per turn of the event loop (STEP_BYTES at the last part's sizes)
         while True:
             batch, event = await read()
-            if batch:
+            start, count = 0, len(batch)
+            while start < count:
+                if start:  # cut at ``step`` frames: the loop's turn, then the rest
+                    await asyncio.sleep(0)
+                part = batch if not start and count <= step else batch[start:start + step]
+                start += len(part)
                 now = clock()
-                frames, size = len(batch), sum(map(len, batch))   # of the batch, not yet written
-                ok = False       # a plain data frame in the batch, not yet written (``frame_ok``)
-                for data in batch:
+                frames, size = len(part), sum(map(len, part))   # of the part, not yet written
+                if size:
+                    step = STEP_BYTES * frames // size or 1
+                ok = False       # a plain data frame in the part, not yet written (``frame_ok``)
+                for data in part:
                     if record is not None:
                         record((now, data))
                     try:
