@@ -191,6 +191,7 @@ class Link:
         self._helpers: set[asyncio.Task[None]] = set()
         self._closer: asyncio.Task[None] | None = None
         self._url_symbols: list[str] = []
+        self._held = 0                        # bytes of a cut batch not worked through yet (_read)
         self.task = asyncio.create_task(self._run(), name=f"feed {self.feed.name}[{self.name}]")
 
     # --- public --------------------------------------------------------------------------------
@@ -232,11 +233,13 @@ class Link:
     def receive_backlog(self) -> int:
         """Bytes that arrived on this socket and wait for the reader: what the kernel holds for
         it (``FIONREAD``) plus the frames the transport has parsed and not yet handed over
-        (``Transport.backlog``). Read once a second by the sweep, never per frame."""
+        (``Transport.backlog``) plus those of a batch the reader cut and has not worked through
+        yet (``_read``: it gives the loop a turn every ``STEP_BYTES``). Read once a second by the
+        sweep, never per frame."""
         ws = self.ws
         if ws is None or ws.closed:
             return 0
-        return ws.backlog()
+        return ws.backlog() + self._held
 
     def _shard_updates(self) -> int:
         symbols = self.feed.symbols
@@ -479,13 +482,18 @@ class Link:
         while True:
             batch, event = await read()
             start, count = 0, len(batch)
+            # A batch cut in parts: what waits for the next part is still backlog (receive_backlog).
+            held = sum(map(len, batch)) if count > step else 0
             while start < count:
                 if start:  # cut at ``step`` frames: the loop's turn, then the rest
+                    self._held = held
                     await asyncio.sleep(0)
+                    self._held = 0
                 part = batch if not start and count <= step else batch[start:start + step]
                 start += len(part)
                 now = clock()
                 frames, size = len(part), sum(map(len, part))   # of the part, not yet written
+                held -= size
                 if size:
                     step = STEP_BYTES * frames // size or 1
                 ok = False       # a plain data frame in the part, not yet written (``frame_ok``)
