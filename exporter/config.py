@@ -385,8 +385,8 @@ class FeedConfig:
     # A first price further than this ratio from the reference is held back until confirmed.
     first_print_max_deviation: float = 0.5
     connect_timeout: Duration = 10.0
-    # The WebSocket client library (exporter/feeds/transport.py): aiohttp, or picows (about 3x
-    # cheaper per frame; an optional dependency, pip install 'feedwatch[picows]').
+    # The WebSocket client library (exporter/feeds/transport.py): aiohttp, or picows (cheaper per
+    # frame, bench/README.md; an optional dependency, pip install 'feedwatch[picows]').
     transport: Literal["aiohttp", "picows"] = "aiohttp"
     reconnect: Reconnect = Reconnect()
     # Poll the venue's REST snapshot while the socket is down or a symbol is stale (off by default).
