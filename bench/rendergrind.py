@@ -42,7 +42,7 @@ def client(case: str, n: int, render: bool) -> None:
                 feed.record(symbol, 101.0 + k, int(NOW * 1000) + k, NOW, quote=True)
         elif case == "all updated":   # each at its own price, venue and receive time (bench.render)
             for i, symbol in enumerate(names):
-                received = NOW - 1.0 + i / n
+                received = NOW - 1.0 + i / n - k % 2 * 0.0005   # moved since the last round, as in a real update
                 feed.record(symbol, 100.0 + i * 0.01 + k * 0.0001, int(received * 1000) - 3 - k % 2, received,
                             quote=True)
         if render:
