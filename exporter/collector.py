@@ -716,7 +716,7 @@ class BookCollector:
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(), families):
             if not ask.wants(name, kind):
                 continue
-            out.append(ask.header(name, kind, help_text))
+            out.append(ask.header(name, kind, help_text).encode())   # bytes like its lines: one join
             out.extend(lines)
         return all_counts
 

@@ -49,7 +49,9 @@ import ssl
 import threading
 import time
 import zlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
@@ -389,15 +391,32 @@ def body_blocks(parts: list[str | bytes], gzipped: bool) -> tuple[bytes, ...]:
     in a worker thread. Never one 50 MB ``bytes``: joining 100k symbols' text at once is a single
     C call that holds the GIL for ~100 ms (fresh pages, measured), a stall of the event loop
     however the render was sliced; blocks are small calls the loop's thread can get the GIL back
-    between (the compressor also releases it while it works), and they are written one by one."""
+    between (the compressor also releases it while it works), and they are written one by one.
+
+    The parts are cut into runs of about ``BODY_BLOCK`` bytes (a text part's length in
+    characters stands for its bytes) found in C, each run joined by one call: the per-symbol
+    families come as thousands of small bytes parts (a block of 32 symbols each, see
+    ``exporter.collector.BLOCK``), too many for a Python step per part. Gzipped, each run is
+    compressed and the compressed pieces are gathered into blocks of about ``BODY_BLOCK``."""
+    ends = list(accumulate(map(len, parts)))
     blocks: list[bytes] = []
     pending: list[bytes] = []
     size = 0
     deflate = deflate_lib.compressobj(GZIP_LEVEL, deflate_lib.DEFLATED, 31) if gzipped else None   # 31: gzip
-    for part in parts:
-        data = part if part.__class__ is bytes else part.encode()  # type: ignore[union-attr]
-        if deflate is not None:
-            data = deflate.compress(data)
+    start, total = 0, len(parts)
+    while start < total:
+        stop = bisect_left(ends, (ends[start - 1] if start else 0) + BODY_BLOCK, start) + 1
+        run = parts[start:stop]
+        start = stop
+        try:
+            data = b"".join(run)   # type: ignore[arg-type]
+        except TypeError:   # text among them (feed-wide families, other collectors): encoded
+            data = b"".join([part if part.__class__ is bytes else part.encode()   # type: ignore[union-attr]
+                             for part in run])
+        if deflate is None:
+            blocks.append(data)
+            continue
+        data = deflate.compress(data)
         pending.append(data)
         size += len(data)
         if size >= BODY_BLOCK:
@@ -406,8 +425,8 @@ def body_blocks(parts: list[str | bytes], gzipped: bool) -> tuple[bytes, ...]:
             size = 0
     if deflate is not None:
         pending.append(deflate.flush())
-    blocks.append(b"".join(pending))
-    return tuple(blocks)
+        blocks.append(b"".join(pending))
+    return tuple(blocks) if blocks else (b"",)
 
 
 async def shared_render(app: web.Application, exposition: Exposition, gzipped: bool) -> tuple[bytes, ...]:
