@@ -419,8 +419,9 @@ _encode_json = msgspec.json.Encoder().encode
 
 def _event_texts(events: tuple) -> tuple[bytes, ...] | None:
     """The venue timestamps' texts in seconds, or None where the fast path does not hold: every
-    value present and of one unit (``book.to_seconds``'s division done for all at once)."""
-    if events and 0 not in events and set(map(type, events)) <= {int, float}:
+    value present and of one unit (``book.to_seconds``'s division done for all at once). An
+    absent value (0) fails every unit's ``low > floor``: no separate search for it."""
+    if events and set(map(type, events)) <= {int, float}:
         low, high = min(events), max(events)
         for floor, ceiling, divisor in TIMESTAMP_UNITS:
             if low > floor and high <= ceiling:
