@@ -465,7 +465,7 @@ class _Chunk:
 
     __slots__ = ("layout", "bounds", "spans", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates",
                  "fmt_price", "fmt_frozen", "frozen_zero", "sources_ws",
-                 "last_updates", "states", "counts", "updates_seen", "feed_key", "ths", "learns", "bad",
+                 "last_updates", "states", "counts", "updates_seen", "feed_key", "ths", "uniform", "learns", "bad",
                  "sources_seen",
                  "updated", "event", "state_text", "updates", "price_text", "frozen", "expected", "sources",
                  "rest_count")
@@ -493,6 +493,7 @@ class _Chunk:
         self.updates_seen: tuple[object, ...] | None = None
         self.feed_key: tuple[object, ...] = ()
         self.ths: tuple[object, ...] | None = None
+        self.uniform = False
         self.learns: tuple[object, ...] | None = None
         self.bad: set[int] = set()   # blocks that left a sample out: redone at every scrape
         self.sources_seen: tuple[bool, ...] | None = None
@@ -740,17 +741,24 @@ class BookCollector:
         ages = tuple(map(_sub, repeat(now, n), refs))
         if want_staleness:
             self._ages = ages if min(ages) >= 0.0 else tuple([age if age > 0.0 else 0.0 for age in ages])
-        learns = tuple(map(_learn_of, members))
-        ths = tuple(map(_thresholds_of, members))
-        feed_key = (feed.market_open, feed.session_start, rest)   # what is_frozen and sources read
-        if feed_key != chunk.feed_key or ths != chunk.ths:
+        # Learned intervals exist only in a feed where some symbol's thresholds are adaptive
+        # (``FeedBook.adaptive``; a reload switching it off clears them): elsewhere not read.
+        adaptive = feed.adaptive
+        learns = tuple(map(_learn_of, members)) if adaptive else ()
+        # What is_frozen and sources read, and the thresholds' generation: the members' ``th``
+        # are gathered again only when a reload gave new ones (or the members changed).
+        feed_key = (feed.market_open, feed.session_start, rest, feed.thresholds_generation)
+        if feed_key != chunk.feed_key or chunk.ths is None:
             chunk.forget()
+            ths = tuple(map(_thresholds_of, members))
             chunk.feed_key, chunk.ths = feed_key, ths
+            chunk.uniform = ths.count(ths[0]) == n   # one thresholds object for the chunk: the common case
+        ths = chunk.ths
         th = ths[0]
-        uniform = ths.count(th) == n   # one thresholds object for the chunk: the common case
+        uniform = chunk.uniform
         if not feed.market_open:
             state_list: tuple[int, ...] = (CLOSED,) * n
-        elif float in set(map(type, learns)):
+        elif adaptive and float in set(map(type, learns)):
             # Some symbol's interval is learned (adaptive thresholds): its limits are its own.
             limits = feed.limits
             classified = []
