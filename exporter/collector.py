@@ -733,10 +733,12 @@ class BookCollector:
         last_updates = tuple(map(_last_update_of, members))
         # --- ages and states (FeedBook.reference_time, staleness, classify)
         refs = last_updates
-        if 0.0 in refs:   # never updated: the subscription (or acknowledgement) is the reference
+        low = min(refs)
+        if low == 0.0:   # never updated: the subscription (or acknowledgement) is the reference
             refs = tuple([u or s for u, s in zip(last_updates, map(_since_of, members))])
+            low = min(refs)
         start = feed.session_start
-        if min(refs) < start:
+        if low < start:
             refs = tuple([ref if ref > start else start for ref in refs])
         ages = tuple(map(_sub, repeat(now, n), refs))
         if want_staleness:
