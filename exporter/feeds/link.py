@@ -10,7 +10,7 @@ double connection.
 The hot path, per data frame, is::
 
     if ahead: ahead -= 1               # queued behind the batch's first frame: the batch's time
-    else: now = clock(); ahead = len(queued)   # the injected clock (book time), once per batch
+    else: now = clock(); ahead = min(len(queued), step - 1)   # the injected clock (book time), once per batch
     frames += 1; size += len(data)     # the batch's accounting, in locals
     record((now, data))                # only with the frame recorder on (recorder.py): a deque append
     signals = adapter.handle(data, now)   # decode + book update, in the adapter
@@ -20,7 +20,8 @@ and once per batch, before a ``receive()`` that may wait (``_count``): the bytes
 message time into the book (``frame_received``), the heartbeat (``beat.last_heartbeat``: a data
 frame is a sign of life too), the arrivals for the keeper (``rx``), and ``frame_ok`` if a plain
 data frame came. A batch is what aiohttp had parsed from the socket when its first frame was
-handed over (``_read`` says why nothing else can see the locals before they are written). All
+handed over, at most ``STEP_BYTES`` of it (``step`` frames): then the event loop gets a turn
+before the rest (``_read`` says why nothing else can see the locals before they are written). All
 with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
 this link is the shard's primary (so ``feedwatch_feed_last_heartbeat_timestamp_seconds`` moves
 with every frame, ping or pong, even with ``ping_interval: 0``), a private stand-in otherwise.
@@ -98,6 +99,13 @@ log = logging.getLogger(__name__)
 # Seconds to wait for the venue's half of a close handshake before dropping the TCP connection.
 CLOSE_TIMEOUT = 2.0
 MAX_FRAME = 16 * 2**20
+# Bytes of frames the read loop works through before it gives the event loop a turn, though more
+# are queued: one socket read is up to 256 KiB of frames (more when reads queue up behind a slow
+# step), 4 ms of book updates on a quiet core and several times that on a busy one; a scrape's
+# render slice, the API and the other feeds wait for all of it (issue 14: the read loop was most
+# of the loop iterations over 20 ms). Counted in frames at the last batch's average size, so the
+# hot path does no more per frame; a turn costs ~10 us, well under 1 % at this size.
+STEP_BYTES = 64 * 1024
 # Hand frames over as bytes where aiohttp can (3.13+): msgspec decodes bytes directly, and
 # len() is then the byte count the bytes counter promises.
 _NO_DECODE = {"decode_text": False} if "decode_text" in inspect.signature(
@@ -483,6 +491,10 @@ class Link:
         sweep) sees them exact. The slow paths (a frame with signals, the venue's acceptance, a
         control frame, the end of the socket) flush first, so they see them exact too. Measured
         in bench/README.md ("Transport").
+
+        A batch is cut at ``step`` frames (``STEP_BYTES`` at the previous batch's average frame
+        size), written, and the loop gets a turn (``sleep(0)``) before the rest: one socket
+        read's frames held the loop for 20-44 ms under load (issue 14's stalls).
         """
         ws = self.ws
         assert ws is not None
@@ -499,12 +511,18 @@ class Link:
         ahead = 0        # frames queued behind the batch's first when ``now`` was read
         frames = size = 0    # of the batch, not yet written
         ok = False       # a plain data frame in the batch, not yet written (``frame_ok``)
+        step = 64        # frames per turn of the event loop (STEP_BYTES at the last batch's sizes)
         try:
             while True:
-                if frames and not ahead:  # the next receive() may wait: write the batch first
-                    self._count(frames, size, now, ok)
-                    frames = size = 0
-                    ok = False
+                if not ahead:  # the batch is done
+                    if frames:  # the next receive() may wait: write the batch first
+                        self._count(frames, size, now, ok)
+                        if size:
+                            step = STEP_BYTES * frames // size or 1
+                        frames = size = 0
+                        ok = False
+                    if queue:  # it was cut at ``step`` frames: the loop's turn, then the rest
+                        await asyncio.sleep(0)
                 msg = await receive()
                 kind = msg.type
                 if kind is TEXT or kind is BINARY:
@@ -513,7 +531,7 @@ class Link:
                         ahead -= 1
                     else:
                         now = clock()
-                        ahead = len(queue) if queue is not None else 0
+                        ahead = min(len(queue), step - 1) if queue is not None else 0
                     frames += 1
                     size += len(data)
                     if record is not None:

@@ -11,6 +11,7 @@ import time
 
 from bench import transport
 from bench.wsserver import accept, text_header
+from exporter.feeds import link
 from exporter.feeds.runner import FeedRunner
 from tests.waiting import async_wait_for
 
@@ -47,22 +48,24 @@ def _payload_bytes(count: int) -> int:
     return total
 
 
-async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accept(reader, writer)
-        for i, chunk in enumerate(transport._frames(COUNT, transport._symbols())):
-            # An undecodable frame amid the burst (the slow path mid-batch) and one at its end.
-            writer.write(chunk + BAD_FRAME if i in (2, COUNT // 1_000 - 1) else chunk)
-            await writer.drain()
-        try:  # then quiet, open (no close: nothing may arrive after the burst), reading the client
-            while await reader.read(65536):
-                pass
-        except ConnectionError:
+async def _serve_burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The venue: COUNT frames as fast as the socket takes them, two bad ones among them."""
+    await accept(reader, writer)
+    for i, chunk in enumerate(transport._frames(COUNT, transport._symbols())):
+        # An undecodable frame amid the burst (the slow path mid-batch) and one at its end.
+        writer.write(chunk + BAD_FRAME if i in (2, COUNT // 1_000 - 1) else chunk)
+        await writer.drain()
+    try:  # then quiet, open (no close: nothing may arrive after the burst), reading the client
+        while await reader.read(65536):
             pass
-        finally:
-            writer.close()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+
+async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> None:
+    server = await asyncio.start_server(_serve_burst, "127.0.0.1", 0)
     url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     config, feed = transport._book(url)
     clock = CountingClock()
@@ -87,6 +90,36 @@ async def test_a_burst_is_counted_exactly_with_one_clock_reading_per_batch() -> 
         # Batched: far fewer readings than frames (the blaster writes 1,000 frames at a time).
         assert len(clock.readings) < COUNT / 10, len(clock.readings)
     finally:
+        await runner.stop()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_burst_gives_the_event_loop_a_turn_every_step_bytes() -> None:
+    """A socket read of frames is worked through ``STEP_BYTES`` at a time, the event loop getting a
+    turn in between: a task that runs once per turn never sees the book's byte count jump by much
+    more (a step may hold a second batch after a bad frame ended one). Without the cut the reader
+    holds the loop for everything aiohttp has queued: 256 KiB reads and more."""
+    server = await asyncio.start_server(_serve_burst, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    config, feed = transport._book(url)
+    runner = FeedRunner(config, feed, CountingClock())
+    seen: list[int] = []
+
+    async def every_turn() -> None:
+        while True:
+            seen.append(feed.bytes)
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(every_turn())
+    await runner.start()
+    try:
+        await async_wait_for(lambda: transport._received(feed) >= COUNT, timeout=30, what=f"{COUNT} frames")
+        steps = [b - a for a, b in zip(seen, seen[1:]) if b > a]
+        assert len(steps) > feed.bytes // (2 * link.STEP_BYTES), (len(steps), feed.bytes)
+        assert max(steps) <= 2 * link.STEP_BYTES + 1024, (max(steps), steps[:8], seen[:20])
+    finally:
+        ticker.cancel()
         await runner.stop()
         server.close()
         await server.wait_closed()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -25,6 +28,7 @@ from exporter.clock import FakeClock
 from exporter.config import load_data
 from exporter.version import build_info
 from exporter.web.app import COLLECTOR, CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app, serve
+from exporter.web.loopwatch import LoopWatch
 from tests.waiting import async_wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]
@@ -402,6 +406,51 @@ async def test_loop_watch_is_shared_by_apps_on_one_loop(book, config, clock) -> 
     assert type(loop._selector).__name__ != "_TimedSelector"
 
 
+async def test_sliced_passes_share_one_budget_per_loop_iteration(monkeypatch) -> None:
+    """Issue 14: a sliced pass's slice ends SLICE after the loop's *iteration* began, so what ran
+    before it in the same iteration counts. A hog that takes a whole slice at the start of every
+    iteration leaves the pass one chunk per iteration (never none); without the shared budget
+    the pass took its own full slice on top: ~20 chunks per iteration here, iterations of twice
+    the slice."""
+    monkeypatch.setattr(slices, "SLICE", 0.004)
+    monkeypatch.setattr(slices, "SLICE_GROWTH", 1e9)   # no growth within the test
+    watch = LoopWatch.start()
+    try:
+        done = asyncio.Event()
+
+        def spin(seconds: float) -> None:   # CPU work, the way a read step or a render chunk is
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+
+        async def hog() -> None:
+            while not done.is_set():
+                spin(slices.SLICE)
+                await asyncio.sleep(0)
+
+        iterations: list[int] = []   # the loop iteration (the watch's count) of each chunk
+
+        def steps():
+            for _ in range(40):
+                spin(0.0002)
+                iterations.append(watch.count)
+                yield
+            return "done"
+
+        hogging = asyncio.create_task(hog())
+        await asyncio.sleep(0)   # the hog runs first in each iteration from now on
+        assert await slices.run_sliced(steps()) == "done"
+        done.set()
+        await hogging
+        per_iteration = Counter(iterations)
+        assert max(per_iteration.values()) <= 2, per_iteration
+        assert len(per_iteration) >= 20   # one chunk per turn at least: the pass went on
+    finally:
+        watch.stop()
+    # The loop's own selector is back, and passes count from their own start again.
+    assert asyncio.get_running_loop() not in slices._ITERATION_BEGAN
+
+
 async def test_two_apps_can_share_a_registry(book, config, clock) -> None:
     """The service passes the global registry; a second app in the same process must not collide."""
     registry = CollectorRegistry()
@@ -497,6 +546,32 @@ async def test_a_large_body_is_built_and_sent_in_blocks(book, config, clock, mon
                     assert response.headers.get("Content-Encoding") == ("gzip" if encoding == "gzip" else None)
                     assert b'feedwatch_symbol_price{feed="stocks",symbol="AAPL"} 189.5\n' in body
                     assert body.endswith(b"\n") and b"# HELP feedwatch_render_errors_total" in body
+    finally:
+        await runner.cleanup()
+
+
+def _nice_of(native_id: int) -> int:
+    """A thread's nice value, from the kernel (/proc: field 19 of its stat line)."""
+    stat = Path(f"/proc/self/task/{native_id}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[16])
+
+
+async def test_the_body_is_built_in_a_thread_of_lower_cpu_priority(book, config, clock) -> None:
+    """Issue 14: gzipping a 100k-symbol body is ~30 ms of CPU beside the event loop; on a core the
+    loop keeps busy, an equal share would stretch every loop iteration meanwhile. The body's
+    thread runs at BODY_NICE below the loop's thread (the kernel's own figure, read from /proc)."""
+    from exporter.web import app as web_app
+
+    app = create_app(book, config, clock, CollectorRegistry())
+    runner, port = await serve(app, "127.0.0.1:0")
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+                assert response.status == 200 and b"feedwatch_symbol_price" in await response.read()
+        # The pool's one thread, which built that body: it says who it is.
+        body = await asyncio.get_running_loop().run_in_executor(app[web_app.BODY_POOL], threading.get_native_id)
+        assert body != threading.get_native_id()
+        assert _nice_of(body) == min(19, _nice_of(threading.get_native_id()) + web_app.BODY_NICE)
     finally:
         await runner.cleanup()
 
