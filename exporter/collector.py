@@ -598,13 +598,14 @@ class BookCollector:
         counts: list[dict[int, int]] = []
         sources: list[bytes] | None = None
         rest_counts: dict[str, int] = {}   # feed -> symbols priced by the REST fallback (the symbol pass)
+        acked: dict[str, int] = {}   # feed -> acknowledged symbols, counted by the symbol pass
         want_sources = bool(rest_feeds) and ask.wants("feedwatch_symbol_source", REST_FAMILIES[
             "feedwatch_symbol_source"][0])
         if want_sources or ask.wants("feedwatch_feed_symbols", "gauge") or any(
                 ask.wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
             sources = []
-            counts = yield from self._render_symbols(feeds, now, out, ask, sources, rest_counts)
-        self._render_feeds(feeds, now, counts, out, ask)
+            counts = yield from self._render_symbols(feeds, now, out, ask, sources, rest_counts, acked)
+        self._render_feeds(feeds, now, counts, out, ask, acked)
         self._render_markets(feeds, out, ask)
         self._render_instruments(now, out, ask)
         self._render_rest(rest_feeds, sources, rest_counts, out, ask)
@@ -667,7 +668,7 @@ class BookCollector:
     # --- per symbol: one pass over every symbol fills eight families (and the REST source) ------
 
     def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[Part], ask: Exposition,
-                        sources: list[bytes], rest_counts: dict[str, int]
+                        sources: list[bytes], rest_counts: dict[str, int], acked: dict[str, int]
                         ) -> Generator[None, None, list[dict[int, int]]]:
         # Each family's text, chunk by chunk (joined once at the end, with its header), in
         # SYMBOL_FAMILIES order.
@@ -685,8 +686,12 @@ class BookCollector:
             chunks: list[_Chunk] = []
             rest = feed.config.rest.enabled
             rest_count = 0
+            acks = 0
             for i in range(0, len(members_all), CHUNK):
                 members = members_all[i:i + CHUNK]
+                # Counted here, while the chunk's symbols are in the CPU's cache: a separate walk
+                # over 100,000 scattered symbols for this one gauge took ~11 ms per scrape.
+                acks += countOf(map(_acks_of, members), ACKED)
                 k = i // CHUNK
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
@@ -716,6 +721,7 @@ class BookCollector:
                 yield
             chunks_by_feed[feed.name] = chunks
             all_counts.append(counts)
+            acked[feed.name] = acks
             if rest:
                 rest_counts[feed.name] = rest_count
         self._chunks = chunks_by_feed   # removed feeds' chunks go
@@ -967,7 +973,7 @@ class BookCollector:
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[Part], ask: Exposition) -> None:
+                      out: list[Part], ask: Exposition, acked: dict[str, int]) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
             if not ask.wants(name, kind):
@@ -1015,8 +1021,9 @@ class BookCollector:
             f'feedwatch_feed_symbols{{{feed.labels},state="{STATE_NAMES[state]}"}} {counts[i][state]}\n'
             for state in STATE_ORDER))
         simple("feedwatch_feed_subscribed_symbols", lambda feed: len(feed.symbols))
-        simple("feedwatch_feed_acknowledged_symbols",
-               lambda feed: countOf(map(_acks_of, feed.symbols.values()), ACKED))
+        simple("feedwatch_feed_acknowledged_symbols",   # from the symbol pass when it ran
+               lambda feed: acked[feed.name] if feed.name in acked
+               else countOf(map(_acks_of, feed.symbols.values()), ACKED))
         simple("feedwatch_feed_market_open", lambda feed: 1 if feed.market_open else 0)
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)

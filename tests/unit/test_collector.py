@@ -32,6 +32,7 @@ from exporter.collector import (
     format_value,
 )
 from exporter.config import load_data
+from exporter.exposition import Exposition
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -147,6 +148,11 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_sequence_gaps_total", feed="crypto")] == 1
     assert values[key("feedwatch_feed_reconnect_attempts_total", feed="crypto")] == 2
     assert values[key("feedwatch_feed_acknowledged_symbols", feed="crypto")] == 3
+    # Counted by the symbol pass (chunk by chunk), or, when a scrape asks for no symbol family,
+    # by a walk of its own: the same figure.
+    alone = samples(BookCollector(golden_book(clock)).render(
+        clock.time(), Exposition(names=frozenset({"feedwatch_feed_acknowledged_symbols"}))))
+    assert alone == {k: v for k, v in values.items() if k[0] == "feedwatch_feed_acknowledged_symbols"}
     assert values[key("feedwatch_feed_subscribed_symbols", feed="crypto")] == 4
     # Latency observations of 50 ms (in the 0.05 bucket) and 500 ms.
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.025")] == 0
