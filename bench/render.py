@@ -140,10 +140,11 @@ def measure(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), children_up_to: i
 
         def update_all() -> None:
             """Every symbol at its own price, venue time and receive time (spread over the last
-            second, as single-event frames leave them: the costliest values to format)."""
+            second, as single-event frames leave them: the costliest values to format; each
+            round's receive times differ from the last round's, as every real update's do)."""
             generation[0] += 1
             for i, symbol in enumerate(names):
-                received = NOW - 1.0 + i / n
+                received = NOW - 1.0 + i / n - generation[0] % 2 * 0.0005
                 feed.record(symbol, 100.0 + i * 0.01 + generation[0] * 0.0001,
                             int(received * 1000) - 3 - generation[0] % 2, received, quote=True)
 

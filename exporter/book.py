@@ -511,6 +511,9 @@ class FeedBook:
         # caught up, and the last sample's results.
         self.latency_min = _INF
         self.lag = LagTracker()
+        # Bumped whenever a reload gives the symbols new thresholds (``reconfigure``): the
+        # collector reads each symbol's ``th`` again only then, not at every scrape.
+        self.thresholds_generation = 0
         self._detectors(config)
         for symbol in config.symbols:
             self.add_symbol(symbol, now)
@@ -581,6 +584,7 @@ class FeedBook:
             self.market_open = new_calendar.is_open(now)
         self.deviation = config.first_print_max_deviation
         self._detectors(config)
+        self.thresholds_generation += 1   # the collector's cached per-symbol thresholds are void
         for symbol, state in self.symbols.items():
             state.th = th = config.thresholds_for(symbol)
             if not th.adaptive.enabled:  # switched off: forget what was learned

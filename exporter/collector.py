@@ -189,8 +189,8 @@ import logging
 import math
 import time
 from bisect import bisect_right
-from itertools import repeat
-from operator import attrgetter, countOf, eq as _eq, sub as _sub, truediv as _truediv
+from itertools import chain, compress, repeat
+from operator import attrgetter, countOf, eq as _eq, mod as _mod, ne as _ne, sub as _sub, truediv as _truediv
 from typing import Any, Callable, Generator, Iterable, Sequence
 
 import msgspec
@@ -399,6 +399,13 @@ _BUCKET_LE = tuple(format_value(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 # Symbols per chunk of the per-symbol pass: the unit of caching (see BookCollector) and of
 # yielding to the event loop (``steps``). 512 symbols take ~0.2-1 ms to render.
 CHUNK = 512
+# Symbols per block: the unit a chunk's update-driven families (receive and venue timestamps,
+# update count, price, frozen) are re-formatted in. A random 1 % of symbols updated touches
+# every chunk but few of its blocks: only those are formatted again (issue 14: 1 % updated cost
+# more than all updated while the whole chunk was redone). 32 measured best of 8, 16 and 32 over
+# the three cases of ``bench.rendergrind`` (smaller blocks: fewer symbols formatted at 1 %, more
+# calls and parts for every other case).
+BLOCK = 32
 _updates_of = attrgetter("updates")
 _thresholds_of = attrgetter("th")
 _learn_of = attrgetter("learn")
@@ -412,6 +419,31 @@ _rest_mark_of = attrgetter("rest_mark")
 _encode_json = msgspec.json.Encoder().encode
 
 
+def _event_texts(events: tuple) -> tuple[bytes, ...] | None:
+    """The venue timestamps' texts in seconds, or None where the fast path does not hold: every
+    value present and of one unit (``book.to_seconds``'s division done for all at once). An
+    absent value (0) fails every unit's ``low > floor``: no separate search for it."""
+    if events and set(map(type, events)) <= {int, float}:
+        low, high = min(events), max(events)
+        for floor, ceiling, divisor in TIMESTAMP_UNITS:
+            if low > floor and high <= ceiling:
+                try:
+                    return _float_texts(list(map(_truediv, events, repeat(divisor))))
+                except Exception:  # noqa: BLE001 - one slipped past the checks: line by line
+                    return None
+    return None
+
+
+def _price_texts(prices: tuple) -> tuple[bytes, ...] | None:
+    """The prices' texts, or None where the fast path does not hold: every value a finite float
+    (a sum of finite floats minus itself is 0; NaN and inf make it NaN)."""
+    if set(map(type, prices)) == {float}:
+        total = sum(prices)
+        if total - total == 0.0:
+            return _float_texts(prices)
+    return None
+
+
 def _float_texts(values: tuple | list) -> tuple[bytes, ...]:
     """Finite floats in shortest round-trip form, like ``repr`` but 3-4x cheaper: msgspec's JSON
     encoder formats the whole list in C (``1e16`` where ``repr`` writes ``1e+16``: both parse
@@ -422,25 +454,35 @@ def _float_texts(values: tuple | list) -> tuple[bytes, ...]:
 class _Chunk:
     """What one chunk of a feed's symbols rendered last time, to redo only what changed.
 
-    ``layout``: the members the format strings were built for. Per family, a format string of
-    the chunk's lines (``%.3f``, ``%d``, ``%r`` where the value goes) that one ``%`` fills with a
-    tuple of the members' values in C, instead of an f-string per line; the values it was last
-    filled with (a tuple gathered by ``map(attrgetter(...))``, compared in C: unchanged values
-    skip the formatting, ``None`` = redo) and the text. A family whose value cannot take the fast
-    path (a symbol never priced, a value past the book's checks) is formatted line by line, each
-    sample guarded; one that left a sample out keeps ``None`` so every scrape counts it again."""
+    ``layout``: the members the format strings were built for. Per family, format strings of
+    the lines (``%.3f``, ``%d``, ``%s`` where the value goes) that one ``%`` fills with a tuple
+    of the members' values in C, instead of an f-string per line. Staleness and state (computed
+    at every scrape) have one per chunk. The families that change only with an update have one
+    per block of ``BLOCK`` members, and their text is kept per block: a block where no member's
+    ``updates`` (or receive time) moved keeps its text, the others are formatted again
+    (``BookCollector._refresh``). A block whose values cannot all take the fast path (a symbol
+    never priced, a value past the book's checks) is formatted line by line, each sample
+    guarded; one that left a sample out is in ``bad`` and redone at every scrape, so every
+    scrape counts it again."""
 
-    __slots__ = ("layout", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates", "fmt_price",
-                 "fmt_frozen", "frozen_zero", "sources_ws",
-                 "last_updates", "events", "states", "counts", "updates_seen", "prices", "feed_key", "ths", "learns",
+    __slots__ = ("layout", "bounds", "spans", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates",
+                 "fmt_price", "fmt_frozen", "frozen_zero", "sources_ws",
+                 "last_updates", "states", "counts", "updates_seen", "feed_key", "ths", "uniform", "learns", "bad",
                  "sources_seen",
                  "updated", "event", "state_text", "updates", "price_text", "frozen", "expected", "sources",
                  "rest_count")
 
     def __init__(self) -> None:
         self.layout: list[SymbolState] = []
-        self.fmt_updated = self.fmt_event = self.fmt_staleness = self.fmt_state = b""
-        self.fmt_updates = self.fmt_price = self.fmt_frozen = self.frozen_zero = self.sources_ws = b""
+        self.bounds: list[tuple[int, int]] = []   # each block's members: layout[start:stop]
+        self.spans: list[slice] = []              # the same as slices
+        self.fmt_staleness = self.fmt_state = self.sources_ws = b""
+        self.fmt_updated: list[bytes] = []   # per block, like the texts below
+        self.fmt_event: list[bytes] = []
+        self.fmt_updates: list[bytes] = []
+        self.fmt_price: list[bytes] = []
+        self.fmt_frozen: list[bytes] = []    # built on first use (``frozen_format``)
+        self.frozen_zero: list[bytes] = []
         self.forget()
 
     def forget(self) -> None:
@@ -448,17 +490,23 @@ class _Chunk:
         # Tuples, not lists: a tuple of floats and ints leaves the cyclic GC's lists after its
         # first collection, so 100k symbols' values add nothing to a full (gen 2) pass.
         self.last_updates: tuple[object, ...] | None = None
-        self.events: tuple[object, ...] | None = None
         self.states: tuple[int, ...] | None = None
         self.counts: tuple[int, ...] = ()
         self.updates_seen: tuple[object, ...] | None = None
-        self.prices: tuple[object, ...] | None = None
         self.feed_key: tuple[object, ...] = ()
         self.ths: tuple[object, ...] | None = None
+        self.uniform = False
         self.learns: tuple[object, ...] | None = None
+        self.bad: set[int] = set()   # blocks that left a sample out: redone at every scrape
         self.sources_seen: tuple[bool, ...] | None = None
-        self.updated = self.event = self.state_text = self.updates = self.price_text = b""
-        self.frozen = self.expected = self.sources = b""
+        blocks = len(self.bounds)
+        # Per block (``bounds``): the update-driven families' text.
+        self.updated: list[bytes] = [b""] * blocks
+        self.event: list[bytes] = [b""] * blocks
+        self.updates: list[bytes] = [b""] * blocks
+        self.price_text: list[bytes] = [b""] * blocks
+        self.frozen: list[bytes] = [b""] * blocks
+        self.state_text = self.expected = self.sources = b""
         self.rest_count = 0
 
     def lay_out(self, members: list[SymbolState]) -> None:
@@ -466,26 +514,35 @@ class _Chunk:
         are built on first use (``frozen_format``, ``sources_all_ws``): at 100k symbols each
         format string is ~4 MB kept between scrapes."""
         labels = [s.labels.replace("%", "%%") for s in members]
+        n = len(members)
+        self.bounds = [(a, min(a + BLOCK, n)) for a in range(0, n, BLOCK)]
+        self.spans = [slice(a, b) for a, b in self.bounds]
 
-        def fmt(name: str, spec: str) -> bytes:
-            return "".join([f"{name}{{{label}}} {spec}\n" for label in labels]).encode()
+        def lines(name: str, spec: str) -> list[str]:
+            return [f"{name}{{{label}}} {spec}\n" for label in labels]
 
-        self.fmt_updated = fmt("feedwatch_symbol_last_update_timestamp_seconds", "%.3f")
-        self.fmt_event = fmt("feedwatch_symbol_last_event_timestamp_seconds", "%s")
-        self.fmt_staleness = fmt("feedwatch_symbol_staleness_seconds", "%.3f")
-        self.fmt_state = fmt("feedwatch_symbol_state", "%d")
-        self.fmt_updates = fmt("feedwatch_symbol_updates_total", "%d")
-        self.fmt_price = fmt("feedwatch_symbol_price", "%s")
-        self.fmt_frozen = self.sources_ws = b""
-        self.frozen_zero = "".join([f"feedwatch_symbol_frozen{{{s.labels}}} 0\n" for s in members]).encode()
+        def blocks(name: str, spec: str) -> list[bytes]:
+            text = lines(name, spec)
+            return ["".join(text[a:b]).encode() for a, b in self.bounds]
+
+        self.fmt_updated = blocks("feedwatch_symbol_last_update_timestamp_seconds", "%.3f")
+        self.fmt_event = blocks("feedwatch_symbol_last_event_timestamp_seconds", "%s")
+        self.fmt_staleness = "".join(lines("feedwatch_symbol_staleness_seconds", "%.3f")).encode()
+        self.fmt_state = "".join(lines("feedwatch_symbol_state", "%d")).encode()
+        self.fmt_updates = blocks("feedwatch_symbol_updates_total", "%d")
+        self.fmt_price = blocks("feedwatch_symbol_price", "%s")
+        self.fmt_frozen = []
+        self.sources_ws = b""
+        zero = [f"feedwatch_symbol_frozen{{{s.labels}}} 0\n" for s in members]
+        self.frozen_zero = ["".join(zero[a:b]).encode() for a, b in self.bounds]
         self.layout = members
         self.forget()
 
-    def frozen_format(self) -> bytes:
+    def frozen_format(self, block: int) -> bytes:
         if not self.fmt_frozen:
-            self.fmt_frozen = "".join([f"feedwatch_symbol_frozen{{{s.labels.replace('%', '%%')}}} %d\n"
-                                       for s in self.layout]).encode()
-        return self.fmt_frozen
+            text = [f"feedwatch_symbol_frozen{{{s.labels.replace('%', '%%')}}} %d\n" for s in self.layout]
+            self.fmt_frozen = ["".join(text[a:b]).encode() for a, b in self.bounds]
+        return self.fmt_frozen[block]
 
     def sources_all_ws(self) -> bytes:
         """The source family when no member's price came from the REST fallback."""
@@ -500,13 +557,15 @@ class BookCollector:
     """Renders a ``Book`` (see the module docstring for the exact lines).
 
     Incremental, per chunk of ``CHUNK`` symbols and per family (see ``_Chunk``): each family's
-    values are gathered in C and compared with the last scrape's; only a family whose values
-    moved is formatted again, by one ``%`` of the chunk's format string (prices and venue
-    timestamps through msgspec's float encoder). The families that change only with an update
-    (timestamps, count, price, frozen, REST source) are looked at only where a member's
-    ``updates`` moved; learned intervals where the sweep moved one; everything is redone where
-    the thresholds (a reload) or the feed's session changed. Staleness changes with every scrape
-    and is always formatted fresh. The per-symbol text is bytes (nothing to encode at a scrape).
+    values are gathered in C and compared with the last scrape's; only what moved is formatted
+    again, by one ``%`` of a format string (prices and venue timestamps through msgspec's float
+    encoder). The families that change only with an update (timestamps, count, price, frozen)
+    are kept per block of ``BLOCK`` symbols and formatted again only in the blocks where a
+    member's ``updates`` moved (``_refresh``; the REST source per chunk); learned intervals
+    where the sweep moved one (read only in feeds with adaptive thresholds); everything is
+    redone where the thresholds (a reload: ``FeedBook.thresholds_generation``) or the feed's
+    session changed. Staleness changes with every scrape and is always formatted fresh. The
+    per-symbol text is bytes (nothing to encode at a scrape).
     ``steps`` renders in chunks so a server can yield to the event loop between them
     (``exporter/web/app.py``); ``render`` runs them all at once and returns text.
     """
@@ -539,13 +598,14 @@ class BookCollector:
         counts: list[dict[int, int]] = []
         sources: list[bytes] | None = None
         rest_counts: dict[str, int] = {}   # feed -> symbols priced by the REST fallback (the symbol pass)
+        acked: dict[str, int] = {}   # feed -> acknowledged symbols, counted by the symbol pass
         want_sources = bool(rest_feeds) and ask.wants("feedwatch_symbol_source", REST_FAMILIES[
             "feedwatch_symbol_source"][0])
         if want_sources or ask.wants("feedwatch_feed_symbols", "gauge") or any(
                 ask.wants(name, kind) for name, (kind, _) in SYMBOL_FAMILIES.items()):
             sources = []
-            counts = yield from self._render_symbols(feeds, now, out, ask, sources, rest_counts)
-        self._render_feeds(feeds, now, counts, out, ask)
+            counts = yield from self._render_symbols(feeds, now, out, ask, sources, rest_counts, acked)
+        self._render_feeds(feeds, now, counts, out, ask, acked)
         self._render_markets(feeds, out, ask)
         self._render_instruments(now, out, ask)
         self._render_rest(rest_feeds, sources, rest_counts, out, ask)
@@ -608,7 +668,7 @@ class BookCollector:
     # --- per symbol: one pass over every symbol fills eight families (and the REST source) ------
 
     def _render_symbols(self, feeds: list[FeedBook], now: float, out: list[Part], ask: Exposition,
-                        sources: list[bytes], rest_counts: dict[str, int]
+                        sources: list[bytes], rest_counts: dict[str, int], acked: dict[str, int]
                         ) -> Generator[None, None, list[dict[int, int]]]:
         # Each family's text, chunk by chunk (joined once at the end, with its header), in
         # SYMBOL_FAMILIES order.
@@ -626,8 +686,12 @@ class BookCollector:
             chunks: list[_Chunk] = []
             rest = feed.config.rest.enabled
             rest_count = 0
+            acks = 0
             for i in range(0, len(members_all), CHUNK):
                 members = members_all[i:i + CHUNK]
+                # Counted here, while the chunk's symbols are in the CPU's cache: a separate walk
+                # over 100,000 scattered symbols for this one gauge took ~11 ms per scrape.
+                acks += countOf(map(_acks_of, members), ACKED)
                 k = i // CHUNK
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
@@ -642,14 +706,14 @@ class BookCollector:
                         rest_count += sum(1 for s in members if s.rest_mark == s.updates)   # from_rest
                     yield
                     continue
-                updated.append(chunk.updated)
-                event.append(chunk.event)
+                updated.extend(chunk.updated)   # per block
+                event.extend(chunk.event)
                 if want_staleness:
                     staleness.append(chunk.fmt_staleness % self._ages)
                 states.append(chunk.state_text)
-                updates.append(chunk.updates)
-                prices.append(chunk.price_text)
-                frozen.append(chunk.frozen)
+                updates.extend(chunk.updates)
+                prices.extend(chunk.price_text)
+                frozen.extend(chunk.frozen)
                 expected.append(chunk.expected)
                 if rest:
                     sources.append(chunk.sources)
@@ -657,13 +721,14 @@ class BookCollector:
                 yield
             chunks_by_feed[feed.name] = chunks
             all_counts.append(counts)
+            acked[feed.name] = acks
             if rest:
                 rest_counts[feed.name] = rest_count
         self._chunks = chunks_by_feed   # removed feeds' chunks go
         for (name, (kind, help_text)), lines in zip(SYMBOL_FAMILIES.items(), families):
             if not ask.wants(name, kind):
                 continue
-            out.append(ask.header(name, kind, help_text))
+            out.append(ask.header(name, kind, help_text).encode())   # bytes like its lines: one join
             out.extend(lines)
         return all_counts
 
@@ -678,25 +743,34 @@ class BookCollector:
         last_updates = tuple(map(_last_update_of, members))
         # --- ages and states (FeedBook.reference_time, staleness, classify)
         refs = last_updates
-        if 0.0 in refs:   # never updated: the subscription (or acknowledgement) is the reference
+        low = min(refs)
+        if low == 0.0:   # never updated: the subscription (or acknowledgement) is the reference
             refs = tuple([u or s for u, s in zip(last_updates, map(_since_of, members))])
+            low = min(refs)
         start = feed.session_start
-        if min(refs) < start:
+        if low < start:
             refs = tuple([ref if ref > start else start for ref in refs])
         ages = tuple(map(_sub, repeat(now, n), refs))
         if want_staleness:
             self._ages = ages if min(ages) >= 0.0 else tuple([age if age > 0.0 else 0.0 for age in ages])
-        learns = tuple(map(_learn_of, members))
-        ths = tuple(map(_thresholds_of, members))
-        feed_key = (feed.market_open, feed.session_start, rest)   # what is_frozen and sources read
-        if feed_key != chunk.feed_key or ths != chunk.ths:
+        # Learned intervals exist only in a feed where some symbol's thresholds are adaptive
+        # (``FeedBook.adaptive``; a reload switching it off clears them): elsewhere not read.
+        adaptive = feed.adaptive
+        learns = tuple(map(_learn_of, members)) if adaptive else ()
+        # What is_frozen and sources read, and the thresholds' generation: the members' ``th``
+        # are gathered again only when a reload gave new ones (or the members changed).
+        feed_key = (feed.market_open, feed.session_start, rest, feed.thresholds_generation)
+        if feed_key != chunk.feed_key or chunk.ths is None:
             chunk.forget()
+            ths = tuple(map(_thresholds_of, members))
             chunk.feed_key, chunk.ths = feed_key, ths
+            chunk.uniform = ths.count(ths[0]) == n   # one thresholds object for the chunk: the common case
+        ths = chunk.ths
         th = ths[0]
-        uniform = ths.count(th) == n   # one thresholds object for the chunk: the common case
+        uniform = chunk.uniform
         if not feed.market_open:
             state_list: tuple[int, ...] = (CLOSED,) * n
-        elif float in set(map(type, learns)):
+        elif adaptive and float in set(map(type, learns)):
             # Some symbol's interval is learned (adaptive thresholds): its limits are its own.
             limits = feed.limits
             classified = []
@@ -719,38 +793,32 @@ class BookCollector:
         for state, count in zip(STATE_ORDER, chunk.counts):
             counts[state] += count
         # --- the families that change with an update. A symbol's ``updates`` only grows, and
-        # grows with every write of its price, timestamps, frozen run or REST mark: where no
-        # member's count moved, those families stand (unless one left a sample out: None).
-        if last_updates != chunk.last_updates:
-            chunk.updated = chunk.fmt_updated % last_updates
-            chunk.last_updates = last_updates
+        # grows with every write of its price, timestamps, frozen run or REST mark: only the
+        # blocks where a member's count (or receive time) moved are formatted again.
         if learns != chunk.learns:
             chunk.expected, ok = self._expected(members, learns)
             chunk.learns = learns if ok else None
         updates = tuple(map(_updates_of, members))
-        if updates == chunk.updates_seen and chunk.events is not None and chunk.prices is not None:
-            return
-        chunk.updates = chunk.fmt_updates % updates
-        chunk.updates_seen = updates
-        events = tuple(map(_last_event_of, members))
-        if events != chunk.events:
-            chunk.event, ok = self._events(chunk, members, events)
-            chunk.events = events if ok else None
-        prices = tuple(map(_price_of, members))
-        if prices != chunk.prices:
-            chunk.price_text, ok = self._prices(chunk, members, prices)
-            chunk.prices = prices if ok else None
-        # --- detectors: frozen (FeedBook.is_frozen: updates, thresholds and the session, which
-        # forget the chunk when they change), REST source
-        if not feed.market_open or (uniform and (not th.frozen.updates
-                                                 or max(map(_same_of, members)) < th.frozen.updates)):
-            chunk.frozen = chunk.frozen_zero   # nobody repeated enough
-        else:
-            is_frozen = feed.is_frozen
-            frozen_values = [1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members]
-            chunk.frozen = chunk.frozen_format() % tuple(frozen_values)
-        if rest:
-            from_rest = tuple(map(_eq, map(_rest_mark_of, members), updates))   # SymbolState.from_rest
+        seen, seen_updated = chunk.updates_seen, chunk.last_updates
+        spans = chunk.spans
+        blocks = len(spans)
+        if seen is None or seen_updated is None:
+            dirty: Sequence[int] = range(blocks)
+        elif updates == seen and last_updates == seen_updated:
+            if not chunk.bad:
+                return
+            dirty = sorted(chunk.bad)
+        else:   # the blocks whose counts moved (compared in C); the others' receive times too
+            dirty = list(compress(range(blocks), map(_ne, map(updates.__getitem__, spans),
+                                                     map(seen.__getitem__, spans))))
+            if len(dirty) < blocks:
+                dirty = sorted(chunk.bad.union(dirty, compress(range(blocks), map(
+                    _ne, map(last_updates.__getitem__, spans), map(seen_updated.__getitem__, spans)))))
+        chunk.updates_seen, chunk.last_updates = updates, last_updates
+        if dirty:
+            self._refresh(feed, chunk, members, dirty, updates, last_updates, uniform, th)
+        if rest:   # --- REST source (SymbolState.from_rest), for the whole chunk
+            from_rest = tuple(map(_eq, map(_rest_mark_of, members), updates))
             if from_rest != chunk.sources_seen:
                 chunk.sources_seen = from_rest
                 chunk.rest_count = from_rest.count(True)
@@ -759,31 +827,76 @@ class BookCollector:
                     f'feedwatch_symbol_source{{{s.labels},source="rest"}} {1 if r else 0}\n'
                     for s, r in zip(members, from_rest)]).encode()
 
-    def _events(self, chunk: _Chunk, members: list[SymbolState], events: tuple) -> tuple[bytes, bool]:
-        """The venue timestamps' lines, and whether none was left out. Fast: every member has one
-        and they share a unit (``book.to_seconds``'s division done for the chunk at once)."""
-        if 0 not in events and set(map(type, events)) <= {int, float}:
-            low, high = min(events), max(events)
-            for floor, ceiling, divisor in TIMESTAMP_UNITS:
-                if low > floor and high <= ceiling:
-                    try:
-                        return chunk.fmt_event % _float_texts(list(map(_truediv, events, repeat(divisor)))), True
-                    except Exception:  # noqa: BLE001 - one slipped past the checks: line by line
-                        break
-        # The venue's value, absent (0) until it gave one: the one sample that could be bad.
-        return self._guarded_lines("feedwatch_symbol_last_event_timestamp_seconds", members, events, bool,
-                                   lambda raw: format_value(to_seconds(raw)))
-
-    def _prices(self, chunk: _Chunk, members: list[SymbolState], prices: tuple) -> tuple[bytes, bool]:
-        """The prices' lines, and whether none was left out. Fast: every member priced, all
-        finite floats (a sum of finite floats minus itself is 0; NaN and inf make it NaN)."""
-        if set(map(type, prices)) == {float}:
-            total = sum(prices)
-            if total - total == 0.0:
-                return chunk.fmt_price % _float_texts(prices), True
-        return self._guarded_lines("feedwatch_symbol_price", members, prices,
-                                   lambda price: price == price,   # NaN: never priced, no sample
-                                   format_value)
+    def _refresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], dirty: Sequence[int],
+                 updates: tuple, last_updates: tuple, uniform: bool, th: Any) -> None:
+        """Format the ``dirty`` blocks' update-driven families again. Their members' values are
+        gathered, checked and (floats) encoded at once, then each block is filled by one ``%``
+        per family, the blocks mapped in C; a family whose values cannot all take the fast path
+        goes line by line, per block (``_guarded_lines``)."""
+        bounds = chunk.bounds
+        if len(dirty) == len(bounds):   # every block: the chunk's values as they are
+            every = True
+            picked = members
+            updated_values, update_counts = last_updates, updates
+            spans = chunk.spans
+            fmt_updated, fmt_updates, fmt_event, fmt_price = (
+                chunk.fmt_updated, chunk.fmt_updates, chunk.fmt_event, chunk.fmt_price)
+        else:   # a few blocks: their members' values one after the other
+            every = False
+            picked_spans = [chunk.spans[j] for j in dirty]
+            picked = list(chain.from_iterable(map(members.__getitem__, picked_spans)))
+            updated_values = tuple(chain.from_iterable(map(last_updates.__getitem__, picked_spans)))
+            update_counts = tuple(chain.from_iterable(map(updates.__getitem__, picked_spans)))
+            spans, at = [], 0
+            for j in dirty:
+                a, b = bounds[j]
+                spans.append(slice(at, at + b - a))
+                at += b - a
+            fmt_updated, fmt_updates, fmt_event, fmt_price = (
+                [fmts[j] for j in dirty] for fmts in (chunk.fmt_updated, chunk.fmt_updates, chunk.fmt_event,
+                                                      chunk.fmt_price))
+        events = tuple(map(_last_event_of, picked))
+        prices = tuple(map(_price_of, picked))
+        event_texts = _event_texts(events)
+        price_texts = _price_texts(prices)
+        texts = [list(map(_mod, fmt_updated, map(updated_values.__getitem__, spans))),
+                 list(map(_mod, fmt_updates, map(update_counts.__getitem__, spans)))]
+        bad: set[int] = set()
+        for values, fmts, valid, name, present, text in (
+                (event_texts, fmt_event, events, "feedwatch_symbol_last_event_timestamp_seconds",
+                 bool, lambda raw: format_value(to_seconds(raw))),   # absent (0) until the venue gave one
+                (price_texts, fmt_price, prices, "feedwatch_symbol_price",
+                 lambda price: price == price, format_value)):      # NaN: never priced, no sample
+            if values is not None:
+                texts.append(list(map(_mod, fmts, map(values.__getitem__, spans))))
+                continue
+            lines = []
+            for j, span in zip(dirty, spans):   # the fallback: line by line, each sample guarded
+                block, ok = self._guarded_lines(name, members[chunk.spans[j]], valid[span], present, text)
+                lines.append(block)
+                if not ok:
+                    bad.add(j)
+            texts.append(lines)
+        # --- detectors: frozen (FeedBook.is_frozen: updates, thresholds and the session, which
+        # forget the chunk when they change)
+        if not feed.market_open or (uniform and (not th.frozen.updates
+                                                 or max(map(_same_of, picked)) < th.frozen.updates)):
+            texts.append([chunk.frozen_zero[j] for j in dirty])   # nobody repeated enough
+        else:
+            is_frozen = feed.is_frozen
+            texts.append([chunk.frozen_format(j) % tuple([
+                1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members[chunk.spans[j]]])
+                for j in dirty])
+        families = (chunk.updated, chunk.updates, chunk.event, chunk.price_text, chunk.frozen)
+        if every:
+            for family, new in zip(families, texts):
+                family[:] = new
+            chunk.bad = bad
+        else:
+            for family, new in zip(families, texts):
+                for j, block in zip(dirty, new):
+                    family[j] = block
+            chunk.bad = (chunk.bad - set(dirty)) | bad
 
     def _expected(self, members: list[SymbolState], learns: tuple) -> tuple[bytes, bool]:
         """The learned intervals' lines (``FeedBook.expected_interval``), for members that have one."""
@@ -860,7 +973,7 @@ class BookCollector:
     # --- per feed -----------------------------------------------------------------------------
 
     def _render_feeds(self, feeds: list[FeedBook], now: float, counts: list[dict[int, int]],
-                      out: list[Part], ask: Exposition) -> None:
+                      out: list[Part], ask: Exposition, acked: dict[str, int]) -> None:
         def family(name: str, lines: Callable[[FeedBook, int], Iterable[str]]) -> None:
             kind, help_text = FEED_FAMILIES[name]
             if not ask.wants(name, kind):
@@ -908,8 +1021,9 @@ class BookCollector:
             f'feedwatch_feed_symbols{{{feed.labels},state="{STATE_NAMES[state]}"}} {counts[i][state]}\n'
             for state in STATE_ORDER))
         simple("feedwatch_feed_subscribed_symbols", lambda feed: len(feed.symbols))
-        simple("feedwatch_feed_acknowledged_symbols",
-               lambda feed: countOf(map(_acks_of, feed.symbols.values()), ACKED))
+        simple("feedwatch_feed_acknowledged_symbols",   # from the symbol pass when it ran
+               lambda feed: acked[feed.name] if feed.name in acked
+               else countOf(map(_acks_of, feed.symbols.values()), ACKED))
         simple("feedwatch_feed_market_open", lambda feed: 1 if feed.market_open else 0)
         simple("feedwatch_feed_healthy", lambda feed: 1 if feed.is_healthy(now) else 0)
         simple("feedwatch_feed_reconnect_attempts_total", lambda feed: feed.reconnect_attempts)

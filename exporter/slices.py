@@ -6,13 +6,21 @@ no frame is read and no request answered (issue 14 measured 480 ms). Such a pass
 generator that yields between chunks of symbols and returns its result; ``run_sliced`` drives it
 on the loop, giving the loop back after every ``SLICE`` seconds of work, and ``run_all`` drives it
 at once (tests, tools, code that is not on a loop).
+
+Where the loop's iterations are timed (``web/loopwatch.py`` registers when its current iteration
+began, with ``time_iterations``), a slice ends ``SLICE`` after the *iteration* began, not after
+the pass resumed: what ran before it in the same iteration (a read step, the sweep's slice, a
+request) counts too, so passes that resume in one iteration share one budget instead of each
+taking a full slice (a render slice and a sweep slice together made iterations over 20 ms). A
+pass always does one chunk per turn, so it never stops for good.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Generator, TypeVar
+import weakref
+from typing import Callable, Generator, TypeVar
 
 T = TypeVar("T")
 
@@ -28,6 +36,18 @@ SLICE = 0.005
 SLICE_GROWTH = 5.0
 
 _perf = time.perf_counter
+# Per loop: when its current iteration began (``perf_counter``), as its LoopWatch knows it.
+_ITERATION_BEGAN: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Callable[[], float]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def time_iterations(loop: asyncio.AbstractEventLoop, began: Callable[[], float] | None) -> None:
+    """Tell the passes on ``loop`` when its current iteration began (``perf_counter`` time);
+    None forgets it (each slice then counts from its own start)."""
+    if began is None:
+        _ITERATION_BEGAN.pop(loop, None)
+    else:
+        _ITERATION_BEGAN[loop] = began
 
 
 def run_all(steps: Generator[None, None, T]) -> T:
@@ -43,8 +63,9 @@ async def run_sliced(steps: Generator[None, None, T], slice_seconds: float | Non
     """Run a pass on the event loop, yielding to it after each ``slice_seconds`` of work (more as
     the pass ages: ``SLICE_GROWTH``)."""
     budget = SLICE if slice_seconds is None else slice_seconds
+    began = _ITERATION_BEGAN.get(asyncio.get_running_loop())
     started = _perf()
-    deadline = started + budget
+    deadline = (began() if began is not None else started) + budget
     while True:
         try:
             next(steps)
@@ -54,4 +75,4 @@ async def run_sliced(steps: Generator[None, None, T], slice_seconds: float | Non
         if now >= deadline:
             await asyncio.sleep(0)
             now = _perf()
-            deadline = now + budget * (1.0 + (now - started) / SLICE_GROWTH)
+            deadline = (began() if began is not None else now) + budget * (1.0 + (now - started) / SLICE_GROWTH)

@@ -40,6 +40,8 @@ import weakref
 from bisect import bisect_left
 from typing import Any
 
+from exporter import slices
+
 # Buckets of the iteration histogram, in seconds (le); the first is also the slow-path threshold.
 ITERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The gauge reports the longest iteration within this many seconds (several scrape intervals:
@@ -94,6 +96,8 @@ class LoopWatch:
         loop = self._loop
         if self._inner is not None and loop is not None and getattr(loop, "_selector", None) is self._proxy:
             loop._selector = self._inner  # type: ignore[attr-defined]
+        if loop is not None:
+            slices.time_iterations(loop, None)
         if self._probe is not None:
             self._probe.cancel()
         self._inner = self._proxy = self._probe = self._loop = None
@@ -110,8 +114,9 @@ class LoopWatch:
             self._probe = loop.create_task(self.probe(), name="feedwatch-loop-probe")
             return
         self._inner = inner
-        self._proxy = _TimedSelector(inner, self)
-        loop._selector = self._proxy  # type: ignore[attr-defined]
+        self._proxy = proxy = _TimedSelector(inner, self)
+        loop._selector = proxy  # type: ignore[attr-defined]
+        slices.time_iterations(loop, lambda: proxy._woke)   # sliced passes share the iteration's budget
 
     async def probe(self, interval: float = PROBE_INTERVAL) -> None:
         """The fallback: how late each ``interval`` sleep wakes is observed as an iteration."""

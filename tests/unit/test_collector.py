@@ -32,6 +32,7 @@ from exporter.collector import (
     format_value,
 )
 from exporter.config import load_data
+from exporter.exposition import Exposition
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -147,6 +148,11 @@ def test_golden_values_mean_what_the_book_says(clock: FakeClock) -> None:
     assert values[key("feedwatch_feed_sequence_gaps_total", feed="crypto")] == 1
     assert values[key("feedwatch_feed_reconnect_attempts_total", feed="crypto")] == 2
     assert values[key("feedwatch_feed_acknowledged_symbols", feed="crypto")] == 3
+    # Counted by the symbol pass (chunk by chunk), or, when a scrape asks for no symbol family,
+    # by a walk of its own: the same figure.
+    alone = samples(BookCollector(golden_book(clock)).render(
+        clock.time(), Exposition(names=frozenset({"feedwatch_feed_acknowledged_symbols"}))))
+    assert alone == {k: v for k, v in values.items() if k[0] == "feedwatch_feed_acknowledged_symbols"}
     assert values[key("feedwatch_feed_subscribed_symbols", feed="crypto")] == 4
     # Latency observations of 50 ms (in the 0.05 bucket) and 500 ms.
     assert values[key("feedwatch_feed_latency_seconds_bucket", feed="crypto", le="0.025")] == 0
@@ -436,6 +442,103 @@ def test_incremental_render_equals_a_fresh_render_with_detectors(clock: FakeCloc
         seen["open"] += 'feedwatch_feed_market_open{feed="eq"} 1' in text
     # The walk went through every case it exists for.
     assert all(seen.values()), seen
+
+
+def test_only_the_blocks_that_moved_are_formatted_and_the_text_equals_a_fresh_and_a_slow_render(
+        clock: FakeClock, monkeypatch) -> None:
+    """Issue 14: the update-driven families are kept per block of ``BLOCK`` symbols and only the
+    blocks whose members updated are formatted again. After each change (one symbol of a chunk,
+    every symbol, symbols added and removed, values that need the guard or are absent) the kept
+    collector's text is byte for byte a fresh collector's and the slow path's (every chunk
+    through ``_chunk_slow``: the book's own methods, line by line); the blocks nobody in moved
+    keep their very bytes objects."""
+    monkeypatch.setattr(collector, "CHUNK", 8)
+    monkeypatch.setattr(collector, "BLOCK", 2)   # 4 blocks per chunk, the last chunk partly filled
+    names = [f"S{i}" for i in range(19)]
+    config = load_data({"feeds": [{"name": "c", "kind": "polygon", "url": "wss://c.invalid", "symbols": names}]},
+                       environ={})
+    book = Book(config.feeds, clock.time())
+    feed = book.feeds["c"]
+    kept = BookCollector(book)
+
+    class Slow(BookCollector):
+        def _chunk_pass(self, *args, **kwargs):   # every chunk takes the guarded slow path
+            raise RuntimeError("slow path")
+
+    def same() -> str:
+        text = kept.render(clock.time())
+        assert text == BookCollector(book).render(clock.time())
+        assert text == Slow(book).render(clock.time())
+        return text
+
+    def record(name: str, price: float, k: int) -> None:
+        feed.record(name, price, 1_700_000_000_000 + 7 * k, clock.time(), quote=True)
+
+    same()                                       # never priced: no price nor venue time lines
+    for k, name in enumerate(names):
+        record(name, 100.0 + k / 7, k)
+    same()
+    clock.advance(1.25)
+
+    def blocks() -> list[list[bytes]]:
+        return [list(chunk.price_text) for chunk in kept._chunks["c"]]
+
+    before = blocks()
+    record("S9", 55.5, 99)                       # one symbol of the second chunk's first block
+    text = same()
+    assert 'feedwatch_symbol_price{feed="c",symbol="S9"} 55.5\n' in text
+    after = blocks()
+    def moved() -> list[tuple[int, int]]:
+        return [(c, j) for c, chunk in enumerate(blocks()) for j, block in enumerate(chunk)
+                if block is not before[c][j]]
+
+    assert moved() == [(1, 0)]
+    before = after
+    record("S0", 56.5, 100)                      # three blocks of the first chunk, one of the third
+    record("S6", 57.5, 101)
+    record("S7", 58.5, 102)
+    record("S17", 59.5, 103)
+    text = same()
+    assert 'feedwatch_symbol_price{feed="c",symbol="S6"} 57.5\n' in text
+    assert moved() == [(0, 0), (0, 3), (2, 0)]
+    before = blocks()
+    feed.symbols["S4"].last_update += 0.5        # a receive time moved with no count (never, by the book)
+    record("S1", 60.5, 104)
+    same()
+    assert moved() == [(0, 0), (0, 2)]
+    clock.advance(0.5)
+    for k, name in enumerate(names):             # every symbol
+        record(name, 200.0 + k / 3, 1000 + k)
+    text = same()
+    assert all(block is not old for chunk, olds in zip(blocks(), before) for block, old in zip(chunk, olds))
+    record("S3", 1.5, 5000)                      # the same symbol twice before a scrape
+    record("S3", 2.5, 5001)
+    clock.advance(0.25)
+    assert 'feedwatch_symbol_updates_total{feed="c",symbol="S3"} 4\n' in same()
+    feed.remove_symbol("S2")                     # every later member shifts into other blocks
+    feed.add_symbol("NEW", clock.time())
+    text = same()
+    assert 'symbol="S2"' not in text and 'feedwatch_symbol_state{feed="c",symbol="NEW"} 0\n' in text
+    record("NEW", 9.0, 6000)
+    feed.record("S12", 3.0, 0, clock.time(), quote=True)   # no venue timestamp: that line absent
+    text = same()
+    assert 'feedwatch_symbol_last_event_timestamp_seconds{feed="c",symbol="S12"}' not in text
+    # Values past the book's checks, planted in one block: only their samples go, counted at
+    # every scrape (the block is redone each time), the block's other lines stay.
+    s5 = feed.symbols["S5"]
+    s5.price, s5.last_event, s5.updates = 10 ** 400, 10 ** 320, s5.updates + 1
+    for scrape in (1, 2, 3):
+        if scrape == 2:
+            record("S0", 8.0, 6500)              # another block of the same chunk moves meanwhile
+        text = same()
+        assert 'feedwatch_symbol_price{feed="c",symbol="S5"}' not in text
+        assert 'feedwatch_symbol_last_event_timestamp_seconds{feed="c",symbol="S5"}' not in text
+        assert 'feedwatch_symbol_price{feed="c",symbol="S4"} ' in text
+        assert kept.errors.counts["book"] == 2 * scrape
+    record("S5", 7.0, 7000)                      # a good update heals it
+    text = same()
+    assert 'feedwatch_symbol_price{feed="c",symbol="S5"} 7.0\n' in text
+    assert kept.errors.counts["book"] == 6 and not any(chunk.bad for chunk in kept._chunks["c"])
 
 
 def test_a_percent_sign_in_a_label_is_rendered_verbatim(clock: FakeClock) -> None:

@@ -11,6 +11,7 @@ import gzip
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -27,6 +28,7 @@ from exporter.clock import FakeClock
 from exporter.config import load_data
 from exporter.version import build_info
 from exporter.web.app import COLLECTOR, CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app, serve
+from exporter.web.loopwatch import LoopWatch
 from tests.waiting import async_wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]
@@ -402,6 +404,51 @@ async def test_loop_watch_is_shared_by_apps_on_one_loop(book, config, clock) -> 
     finally:
         await second.close()
     assert type(loop._selector).__name__ != "_TimedSelector"
+
+
+async def test_sliced_passes_share_one_budget_per_loop_iteration(monkeypatch) -> None:
+    """Issue 14: a sliced pass's slice ends SLICE after the loop's *iteration* began, so what ran
+    before it in the same iteration counts. A hog that takes a whole slice at the start of every
+    iteration leaves the pass one chunk per iteration (never none); without the shared budget
+    the pass took its own full slice on top: ~20 chunks per iteration here, iterations of twice
+    the slice."""
+    monkeypatch.setattr(slices, "SLICE", 0.004)
+    monkeypatch.setattr(slices, "SLICE_GROWTH", 1e9)   # no growth within the test
+    watch = LoopWatch.start()
+    try:
+        done = asyncio.Event()
+
+        def spin(seconds: float) -> None:   # CPU work, the way a read step or a render chunk is
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+
+        async def hog() -> None:
+            while not done.is_set():
+                spin(slices.SLICE)
+                await asyncio.sleep(0)
+
+        iterations: list[int] = []   # the loop iteration (the watch's count) of each chunk
+
+        def steps():
+            for _ in range(40):
+                spin(0.0002)
+                iterations.append(watch.count)
+                yield
+            return "done"
+
+        hogging = asyncio.create_task(hog())
+        await asyncio.sleep(0)   # the hog runs first in each iteration from now on
+        assert await slices.run_sliced(steps()) == "done"
+        done.set()
+        await hogging
+        per_iteration = Counter(iterations)
+        assert max(per_iteration.values()) <= 2, per_iteration
+        assert len(per_iteration) >= 20   # one chunk per turn at least: the pass went on
+    finally:
+        watch.stop()
+    # The loop's own selector is back, and passes count from their own start again.
+    assert asyncio.get_running_loop() not in slices._ITERATION_BEGAN
 
 
 async def test_two_apps_can_share_a_registry(book, config, clock) -> None:
