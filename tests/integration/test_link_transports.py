@@ -1,7 +1,7 @@
 """What each transport (exporter/feeds/transport.py) must carry for the link, over real sockets on
 127.0.0.1 against a hand-written venue that sends exactly the frames a case needs: a message in
 fragments with a ping between them, the venue's own close code and words, a frame that breaks the
-protocol, TLS with a throwaway CA, and the receive backlog. Each case runs over aiohttp and picows
+protocol, TLS with a throwaway CA, the receive backlog, and a refused handshake's HTTP status. Each case runs over aiohttp and picows
 and must come out the same."""
 
 from __future__ import annotations
@@ -258,3 +258,37 @@ async def test_the_receive_backlog_counts_what_waits_in_the_kernel(transport):
         await runner.stop()
         listener.close()
         thread.join(10)
+
+
+async def test_a_refused_handshake_status_is_fatal_and_a_5xx_is_retried(transport, caplog):
+    """The venue answers the upgrade with an HTTP status: 401 (a wrong key, a wrong URL) waits the
+    capped delay every time (runner.classify), 503 the growing backoff; either way the status is in
+    the log line."""
+    caplog.set_level(logging.INFO, logger="exporter.feeds.runner")
+    status = {"code": b"401 Unauthorized"}
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 " + status["code"] + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        for code, verdict in ((b"401 Unauthorized", "retrying soon will not help"), (b"503 Service Unavailable", "reconnecting in")):
+            status["code"] = code
+            caplog.clear()
+            runner, feed = await running(url, transport)
+            try:
+                await async_wait_for(lambda: any(verdict in r.getMessage() for r in caplog.records),
+                                     what=f"{code.decode()}: {verdict}")
+                line = next(r.getMessage() for r in caplog.records if verdict in r.getMessage())
+                assert code[:3].decode() in line, line
+                assert feed.connects == 0 and feed.errors["connect"] >= 1
+            finally:
+                await runner.stop()
+    finally:
+        server.close()
