@@ -31,7 +31,7 @@ SLICE = 0.005
 # alone could stretch a render past a scrape timeout. So a pass's slice grows with its age: one
 # more SLICE per this many seconds (5 ms at first, 10 ms after 5 s, 20 ms after 15 s). It was
 # 1 s while a read step was a whole socket read (20-44 ms under load); since a step is at most
-# ``link.STEP_BYTES`` (~1 ms of frames), a 100k-symbol render keeps most of each turn without
+# ``link.STEP_SECONDS`` (4 ms of frames), a 100k-symbol render keeps a share of each turn without
 # growing, and slices grown to 8-10 ms in a 700 ms scrape were iterations over 20 ms.
 SLICE_GROWTH = 5.0
 

@@ -24,7 +24,7 @@ The hot path, per batch and per data frame, is::
 and once per batch, before a ``read()`` that may wait (``_count``): the bytes and the last
 message time into the book (``frame_received``), the heartbeat (``beat.last_heartbeat``: a data
 frame is a sign of life too), the arrivals for the keeper (``rx``), and ``frame_ok`` if a plain
-data frame came. A batch is cut at ``STEP_BYTES`` (``step`` frames): then the event loop gets a
+data frame came. A batch is cut at ``STEP_SECONDS`` of work (``step`` frames): then the event loop gets a
 turn, and the rest a clock reading of its own (``_read`` says why nothing else can see the locals
 before they are written). All
 with no logging and no metric library. ``beat`` is the connection's ``ConnectionState`` while
@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Protocol, Sequence
 
 import aiohttp
@@ -101,13 +102,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Bytes of frames the read loop works through before it gives the event loop a turn, though more
-# are queued: one socket read is up to 256 KiB of frames (more when reads queue up behind a slow
-# step), 4 ms of book updates on a quiet core and several times that on a busy one; a scrape's
-# render slice, the API and the other feeds wait for all of it (issue 14: the read loop was most
-# of the loop iterations over 20 ms). Counted in frames at the last part's average size, so the
-# hot path does no more per frame; a turn costs ~10 us, well under 1 % at this size.
-STEP_BYTES = 64 * 1024
+# Seconds of frames the read loop works through before it gives the event loop a turn, though
+# more are queued: one socket read is up to 256 KiB of frames (more when reads queue up behind a
+# slow step), 4 ms of book updates on a quiet core and several times that on a busy one; a
+# scrape's render slice, the API and the other feeds wait for all of it (issue 14: the read loop
+# was most of the loop iterations over 20 ms). Counted in frames, from how long the last part of
+# a batch took (two ``perf_counter`` readings per part, nothing more per frame). By time, not
+# bytes: a turn costs the read loop more than its ~10 us of scheduling (aiohttp's flow control
+# pauses and resumes the socket around it), and a cut every 64 KiB of 100-quote Polygon frames
+# (five frames, ~1 ms) cost a quarter of the ingest rate in ``bench scrape-load``.
+STEP_SECONDS = 0.004
 
 
 class Reporter(Protocol):
@@ -234,7 +238,7 @@ class Link:
         """Bytes that arrived on this socket and wait for the reader: what the kernel holds for
         it (``FIONREAD``) plus the frames the transport has parsed and not yet handed over
         (``Transport.backlog``) plus those of a batch the reader cut and has not worked through
-        yet (``_read``: it gives the loop a turn every ``STEP_BYTES``). Read once a second by the
+        yet (``_read``: it gives the loop a turn every ``STEP_SECONDS``). Read once a second by the
         sweep, never per frame."""
         ws = self.ws
         if ws is None or ws.closed:
@@ -464,10 +468,9 @@ class Link:
         them exact, and so do the slow paths (a frame with signals, the venue's acceptance, a
         control frame, the end of the socket). Measured in bench/README.md ("Transport").
 
-        A batch is cut at ``step`` frames (``STEP_BYTES`` at the previous part's average frame
-        size): written, then the loop gets a turn (``sleep(0)``) and the rest a clock reading of
-        its own: one socket read's frames held the loop for 20-44 ms under load (issue 14's
-        stalls).
+        A batch is cut at ``step`` frames (as many as the previous part did in ``STEP_SECONDS``):
+        written, then the loop gets a turn (``sleep(0)``) and the rest a clock reading of its
+        own: one socket read's frames held the loop for 20-44 ms under load (issue 14's stalls).
         """
         ws = self.ws
         assert ws is not None
@@ -478,7 +481,8 @@ class Link:
         ring = self.runner.recording
         record = ring.frames.append if ring is not None else None
         waiting = True   # not accepted by the venue yet: each frame asks _accepted_by
-        step = 64        # frames per turn of the event loop (STEP_BYTES at the last part's sizes)
+        step = 64        # frames per turn of the event loop (STEP_SECONDS at the last part's pace)
+        perf = time.perf_counter
         while True:
             batch, event = await read()
             start, count = 0, len(batch)
@@ -492,10 +496,9 @@ class Link:
                 part = batch if not start and count <= step else batch[start:start + step]
                 start += len(part)
                 now = clock()
+                began = perf()
                 frames, size = len(part), sum(map(len, part))   # of the part, not yet written
                 held -= size
-                if size:
-                    step = STEP_BYTES * frames // size or 1
                 ok = False       # a plain data frame in the part, not yet written (``frame_ok``)
                 for data in part:
                     if record is not None:
@@ -521,6 +524,9 @@ class Link:
                         ok = True
                 if frames or ok:
                     self._count(frames, size, now, ok)
+                took = perf() - began
+                if took > 0.0:   # the next part: as many frames as this pace fits in STEP_SECONDS
+                    step = int(len(part) * STEP_SECONDS / took) or 1
             if event is not None and not await self._on_event(event):
                 return
 
