@@ -6,9 +6,14 @@ before the event loop runs anything else. A data frame's payload is appended to 
 batch (a list); a ping, pong or close frame closes the batch: (batch, event) goes to a queue and
 a new batch starts, so the reader sees everything in the order it arrived. The first frame wakes
 the reader (a future it waits on when there is nothing); ``read()`` then takes a whole batch at
-once, and ``Link`` reads the clock once for it. The batch can hold at most what arrived while the
-reader had not run yet: a socket read or two (the reader never waits on anything else while
-frames are queued), so nothing grows without bound.
+once, and ``Link`` reads the clock once for it.
+
+Flow control, as aiohttp does it for its queue: picows itself reads the socket whenever it is
+readable, so a reader that falls behind (a firehose feed while a scrape renders) would let it
+read on into memory without bound, and the venue would never be held back by TCP, which is how
+the processing lag shows (``feedwatch_feed_processing_lag_seconds``, the receive backlog). Once
+``QUEUE_HIGH`` bytes of parsed frames wait for the reader, the socket is no longer read (asyncio's
+``pause_reading``); it is read again when the reader has taken them down to ``QUEUE_LOW``.
 
 What picows leaves to its user, done here as aiohttp does it:
 
@@ -51,6 +56,11 @@ from exporter.feeds.transport_aiohttp import fionread
 _TEXT, _BINARY, _CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 _PING, _PONG, _CLOSE = WSMsgType.PING, WSMsgType.PONG, WSMsgType.CLOSE
 _TERMINAL = (Event.CLOSE, Event.ERROR, Event.ENDED)
+# Bytes of parsed frames waiting for the reader at which the socket stops being read, and at or
+# below which it is read again (module docstring). aiohttp pauses at 128 KiB of queued frames;
+# picows' batches are worth more per wake-up, and 1 MiB is a few milliseconds of frames.
+QUEUE_HIGH = 2**20
+QUEUE_LOW = QUEUE_HIGH // 2
 # picows logs every connection and disconnection at INFO; the link and the runner already say what
 # matters (with the feed and the reason), so only its warnings and errors are let through.
 _LIBRARY_LOG = logging.getLogger(__name__ + ".picows")
@@ -74,6 +84,8 @@ class _Listener(picows.WSListener):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self.batch: list[bytes] = []          # data payloads since the last event
+        self.queued = 0                       # bytes of payloads in ``batch`` and ``ready``
+        self.paused = False                   # the socket is not being read (flow control)
         self.ready: deque[tuple[list[bytes], Event]] = deque()   # batches closed by an event
         self.waiter: asyncio.Future[None] | None = None   # the reader, waiting for anything
         self.parts: list[bytes] | None = None  # a fragmented message, so far
@@ -84,7 +96,11 @@ class _Listener(picows.WSListener):  # type: ignore[misc]
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         kind = frame.msg_type
         if (kind is _TEXT or kind is _BINARY) and frame.fin and self.parts is None:
-            self.batch.append(frame.get_payload_as_bytes())   # the hot path: one whole message
+            payload = frame.get_payload_as_bytes()   # the hot path: one whole message
+            self.batch.append(payload)
+            self.queued += len(payload)
+            if self.queued > QUEUE_HIGH and not self.paused:
+                self.pause(transport)
         elif kind is _CLOSE and transport.is_close_frame_sent:   # the answer to our close: done
             if not self.answered.done():
                 self.answered.set_result(None)
@@ -121,8 +137,12 @@ class _Listener(picows.WSListener):  # type: ignore[misc]
             return
         self.parts.append(frame.get_payload_as_bytes())
         if frame.fin:
-            self.batch.append(b"".join(self.parts))
+            message = b"".join(self.parts)
+            self.batch.append(message)
+            self.queued += len(message)
             self.parts = None
+            if self.queued > QUEUE_HIGH and not self.paused:
+                self.pause(transport)
 
     def _fail(self, transport: picows.WSTransport, code: WSCloseCode, exc: Exception) -> None:
         transport.send_close(code)
@@ -137,6 +157,24 @@ class _Listener(picows.WSListener):  # type: ignore[misc]
         if event.kind in _TERMINAL:
             self.finished = True
         self.wake()
+
+    def pause(self, transport: picows.WSTransport) -> None:
+        """Stop reading the socket until the reader catches up (``taken``)."""
+        try:
+            transport.underlying_transport.pause_reading()
+        except (AttributeError, RuntimeError):   # closing already: nothing more will come anyway
+            return
+        self.paused = True
+
+    def taken(self, batch: Sequence[bytes], transport: picows.WSTransport) -> None:
+        """The reader took ``batch``: read the socket again once little is left waiting."""
+        self.queued -= sum(map(len, batch))
+        if self.paused and self.queued <= QUEUE_LOW:
+            self.paused = False
+            try:
+                transport.underlying_transport.resume_reading()
+            except (AttributeError, RuntimeError):   # closed meanwhile
+                pass
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -195,12 +233,14 @@ class PicowsTransport:
         while True:
             if listener.ready:
                 batch, event = listener.ready.popleft()
+                listener.taken(batch, self.transport)
                 if event.kind is Event.ENDED:
                     event = await self._ended(event)
                 return batch, event
             batch = listener.batch
             if batch:
                 listener.batch = []
+                listener.taken(batch, self.transport)
                 return batch, None
             waiter = listener.waiter = asyncio.get_running_loop().create_future()
             await waiter
@@ -257,6 +297,4 @@ class PicowsTransport:
         picows' own read buffer are not counted (at most one message)."""
         if self.transport.is_disconnected:
             return 0
-        listener = self.listener
-        queued = sum(map(len, listener.batch)) + sum(sum(map(len, batch)) for batch, _ in listener.ready)
-        return fionread(self.transport.underlying_transport.get_extra_info("socket")) + queued
+        return fionread(self.transport.underlying_transport.get_extra_info("socket")) + self.listener.queued
