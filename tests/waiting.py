@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ FREE_PORT_LOW = 15000
 
 def _ephemeral_low() -> int:
     try:
-        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768   # Linux's default
 

@@ -486,11 +486,10 @@ class Link:
         while True:
             batch, event = await read()
             start, count = 0, len(batch)
-            # A batch cut in parts: what waits for the next part is still backlog (receive_backlog).
-            held = sum(map(len, batch)) if count > step else 0
             while start < count:
                 if start:  # cut at ``step`` frames: the loop's turn, then the rest
-                    self._held = held
+                    # What waits for the next part is still backlog (receive_backlog).
+                    self._held = sum(map(len, batch[start:]))
                     await asyncio.sleep(0)
                     self._held = 0
                 part = batch if not start and count <= step else batch[start:start + step]
@@ -498,7 +497,6 @@ class Link:
                 now = clock()
                 began = perf()
                 frames, size = len(part), sum(map(len, part))   # of the part, not yet written
-                held -= size
                 ok = False       # a plain data frame in the part, not yet written (``frame_ok``)
                 for data in part:
                     if record is not None:

@@ -23,8 +23,11 @@ status the same way for both).
 
 from __future__ import annotations
 
+import fcntl
 import ssl
-from typing import Protocol, Sequence
+import struct
+import termios
+from typing import Any, Protocol, Sequence
 
 # Seconds to wait for the venue's half of a close handshake before dropping the TCP connection.
 CLOSE_TIMEOUT = 2.0
@@ -107,3 +110,13 @@ def tls_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.set_alpn_protocols(("http/1.1",))
     return context
+
+
+def fionread(sock: Any) -> int:
+    """What the kernel holds unread for ``sock`` (0 if it cannot say: closed meanwhile, not a socket)."""
+    if sock is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return 0

@@ -12,33 +12,20 @@ it, every frame is a batch of its own, still exact). Pings and pongs are ours, n
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import inspect
 import ssl
-import struct
-import termios
 from typing import Any, Sequence
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType
 
-from exporter.feeds.transport import CLOSE_OK, CLOSE_TIMEOUT, MAX_FRAME, ConnectFailed, Event
+from exporter.feeds.transport import CLOSE_OK, CLOSE_TIMEOUT, MAX_FRAME, ConnectFailed, Event, fionread
 
 # Hand frames over as bytes where aiohttp can (3.13+): msgspec decodes bytes directly, and
 # len() is then the byte count the bytes counter promises.
 _NO_DECODE = {"decode_text": False} if "decode_text" in inspect.signature(
     aiohttp.ClientSession.ws_connect).parameters else {}
 _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
-
-
-def fionread(sock: Any) -> int:
-    """What the kernel holds unread for ``sock`` (0 if it cannot say: closed meanwhile, not a socket)."""
-    if sock is None:
-        return 0
-    try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-    except (OSError, ValueError):
-        return 0
 
 
 def _queue_of(ws: aiohttp.ClientWebSocketResponse) -> Any:

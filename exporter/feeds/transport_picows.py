@@ -27,9 +27,9 @@ What picows leaves to its user, done here as aiohttp does it:
 
 A frame that breaks the protocol (picows' parser: a bad opcode, a masked frame, an oversized
 frame; or a fragment out of order here) ends the link as ``protocol_error``; the end of the TCP
-connection without a close frame as ``network_error``. picows does not hand over the socket error
-of a reset (``connection_lost``'s exception), so that link's cause is not logged, only its
-reason (the aiohttp transport logs e.g. ``ConnectionResetError``).
+connection without a close frame as ``network_error``, with the error ``wait_disconnected``
+raises as its cause where picows gives one (it does not hand over every reset's socket error, so
+such a link may log only its reason; the aiohttp transport logs e.g. ``ConnectionResetError``).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from exporter.feeds.transport import (
     ConnectFailed,
     Event,
     HandshakeRefused,
+    fionread,
 )
-from exporter.feeds.transport_aiohttp import fionread
 
 _TEXT, _BINARY, _CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 _PING, _PONG, _CLOSE = WSMsgType.PING, WSMsgType.PONG, WSMsgType.CLOSE
@@ -253,8 +253,10 @@ class PicowsTransport:
             await asyncio.wait_for(self.transport.wait_disconnected(), CLOSE_TIMEOUT)
         except picows.WSProtocolError as exc:
             return Event(Event.ERROR, exc, protocol=True)
-        except Exception:  # the end itself was the news; how it went does not change the reason
-            pass
+        except asyncio.TimeoutError:   # picows still tearing down: the end is the news
+            return event
+        except Exception as exc:   # how it ended (a reset): a network error, with its cause logged
+            return Event(Event.ERROR, exc)
         return event
 
     async def send(self, text: str) -> None:
@@ -287,8 +289,8 @@ class PicowsTransport:
         transport.disconnect(graceful=error is None)
         try:
             await transport.wait_disconnected()
-        except Exception:  # how picows saw the end (a protocol error, a reset) was reported by read()
-            pass
+        except Exception as exc:   # the close itself failed (a reset meanwhile): the link's close error
+            error = error or exc
         return error
 
     def backlog(self) -> int:

@@ -10,15 +10,11 @@ import asyncio
 
 from bench.wsserver import accept, text_frame
 from exporter.feeds import transport_picows
-from exporter.feeds.transport_aiohttp import fionread
+from exporter.feeds.transport import fionread
+from tests.integration.test_link_transports import trade
 from tests.waiting import async_wait_for
 
 COUNT = 80_000   # ~200 bytes each
-
-
-def trade(trade_id: int) -> bytes:
-    return (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1700000000001,"s":"BTCUSDT","t":%d,'
-            b'"p":"100.5","q":"1","T":1700000000000,"m":true,"M":true}}' % trade_id)
 
 
 async def test_a_reader_that_falls_behind_stops_the_socket_and_loses_nothing() -> None:
