@@ -136,8 +136,10 @@ _UNITS = (1.0, 1e3, 1e6, 1e9)  # stamps per second: s, ms, us, ns
 TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * unit, TIMESTAMP_CEILING * unit) for unit in _UNITS)
 # Rejection notes kept until an adapter takes them (one frame rarely holds more than a few).
 MAX_NOTES = 8
-# Symbols the sweep classifies between two chances for the event loop to run (exporter/slices.py).
-SWEEP_CHUNK = 2048
+# Symbols the sweep classifies between two chances for the event loop to run (exporter/slices.py):
+# a slice always does one chunk, and 2,048 were single steps of 5-10 ms at 100k symbols on a slow
+# day (bench/README.md, "Stalls, round of 2026-11-28"); 512 is the render's chunk.
+SWEEP_CHUNK = 512
 
 _INF = math.inf
 _NAN = math.nan

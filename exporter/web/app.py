@@ -203,7 +203,7 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[BODY_POOL] = ThreadPoolExecutor(1, thread_name_prefix="feedwatch-body", initializer=_body_thread_started)
     app[SNAPSHOT_PARTS] = {}
     app[HISTORY] = History(settings.history_interval, settings.history_span)
-    app[HISTORY].add("feeds", feed_staleness(book))
+    app[HISTORY].add_pass("feeds", feed_staleness(book))
     app[RELOAD_LISTENERS] = []
     app.cleanup_ctx.append(_background_tasks)
     app.on_shutdown.append(_end_streams)
@@ -283,7 +283,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
 async def _sample_history(app: web.Application) -> None:
     history, clock = app[HISTORY], app[CLOCK]
     while True:
-        history.sample(clock.time())
+        await run_sliced(history.sample_steps(clock.time()))   # a walk over every symbol: sliced
         await asyncio.sleep(history.interval)
 
 
