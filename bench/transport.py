@@ -353,6 +353,9 @@ DEFAULT_GC = "feedwatch, Python's default GC settings"
 FEEDWATCH_AGG = "feedwatch on aggTrade frames"
 CRYPTOFEED = "cryptofeed Binance (aggTrade) -> prometheus_client Gauge + Counter"
 WEBSOCKETS = "websockets recv() loop -> BinanceAdapter -> FeedBook"
+AIOHTTP_ALONE = "aiohttp transport only"
+# aiohttp's transport alone where issue 14 set the 600 k target (its table): the machine yardstick.
+ISSUE_AIOHTTP_ALONE = 1.20e6
 # name -> (the blaster port it reads: which trade stream, the contender)
 CONTENDERS: dict[str, tuple[str, Callable[[str, int], Awaitable[Outcome]]]] = {
     FEEDWATCH: (TRADE, _feedwatch),
@@ -364,7 +367,7 @@ CONTENDERS: dict[str, tuple[str, Callable[[str, int], Awaitable[Outcome]]]] = {
     "aiohttp receive() loop -> BinanceAdapter -> FeedBook": (TRADE, _aiohttp),
     WEBSOCKETS: (TRADE, _websockets),
     "picows on_ws_frame -> BinanceAdapter -> FeedBook": (TRADE, _picows),
-    "aiohttp transport only": (TRADE, lambda u, c: _aiohttp(u, c, decode=False)),
+    AIOHTTP_ALONE: (TRADE, lambda u, c: _aiohttp(u, c, decode=False)),
     "picows transport only": (TRADE, lambda u, c: _picows(u, c, decode=False)),
     "websockets transport only": (TRADE, lambda u, c: _websockets(u, c, decode=False)),
 }
@@ -442,6 +445,13 @@ def report(result: TransportResult) -> str:
     if runs:
         best, transport = max(runs)
         targets.append(f">= 600,000 frames/s: {best:,.0f} with transport: {transport} ({_verdict(best >= 600_000)})")
+        if AIOHTTP_ALONE in rates:
+            # How fast this machine runs, for reading the absolute target on a slow day; the
+            # verdict stays the absolute figure.
+            alone = rates[AIOHTTP_ALONE]
+            lines.append(f"machine yardstick: aiohttp's transport alone made {alone:,.0f} frames/s here, "
+                         f"{ISSUE_AIOHTTP_ALONE / 1e6:.2f} M where issue 14 set the target; feedwatch's best is "
+                         f"{best / alone:.2f} of it (600,000 is {600_000 / ISSUE_AIOHTTP_ALONE:.2f} of it there)")
     if FEEDWATCH in rates and FEEDWATCH_PICOWS in rates:
         lines.append(f"feedwatch transport: picows / aiohttp: {rates[FEEDWATCH_PICOWS] / feedwatch:.2f}x frames/s, "
                      f"{cpu[FEEDWATCH] / cpu[FEEDWATCH_PICOWS]:.2f}x less CPU per frame")

@@ -138,7 +138,7 @@ TIMESTAMP_RANGES = tuple((TIMESTAMP_FLOOR * unit, TIMESTAMP_CEILING * unit) for 
 MAX_NOTES = 8
 # Symbols the sweep classifies between two chances for the event loop to run (exporter/slices.py):
 # a slice always does one chunk, and 2,048 were single steps of 5-10 ms at 100k symbols on a slow
-# day (bench/README.md, "Stalls, round of 2026-11-28"); 512 is the render's chunk.
+# day (bench/README.md, "Stalls, second round of 2026-11-27"); 512 is the render's chunk.
 SWEEP_CHUNK = 512
 
 _INF = math.inf

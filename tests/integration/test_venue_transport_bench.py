@@ -14,3 +14,4 @@ def test_transport_benchmark_runs() -> None:
     assert "frames/s" in text and "feedwatch / websockets" in text and "frame recording costs" in text
     assert "feedwatch / cryptofeed on the same aggTrade frames" in text and ">= 5x cryptofeed (" in text
     assert "feedwatch transport: picows / aiohttp" in text and " with transport: " in text
+    assert "machine yardstick: aiohttp's transport alone made " in text
