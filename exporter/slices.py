@@ -12,7 +12,8 @@ began, with ``time_iterations``), a slice ends ``SLICE`` after the *iteration* b
 the pass resumed: what ran before it in the same iteration (a read step, the sweep's slice, a
 request) counts too, so passes that resume in one iteration share one budget instead of each
 taking a full slice (a render slice and a sweep slice together made iterations over 20 ms). A
-pass always does one chunk per turn, so it never stops for good.
+pass always does one chunk per turn, so it never stops for good. A pass that starts when the
+iteration's budget is already spent gives the loop its turn before its first chunk.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ async def run_sliced(steps: Generator[None, None, T], slice_seconds: float | Non
     began = _ITERATION_BEGAN.get(asyncio.get_running_loop())
     started = _perf()
     deadline = (began() if began is not None else started) + budget
+    if began is not None and started >= deadline:
+        # What ran before in this iteration took the budget already (a read step, or the same
+        # task's last slice of another pass: the render's, then its body's): the loop's turn
+        # first, then this pass's first chunk, or the two would stack in one iteration.
+        await asyncio.sleep(0)
+        deadline = began() + budget
     while True:
         try:
             next(steps)

@@ -45,18 +45,15 @@ import asyncio
 import dataclasses
 import html
 import logging
-import os
 import ssl
-import sys
 import threading
 import time
 import zlib
 from bisect import bisect_left
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Sequence
 
 import msgspec
 from aiohttp import web
@@ -69,7 +66,7 @@ from exporter.config import Config, listen_address, parse_duration
 from exporter.exposition import CONTENT_TYPE_TEXT, Exposition, negotiate
 from exporter.plugins import WEB_EXTENSIONS
 from exporter.sharding import Shard
-from exporter.slices import run_sliced
+from exporter.slices import run_all, run_sliced
 from exporter.version import __version__
 from exporter.web import guard, status
 from exporter.web.history import History, feed_staleness
@@ -89,6 +86,8 @@ except ImportError:  # pragma: no cover - a platform without its wheel: the stan
     deflate_lib = zlib
 # A /metrics body is built and written in blocks of about this many bytes (``body_blocks``).
 BODY_BLOCK = 256 * 1024
+# Parts measured per step of ``body_steps`` (the lengths of scattered objects: cache misses).
+_ENDS_CHUNK = 4096
 
 Renderer = Callable[[float], str]
 # ``POST /-/reload``: runs a reload and returns its problems ([] when the new configuration runs).
@@ -149,14 +148,6 @@ RELOAD = web.AppKey("feedwatch.reload", Any)          # a ``Reload``, or None
 # API's credentials, say) is handed over here by the extension that owns it.
 RELOAD_HOOKS = web.AppKey("feedwatch.reload_hooks", list)
 FLIGHTS = web.AppKey("feedwatch.scrape_flights", dict)   # (Exposition, gzip) -> the render in flight
-BODY_POOL = web.AppKey("feedwatch.body_pool", ThreadPoolExecutor)   # builds /metrics bodies (body_blocks)
-# How much less CPU priority the body's thread has than the event loop's (nice, Linux: per thread).
-# Gzipping a 100k-symbol body is ~30 ms of CPU beside the loop; on a core the loop keeps busy
-# (frames arriving as fast as it reads them) the kernel would split the core between the two and
-# every loop iteration of those 30 ms would take twice as long. At nice +10 the loop gets ~90 % of
-# a contended core; the body waits instead (a scrape takes longer, ingest does not stall). On an
-# idle core nice changes nothing: the thread runs while the loop waits for sockets.
-BODY_NICE = 10
 CONNECTION_GUARD = web.AppKey("feedwatch.connection_guard", guard.ConnectionGuard)  # set by serve()
 SNAPSHOT_PARTS = web.AppKey("feedwatch.snapshot_parts", dict)
 HISTORY = web.AppKey("feedwatch.history", History)
@@ -199,8 +190,6 @@ def create_app(book: Book, config: Config, clock: Any = None, registry: Collecto
     app[RELOAD] = reload
     app[RELOAD_HOOKS] = []
     app[FLIGHTS] = {}
-    # One thread, started at the first scrape (a pool creates its threads on demand).
-    app[BODY_POOL] = ThreadPoolExecutor(1, thread_name_prefix="feedwatch-body", initializer=_body_thread_started)
     app[SNAPSHOT_PARTS] = {}
     app[HISTORY] = History(settings.history_interval, settings.history_span)
     app[HISTORY].add_pass("feeds", feed_staleness(book))
@@ -272,7 +261,6 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     hub.loop, hub.loop_thread = asyncio.get_running_loop(), threading.get_ident()
     tasks = [asyncio.create_task(_sample_history(app), name="feedwatch-history")]
     yield
-    app[BODY_POOL].shutdown(wait=False, cancel_futures=True)
     hub.loop = None
     for task in tasks:
         task.cancel()
@@ -400,23 +388,30 @@ async def render_parts(app: web.Application, exposition: Exposition) -> list[str
     return parts
 
 
-def body_blocks(parts: list[str | bytes], gzipped: bool) -> tuple[bytes, ...]:
-    """The response body from the rendered parts, as blocks of about ``BODY_BLOCK`` bytes; runs
-    in the body thread (``BODY_POOL``, at ``BODY_NICE``). Never one 50 MB ``bytes``: joining
-    100k symbols' text at once is a single C call that holds the GIL for ~100 ms (fresh pages,
-    measured), a stall of the event loop however the render was sliced; blocks are small calls
-    the loop's thread can get the GIL back between, and they are written one by one. gzip
-    compresses ``BODY_BLOCK`` of text per call (the compressor releases the GIL while it works),
-    not each of the render's parts: every call gives the GIL back and takes it again, and a
-    thread of lower priority on a busy core waits up to the interpreter's switch interval (5 ms)
-    each time it wants it back; the compressed pieces are gathered into blocks of about
-    ``BODY_BLOCK``.
+def body_steps(parts: list[str | bytes], gzipped: bool) -> Generator[None, None, tuple[bytes, ...]]:
+    """The response body from the rendered parts, as blocks of about ``BODY_BLOCK`` bytes: a pass
+    run on the event loop in slices (``exporter/slices.py``), like the render before it.
 
-    The parts are cut into runs of about ``BODY_BLOCK`` bytes (a text part's length in
-    characters stands for its bytes) found in C, each run joined by one call: the per-symbol
-    families come as thousands of small bytes parts (one per block of 32 symbols, see
-    ``exporter.collector.BLOCK``: ~16,000 at 100k symbols), too many for a Python step each."""
-    ends = list(accumulate(map(len, parts)))
+    Never one 50 MB ``bytes``: joining 100k symbols' text at once is a single C call of ~100 ms
+    (fresh pages, measured), and handing it to the transport copied what the socket did not take
+    in one loop iteration; blocks are joined (and gzipped) one per step and written one by one.
+    The parts are cut into runs of about ``BODY_BLOCK`` bytes (a text part's length in characters
+    stands for its bytes) found in C, each run joined by one call: the per-symbol families come
+    as thousands of small bytes parts (one per block of 32 symbols, see
+    ``exporter.collector.BLOCK``: ~16,000 at 100k symbols), too many for a Python step each; their
+    lengths are read ``_ENDS_CHUNK`` parts per step. gzip compresses a run per call, at most
+    ``BODY_BLOCK`` of text (a larger part is fed in slices), ~0.2 ms each with ISA-L; the
+    compressed pieces are gathered into blocks of about ``BODY_BLOCK``.
+
+    Not a thread: the body was built in one at nice +10 until issue 14's second stall round.
+    On the core the loop keeps busy, that thread cost the loop 4-7 ms of every iteration it ran
+    in (waits for the GIL and preemptions, counted per iteration), the largest part of what was
+    left over 20 ms; on the loop, in slices, there was none (bench/README.md)."""
+    ends: list[int] = []
+    for i in range(0, len(parts), _ENDS_CHUNK):   # ~2 ms for 16,000 parts: steps of their own
+        ends.extend(accumulate(map(len, parts[i:i + _ENDS_CHUNK]), initial=ends[-1] if ends else 0))
+        del ends[i]   # the chunk's initial value: the total before it
+        yield
     blocks: list[bytes] = []
     pending: list[bytes] = []
     size = 0
@@ -433,18 +428,27 @@ def body_blocks(parts: list[str | bytes], gzipped: bool) -> tuple[bytes, ...]:
                              for part in run])
         if deflate is None:
             blocks.append(data)
+            yield
             continue
-        data = deflate.compress(data)
-        pending.append(data)
-        size += len(data)
-        if size >= BODY_BLOCK:
-            blocks.append(b"".join(pending))
-            pending.clear()
-            size = 0
+        view = memoryview(data)
+        for at in range(0, len(data), BODY_BLOCK):   # one slice unless a single part was larger
+            piece = deflate.compress(view[at:at + BODY_BLOCK])
+            pending.append(piece)
+            size += len(piece)
+            if size >= BODY_BLOCK:
+                blocks.append(b"".join(pending))
+                pending.clear()
+                size = 0
+            yield
     if deflate is not None:
         pending.append(deflate.flush())
         blocks.append(b"".join(pending))
     return tuple(blocks) if blocks else (b"",)
+
+
+def body_blocks(parts: list[str | bytes], gzipped: bool) -> tuple[bytes, ...]:
+    """``body_steps`` at once (tests, benchmarks)."""
+    return run_all(body_steps(parts, gzipped))
 
 
 async def shared_render(app: web.Application, exposition: Exposition, gzipped: bool) -> tuple[bytes, ...]:
@@ -468,19 +472,7 @@ async def shared_render(app: web.Application, exposition: Exposition, gzipped: b
 
 async def _render_flight(app: web.Application, exposition: Exposition, gzipped: bool) -> tuple[bytes, ...]:
     parts = await render_parts(app, exposition)
-    return await asyncio.get_running_loop().run_in_executor(app[BODY_POOL], body_blocks, parts, gzipped)
-
-
-def _body_thread_started() -> None:
-    """Lower the body thread's CPU priority by ``BODY_NICE`` (Linux, where nice is per thread;
-    elsewhere, or where the kernel refuses, the thread keeps the process's priority)."""
-    if not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BODY_NICE))
-    except OSError as exc:
-        log.info("the /metrics body thread keeps the process's CPU priority: %s", exc)
+    return await run_sliced(body_steps(parts, gzipped))
 
 
 def _landed(flights: dict, key: tuple, done: asyncio.Task) -> None:
