@@ -84,7 +84,7 @@ try:
     from isal import isal_zlib as deflate_lib
 except ImportError:  # pragma: no cover - a platform without its wheel: the standard library's
     deflate_lib = zlib
-# A /metrics body is built and written in blocks of about this many bytes (``body_blocks``).
+# A /metrics body is built and written in blocks of about this many bytes (``body_steps``).
 BODY_BLOCK = 256 * 1024
 # Parts measured per step of ``body_steps`` (the lengths of scattered objects: cache misses).
 _ENDS_CHUNK = 4096
