@@ -28,7 +28,6 @@ from exporter.config import load_data
 from exporter.version import build_info
 from exporter.web.app import COLLECTOR, CONTENT_TYPE_METRICS, SELF_METRICS, Settings, create_app, serve
 from exporter.web.loopwatch import LoopWatch
-from tests.waiting import async_wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.A", "BTC/USD"]
 
