@@ -465,7 +465,7 @@ class _Chunk:
     guarded; one that left a sample out is in ``bad`` and redone at every scrape, so every
     scrape counts it again."""
 
-    __slots__ = ("layout", "bounds", "spans", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates",
+    __slots__ = ("layout", "spans", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates",
                  "fmt_price", "fmt_frozen", "frozen_zero", "sources_ws",
                  "last_updates", "states", "counts", "updates_seen", "feed_key", "ths", "uniform", "learns", "bad",
                  "sources_seen",
@@ -474,8 +474,7 @@ class _Chunk:
 
     def __init__(self) -> None:
         self.layout: list[SymbolState] = []
-        self.bounds: list[tuple[int, int]] = []   # each block's members: layout[start:stop]
-        self.spans: list[slice] = []              # the same as slices
+        self.spans: list[slice] = []   # each block's members: layout[span]
         self.fmt_staleness = self.fmt_state = self.sources_ws = b""
         self.fmt_updated: list[bytes] = []   # per block, like the texts below
         self.fmt_event: list[bytes] = []
@@ -499,8 +498,8 @@ class _Chunk:
         self.learns: tuple[object, ...] | None = None
         self.bad: set[int] = set()   # blocks that left a sample out: redone at every scrape
         self.sources_seen: tuple[bool, ...] | None = None
-        blocks = len(self.bounds)
-        # Per block (``bounds``): the update-driven families' text.
+        blocks = len(self.spans)
+        # Per block (``spans``): the update-driven families' text.
         self.updated: list[bytes] = [b""] * blocks
         self.event: list[bytes] = [b""] * blocks
         self.updates: list[bytes] = [b""] * blocks
@@ -515,15 +514,14 @@ class _Chunk:
         format string is ~4 MB kept between scrapes."""
         labels = [s.labels.replace("%", "%%") for s in members]
         n = len(members)
-        self.bounds = [(a, min(a + BLOCK, n)) for a in range(0, n, BLOCK)]
-        self.spans = [slice(a, b) for a, b in self.bounds]
+        self.spans = [slice(a, min(a + BLOCK, n)) for a in range(0, n, BLOCK)]
 
         def lines(name: str, spec: str) -> list[str]:
             return [f"{name}{{{label}}} {spec}\n" for label in labels]
 
         def blocks(name: str, spec: str) -> list[bytes]:
             text = lines(name, spec)
-            return ["".join(text[a:b]).encode() for a, b in self.bounds]
+            return ["".join(text[span]).encode() for span in self.spans]
 
         self.fmt_updated = blocks("feedwatch_symbol_last_update_timestamp_seconds", "%.3f")
         self.fmt_event = blocks("feedwatch_symbol_last_event_timestamp_seconds", "%s")
@@ -534,14 +532,14 @@ class _Chunk:
         self.fmt_frozen = []
         self.sources_ws = b""
         zero = [f"feedwatch_symbol_frozen{{{s.labels}}} 0\n" for s in members]
-        self.frozen_zero = ["".join(zero[a:b]).encode() for a, b in self.bounds]
+        self.frozen_zero = ["".join(zero[span]).encode() for span in self.spans]
         self.layout = members
         self.forget()
 
     def frozen_format(self, block: int) -> bytes:
         if not self.fmt_frozen:
             text = [f"feedwatch_symbol_frozen{{{s.labels.replace('%', '%%')}}} %d\n" for s in self.layout]
-            self.fmt_frozen = ["".join(text[a:b]).encode() for a, b in self.bounds]
+            self.fmt_frozen = ["".join(text[span]).encode() for span in self.spans]
         return self.fmt_frozen[block]
 
     def sources_all_ws(self) -> bytes:
@@ -833,8 +831,7 @@ class BookCollector:
         gathered, checked and (floats) encoded at once, then each block is filled by one ``%``
         per family, the blocks mapped in C; a family whose values cannot all take the fast path
         goes line by line, per block (``_guarded_lines``)."""
-        bounds = chunk.bounds
-        if len(dirty) == len(bounds):   # every block: the chunk's values as they are
+        if len(dirty) == len(chunk.spans):   # every block: the chunk's values as they are
             every = True
             picked = members
             updated_values, update_counts = last_updates, updates
@@ -848,10 +845,9 @@ class BookCollector:
             updated_values = tuple(chain.from_iterable(map(last_updates.__getitem__, picked_spans)))
             update_counts = tuple(chain.from_iterable(map(updates.__getitem__, picked_spans)))
             spans, at = [], 0
-            for j in dirty:
-                a, b = bounds[j]
-                spans.append(slice(at, at + b - a))
-                at += b - a
+            for span in picked_spans:   # where each picked block lies among the picked values
+                spans.append(slice(at, at + span.stop - span.start))
+                at += span.stop - span.start
             fmt_updated, fmt_updates, fmt_event, fmt_price = (
                 [fmts[j] for j in dirty] for fmts in (chunk.fmt_updated, chunk.fmt_updates, chunk.fmt_event,
                                                       chunk.fmt_price))

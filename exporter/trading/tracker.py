@@ -782,10 +782,13 @@ class Tracker:
     async def _apply_async(self, checked: list[_Checked], now: float, result: IngestResult) -> None:
         if checked:
             future = self._writer.submit(self._transaction, checked)
+            # Wait without raising: _land reads the outcome (a StoreError is a refused batch,
+            # anything else raises from there).
+            waited = asyncio.wrap_future(future)
             try:
-                await asyncio.wrap_future(future)
-            except Exception:
-                pass   # _land reads the outcome: a StoreError is a refused batch, anything else raises
+                await asyncio.wait({waited})
+            finally:
+                waited.cancel()   # only if we were cancelled: the transaction too, if not started yet
             self._land(future, result)
         problem = await asyncio.wrap_future(self._writer.submit(self._housekeep, now))
         self._housekept(problem, result)

@@ -269,8 +269,8 @@ class _Connection(asyncio.BufferedProtocol):
             return
         try:
             transport.write(answer)
-        except Exception:  # already broken: nothing to tell it
-            pass
+        except Exception as exc:  # already broken: the refusal or timeout is counted; say why no answer went
+            log.debug("could not send %r to %s before closing: %r", answer.split(b"\r\n", 1)[0], self.peer, exc)
         transport.close()
         asyncio.get_running_loop().call_later(_ABORT_AFTER, transport.abort)
 

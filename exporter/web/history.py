@@ -21,6 +21,7 @@ the last value belonging to ``end`` and each earlier one ``interval`` seconds be
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from operator import attrgetter
 from typing import Callable, Generator, Optional
@@ -78,7 +79,7 @@ class History:
                 log.exception("history sampler %s failed", group)
                 taken[group] = {}
         for group, values in taken.items():
-            series = self.series.setdefault(group, {})
+            series = self.series[group]
             for name in values.keys() - series.keys():
                 # A series appearing late starts with gaps, so every line ends at the same time.
                 series[name] = deque([None] * self.samples, maxlen=self.size)
@@ -115,7 +116,7 @@ def feed_staleness(book: Book) -> Pass:
                 values[feed.name] = None
                 continue
             states = list(feed.symbols.values())   # the feed may change between two steps
-            oldest = _INF
+            oldest = math.inf
             for i in range(0, len(states), CHUNK):
                 chunk = states[i:i + CHUNK]
                 updated = list(map(_last_update_of, chunk))
@@ -131,5 +132,3 @@ def feed_staleness(book: Book) -> Pass:
 
     return steps
 
-
-_INF = float("inf")
