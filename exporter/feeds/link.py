@@ -486,10 +486,13 @@ class Link:
         while True:
             batch, event = await read()
             start, count = 0, len(batch)
+            held = part_bytes = 0   # of a cut batch: the bytes still to work through, the last part's
             while start < count:
                 if start:  # cut at ``step`` frames: the loop's turn, then the rest
-                    # What waits for the next part is still backlog (receive_backlog).
-                    self._held = sum(map(len, batch[start:]))
+                    # What waits for the next part is still backlog (receive_backlog): summed at
+                    # the first cut, then less each part's bytes (not summed again per turn).
+                    held = held - part_bytes if held else sum(map(len, batch[start:]))
+                    self._held = held
                     await asyncio.sleep(0)
                     self._held = 0
                 part = batch if not start and count <= step else batch[start:start + step]
@@ -497,6 +500,7 @@ class Link:
                 now = clock()
                 began = perf()
                 frames, size = len(part), sum(map(len, part))   # of the part, not yet written
+                part_bytes = size
                 ok = False       # a plain data frame in the part, not yet written (``frame_ok``)
                 for data in part:
                     if record is not None:

@@ -114,10 +114,15 @@ async def test_a_burst_gives_the_event_loop_a_turn_every_step(transport_name: st
     config, feed = transport._book(url, transport=transport_name)
     runner = FeedRunner(config, feed, CountingClock())
     seen: list[int] = []
+    held: list[tuple[int, int]] = []   # (bytes counted, bytes of a cut batch still held) at a turn
 
     async def every_turn() -> None:
         while True:
             seen.append(feed.bytes)
+            shard = runner.shards.get("0")
+            reader = shard.link if shard is not None else None
+            if reader is not None and reader._held:
+                held.append((feed.bytes, reader._held))
             await asyncio.sleep(0)
 
     ticker = asyncio.create_task(every_turn())
@@ -129,6 +134,13 @@ async def test_a_burst_gives_the_event_loop_a_turn_every_step(transport_name: st
         assert max(steps) <= 64 * frame + 2 * len(BAD) + 1024, (max(steps), steps[:8])
         assert len(steps) > COUNT / 3, len(steps)   # frame by frame after the first parts
         assert sorted(steps)[len(steps) // 2] <= 3 * frame, sorted(steps)[len(steps) // 2]
+        # While a cut batch waits, its rest is backlog (receive_backlog): what is counted plus
+        # what is held stays the batch's end from turn to turn, the held part shrinking.
+        assert len(held) > COUNT / 3, len(held)
+        ends = [counted + rest for counted, rest in held]
+        runs = sum(1 for a, b in zip(ends, ends[1:]) if a == b)
+        assert runs > len(held) / 2, (runs, len(held))
+        assert all(b[1] < a[1] for a, b, x, y in zip(held, held[1:], ends, ends[1:]) if x == y)
     finally:
         ticker.cancel()
         await runner.stop()
