@@ -35,8 +35,10 @@ import logging
 import os
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
+from operator import indexOf, itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Generator, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -44,12 +46,16 @@ from exporter.book import escape_label
 from exporter.collector import format_value, header
 from exporter.config import Duration, FeedConfig, build_dataclass
 from exporter.feeds.threads import in_daemon_thread
+from exporter.slices import run_all, run_sliced
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SUFFIX = ".fwrec.gz"
 Frame = tuple[float, Any]  # (receive time, bytes or str as the socket delivered it)
+_data_of = itemgetter(1)
+# Frames dropped per step of a trim (``FrameRing.trim_steps``): ~0.2 ms of freeing 9 KB frames.
+TRIM_CHUNK = 1024
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -117,32 +123,55 @@ class FrameRing:
         self.lost = 0                   # continuous mode: frames gone before they were written
 
     def trim(self, now: float) -> list[Frame]:
-        """Bound the ring by age and bytes; returns the frames that arrived since the last trim."""
+        """``trim_steps`` at once (tests, tools)."""
+        return run_all(self.trim_steps(now))
+
+    def trim_steps(self, now: float) -> Generator[None, None, list[Frame]]:
+        """Bound the ring by age and bytes: a pass (``exporter/slices.py``) that returns the frames
+        that arrived since the last trim.
+
+        The frames since the last trim are found at once, in C (the ring may not change while it
+        is walked). The frames past the window or the byte bound are then dropped ``TRIM_CHUNK``
+        per step: at a few thousand 9 KB frames a second, freeing them held the event loop 1.3 ms
+        alone and up to 7 ms beside a scrape (issue 14's stall rounds). Only frames that were in
+        the ring when the pass began are dropped; frames the links append meanwhile wait for the
+        next trim, counted then. Should the ring reach ``max_frames`` meanwhile, the deque itself
+        pushes out frames already counted: the byte count is then high until the next trim
+        recounts (the saturated case below), never low."""
         frames = self.frames
         newest = self._newest
-        fresh: list[Frame] = []
-        added = 0
         found = False
-        for item in reversed(frames):
-            if item is newest:
+        count = len(frames)
+        if newest is not None:
+            try:
+                count = indexOf(reversed(frames), newest)   # identity first: the very frame
                 found = True
-                break
-            fresh.append(item)
-            added += len(item[1])
+            except ValueError:
+                pass
+        fresh = list(islice(reversed(frames), count))
         fresh.reverse()
         if found and len(frames) < (frames.maxlen or 0):
-            self.bytes += added
+            self.bytes += sum(map(len, map(_data_of, fresh)))
         else:
             # The last frame we accounted for was pushed out by maxlen (or this is the first
             # pass): older ones went with it unseen. Count again from scratch.
             if newest is not None and not found:
                 self.lost += 1  # at least one; the exact number is unknowable without hot-path work
-            self.bytes = sum(len(data) for _, data in frames)
+            self.bytes = sum(map(len, map(_data_of, frames)))
+        newest = self._newest = frames[-1] if frames else None
         cutoff = now - self.window
-        while frames and (frames[0][0] < cutoff or self.bytes > self.max_bytes):
-            _, data = frames.popleft()
-            self.bytes -= len(data)
-        self._newest = frames[-1] if frames else None
+        popleft = frames.popleft
+        while frames:
+            for _ in range(TRIM_CHUNK):
+                if not frames or not (frames[0][0] < cutoff or self.bytes > self.max_bytes):
+                    return fresh
+                dropped = popleft()
+                self.bytes -= len(dropped[1])
+                if dropped is newest:   # every frame counted is gone: the rest is the next trim's
+                    self._newest = None
+                    self.bytes = 0
+                    return fresh
+            yield
         return fresh
 
     def window_frames(self, now: float, seconds: float | None = None) -> list[Frame]:
@@ -365,15 +394,23 @@ class Recorder:
         self.rings.pop(feed, None)
 
     def trim(self) -> list[tuple[FrameRing, list[Frame]]]:
+        """``trim_steps`` at once (tests, tools)."""
+        return run_all(self.trim_steps())
+
+    def trim_steps(self) -> Generator[None, None, list[tuple[FrameRing, list[Frame]]]]:
+        """Every ring's trim, one pass: each ring's frames since its last trim."""
         now = self.clock.time()
-        return [(ring, ring.trim(now)) for ring in self.rings.values()]
+        batches = []
+        for ring in list(self.rings.values()):   # a reload may add or forget a ring meanwhile
+            batches.append((ring, (yield from ring.trim_steps(now))))
+        return batches
 
     async def run(self) -> None:
         """Trim every ``interval``; hand new frames to the continuous writer in a worker thread."""
         while True:
             await asyncio.sleep(self.interval)
             try:
-                batches = self.trim()
+                batches = await run_sliced(self.trim_steps())
                 if self.writer is not None:
                     work = [(ring, frames) for ring, frames in batches if frames]
                     if work:

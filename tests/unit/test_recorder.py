@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from exporter import slices
 from exporter.clock import FakeClock
 from exporter.config import ConfigError, FeedConfig, load_data
 from exporter.feeds.recorder import (
@@ -21,6 +22,8 @@ from exporter.feeds.recorder import (
     recording_header,
     write_recording,
 )
+from exporter.feeds import recorder as recorder_module
+from exporter.slices import run_all
 
 from tests.waiting import async_wait_for
 
@@ -48,6 +51,59 @@ def test_a_saturated_ring_is_recounted_and_the_overrun_noted():
     ring.frames.extend((float(i), b"abc") for i in range(5, 11))   # pushes out what the trim saw last
     fresh = ring.trim(11.0)
     assert [t for t, _ in fresh] == [7.0, 8.0, 9.0, 10.0] and ring.bytes == 12 and ring.lost == 1
+
+
+def test_the_trim_drops_in_steps_and_leaves_what_arrives_meanwhile_to_the_next(monkeypatch):
+    """Issue 14: dropping a second's worth of frames at once held the event loop up to 7 ms beside
+    a scrape. The trim is a pass that drops ``TRIM_CHUNK`` frames per step; a frame the read loop
+    appends between two steps is neither dropped nor counted by it, but by the next trim."""
+    monkeypatch.setattr(recorder_module, "TRIM_CHUNK", 2)
+    ring = FrameRing(FEED, window=10.0, max_frames=1000, max_bytes=10**6)
+    ring.frames.extend((float(i), b"0123456789") for i in range(10))
+    steps = ring.trim_steps(15.0)       # the window keeps t >= 5: five frames to drop
+    next(steps)
+    assert [t for t, _ in ring.frames][0] == 2.0            # two dropped, then the loop's turn
+    ring.frames.append((15.5, b"new"))                        # the read loop, meanwhile
+    fresh = run_all(steps)
+    assert len(fresh) == 10 and fresh[-1] == (9.0, b"0123456789")
+    assert [t for t, _ in ring.frames] == [5.0, 6.0, 7.0, 8.0, 9.0, 15.5] and ring.bytes == 50
+    assert ring.trim(16.0) == [(15.5, b"new")] and ring.lost == 0
+    assert [t for t, _ in ring.frames] == [6.0, 7.0, 8.0, 9.0, 15.5] and ring.bytes == 43
+
+
+def test_a_trim_that_drops_every_counted_frame_leaves_the_new_ones_to_the_next():
+    ring = FrameRing(FEED, window=1.0, max_frames=1000, max_bytes=10**6)
+    ring.frames.extend((float(i), b"ab") for i in range(3))
+    steps = ring.trim_steps(100.0)
+    assert run_all(steps) == [(0.0, b"ab"), (1.0, b"ab"), (2.0, b"ab")]
+    assert not ring.frames and ring.bytes == 0
+    ring.frames.append((100.5, b"abc"))
+    assert ring.trim(101.0) == [(100.5, b"abc")] and ring.bytes == 3 and ring.lost == 0
+
+
+async def test_the_recorder_gives_the_event_loop_turns_while_it_trims(monkeypatch):
+    """``Recorder.run`` trims as a sliced pass: other tasks run between its steps (they see the
+    ring half trimmed), where the trim done at once showed them only before and after."""
+    monkeypatch.setattr(recorder_module, "TRIM_CHUNK", 1)
+    monkeypatch.setattr(slices, "SLICE", 0.0)   # a turn after every step
+    clock = FakeClock(1_000.0)
+    recorder = Recorder(RecorderConfig(window=10.0), [FEED], clock, interval=0.001)
+    ring = recorder.ring("stocks")
+    ring.frames.extend((float(i), b"x") for i in range(50))   # every one past the window
+    seen: set[int] = set()
+
+    async def watch() -> None:
+        while ring.frames:
+            seen.add(len(ring.frames))
+            await asyncio.sleep(0)
+
+    runner = asyncio.ensure_future(recorder.run())
+    try:
+        await asyncio.wait_for(watch(), 10)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert {50} < seen and any(0 < n < 50 for n in seen)
 
 
 def test_recordings_round_trip_text_and_binary_frames(tmp_path):
