@@ -39,6 +39,7 @@ def test_scrape_load_benchmark_runs(monkeypatch) -> None:
     assert [p.scraping for p in result.phases] == [False, True]
     assert all(p.rate > 0 for p in result.phases) and result.phases[1].scrapes
     assert result.concurrent["alone"] > 0 and result.concurrent["longest"] > 0
+    assert result.concurrent["floor"] > 0 and len(result.concurrent["floor_rounds"]) == scrape_load.CONCURRENT_ROUNDS
     text = scrape_load.report(result)
     assert text.count("[ok]") + text.count("[fail]") == 5
 
