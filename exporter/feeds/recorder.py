@@ -35,8 +35,8 @@ import logging
 import os
 from collections import deque
 from dataclasses import dataclass
-from itertools import islice
-from operator import indexOf, itemgetter
+from itertools import islice, repeat
+from operator import indexOf, is_, itemgetter
 from pathlib import Path
 from typing import Any, Generator, Iterable, Mapping, Sequence
 
@@ -130,21 +130,23 @@ class FrameRing:
         """Bound the ring by age and bytes: a pass (``exporter/slices.py``) that returns the frames
         that arrived since the last trim.
 
-        The frames since the last trim are found at once, in C (the ring may not change while it
-        is walked). The frames past the window or the byte bound are then dropped ``TRIM_CHUNK``
-        per step: at a few thousand 9 KB frames a second, freeing them held the event loop 1.3 ms
-        alone and up to 7 ms beside a scrape (issue 14's stall rounds). Only frames that were in
-        the ring when the pass began are dropped; frames the links append meanwhile wait for the
-        next trim, counted then. Should the ring reach ``max_frames`` meanwhile, the deque itself
-        pushes out frames already counted: the byte count is then high until the next trim
-        recounts (the saturated case below), never low."""
+        The frames since the last trim (those after the last one counted, found by identity) are
+        found at once, in C: the ring may not change while it is walked. The frames past the
+        window or the byte bound are then dropped ``TRIM_CHUNK`` per step: at a few thousand 9 KB
+        frames a second, freeing them held the event loop 1.3 ms alone and up to 7 ms beside a
+        scrape (issue 14's stall rounds). Only frames that were in the ring when the pass began
+        are dropped; frames the links append meanwhile wait for the next trim, counted then.
+        Should the ring reach ``max_frames`` meanwhile, the deque itself pushes out frames
+        already counted: the byte count is then high until the next trim recounts (the
+        saturated case below), never low."""
         frames = self.frames
         newest = self._newest
         found = False
         count = len(frames)
         if newest is not None:
             try:
-                count = indexOf(reversed(frames), newest)   # identity first: the very frame
+                # By identity: an equal frame (the same bytes in the same batch) may follow it.
+                count = indexOf(map(is_, reversed(frames), repeat(newest)), True)
                 found = True
             except ValueError:
                 pass

@@ -71,6 +71,18 @@ def test_the_trim_drops_in_steps_and_leaves_what_arrives_meanwhile_to_the_next(m
     assert [t for t, _ in ring.frames] == [6.0, 7.0, 8.0, 9.0, 15.5] and ring.bytes == 43
 
 
+def test_a_frame_equal_to_the_last_one_counted_is_new():
+    """A batch's frames share one receive time, and a venue may send the same bytes twice: the
+    last frame counted is found by identity, not by equality."""
+    ring = FrameRing(FEED, window=10.0, max_frames=1000, max_bytes=10**6)
+    now = 1.0
+    ring.frames.append((now, b"ping"))       # a tuple made at run time, as the read loop makes it
+    ring.trim(now)
+    ring.frames.append((now, b"ping"))       # equal to the last one counted, not the same
+    assert ring.frames[0] == ring.frames[1] and ring.frames[0] is not ring.frames[1]
+    assert ring.trim(now) == [(now, b"ping")] and ring.bytes == 8
+
+
 def test_a_trim_that_drops_every_counted_frame_leaves_the_new_ones_to_the_next():
     ring = FrameRing(FEED, window=1.0, max_frames=1000, max_bytes=10**6)
     ring.frames.extend((float(i), b"ab") for i in range(3))
