@@ -18,9 +18,9 @@ resident memory before and its high-water mark after (``/proc/PID/status``: VmRS
 each scrape's time (request sent to last byte). Beside it, alternated round by round, the *HTTP
 floor*: plain aiohttp on the same core answering the same requests with the exporter's own
 answer from memory. That is what 500 requests cost the HTTP stack (and this client) before any
-render: 64-141 ms on this 2-core machine, where two renders of 2,000 symbols are ~10 ms. So a
-render is measured as a lone scrape of the exporter less a lone scrape of the floor, and the
-target is read as: no scrape longer than the floor's longest plus two renders (single flight:
+render: 48-141 ms on this 2-core machine, where a lone scrape of 2,000 symbols is 7.5-16 ms.
+So a render is measured as a lone scrape of the exporter less a lone scrape of the floor, and
+the target is read as: no scrape longer than the floor's longest plus two renders (single flight:
 a scrape waits at most for the render under way and its own).
 
 Targets (issue 14): longest event-loop stall <= 20 ms (the exporter's own
