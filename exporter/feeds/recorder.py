@@ -163,7 +163,7 @@ class FrameRing:
         newest = self._newest = frames[-1] if frames else None
         cutoff = now - self.window
         popleft = frames.popleft
-        while frames:
+        while True:
             for _ in range(TRIM_CHUNK):
                 if not frames or not (frames[0][0] < cutoff or self.bytes > self.max_bytes):
                     return fresh
@@ -174,7 +174,6 @@ class FrameRing:
                     self.bytes = 0
                     return fresh
             yield
-        return fresh
 
     def window_frames(self, now: float, seconds: float | None = None) -> list[Frame]:
         """A copy of the frames of the last ``seconds`` (default: the ring's window)."""
