@@ -20,6 +20,11 @@ COPY grafana/provisioning ./grafana/provisioning
 # has no .git): docker build --build-arg REVISION=$(git rev-parse HEAD) --build-arg BRANCH=$(git rev-parse --abbrev-ref HEAD) .
 ARG REVISION=unknown
 ARG BRANCH=unknown
+# A C compiler for the package's formatting extension (exporter/_fill.c; the base carries the
+# Python headers). Only this stage has it: the runtime stage gets the compiled module.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 # A virtualenv copied whole into the runtime stage: no compiler, no pip cache, no sources there.
 RUN python -m venv /opt/feedwatch \
  && FEEDWATCH_BUILD_REVISION="$REVISION" FEEDWATCH_BUILD_BRANCH="$BRANCH" /opt/feedwatch/bin/pip install '.[picows]' \

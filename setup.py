@@ -1,4 +1,5 @@
-"""Build-time stamp only; everything else about the package is in pyproject.toml.
+"""The build-time stamp and the optional C extension; everything else about the package is in
+pyproject.toml.
 
 Wheels and sdists carry ``exporter/build_info.json``: the revision and branch they were built
 from, which ``exporter.version.build_info()`` reads for ``feedwatch_build_info``. They come from
@@ -14,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
@@ -64,4 +65,13 @@ class Sdist(sdist):
         _write(base_dir)
 
 
-setup(cmdclass={"build_py": BuildPy, "sdist": Sdist})
+# ``exporter.fill``'s C implementation (exporter/_fill.c): the collector's formatting, 3-4x cheaper.
+# Optional: where no C compiler is found the build goes on without it, and ``fill`` is Python's
+# own ``%`` (the same text). Built for CPython's stable ABI (abi3): the wheel installs on any
+# CPython from 3.11 on the platform it was built for. FEEDWATCH_NO_EXTENSIONS=1 builds a pure
+# Python wheel (py3-none-any) for any platform instead.
+FILL = Extension("exporter._fill", ["exporter/_fill.c"], optional=True, py_limited_api=True)
+EXTENSIONS = [] if os.environ.get("FEEDWATCH_NO_EXTENSIONS") else [FILL]
+
+setup(cmdclass={"build_py": BuildPy, "sdist": Sdist}, ext_modules=EXTENSIONS,
+      options={"bdist_wheel": {"py_limited_api": "cp311"}} if EXTENSIONS else {})

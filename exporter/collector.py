@@ -190,7 +190,7 @@ import math
 import time
 from bisect import bisect_right
 from itertools import chain, compress, repeat
-from operator import attrgetter, countOf, eq as _eq, mod as _mod, ne as _ne, sub as _sub, truediv as _truediv
+from operator import attrgetter, countOf, eq as _eq, ne as _ne, sub as _sub, truediv as _truediv
 from typing import Any, Callable, Generator, Iterable, Sequence
 
 import msgspec
@@ -212,6 +212,7 @@ from exporter.book import (
     to_seconds,
 )
 from exporter.exposition import DEFAULT, Exposition
+from exporter.fill import fill
 from exporter.slices import run_all
 from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
@@ -455,8 +456,9 @@ class _Chunk:
     """What one chunk of a feed's symbols rendered last time, to redo only what changed.
 
     ``layout``: the members the format strings were built for. Per family, format strings of
-    the lines (``%.3f``, ``%d``, ``%s`` where the value goes) that one ``%`` fills with a tuple
-    of the members' values in C, instead of an f-string per line. Staleness and state (computed
+    the lines (``%.3f``, ``%d``, ``%s`` where the value goes) that one ``fill`` (``fmt % values``,
+    compiled: ``exporter/fill.py``) fills with a tuple of the members' values, instead of an
+    f-string per line. Staleness and state (computed
     at every scrape) have one per chunk. The families that change only with an update have one
     per block of ``BLOCK`` members, and their text is kept per block: a block where no member's
     ``updates`` (or receive time) moved keeps its text, the others are formatted again
@@ -556,8 +558,8 @@ class BookCollector:
 
     Incremental, per chunk of ``CHUNK`` symbols and per family (see ``_Chunk``): each family's
     values are gathered in C and compared with the last scrape's; only what moved is formatted
-    again, by one ``%`` of a format string (prices and venue timestamps through msgspec's float
-    encoder). The families that change only with an update (timestamps, count, price, frozen)
+    again, by one ``fill`` of a format string (``fmt % values`` in C, ``exporter/fill.py``;
+    prices and venue timestamps through msgspec's float encoder). The families that change only with an update (timestamps, count, price, frozen)
     are kept per block of ``BLOCK`` symbols and formatted again only in the blocks where a
     member's ``updates`` moved (``_refresh``; the REST source per chunk); learned intervals
     where the sweep moved one (read only in feeds with adaptive thresholds); everything is
@@ -707,7 +709,7 @@ class BookCollector:
                 updated.extend(chunk.updated)   # per block
                 event.extend(chunk.event)
                 if want_staleness:
-                    staleness.append(chunk.fmt_staleness % self._ages)
+                    staleness.append(fill(chunk.fmt_staleness, self._ages))
                 states.append(chunk.state_text)
                 updates.extend(chunk.updates)
                 prices.extend(chunk.price_text)
@@ -734,7 +736,7 @@ class BookCollector:
                     counts: dict[int, int], want_staleness: bool, rest: bool) -> None:
         """Bring one chunk's families up to date: each family's values are gathered in C
         (``map(attrgetter)``) and compared with the last render's; only a family whose values
-        moved is formatted again, by one ``%`` of its format string. Ages (for staleness, kept
+        moved is formatted again, by one ``fill`` of its format string. Ages (for staleness, kept
         in ``self._ages``) and states are computed for every symbol at every scrape, as
         ``FeedBook.staleness`` and ``classify`` do, without a Python loop in the common case."""
         n = len(members)
@@ -786,7 +788,7 @@ class BookCollector:
                                 for age, t in zip(ages, ths)])
         if state_list != chunk.states:
             chunk.states = state_list
-            chunk.state_text = chunk.fmt_state % state_list
+            chunk.state_text = fill(chunk.fmt_state, state_list)
             chunk.counts = tuple(state_list.count(state) for state in STATE_ORDER)
         for state, count in zip(STATE_ORDER, chunk.counts):
             counts[state] += count
@@ -828,7 +830,7 @@ class BookCollector:
     def _refresh(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], dirty: Sequence[int],
                  updates: tuple, last_updates: tuple, uniform: bool, th: Any) -> None:
         """Format the ``dirty`` blocks' update-driven families again. Their members' values are
-        gathered, checked and (floats) encoded at once, then each block is filled by one ``%``
+        gathered, checked and (floats) encoded at once, then each block is filled by one ``fill``
         per family, the blocks mapped in C; a family whose values cannot all take the fast path
         goes line by line, per block (``_guarded_lines``)."""
         if len(dirty) == len(chunk.spans):   # every block: the chunk's values as they are
@@ -855,8 +857,8 @@ class BookCollector:
         prices = tuple(map(_price_of, picked))
         event_texts = _event_texts(events)
         price_texts = _price_texts(prices)
-        texts = [list(map(_mod, fmt_updated, map(updated_values.__getitem__, spans))),
-                 list(map(_mod, fmt_updates, map(update_counts.__getitem__, spans)))]
+        texts = [list(map(fill, fmt_updated, map(updated_values.__getitem__, spans))),
+                 list(map(fill, fmt_updates, map(update_counts.__getitem__, spans)))]
         bad: set[int] = set()
         for values, fmts, valid, name, present, text in (
                 (event_texts, fmt_event, events, "feedwatch_symbol_last_event_timestamp_seconds",
@@ -864,7 +866,7 @@ class BookCollector:
                 (price_texts, fmt_price, prices, "feedwatch_symbol_price",
                  lambda price: price == price, format_value)):      # NaN: never priced, no sample
             if values is not None:
-                texts.append(list(map(_mod, fmts, map(values.__getitem__, spans))))
+                texts.append(list(map(fill, fmts, map(values.__getitem__, spans))))
                 continue
             lines = []
             for j, span in zip(dirty, spans):   # the fallback: line by line, each sample guarded
@@ -880,8 +882,8 @@ class BookCollector:
             texts.append([chunk.frozen_zero[j] for j in dirty])   # nobody repeated enough
         else:
             is_frozen = feed.is_frozen
-            texts.append([chunk.frozen_format(j) % tuple([
-                1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members[chunk.spans[j]]])
+            texts.append([fill(chunk.frozen_format(j), tuple([
+                1 if s.same >= s.th.frozen.updates and is_frozen(s) else 0 for s in members[chunk.spans[j]]]))
                 for j in dirty])
         families = (chunk.updated, chunk.updates, chunk.event, chunk.price_text, chunk.frozen)
         if every:

@@ -28,7 +28,8 @@ under those names ("stand-ins"), then the stack runs as a user would run it:
  8. healthy    every service's health check turns healthy
  9. inspect    every container runs as a non-root user, on a read-only root filesystem, with
                every bind mount read-only (docker inspect); the basic-auth exporter refuses an
-               anonymous request (401) while its health check passes
+               anonymous request (401) while its health check passes; the image's exporter
+               has its compiled formatter (exporter._fill, built by the Dockerfile)
 10. notify     Watchdog, then FeedSymbolStale for AAPL reach the webhook receiver on the compose
                network: exporter -> Prometheus -> Alertmanager -> webhook, with the committed
                thresholds and for: (AAPL degraded after 180 s, for: 1m, group_wait 30s)
@@ -691,7 +692,11 @@ def main() -> int:
             if status != "401":
                 raise StepFailed(f"feedwatch-auth answered an anonymous request with {status}, expected 401")
             log = inspect(daemon, ids["feedwatch-auth"])["State"]["Health"]["Log"][-1]["Output"].strip()
-            return f"non-root, read-only root, read-only mounts; basic auth on and its probe says {log!r}"
+            formatter = python_in(daemon, ids["feedwatch"], "import exporter.fill as f; print(f.ACCELERATED)").strip()
+            if formatter != "True":
+                raise StepFailed(f"the image's exporter runs without its C formatter (exporter._fill): {formatter!r}")
+            return (f"non-root, read-only root, read-only mounts; basic auth on and its probe says {log!r}; "
+                    "the C formatter built in")
         step(9, "inspect", hardening)
 
         def notify() -> str:

@@ -186,6 +186,8 @@ async def test_run_serves_metrics_with_data_and_exits_zero_on_sigterm(tmp_path, 
 
     tuned = [r for r in records if r["msg"].startswith("garbage collector tuned")]
     assert len(tuned) == 1 and tuned[0]["gc_thresholds"] == list(THRESHOLDS) and tuned[0]["gc_frozen"] > 10_000, tuned
+    # The compiled formatter (exporter/_fill.c, built by the editable install) is the one in use, and said so.
+    assert [r["formatter"] for r in records if r["msg"].startswith("/metrics formatting")] == ["c"]
     await async_wait_for(lambda: venue.stats.connections_open == 0, what="socket closed by the exporter")
 
 

@@ -131,6 +131,35 @@ def test_the_sdist_holds_the_sources_of_every_resource(dist):
     assert {"LICENSE", "README.md", "pyproject.toml"} <= names
 
 
+def test_the_wheel_carries_the_compiled_formatter_and_the_sdist_its_source(dist, installed, empty_dir):
+    """exporter._fill (setup.py: optional, built where a C compiler is found, as here): in the wheel,
+    compiled for CPython's stable ABI (any CPython from 3.11 on this platform); in the sdist, its C
+    source; imported by the installed package."""
+    with zipfile.ZipFile(dist["wheel"]) as wheel:
+        assert "exporter/_fill.abi3.so" in wheel.namelist()
+    assert "-cp311-abi3-linux_" in dist["wheel"].name, dist["wheel"].name
+    with tarfile.open(dist["sdist"]) as sdist:
+        assert any(n.endswith("/exporter/_fill.c") for n in sdist.getnames())
+    done = subprocess.run([str(installed / "python"), "-c", "import exporter.fill as f; print(f.ACCELERATED, f.fill)"],
+                          cwd=empty_dir, env=user_env(installed), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True <built-in function fill>"), done.stdout
+
+
+def test_no_extensions_builds_a_pure_python_wheel_for_any_platform(dist, tmp_path):
+    """FEEDWATCH_NO_EXTENSIONS=1 (docs/deployment.md): the wheel is py3-none-any, without the
+    compiled module (``fill`` is then Python's ``%``: tests/unit/test_fill.py compares the two)."""
+    env = {**os.environ, "FEEDWATCH_NO_EXTENSIONS": "1"}
+    done = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(dist["sdist"])],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl"), wheel.name
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "exporter/fill.py" in names and not [n for n in names if n.endswith(".so")]
+
+
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 

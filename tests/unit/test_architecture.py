@@ -3,12 +3,13 @@
 The import graph is built from the source itself (``ast``), never from a hand-kept list: every
 ``import`` and ``from ... import`` anywhere in a module counts, at the top, inside a function or
 under ``if TYPE_CHECKING:`` (a type-only import is still a dependency a reader has to follow).
-``from package import name`` counts as an import of ``package.name`` when that is a module.
+``from package import name`` counts as an import of ``package.name`` when that is a module. A C
+extension (``exporter/_fill.c``) imports nothing of feedwatch: importing it adds no edge.
 
 Rules (docs/architecture.md draws them):
 
 - no cycles, of any length;
-- the core (config, book, clock, markets, collector, exposition, plugins, resources, slices, text, throttle, version, sharding) imports only the core;
+- the core (config, book, clock, markets, collector, exposition, fill, plugins, resources, slices, text, throttle, version, sharding) imports only the core;
 - the simulator is a program of its own: it imports only itself and the plugin registry.
 
 The planted-cycle tests prove the checker fails when a cycle is introduced, on a synthetic tree
@@ -22,8 +23,8 @@ import shutil
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
-CORE = {f"exporter.{name}" for name in ("config", "book", "clock", "markets", "collector", "exposition", "plugins",
-                                        "resources", "slices", "text", "throttle", "version", "sharding")}
+CORE = {f"exporter.{name}" for name in ("config", "book", "clock", "markets", "collector", "exposition", "fill",
+                                        "plugins", "resources", "slices", "text", "throttle", "version", "sharding")}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -36,6 +37,7 @@ def module_name(root: Path, path: Path) -> str:
 def import_graph(root: Path) -> dict[str, dict[str, int]]:
     """module -> {imported module: line of the first such import}, for modules under ``root``."""
     paths = {module_name(root, p): p for p in sorted(root.rglob("*.py"))}
+    extensions = {module_name(root, p) for p in root.rglob("*.c")}   # leaves: they import nothing of ours
     top = root.name
     graph: dict[str, dict[str, int]] = {}
     for module, path in paths.items():
@@ -55,6 +57,8 @@ def import_graph(root: Path) -> dict[str, dict[str, int]]:
                     candidate = f"{base}.{alias.name}"
                     targets.append(candidate if candidate in paths else base)
             for target in targets:
+                if target in extensions:
+                    continue
                 while target and target not in paths and "." in target:
                     target = target.rsplit(".", 1)[0]  # import a.b.c where only a.b is ours
                 if (target == top or target.startswith(top + ".")) and target in paths and target != module:
