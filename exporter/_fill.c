@@ -32,17 +32,31 @@
  * a %.3f below FIXED3_LIMIT (17). */
 #define VALUE_MAX 24
 
+/* "00" to "99": two digits per division. */
+static const char PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static char *put_u64(char *p, uint64_t v)
 {
     char digits[20];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = digits[--n];
-    return p;
+    char *d = digits + sizeof digits;
+    while (v >= 100) {
+        unsigned pair = (unsigned)(v % 100);
+        v /= 100;
+        d -= 2;
+        memcpy(d, PAIRS + 2 * pair, 2);
+    }
+    if (v >= 10) {
+        d -= 2;
+        memcpy(d, PAIRS + 2 * v, 2);
+    } else {
+        *--d = (char)('0' + v);
+    }
+    size_t n = (size_t)(digits + sizeof digits - d);
+    memcpy(p, d, n);
+    return p + n;
 }
 
 /* ``%.3f`` of x at p, or NULL when x is not in [+0.0, FIXED3_LIMIT), or is below 2**-10 (its
@@ -53,10 +67,14 @@ static char *put_fixed3(char *p, double x)
         return NULL;
     uint64_t q = 0;   /* x * 1000, correctly rounded */
     if (x != 0.0) {
-        int e;
-        double f = frexp(x, &e);               /* x = f * 2**e, 0.5 <= f < 1 */
-        uint64_t m = (uint64_t)ldexp(f, 53);   /* exact: the 53-bit significand */
-        int s = 53 - e;                        /* x = m / 2**s; x < 2**44, so s >= 9 */
+        uint64_t bits;
+        memcpy(&bits, &x, sizeof bits);
+        int exponent = (int)(bits >> 52);      /* the sign bit is 0 here */
+        if (exponent == 0)
+            return NULL;                       /* subnormal */
+        /* x = m / 2**s exactly: the significand with its implicit bit; x < 2**44, so s >= 9 */
+        uint64_t m = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52);
+        int s = 1075 - exponent;
         if (s > 63)
             return NULL;
         uint64_t n = m * 1000;                 /* below 2**63 */
@@ -69,9 +87,8 @@ static char *put_fixed3(char *p, double x)
     unsigned frac = (unsigned)(q % 1000);
     *p++ = '.';
     *p++ = (char)('0' + frac / 100);
-    *p++ = (char)('0' + frac / 10 % 10);
-    *p++ = (char)('0' + frac % 10);
-    return p;
+    memcpy(p, PAIRS + 2 * (frac % 100), 2);
+    return p + 2;
 }
 
 static PyObject *fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
