@@ -17,6 +17,12 @@
  * Anything else (another directive, type or range, too few or too many values) hands the whole
  * call to Python's own ``%``: the result, or the error, is always exactly Python's.
  * tests/unit/test_fill.py checks that on millions of values, rounding ties included.
+ *
+ * ``fill_seconds(fmt, values)``: the venue-timestamp family's lines, whose ``%s`` take the
+ * venue's raw stamps, ints of seconds or milliseconds (Polygon, Binance, Bybit), written as
+ * seconds the way ``repr(exporter.book.to_seconds(v))`` writes them; None when a value is not
+ * such an int (absent, microseconds, a float) or the format holds another directive: the
+ * collector then takes its Python path.
  */
 /* The stable ABI of CPython 3.11: one compiled module for every later CPython (setup.py). */
 #define Py_LIMITED_API 0x030B0000
@@ -91,11 +97,39 @@ static char *put_fixed3(char *p, double x)
     return p + 2;
 }
 
-static PyObject *fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* A venue timestamp as ``repr(exporter.book.to_seconds(v))`` writes it, for an int v of seconds
+ * (v <= 1e11) or milliseconds (1e11 < v <= 1e14), or NULL for any other v. With at most 14
+ * digits the exact decimal of v / 1000 is the only shortest text that reads back as the double
+ * the division gives (doubles hold 15 digits), so it is repr's: trailing zeros dropped, ".0"
+ * when whole. */
+static char *put_seconds(char *p, long long v)
 {
-    (void)module;
+    if (v <= 0 || v > 100000000000000LL)
+        return NULL;
+    if (v <= 100000000000LL) {
+        p = put_u64(p, (uint64_t)v);
+        memcpy(p, ".0", 2);
+        return p + 2;
+    }
+    p = put_u64(p, (uint64_t)v / 1000);
+    unsigned frac = (unsigned)(v % 1000);
+    *p++ = '.';
+    *p++ = (char)('0' + frac / 100);
+    if (frac % 100) {
+        *p++ = (char)('0' + frac / 10 % 10);
+        if (frac % 10)
+            *p++ = (char)('0' + frac % 10);
+    }
+    return p;
+}
+
+/* Both functions: ``fmt`` with its directives given ``values`` in turn. ``seconds``: only ``%s``
+ * (and ``%%``), each given a venue timestamp (put_seconds); what cannot be written so makes the
+ * result None. Otherwise ``%.3f``, ``%d``, ``%s`` as Python's ``%``, anything else handed to it. */
+static PyObject *fill_with(PyObject *const *args, Py_ssize_t nargs, int seconds)
+{
     if (nargs != 2 || !PyBytes_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "fill(fmt: bytes, values: tuple)");
+        PyErr_SetString(PyExc_TypeError, "expected (fmt: bytes, values: tuple)");
         return NULL;
     }
     PyObject *fmt = args[0], *values = args[1], *out = NULL;
@@ -130,7 +164,15 @@ static PyObject *fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (used == count)
             goto python;
         PyObject *v = PyTuple_GetItem(values, used++);
-        if (end - f >= 3 && f[0] == '.' && f[1] == '3' && f[2] == 'f' && PyFloat_CheckExact(v)) {
+        if (seconds) {
+            int overflow = 0;
+            long long n = f < end && *f == 's' && PyLong_CheckExact(v) ? PyLong_AsLongLongAndOverflow(v, &overflow) : 0;
+            char *after = n > 0 && !overflow ? put_seconds(o, n) : NULL;
+            if (after == NULL)
+                goto python;
+            o = after;
+            f++;
+        } else if (end - f >= 3 && f[0] == '.' && f[1] == '3' && f[2] == 'f' && PyFloat_CheckExact(v)) {
             char *after = put_fixed3(o, PyFloat_AsDouble(v));
             if (after == NULL)
                 goto python;
@@ -162,14 +204,30 @@ static PyObject *fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     out = PyBytes_FromStringAndSize(buffer, o - buffer);
     PyMem_Free(buffer);
     return out;
-python:   /* anything else: Python's own %, for its text or its error */
+python:   /* anything else: Python's own %, for its text or its error (seconds: None) */
     PyMem_Free(buffer);
+    if (seconds)
+        Py_RETURN_NONE;
     return PyNumber_Remainder(fmt, values);
+}
+
+static PyObject *fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return fill_with(args, nargs, 0);
+}
+
+static PyObject *fill_seconds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return fill_with(args, nargs, 1);
 }
 
 static PyMethodDef methods[] = {
     {"fill", (PyCFunction)(void (*)(void))fill, METH_FASTCALL,
      "fill(fmt, values): fmt % values for bytes fmt and a tuple of values (exporter/fill.py)."},
+    {"fill_seconds", (PyCFunction)(void (*)(void))fill_seconds, METH_FASTCALL,
+     "fill_seconds(fmt, values): venue timestamps (ints of s or ms) into %s as seconds, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -212,7 +212,7 @@ from exporter.book import (
     to_seconds,
 )
 from exporter.exposition import DEFAULT, Exposition
-from exporter.fill import fill
+from exporter.fill import fill, fill_seconds
 from exporter.slices import run_all
 from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
@@ -855,16 +855,26 @@ class BookCollector:
                                                       chunk.fmt_price))
         events = tuple(map(_last_event_of, picked))
         prices = tuple(map(_price_of, picked))
-        event_texts = _event_texts(events)
+        # Venue stamps that are ints of seconds or milliseconds (every venue's but a generic
+        # feed's floats) are written in C straight from the raw stamps (``fill_seconds``); a
+        # block with any other value (absent, microseconds, a float), or no extension: the
+        # division and msgspec's text below, the same text.
+        event_blocks = list(map(fill_seconds, fmt_event, map(events.__getitem__, spans))) if fill_seconds else None
+        if event_blocks is not None and None in event_blocks:
+            event_blocks = None
+        event_texts = _event_texts(events) if event_blocks is None else None
         price_texts = _price_texts(prices)
         texts = [list(map(fill, fmt_updated, map(updated_values.__getitem__, spans))),
                  list(map(fill, fmt_updates, map(update_counts.__getitem__, spans)))]
         bad: set[int] = set()
-        for values, fmts, valid, name, present, text in (
-                (event_texts, fmt_event, events, "feedwatch_symbol_last_event_timestamp_seconds",
+        for blocks, values, fmts, valid, name, present, text in (
+                (event_blocks, event_texts, fmt_event, events, "feedwatch_symbol_last_event_timestamp_seconds",
                  bool, lambda raw: format_value(to_seconds(raw))),   # absent (0) until the venue gave one
-                (price_texts, fmt_price, prices, "feedwatch_symbol_price",
+                (None, price_texts, fmt_price, prices, "feedwatch_symbol_price",
                  lambda price: price == price, format_value)):      # NaN: never priced, no sample
+            if blocks is not None:
+                texts.append(blocks)
+                continue
             if values is not None:
                 texts.append(list(map(fill, fmts, map(values.__getitem__, spans))))
                 continue

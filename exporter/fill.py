@@ -7,6 +7,8 @@ runs its arbitrary-precision dtoa per value. ``exporter/_fill.c`` writes the sam
 those three directives 3-4x cheaper (``%.3f`` by exact 64-bit integer arithmetic, correctly
 rounded, half to even, as Python rounds) and hands anything else to Python's own ``%``, so the
 output, and any error, is always exactly ``fmt % values`` (tests/unit/test_fill.py).
+``fill_seconds`` writes the venue timestamps (ints of seconds or milliseconds) as seconds
+straight from the raw stamps, with no division or float text in Python.
 
 The extension is optional: it is built with the package wherever a C compiler is found
 (``setup.py``; the Docker image builds it), and without it ``fill`` is ``bytes.__mod__``: the
@@ -19,9 +21,13 @@ from __future__ import annotations
 from typing import Callable
 
 try:
-    from exporter._fill import fill as _c_fill
+    from exporter._fill import fill as _c_fill, fill_seconds as _c_fill_seconds
 except ImportError:   # built without a C compiler: Python's own %
-    _c_fill = None
+    _c_fill = _c_fill_seconds = None
 
 fill: Callable[[bytes, tuple], bytes] = _c_fill if _c_fill is not None else bytes.__mod__
+# The venue timestamps' lines: each ``%s`` given a raw stamp (an int of seconds or milliseconds)
+# as seconds, written as ``repr(exporter.book.to_seconds(stamp))`` writes it; None when a stamp
+# is anything else. Without the extension None: the collector divides and encodes in Python.
+fill_seconds: Callable[[bytes, tuple], bytes | None] | None = _c_fill_seconds
 ACCELERATED = _c_fill is not None

@@ -1,4 +1,5 @@
-"""``exporter.fill``: the C ``fill`` gives exactly ``fmt % values``, bytes for bytes, error for error.
+"""``exporter.fill``: the C ``fill`` gives exactly ``fmt % values``, bytes for bytes, error for error;
+``fill_seconds`` writes a venue stamp exactly as ``repr(to_seconds(stamp))`` does, or gives None.
 
 The extension must be built here (the editable install compiles it, ``make venv``): a test
 environment without it would test Python's ``%`` against itself, so its absence fails, it is
@@ -10,15 +11,16 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import struct
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from exporter import collector as collector_module, fill as fill_module
-from exporter.book import Book
+from exporter.book import Book, to_seconds
 from exporter.collector import BookCollector
-from exporter.fill import fill
+from exporter.fill import fill, fill_seconds
 
 from bench.common import feed_config
 
@@ -121,17 +123,79 @@ def test_the_collector_renders_the_same_text_with_python_percent(monkeypatch):
     book = Book([feed_config("stocks", [f"S{i}%" for i in range(1500)])], now - 100)
     feed = book.feeds["stocks"]
     rng = random.Random(16)
+
+    def venue_stamp(i: int) -> float:
+        """Chunk 0 (512 symbols): milliseconds, some with trailing zeros; chunk 1: seconds and
+        milliseconds mixed (both written in C, each by its own unit); chunk 2: microseconds,
+        float seconds and none among them (the Python path)."""
+        ms = int((now - rng.random() * 60) * 1000)
+        kind = (0 if i < 512 else 1 if i < 1024 else 2, i % 4)
+        if kind[0] == 0:
+            return ms - ms % 10 ** kind[1]
+        if kind[0] == 1:
+            return ms if kind[1] % 2 else ms // 1000
+        return (ms * 1000 + 7, round(now - rng.random(), 6), 0, ms)[kind[1]]
+
     for i, symbol in enumerate(list(feed.symbols)[:-3]):   # the last three never update
         for _ in range(rng.randrange(1, 4)):
-            feed.record(symbol, round(rng.uniform(0.5, 5000.0), rng.randrange(0, 7)),
-                        int((now - rng.random() * 60) * 1000), now - rng.random() * 50 - (i % 7) * 0.0005,
-                        quote=bool(i % 2))
+            feed.record(symbol, round(rng.uniform(0.5, 5000.0), rng.randrange(0, 7)), venue_stamp(i),
+                        now - rng.random() * 50 - (i % 7) * 0.0005, quote=bool(i % 2))
     rendered = {}
-    for name, implementation in (("c", fill), ("python", bytes.__mod__)):
+    for name, implementation, seconds in (("c", fill, fill_seconds), ("python", bytes.__mod__, None)):
         monkeypatch.setattr(collector_module, "fill", implementation)
+        monkeypatch.setattr(collector_module, "fill_seconds", seconds)
         collector = BookCollector(book)
         first = collector.render(now)
         again = collector.render(now + 1.5)   # the kept chunks' path as well
         rendered[name] = (first, again)
     assert rendered["c"] == rendered["python"]
-    assert "feedwatch_symbol_staleness_seconds" in rendered["c"][0]
+    text = rendered["c"][0]
+    assert "feedwatch_symbol_staleness_seconds" in text
+    events = re.findall(r'^feedwatch_symbol_last_event_timestamp_seconds\{feed="stocks",symbol="S(\d+)%"\} (\S+)$',
+                        text, re.M)
+    kinds = {(int(i) // 512, len(value.partition(".")[2])) for i, value in events}
+    # Every chunk rendered its stamps, with one to six decimals (milliseconds with and without
+    # trailing zeros, whole seconds, microseconds, float seconds).
+    assert {0, 1, 2} <= {chunk for chunk, _ in kinds} and {1, 2, 3} <= {d for c, d in kinds if c == 0}
+    assert (1, 1) in kinds and any(c == 2 and d > 3 for c, d in kinds), kinds
+
+
+@pytest.mark.parametrize("stamp", [
+    1, 9, 10, 100_000_000_000, 100_000_000_001, 1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_010,
+    1_700_000_000_100, 1_700_000_000_120, 1_700_000_000_999, 99_999_999_999_999, 100_000_000_000_000,
+    1_700_000_000,
+])
+def test_venue_stamps_in_seconds_or_milliseconds_read_as_repr_of_to_seconds(stamp):
+    fmt = lines(b"%s", 1)
+    assert fill_seconds(fmt, (stamp,)) == fmt % (repr(to_seconds(stamp)).encode(),)
+
+
+def test_venue_stamps_match_repr_and_msgspec_on_many_values():
+    """Random stamps over both units: the C text is ``repr(to_seconds(v))`` and what the
+    collector's Python path writes (msgspec's shortest float of the division)."""
+    rng = random.Random(17)
+    fmt = lines(b"%s", 500)
+    for high in (10 ** 5, 10 ** 11, 10 ** 13, 10 ** 14):
+        for _ in range(200):
+            stamps = tuple(rng.randrange(1, high + 1) for _ in range(500))
+            texts = tuple(repr(to_seconds(v)).encode() for v in stamps)
+            assert fill_seconds(fmt, stamps) == fmt % texts
+            if high > 10 ** 11 and min(stamps) > 10 ** 11:
+                assert fmt % collector_module._event_texts(stamps) == fmt % texts
+
+
+@pytest.mark.parametrize("stamps", [
+    (0,), (-5,), (100_000_000_000_001,), (1_700_000_000_000_000,), (1.5,), (True,), (2 ** 70,), ("1",), (None,),
+    (1_700_000_000_000, 0),
+])
+def test_anything_but_seconds_or_milliseconds_gives_none(stamps):
+    assert fill_seconds(lines(b"%s", len(stamps)), stamps) is None
+
+
+@pytest.mark.parametrize("fmt, stamps", [
+    (b"%d", (1_700_000_000_000,)), (b"%.3f", (1_700_000_000_000,)), (b"%s %s", (1_700_000_000_000,)),
+    (b"%s", (1_700_000_000_000, 1)), (b"%r", (1,)),
+])
+def test_other_directives_or_counts_give_none(fmt, stamps):
+    assert fill_seconds(fmt, stamps) is None
+    assert fill_seconds(b"%% %s %%", (1_700_000_000_000,)) == b"% 1700000000.0 %"
