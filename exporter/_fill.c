@@ -20,9 +20,10 @@
  *
  * ``fill_seconds(fmt, values)``: the venue-timestamp family's lines, whose ``%s`` take the
  * venue's raw stamps, ints of seconds or milliseconds (Polygon, Binance, Bybit), written as
- * seconds the way ``repr(exporter.book.to_seconds(v))`` writes them; None when a value is not
- * such an int (absent, microseconds, a float) or the format holds another directive: the
- * collector then takes its Python path.
+ * seconds the way ``repr(exporter.book.to_seconds(v))`` writes them; a stamp of 0 (the venue
+ * gave none: Binance's bookTicker) leaves its line out. None when a value is anything else
+ * (microseconds, a float) or the format holds another directive: the collector then takes its
+ * Python path.
  */
 /* The stable ABI of CPython 3.11: one compiled module for every later CPython (setup.py). */
 #define Py_LIMITED_API 0x030B0000
@@ -165,8 +166,19 @@ static PyObject *fill_with(PyObject *const *args, Py_ssize_t nargs, int seconds)
             goto python;
         PyObject *v = PyTuple_GetItem(values, used++);
         if (seconds) {
+            if (f == end || *f != 's')
+                goto python;
+            if (PyFloat_CheckExact(v) ? PyFloat_AsDouble(v) == 0.0 : PyLong_CheckExact(v) && PyObject_Not(v) == 1) {
+                /* 0: the venue gave no stamp. The line is left out, as the collector's Python
+                 * path leaves it out: back to the start of the line, on after its end. */
+                while (o > buffer && o[-1] != '\n')
+                    o--;
+                const char *newline = memchr(f, '\n', (size_t)(end - f));
+                f = newline != NULL ? newline + 1 : end;
+                continue;
+            }
             int overflow = 0;
-            long long n = f < end && *f == 's' && PyLong_CheckExact(v) ? PyLong_AsLongLongAndOverflow(v, &overflow) : 0;
+            long long n = PyLong_CheckExact(v) ? PyLong_AsLongLongAndOverflow(v, &overflow) : 0;
             char *after = n > 0 && !overflow ? put_seconds(o, n) : NULL;
             if (after == NULL)
                 goto python;

@@ -455,17 +455,16 @@ def _float_texts(values: tuple | list) -> tuple[bytes, ...]:
 class _Chunk:
     """What one chunk of a feed's symbols rendered last time, to redo only what changed.
 
-    ``layout``: the members the format strings were built for. Per family, format strings of
-    the lines (``%.3f``, ``%d``, ``%s`` where the value goes) that one ``fill`` (``fmt % values``,
+    ``layout``: the members the format strings were built for. Per family, format strings of the
+    lines (``%.3f``, ``%d``, ``%s`` where the value goes) that one ``fill`` (``fmt % values``,
     compiled: ``exporter/fill.py``) fills with a tuple of the members' values, instead of an
-    f-string per line. Staleness and state (computed
-    at every scrape) have one per chunk. The families that change only with an update have one
-    per block of ``BLOCK`` members, and their text is kept per block: a block where no member's
-    ``updates`` (or receive time) moved keeps its text, the others are formatted again
-    (``BookCollector._refresh``). A block whose values cannot all take the fast path (a symbol
-    never priced, a value past the book's checks) is formatted line by line, each sample
-    guarded; one that left a sample out is in ``bad`` and redone at every scrape, so every
-    scrape counts it again."""
+    f-string per line. Staleness and state (computed at every scrape) have one per chunk. The
+    families that change only with an update have one per block of ``BLOCK`` members, and their text
+    is kept per block: a block where no member's ``updates`` (or receive time) moved keeps its text,
+    the others are formatted again (``BookCollector._refresh``). A block whose values cannot all
+    take the fast path (a symbol never priced, a value past the book's checks) is formatted line by
+    line, each sample guarded; one that left a sample out is in ``bad`` and redone at every scrape,
+    so every scrape counts it again."""
 
     __slots__ = ("layout", "spans", "fmt_updated", "fmt_event", "fmt_staleness", "fmt_state", "fmt_updates",
                  "fmt_price", "fmt_frozen", "frozen_zero", "sources_ws",
@@ -558,14 +557,15 @@ class BookCollector:
 
     Incremental, per chunk of ``CHUNK`` symbols and per family (see ``_Chunk``): each family's
     values are gathered in C and compared with the last scrape's; only what moved is formatted
-    again, by one ``fill`` of a format string (``fmt % values`` in C, ``exporter/fill.py``;
-    prices and venue timestamps through msgspec's float encoder). The families that change only with an update (timestamps, count, price, frozen)
-    are kept per block of ``BLOCK`` symbols and formatted again only in the blocks where a
-    member's ``updates`` moved (``_refresh``; the REST source per chunk); learned intervals
-    where the sweep moved one (read only in feeds with adaptive thresholds); everything is
-    redone where the thresholds (a reload: ``FeedBook.thresholds_generation``) or the feed's
-    session changed. Staleness changes with every scrape and is always formatted fresh. The
-    per-symbol text is bytes (nothing to encode at a scrape).
+    again, by one ``fill`` of a format string (``fmt % values`` in C, ``exporter/fill.py``; venue
+    timestamps that are ints of seconds or milliseconds by ``fill_seconds``, prices and other stamps
+    through msgspec's float encoder). The families that change only with an update (timestamps,
+    count, price, frozen) are kept per block of ``BLOCK`` symbols and formatted again only in the
+    blocks where a member's ``updates`` moved (``_refresh``; the REST source per chunk); learned
+    intervals where the sweep moved one (read only in feeds with adaptive thresholds); everything is
+    redone where the thresholds (a reload: ``FeedBook.thresholds_generation``) or the feed's session
+    changed. Staleness changes with every scrape and is always formatted fresh. The per-symbol text
+    is bytes (nothing to encode at a scrape).
     ``steps`` renders in chunks so a server can yield to the event loop between them
     (``exporter/web/app.py``); ``render`` runs them all at once and returns text.
     """
@@ -855,10 +855,11 @@ class BookCollector:
                                                       chunk.fmt_price))
         events = tuple(map(_last_event_of, picked))
         prices = tuple(map(_price_of, picked))
-        # Venue stamps that are ints of seconds or milliseconds (every venue's but a generic
-        # feed's floats) are written in C straight from the raw stamps (``fill_seconds``); a
-        # block with any other value (absent, microseconds, a float), or no extension: the
-        # division and msgspec's text below, the same text.
+        # Venue stamps that are ints of seconds or milliseconds (every venue module's; a generic
+        # feed's may be float seconds) are written in C straight from the raw stamps
+        # (``fill_seconds``; an absent one, 0, leaves its line out). If any block holds another
+        # value (microseconds, a float), or without the extension: the division and msgspec's
+        # text below for them all, the same text.
         event_blocks = list(map(fill_seconds, fmt_event, map(events.__getitem__, spans))) if fill_seconds else None
         if event_blocks is not None and None in event_blocks:
             event_blocks = None

@@ -27,7 +27,8 @@ except ImportError:   # built without a C compiler: Python's own %
 
 fill: Callable[[bytes, tuple], bytes] = _c_fill if _c_fill is not None else bytes.__mod__
 # The venue timestamps' lines: each ``%s`` given a raw stamp (an int of seconds or milliseconds)
-# as seconds, written as ``repr(exporter.book.to_seconds(stamp))`` writes it; None when a stamp
-# is anything else. Without the extension None: the collector divides and encodes in Python.
+# as seconds, written as ``repr(exporter.book.to_seconds(stamp))`` writes it, the line of a stamp
+# of 0 (none given) left out; None when a stamp is anything else. Without the extension None:
+# the collector divides and encodes in Python.
 fill_seconds: Callable[[bytes, tuple], bytes | None] | None = _c_fill_seconds
 ACCELERATED = _c_fill is not None

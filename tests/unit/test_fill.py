@@ -125,15 +125,16 @@ def test_the_collector_renders_the_same_text_with_python_percent(monkeypatch):
     rng = random.Random(16)
 
     def venue_stamp(i: int) -> float:
-        """Chunk 0 (512 symbols): milliseconds, some with trailing zeros; chunk 1: seconds and
-        milliseconds mixed (both written in C, each by its own unit); chunk 2: microseconds,
-        float seconds and none among them (the Python path)."""
+        """Chunk 0 (512 symbols): milliseconds, some with trailing zeros; chunk 1: seconds,
+        milliseconds and none (0) mixed (all written in C, each by its own unit, the absent
+        ones' lines left out); chunk 2: microseconds, float seconds and none among them (the
+        Python path)."""
         ms = int((now - rng.random() * 60) * 1000)
         kind = (0 if i < 512 else 1 if i < 1024 else 2, i % 4)
         if kind[0] == 0:
             return ms - ms % 10 ** kind[1]
         if kind[0] == 1:
-            return ms if kind[1] % 2 else ms // 1000
+            return (0, ms, ms // 1000, ms)[kind[1]]
         return (ms * 1000 + 7, round(now - rng.random(), 6), 0, ms)[kind[1]]
 
     for i, symbol in enumerate(list(feed.symbols)[:-3]):   # the last three never update
@@ -158,6 +159,8 @@ def test_the_collector_renders_the_same_text_with_python_percent(monkeypatch):
     # trailing zeros, whole seconds, microseconds, float seconds).
     assert {0, 1, 2} <= {chunk for chunk, _ in kinds} and {1, 2, 3} <= {d for c, d in kinds if c == 0}
     assert (1, 1) in kinds and any(c == 2 and d > 3 for c, d in kinds), kinds
+    stamped = {int(i) for i, _ in events}
+    assert stamped.isdisjoint(range(512, 1024, 4)) and stamped >= set(range(513, 1024, 4))   # chunk 1: none given
 
 
 @pytest.mark.parametrize("stamp", [
@@ -185,11 +188,21 @@ def test_venue_stamps_match_repr_and_msgspec_on_many_values():
 
 
 @pytest.mark.parametrize("stamps", [
-    (0,), (-5,), (100_000_000_000_001,), (1_700_000_000_000_000,), (1.5,), (True,), (2 ** 70,), ("1",), (None,),
-    (1_700_000_000_000, 0),
+    (-5,), (100_000_000_000_001,), (1_700_000_000_000_000,), (1.5,), (True,), (False,), (2 ** 70,), ("1",),
+    (None,), (1_700_000_000_000, -1), (0, 1.7e9),
 ])
 def test_anything_but_seconds_or_milliseconds_gives_none(stamps):
     assert fill_seconds(lines(b"%s", len(stamps)), stamps) is None
+
+
+def test_an_absent_stamp_leaves_its_line_out():
+    """0 (or 0.0): the venue gave no stamp; the Python path writes no sample for it either."""
+    fmt = lines(b"%s", 5)
+    stamps = (0, 1_700_000_000_123, 0.0, -0.0, 1_700_000_000)
+    kept = [line for line, stamp in zip(fmt.splitlines(keepends=True), stamps) if stamp]
+    assert fill_seconds(fmt, stamps) == b"".join(kept) % tuple(repr(to_seconds(v)).encode() for v in stamps if v)
+    assert fill_seconds(fmt, (0,) * 5) == b""
+    assert fill_seconds(b"head %s tail\nnext %s\n", (0, 1)) == b"next 1.0\n"
 
 
 @pytest.mark.parametrize("fmt, stamps", [
