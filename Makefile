@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test unit compose-test bench fuzz soak lint dashboards dashboards-check kubernetes calendars calendars-check venv tools clean
 
-$(VENV)/.installed: pyproject.toml
+# setup.py and the C extension too: the editable install compiles exporter/_fill.c in place.
+$(VENV)/.installed: pyproject.toml setup.py exporter/_fill.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'

@@ -13,7 +13,7 @@ straight from the raw stamps, with no division or float text in Python.
 The extension is optional: it is built with the package wherever a C compiler is found
 (``setup.py``; the Docker image builds it), and without it ``fill`` is ``bytes.__mod__``: the
 same text, at the old cost. ``ACCELERATED`` says which one runs; ``feedwatch run`` logs it at
-start (figures in bench/README.md, "Formatting in C").
+start (figures: bench/README.md, issue 14's fourth round, "the formatting in C").
 """
 
 from __future__ import annotations

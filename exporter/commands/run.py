@@ -289,7 +289,7 @@ async def serve(config: Config, web_access=None, *, reset_trading_state: bool = 
              tuned["gc_thresholds"], extra=tuned)
     if fill.ACCELERATED:
         log.info("/metrics formatting: compiled (exporter._fill)", extra={"formatter": "c"})
-    else:   # the same text, at 3-4x the CPU per scrape of many symbols (exporter/fill.py)
+    else:   # the same text, at more CPU per scrape of many symbols (docs/deployment.md)
         log.info("/metrics formatting: Python's % (exporter._fill was not built: no C compiler when the "
                  "package was installed); the same text, at more CPU per scrape", extra={"formatter": "python"})
     await stopping.wait()
