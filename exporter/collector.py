@@ -11,9 +11,10 @@ stored by a timer. Every counter a feed can have starts at 0 for every known lab
 floats in shortest round-trip form (per-symbol prices and venue timestamps write an exponent
 as ``1e16``, elsewhere ``1e+16``: both parse alike), ``NaN``, ``+Inf``, ``-Inf``; except the
 per-symbol receive timestamp and staleness, our own clock's readings, written to the
-millisecond (``%.3f``): a
-float's shortest form takes its 17 digits there and costs 1.6x as much to format, on 100k
-symbols every scrape, for precision below Prometheus' own millisecond timestamps.
+millisecond (``%.3f``): a float's shortest form takes its 17 digits there and costs 1.6x as
+much to format, on 100k symbols every scrape, for precision below Prometheus' own millisecond
+timestamps. The per-symbol lines are formatted in C where the extension is built
+(``exporter/fill.py``): the same text.
 
 Exactly what ``BookCollector.render`` emits, for a feed ``stocks`` with one connection and one
 symbol (each family lists every feed's and symbol's samples; ``...`` marks elided label values)::

@@ -211,4 +211,7 @@ def test_an_absent_stamp_leaves_its_line_out():
 ])
 def test_other_directives_or_counts_give_none(fmt, stamps):
     assert fill_seconds(fmt, stamps) is None
+
+
+def test_escaped_percent_signs_stay_text():
     assert fill_seconds(b"%% %s %%", (1_700_000_000_000,)) == b"% 1700000000.0 %"
