@@ -30,6 +30,11 @@ The client side runs in this process, pinned to one core:
 - ``picows``: picows (Cython; frames handed to a listener's ``on_ws_frame`` callback, no
   ``await`` per frame) calling the adapter from the callback: what feedwatch's picows transport
   (batches handed to the link's reader) is measured against;
+- ``picows ... typed decode only (the ceiling)``: picows handing each frame to what the
+  adapter's fast path does first, the stream type's typed msgspec decode, and nothing else (no
+  sequence check, no book): no consumer that decodes every frame can be faster, so where this
+  row is under 600,000 frames/s, the target is out of this machine's reach whatever the link,
+  adapter and book cost (printed as the "ceiling here" line);
 - ``... transport only``: the same loops discarding the frames (what each library costs alone).
 
 Rounds are interleaved, the order rotated each round. Each rate is frames over the time from
@@ -303,13 +308,24 @@ async def _websockets(url: str, count: int, decode: bool = True) -> Outcome:
         return n / (time.perf_counter() - start), (time.thread_time() - cpu) / n
 
 
-async def _picows(url: str, count: int, decode: bool = True) -> Outcome:
-    """picows (a Cython WebSocket client, frames handed to a callback) -> the same adapter and book."""
+def _decode_only(config: Any, feed: Any) -> Callable[[bytes, float], Any]:
+    """What the adapter's fast path does before it looks at the book: find the stream type after
+    the ``@`` and decode the frame with that type's typed msgspec decoder. Nothing else."""
+    fast = BinanceAdapter(config, feed, "0")._fast
+
+    def decode(data: bytes, now: float) -> Any:
+        return fast[data[data.find(b"@") + 1]].decode(data).data
+    return decode
+
+
+async def _picows(url: str, count: int, decode: bool = True, book: bool = True) -> Outcome:
+    """picows (a Cython WebSocket client, frames handed to a callback) -> the same adapter and book
+    (``book=False``: the typed decode alone, the ceiling of any consumer built on both)."""
     import picows
 
     config, feed = _book(url)
     adapter = BinanceAdapter(config, feed, "0")
-    handle, clock = adapter.handle, time.time
+    handle, clock = (adapter.handle if book else _decode_only(config, feed)), time.time
     done = asyncio.get_running_loop().create_future()
     TEXT = picows.WSMsgType.TEXT
 
@@ -354,6 +370,7 @@ FEEDWATCH_AGG = "feedwatch on aggTrade frames"
 CRYPTOFEED = "cryptofeed Binance (aggTrade) -> prometheus_client Gauge + Counter"
 WEBSOCKETS = "websockets recv() loop -> BinanceAdapter -> FeedBook"
 AIOHTTP_ALONE = "aiohttp transport only"
+CEILING = "picows on_ws_frame -> typed decode only (the ceiling)"
 # aiohttp's transport alone where issue 14 set the 600 k target (its table): the machine yardstick.
 ISSUE_AIOHTTP_ALONE = 1.20e6
 # name -> (the blaster port it reads: which trade stream, the contender)
@@ -368,6 +385,7 @@ CONTENDERS: dict[str, tuple[str, Callable[[str, int], Awaitable[Outcome]]]] = {
     WEBSOCKETS: (TRADE, _websockets),
     "picows on_ws_frame -> BinanceAdapter -> FeedBook": (TRADE, _picows),
     AIOHTTP_ALONE: (TRADE, lambda u, c: _aiohttp(u, c, decode=False)),
+    CEILING: (TRADE, lambda u, c: _picows(u, c, book=False)),
     "picows transport only": (TRADE, lambda u, c: _picows(u, c, decode=False)),
     "websockets transport only": (TRADE, lambda u, c: _websockets(u, c, decode=False)),
 }
@@ -452,6 +470,15 @@ def report(result: TransportResult) -> str:
             lines.append(f"machine yardstick: aiohttp's transport alone made {alone:,.0f} frames/s here, "
                          f"{ISSUE_AIOHTTP_ALONE / 1e6:.2f} M where issue 14 set the target; feedwatch's best is "
                          f"{best / alone:.2f} of it (600,000 is {600_000 / ISSUE_AIOHTTP_ALONE:.2f} of it there)")
+        if CEILING in rates:
+            # No consumer that decodes each frame with msgspec can beat the fastest transport with
+            # the decode alone: where that is under the target, no change to the link, the adapter
+            # or the book can show the target on this machine.
+            ceiling = rates[CEILING]
+            lines.append(f"ceiling here: the fastest transport with the typed decode alone made {ceiling:,.0f} "
+                         f"frames/s ({cpu[CEILING] * 1e6:.2f} us CPU per frame); feedwatch's best is "
+                         f"{best / ceiling:.2f} of it; 600,000 is "
+                         + ("within it" if ceiling >= 600_000 else "above it: not reachable on this machine"))
     if FEEDWATCH in rates and FEEDWATCH_PICOWS in rates:
         lines.append(f"feedwatch transport: picows / aiohttp: {rates[FEEDWATCH_PICOWS] / feedwatch:.2f}x frames/s, "
                      f"{cpu[FEEDWATCH] / cpu[FEEDWATCH_PICOWS]:.2f}x less CPU per frame")

@@ -15,3 +15,4 @@ def test_transport_benchmark_runs() -> None:
     assert "feedwatch / cryptofeed on the same aggTrade frames" in text and ">= 5x cryptofeed (" in text
     assert "feedwatch transport: picows / aiohttp" in text and " with transport: " in text
     assert "machine yardstick: aiohttp's transport alone made " in text
+    assert "ceiling here: the fastest transport with the typed decode alone made " in text

@@ -13,8 +13,28 @@ from exporter.config import load_data, load_text
 def test_ingest_benchmark_runs() -> None:
     result = ingest.measure(n_symbols=200, n_frames=20, per_frame=100, rounds=1, naive_rounds=1, progress=False)
     assert result.messages == 2_000
-    assert result.feedwatch > 0 and result.decode_only > 0 and result.naive > 0
-    assert "msgs/s" in ingest.report(result)
+    assert result.feedwatch > 0 and result.decode_only > 0 and result.naive > 0 and result.bare > 0
+    text = ingest.report(result)
+    assert "msgs/s" in text and "ceiling here: the decode and the four writes alone reach " in text
+
+
+def test_ingest_ceiling_writes_what_the_book_keeps() -> None:
+    """The ceiling loop does the book's own writes: each symbol ends with the last decoded event's
+    price (a quote's mid), venue stamp and count, as ``FeedBook.apply`` leaves an accepted one."""
+    frames = ingest.make_frames(n_symbols=50, n_frames=10, per_frame=100)
+    run, states = ingest.bare_loop(frames, 50)
+    run()
+    last, counts = {}, {}
+    for frame in frames:
+        for event in ingest._frame_decoder.decode(frame):
+            last[event.symbol] = event
+            counts[event.symbol] = counts.get(event.symbol, 0) + 1
+    assert set(last) == set(states)
+    for symbol, event in last.items():
+        state = states[symbol]
+        price = (event.bid + event.ask) * 0.5 if event.is_quote else event.price
+        assert (state.price, state.last_event, state.updates) == (price, event.ts, counts[symbol])
+        assert state.last_update == ingest.T0_MS / 1000 + 0.2
 
 
 def test_ingest_frames_look_like_polygon() -> None:
