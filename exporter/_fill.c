@@ -1,5 +1,6 @@
 /* exporter._fill: ``fill(fmt, values)``, the same bytes as ``fmt % values``, 3-4x cheaper for
- * the collector's format strings (exporter/fill.py says when and why).
+ * the collector's format strings, and ``gather``, the values read for them (exporter/fill.py
+ * says when and why).
  *
  * The collector formats every per-symbol family with one ``%`` of a format string holding one
  * line per symbol: ``name{labels} %.3f\n`` (receive times, staleness), ``%d`` (counts, states),
@@ -24,6 +25,11 @@
  * gave none: Binance's bookTicker) leaves its line out. None when a value is anything else
  * (microseconds, a float) or the format holds another directive: the collector then takes its
  * Python path.
+ *
+ * ``gather(objects, names)``: the values those lines take, read out of the symbols' states: per
+ * name, the tuple of ``getattr(o, name)`` for every object of a list, all names in one pass over
+ * the objects (each read while in the CPU's cache), a slot read through its member descriptor
+ * found once, with no attribute lookup per object; anything else with ``getattr`` itself.
  */
 /* The stable ABI of CPython 3.11: one compiled module for every later CPython (setup.py). */
 #define Py_LIMITED_API 0x030B0000
@@ -235,7 +241,116 @@ static PyObject *fill_seconds(PyObject *module, PyObject *const *args, Py_ssize_
     return fill_with(args, nargs, 1);
 }
 
+/* The descriptor an instance attribute ``name`` of ``type`` resolves to, if it is a data
+ * descriptor (a slot's member descriptor is one): found the way attribute lookup finds it, in
+ * the dicts of ``type.__mro__`` in order. A data descriptor on the type wins over anything else,
+ * so calling its ``__get__`` is exactly ``getattr(instance, name)`` for an instance of exactly
+ * ``type``. NULL (no exception) when it is anything else. */
+static PyObject *data_descriptor(PyTypeObject *type, PyObject *name, descrgetfunc *get)
+{
+    PyObject *mro = PyObject_GetAttrString((PyObject *)type, "__mro__"), *found = NULL;
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        Py_XDECREF(mro);
+        PyErr_Clear();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_Size(mro) && found == NULL; i++) {
+        PyObject *namespace = PyObject_GetAttrString(PyTuple_GetItem(mro, i), "__dict__");
+        if (namespace == NULL)
+            break;
+        found = PyObject_GetItem(namespace, name);
+        Py_DECREF(namespace);
+        if (found == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                break;
+            PyErr_Clear();
+        }
+    }
+    Py_DECREF(mro);
+    PyErr_Clear();
+    if (found == NULL)
+        return NULL;
+    *get = (descrgetfunc)PyType_GetSlot(Py_TYPE(found), Py_tp_descr_get);
+    if (*get == NULL || PyType_GetSlot(Py_TYPE(found), Py_tp_descr_set) == NULL) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    return found;
+}
+
+/* gather(objects, names): for each name, the tuple of ``getattr(o, name)`` for o in the list
+ * ``objects``, in one pass over the objects (each object's attributes read while it is in the
+ * CPU's cache). For objects of the first one's type, a slot is read through its member
+ * descriptor, found once: no attribute lookup per object. Any other object or attribute is read
+ * with ``getattr``; an error is raised as ``getattr`` raises it. */
+static PyObject *gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expected (objects: list, names: tuple of str)");
+        return NULL;
+    }
+    PyObject *objects = args[0], *names = args[1];
+    Py_ssize_t count = PyList_Size(objects), width = PyTuple_Size(names);
+    PyObject *out = PyTuple_New(width);
+    PyObject **descriptors = PyMem_Calloc((size_t)width + 1, sizeof(PyObject *));
+    descrgetfunc *getters = PyMem_Calloc((size_t)width + 1, sizeof(descrgetfunc));
+    PyTypeObject *type = count ? Py_TYPE(PyList_GetItem(objects, 0)) : NULL;
+    if (out == NULL || descriptors == NULL || getters == NULL) {
+        if (out != NULL)
+            PyErr_NoMemory();
+        goto failed;
+    }
+    for (Py_ssize_t k = 0; k < width; k++) {
+        PyObject *name = PyTuple_GetItem(names, k), *column = PyTuple_New(count);
+        if (column == NULL)
+            goto failed;
+        PyTuple_SetItem(out, k, column);
+        if (!PyUnicode_CheckExact(name)) {
+            PyErr_SetString(PyExc_TypeError, "attribute names must be str");
+            goto failed;
+        }
+        if (type != NULL)
+            descriptors[k] = data_descriptor(type, name, &getters[k]);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        /* The list may not change meanwhile: a __get__ or getattr runs no Python code of its own
+         * for slots; for anything else (a property), the item is taken again each time. */
+        PyObject *o = PyList_GetItem(objects, i);
+        if (o == NULL)
+            goto failed;
+        Py_INCREF(o);
+        int exact = Py_TYPE(o) == type;
+        for (Py_ssize_t k = 0; k < width; k++) {
+            PyObject *value = exact && descriptors[k] != NULL
+                ? getters[k](descriptors[k], o, (PyObject *)type)
+                : PyObject_GetAttr(o, PyTuple_GetItem(names, k));
+            if (value == NULL) {
+                Py_DECREF(o);
+                goto failed;
+            }
+            PyTuple_SetItem(PyTuple_GetItem(out, k), i, value);
+        }
+        Py_DECREF(o);
+    }
+    for (Py_ssize_t k = 0; k < width; k++)
+        Py_XDECREF(descriptors[k]);
+    PyMem_Free(descriptors);
+    PyMem_Free(getters);
+    return out;
+failed:
+    if (descriptors != NULL)
+        for (Py_ssize_t k = 0; k < width; k++)
+            Py_XDECREF(descriptors[k]);
+    PyMem_Free(descriptors);
+    PyMem_Free(getters);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"gather", (PyCFunction)(void (*)(void))gather, METH_FASTCALL,
+     "gather(objects, names): per name, the tuple of getattr(o, name) for o in objects (exporter/gather.py)."},
     {"fill", (PyCFunction)(void (*)(void))fill, METH_FASTCALL,
      "fill(fmt, values): fmt % values for bytes fmt and a tuple of values (exporter/fill.py)."},
     {"fill_seconds", (PyCFunction)(void (*)(void))fill_seconds, METH_FASTCALL,
@@ -246,7 +361,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "exporter._fill",
-    .m_doc = "fmt % values for the collector's format strings, in C (exporter/fill.py).",
+    .m_doc = "fmt % values for the collector's format strings, and the values gathered, in C (exporter/fill.py).",
     .m_size = -1,
     .m_methods = methods,
 };

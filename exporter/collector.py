@@ -213,7 +213,7 @@ from exporter.book import (
     to_seconds,
 )
 from exporter.exposition import DEFAULT, Exposition
-from exporter.fill import fill, fill_seconds
+from exporter.fill import fill, fill_seconds, gather
 from exporter.slices import run_all
 from exporter.exposition import text_header as header  # noqa: F401 (the other collectors take it from here)
 
@@ -408,16 +408,18 @@ CHUNK = 512
 # the three cases of ``bench.rendergrind`` (smaller blocks: fewer symbols formatted at 1 %, more
 # calls and parts for every other case).
 BLOCK = 32
-_updates_of = attrgetter("updates")
 _thresholds_of = attrgetter("th")
 _learn_of = attrgetter("learn")
 _acks_of = attrgetter("acks")   # SymbolState.acknowledged is acks == ACKED, counted in C
-_last_update_of = attrgetter("last_update")
+# What every chunk's pass reads of every member, gathered in one pass over them (``gather``):
+# the acknowledgement, the receive time and the update count (and with a REST fallback, its mark).
+_EVERY_PASS = ("acks", "last_update", "updates")
+_EVERY_PASS_REST = _EVERY_PASS + ("rest_mark",)
+# What the blocks to format again read of their members: the venue stamp and the price (and the
+# frozen run, where the frozen check needs the longest).
+_REFRESHED = ("last_event", "price")
+_REFRESHED_SAME = _REFRESHED + ("same",)
 _since_of = attrgetter("since")
-_last_event_of = attrgetter("last_event")
-_price_of = attrgetter("price")
-_same_of = attrgetter("same")
-_rest_mark_of = attrgetter("rest_mark")
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -688,18 +690,21 @@ class BookCollector:
             rest = feed.config.rest.enabled
             rest_count = 0
             acks = 0
+            every_pass = _EVERY_PASS_REST if rest else _EVERY_PASS
             for i in range(0, len(members_all), CHUNK):
                 members = members_all[i:i + CHUNK]
-                # Counted here, while the chunk's symbols are in the CPU's cache: a separate walk
-                # over 100,000 scattered symbols for this one gauge took ~11 ms per scrape.
-                acks += countOf(map(_acks_of, members), ACKED)
+                # Read in one pass while the chunk's symbols are in the CPU's cache: the
+                # acknowledgements counted here (a separate walk over 100,000 scattered symbols
+                # for this one gauge took ~11 ms per scrape), the rest for the chunk's pass.
+                columns = gather(members, every_pass)
+                acks += columns[0].count(ACKED)
                 k = i // CHUNK
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
                 try:
                     if chunk.layout != members:
                         chunk.lay_out(members)
-                    self._chunk_pass(feed, chunk, members, now, counts, want_staleness, rest)
+                    self._chunk_pass(feed, chunk, members, columns, now, counts, want_staleness, rest)
                 except Exception:  # the guard: per symbol, with each sample's own check
                     self._chunk_slow(feed, members, now, counts, families, sources if rest else None)
                     chunk.layout = []
@@ -733,15 +738,16 @@ class BookCollector:
             out.extend(lines)
         return all_counts
 
-    def _chunk_pass(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], now: float,
-                    counts: dict[int, int], want_staleness: bool, rest: bool) -> None:
+    def _chunk_pass(self, feed: FeedBook, chunk: _Chunk, members: list[SymbolState], columns: tuple,
+                    now: float, counts: dict[int, int], want_staleness: bool, rest: bool) -> None:
         """Bring one chunk's families up to date: each family's values are gathered in C
-        (``map(attrgetter)``) and compared with the last render's; only a family whose values
-        moved is formatted again, by one ``fill`` of its format string. Ages (for staleness, kept
-        in ``self._ages``) and states are computed for every symbol at every scrape, as
-        ``FeedBook.staleness`` and ``classify`` do, without a Python loop in the common case."""
+        (``gather``: ``columns`` holds the members' ``_EVERY_PASS`` values) and compared with the
+        last render's; only a family whose values moved is formatted again, by one ``fill`` of
+        its format string. Ages (for staleness, kept in ``self._ages``) and states are computed
+        for every symbol at every scrape, as ``FeedBook.staleness`` and ``classify`` do, without
+        a Python loop in the common case."""
         n = len(members)
-        last_updates = tuple(map(_last_update_of, members))
+        last_updates, updates = columns[1], columns[2]
         # --- ages and states (FeedBook.reference_time, staleness, classify)
         refs = last_updates
         low = min(refs)
@@ -799,7 +805,6 @@ class BookCollector:
         if learns != chunk.learns:
             chunk.expected, ok = self._expected(members, learns)
             chunk.learns = learns if ok else None
-        updates = tuple(map(_updates_of, members))
         seen, seen_updated = chunk.updates_seen, chunk.last_updates
         spans = chunk.spans
         blocks = len(spans)
@@ -819,7 +824,7 @@ class BookCollector:
         if dirty:
             self._refresh(feed, chunk, members, dirty, updates, last_updates, uniform, th)
         if rest:   # --- REST source (SymbolState.from_rest), for the whole chunk
-            from_rest = tuple(map(_eq, map(_rest_mark_of, members), updates))
+            from_rest = tuple(map(_eq, columns[3], updates))
             if from_rest != chunk.sources_seen:
                 chunk.sources_seen = from_rest
                 chunk.rest_count = from_rest.count(True)
@@ -854,8 +859,10 @@ class BookCollector:
             fmt_updated, fmt_updates, fmt_event, fmt_price = (
                 [fmts[j] for j in dirty] for fmts in (chunk.fmt_updated, chunk.fmt_updates, chunk.fmt_event,
                                                       chunk.fmt_price))
-        events = tuple(map(_last_event_of, picked))
-        prices = tuple(map(_price_of, picked))
+        # The frozen run too where the frozen check below needs the longest (FeedBook.is_frozen).
+        want_same = feed.market_open and uniform and th.frozen.updates
+        refreshed = gather(picked, _REFRESHED_SAME if want_same else _REFRESHED)
+        events, prices = refreshed[0], refreshed[1]
         # Venue stamps that are ints of seconds or milliseconds (every venue module's; a generic
         # feed's may be float seconds) are written in C straight from the raw stamps
         # (``fill_seconds``; an absent one, 0, leaves its line out). If any block holds another
@@ -890,7 +897,7 @@ class BookCollector:
         # --- detectors: frozen (FeedBook.is_frozen: updates, thresholds and the session, which
         # forget the chunk when they change)
         if not feed.market_open or (uniform and (not th.frozen.updates
-                                                 or max(map(_same_of, picked)) < th.frozen.updates)):
+                                                 or max(refreshed[2]) < th.frozen.updates)):
             texts.append([chunk.frozen_zero[j] for j in dirty])   # nobody repeated enough
         else:
             is_frozen = feed.is_frozen

@@ -1,5 +1,6 @@
 """``exporter.fill``: the C ``fill`` gives exactly ``fmt % values``, bytes for bytes, error for error;
-``fill_seconds`` writes a venue stamp exactly as ``repr(to_seconds(stamp))`` does, or gives None.
+``fill_seconds`` writes a venue stamp exactly as ``repr(to_seconds(stamp))`` does, or gives None;
+``gather`` reads exactly what ``getattr`` reads, or raises what it raises.
 
 The extension must be built here (the editable install compiles it, ``make venv``): a test
 environment without it would test Python's ``%`` against itself, so its absence fails, it is
@@ -20,7 +21,7 @@ from hypothesis import given, settings, strategies as st
 from exporter import collector as collector_module, fill as fill_module
 from exporter.book import Book, to_seconds
 from exporter.collector import BookCollector
-from exporter.fill import fill, fill_seconds
+from exporter.fill import fill, fill_seconds, gather, gather_each
 
 from bench.common import feed_config
 
@@ -116,9 +117,10 @@ def test_it_takes_bytes_and_a_tuple_only():
 
 
 def test_the_collector_renders_the_same_text_with_python_percent(monkeypatch):
-    """What a build without the extension renders (``fill`` is ``bytes.__mod__``) is byte for byte
-    what the C ``fill`` renders: timestamps, ages, counts, states (-1 while closed among them),
-    prices, frozen flags, a symbol never updated and values that leave Python's fast path."""
+    """What a build without the extension renders (``fill`` is ``bytes.__mod__``, ``gather`` a
+    ``map(attrgetter)`` per name) is byte for byte what the C functions render: timestamps, ages,
+    counts, states (-1 while closed among them), prices, frozen flags, a symbol never updated and
+    values that leave Python's fast path."""
     now = 1_700_000_000.25
     book = Book([feed_config("stocks", [f"S{i}%" for i in range(1500)])], now - 100)
     feed = book.feeds["stocks"]
@@ -142,9 +144,11 @@ def test_the_collector_renders_the_same_text_with_python_percent(monkeypatch):
             feed.record(symbol, round(rng.uniform(0.5, 5000.0), rng.randrange(0, 7)), venue_stamp(i),
                         now - rng.random() * 50 - (i % 7) * 0.0005, quote=bool(i % 2))
     rendered = {}
-    for name, implementation, seconds in (("c", fill, fill_seconds), ("python", bytes.__mod__, None)):
+    for name, implementation, seconds, gathering in (("c", fill, fill_seconds, gather),
+                                                     ("python", bytes.__mod__, None, gather_each)):
         monkeypatch.setattr(collector_module, "fill", implementation)
         monkeypatch.setattr(collector_module, "fill_seconds", seconds)
+        monkeypatch.setattr(collector_module, "gather", gathering)
         collector = BookCollector(book)
         first = collector.render(now)
         again = collector.render(now + 1.5)   # the kept chunks' path as well
@@ -215,3 +219,93 @@ def test_other_directives_or_counts_give_none(fmt, stamps):
 
 def test_escaped_percent_signs_stay_text():
     assert fill_seconds(b"%% %s %%", (1_700_000_000_000,)) == b"% 1700000000.0 %"
+
+
+# --- gather: the values the collector fills, read out of the states -----------------------------
+
+class _Slotted:
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: object, b: object) -> None:
+        self.a, self.b = a, b
+
+
+class _Subclass(_Slotted):
+    """Another type: read with getattr, not through the first object's descriptors."""
+
+    __slots__ = ()
+
+    def __init__(self, a: object, b: object) -> None:   # noqa: ARG002 - its b is the property
+        self.a = a
+
+    @property
+    def b(self) -> object:   # type: ignore[override]
+        return ("property", self.a)
+
+
+class _Plain:
+    """No slots: attributes in the instance dict, and a property."""
+
+    def __init__(self, a: object) -> None:
+        self.a = a
+
+    @property
+    def b(self) -> object:
+        return ("plain", self.a)
+
+
+def test_gather_reads_what_getattr_reads():
+    """The states' own slots (read through their descriptors), objects of other types among them
+    (a subclass overriding a slot with a property, an object without slots), several names in one
+    pass, and the same name twice."""
+    now = 1_700_000_000.0
+    book = Book([feed_config("stocks", [f"S{i}" for i in range(300)])], now - 10)
+    feed = book.feeds["stocks"]
+    for i, symbol in enumerate(list(feed.symbols)[:200]):
+        feed.record(symbol, 1.0 + i / 7, 1_700_000_000_000 + i, now - i * 0.001, quote=bool(i % 2))
+    members = list(feed.symbols.values())
+    names = ("acks", "last_update", "updates", "rest_mark", "last_event", "price", "same", "symbol", "th", "price")
+    assert gather(members, names) == gather_each(members, names)
+    assert len(set(gather(members, names)[1])) > 100   # receive times of their own: not a column of defaults
+    mixed = [_Slotted(1, 2), _Subclass(3, 4), _Plain(5), _Slotted("x", None), _Plain([6])]
+    assert gather(mixed, ("a", "b")) == gather_each(mixed, ("a", "b")) == (
+        (1, 3, 5, "x", [6]), (2, ("property", 3), ("plain", 5), None, ("plain", [6])))
+    plain_first = [_Plain(1), _Slotted(2, 3), _Subclass(4, 5)]
+    assert gather(plain_first, ("b", "a")) == gather_each(plain_first, ("b", "a"))
+    assert gather([], ("a", "b")) == ((), ()) and gather(mixed, ()) == ()
+
+
+def test_gather_raises_what_getattr_raises():
+    unset = _Slotted.__new__(_Slotted)   # its slots never written
+    for objects, names in (([_Slotted(1, 2), unset], ("a",)), ([_Slotted(1, 2)], ("a", "missing")),
+                           ([_Plain(1), _Slotted(1, 2)], ("a", "missing"))):
+        with pytest.raises(AttributeError) as c_error:
+            gather(objects, names)
+        with pytest.raises(AttributeError) as python_error:
+            gather_each(objects, names)
+        assert str(c_error.value) == str(python_error.value)
+
+
+def test_gather_takes_a_list_and_a_tuple_of_names_only():
+    for args in (((_Slotted(1, 2),), ("a",)), ([_Slotted(1, 2)], ["a"]), ([_Slotted(1, 2)], ("a", 1)),
+                 ([_Slotted(1, 2)],)):
+        with pytest.raises(TypeError):
+            gather(*args)   # type: ignore[arg-type]
+
+
+def test_gather_keeps_references_exact():
+    """Every value gathered holds one reference per tuple it is in, no more and none leaked: the
+    objects' and values' reference counts are back where they were once the tuples are gone,
+    after an error part way as well."""
+    import sys
+
+    values = [object() for _ in range(8)]
+    objects = [_Slotted(values[i], values[i + 4]) for i in range(4)]
+    before = [sys.getrefcount(v) for v in values] + [sys.getrefcount(o) for o in objects]
+    for _ in range(1000):
+        columns = gather(objects, ("a", "b", "a"))
+        assert sys.getrefcount(values[0]) == before[0] + 2   # in the first and the third tuple
+        del columns
+        with pytest.raises(AttributeError):
+            gather(objects + [_Slotted.__new__(_Slotted)], ("a", "b"))
+    assert [sys.getrefcount(v) for v in values] + [sys.getrefcount(o) for o in objects] == before
