@@ -89,7 +89,8 @@ class IngestResult:
 
     @property
     def ceiling(self) -> float:
-        """The decode-only ratio of the decode and the bare writes: what no Python book beats."""
+        """The decode-only ratio of the decode and the bare writes: what no book of Python objects
+        keeping those four values per symbol beats."""
         return self.bare / self.decode_only if self.decode_only else 0.0
 
     @property
