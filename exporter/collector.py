@@ -693,25 +693,28 @@ class BookCollector:
             every_pass = _EVERY_PASS_REST if rest else _EVERY_PASS
             for i in range(0, len(members_all), CHUNK):
                 members = members_all[i:i + CHUNK]
-                # Read in one pass while the chunk's symbols are in the CPU's cache: the
-                # acknowledgements counted here (a separate walk over 100,000 scattered symbols
-                # for this one gauge took ~11 ms per scrape), the rest for the chunk's pass.
-                columns = gather(members, every_pass)
-                acks += columns[0].count(ACKED)
                 k = i // CHUNK
                 chunk = old[k] if k < len(old) else _Chunk()
                 chunks.append(chunk)
+                columns = None
                 try:
+                    # Read in one pass while the chunk's symbols are in the CPU's cache: the
+                    # acknowledgements counted here (a separate walk over 100,000 scattered
+                    # symbols for this one gauge took ~11 ms per scrape), the rest for the pass.
+                    columns = gather(members, every_pass)
                     if chunk.layout != members:
                         chunk.lay_out(members)
                     self._chunk_pass(feed, chunk, members, columns, now, counts, want_staleness, rest)
                 except Exception:  # the guard: per symbol, with each sample's own check
+                    acks += (countOf(map(_acks_of, members), ACKED) if columns is None
+                             else columns[0].count(ACKED))
                     self._chunk_slow(feed, members, now, counts, families, sources if rest else None)
                     chunk.layout = []
                     if rest:
                         rest_count += sum(1 for s in members if s.rest_mark == s.updates)   # from_rest
                     yield
                     continue
+                acks += columns[0].count(ACKED)
                 updated.extend(chunk.updated)   # per block
                 event.extend(chunk.event)
                 if want_staleness:

@@ -444,6 +444,29 @@ def test_incremental_render_equals_a_fresh_render_with_detectors(clock: FakeCloc
     assert all(seen.values()), seen
 
 
+def test_a_state_the_chunk_pass_cannot_read_takes_the_guarded_way(clock: FakeClock) -> None:
+    """A chunk whose values cannot all be gathered (here a state whose receive time slot was left
+    unset) goes through the guarded slow path like any chunk whose fast pass fails: its other
+    symbols are rendered, the one that cannot be is left out and counted, and the acknowledged
+    symbols are still all counted."""
+    names = ["S0", "S1", "S2"]
+    config = load_data({"feeds": [{"name": "c", "kind": "polygon", "url": "wss://c.invalid", "symbols": names}]},
+                       environ={})
+    book = Book(config.feeds, clock.time())
+    feed = book.feeds["c"]
+    feed.acknowledge(names, clock.time())
+    for k, name in enumerate(names):
+        feed.record(name, 100.0 + k, 1_700_000_000_000 + k, clock.time(), quote=True)
+    del feed.symbols["S1"].last_update
+    rendering = BookCollector(book)
+    text = rendering.render(clock.time())
+    assert 'feedwatch_feed_acknowledged_symbols{feed="c"} 3\n' in text
+    assert 'feedwatch_symbol_price{feed="c",symbol="S0"} 100.0\n' in text
+    assert 'feedwatch_symbol_price{feed="c",symbol="S2"} 102.0\n' in text
+    assert 'symbol="S1"' not in text
+    assert rendering.errors.counts["book"] == 1
+
+
 def test_only_the_blocks_that_moved_are_formatted_and_the_text_equals_a_fresh_and_a_slow_render(
         clock: FakeClock, monkeypatch) -> None:
     """Issue 14: the update-driven families are kept per block of ``BLOCK`` symbols and only the
