@@ -243,11 +243,14 @@ static PyObject *fill_seconds(PyObject *module, PyObject *const *args, Py_ssize_
 
 /* The descriptor an instance attribute ``name`` of ``type`` resolves to, if it is a data
  * descriptor (a slot's member descriptor is one): found the way attribute lookup finds it, in
- * the dicts of ``type.__mro__`` in order. A data descriptor on the type wins over anything else,
- * so calling its ``__get__`` is exactly ``getattr(instance, name)`` for an instance of exactly
- * ``type``. NULL (no exception) when it is anything else. */
+ * the dicts of ``type.__mro__`` in order. With the generic attribute lookup (no
+ * ``__getattribute__`` or ``__getattr__`` of the type's own), a data descriptor on the type wins
+ * over anything else, so calling its ``__get__`` is exactly ``getattr(instance, name)`` for an
+ * instance of exactly ``type``. NULL (no exception) when it is anything else. */
 static PyObject *data_descriptor(PyTypeObject *type, PyObject *name, descrgetfunc *get)
 {
+    if (PyType_GetSlot(type, Py_tp_getattro) != (void *)PyObject_GenericGetAttr)
+        return NULL;
     PyObject *mro = PyObject_GetAttrString((PyObject *)type, "__mro__"), *found = NULL;
     if (mro == NULL || !PyTuple_Check(mro)) {
         Py_XDECREF(mro);
@@ -350,7 +353,7 @@ failed:
 
 static PyMethodDef methods[] = {
     {"gather", (PyCFunction)(void (*)(void))gather, METH_FASTCALL,
-     "gather(objects, names): per name, the tuple of getattr(o, name) for o in objects (exporter/gather.py)."},
+     "gather(objects, names): per name, the tuple of getattr(o, name) for o in objects (exporter/fill.py)."},
     {"fill", (PyCFunction)(void (*)(void))fill, METH_FASTCALL,
      "fill(fmt, values): fmt % values for bytes fmt and a tuple of values (exporter/fill.py)."},
     {"fill_seconds", (PyCFunction)(void (*)(void))fill_seconds, METH_FASTCALL,

@@ -254,10 +254,30 @@ class _Plain:
         return ("plain", self.a)
 
 
+class _Hooked(_Slotted):
+    """Attribute lookup of its own: getattr runs it, so gather must too, for every object."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> object:
+        value = object.__getattribute__(self, name)
+        return ("hooked", value) if name == "a" else value
+
+
+class _Fallback(_Slotted):
+    """``__getattr__`` for what normal lookup does not find (an unset slot)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> object:
+        return ("fallback", name)
+
+
 def test_gather_reads_what_getattr_reads():
     """The states' own slots (read through their descriptors), objects of other types among them
-    (a subclass overriding a slot with a property, an object without slots), several names in one
-    pass, and the same name twice."""
+    (a subclass overriding a slot with a property, an object without slots), types with lookup
+    of their own (``__getattribute__``, ``__getattr__``), several names in one pass, and the same
+    name twice."""
     now = 1_700_000_000.0
     book = Book([feed_config("stocks", [f"S{i}" for i in range(300)])], now - 10)
     feed = book.feeds["stocks"]
@@ -272,6 +292,12 @@ def test_gather_reads_what_getattr_reads():
         (1, 3, 5, "x", [6]), (2, ("property", 3), ("plain", 5), None, ("plain", [6])))
     plain_first = [_Plain(1), _Slotted(2, 3), _Subclass(4, 5)]
     assert gather(plain_first, ("b", "a")) == gather_each(plain_first, ("b", "a"))
+    hooked = [_Hooked(1, 2), _Hooked(3, 4), _Slotted(5, 6)]
+    assert gather(hooked, ("a", "b")) == gather_each(hooked, ("a", "b")) == (
+        (("hooked", 1), ("hooked", 3), 5), (2, 4, 6))
+    fallback = [_Fallback(1, 2), _Fallback.__new__(_Fallback)]   # the second's slots never written
+    assert gather(fallback, ("a", "b")) == gather_each(fallback, ("a", "b")) == (
+        (1, ("fallback", "a")), (2, ("fallback", "b")))
     assert gather([], ("a", "b")) == ((), ()) and gather(mixed, ()) == ()
 
 
