@@ -65,11 +65,12 @@ class Sdist(sdist):
         _write(base_dir)
 
 
-# ``exporter.fill``'s C implementation (exporter/_fill.c): the collector's formatting, 3-4x cheaper,
-# and the gathering of its values. Optional: where no C compiler is found the build goes on
-# without it, and ``fill`` is Python's own ``%`` (the same text), ``gather`` ``map(attrgetter)``. Built for CPython's stable ABI (abi3): the wheel installs on any
-# CPython from 3.11 on the platform it was built for. FEEDWATCH_NO_EXTENSIONS=1 builds a pure
-# Python wheel (py3-none-any) for any platform instead.
+# ``exporter.fill``'s C implementation (exporter/_fill.c): the collector's formatting, 3-4x
+# cheaper, and the gathering of its values. Optional: where no C compiler is found the build
+# goes on without it, and ``fill`` is Python's own ``%`` (the same text), ``gather``
+# ``map(attrgetter)``. Built for CPython's stable ABI (abi3): the wheel installs on any CPython
+# from 3.11 on the platform it was built for. FEEDWATCH_NO_EXTENSIONS=1 builds a pure Python
+# wheel (py3-none-any) for any platform instead.
 FILL = Extension("exporter._fill", ["exporter/_fill.c"], optional=True, py_limited_api=True)
 EXTENSIONS = [] if os.environ.get("FEEDWATCH_NO_EXTENSIONS") else [FILL]
 

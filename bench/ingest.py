@@ -38,6 +38,7 @@ from exporter.book import FeedBook, TickTape
 from exporter.feeds.polygon import PolygonAdapter, _frame_decoder
 
 T0_MS = 1_700_000_000_000
+NOW = T0_MS / 1000 + 0.2   # every loop's receive time
 
 
 def make_frames(n_symbols: int = 10_000, n_frames: int = 1_000, per_frame: int = 100,
@@ -104,7 +105,7 @@ def feedwatch_loop(frames: list[bytes], n_symbols: int, tape: TickTape | None = 
     feed.attach_tape(tape)
     adapter = PolygonAdapter(config, feed, "0")
     handle = adapter.handle
-    now = T0_MS / 1000 + 0.2
+    now = NOW
     for frame in frames[:50]:  # warm up: first prints confirmed, as in steady state
         handle(frame, now)
 
@@ -139,7 +140,7 @@ def bare_loop(frames: list[bytes], n_symbols: int):
     config = feed_config("stocks", symbols(n_symbols))
     states = FeedBook(config, T0_MS / 1000).symbols
     decode = _frame_decoder.decode
-    now = T0_MS / 1000 + 0.2
+    now = NOW
 
     def run() -> None:
         for frame in frames:
@@ -157,7 +158,7 @@ def naive_loop(frames: list[bytes]):
     price = Gauge("naive_price", "Last price.", ["feed", "symbol"], registry=registry)
     updated = Gauge("naive_last_update_timestamp_seconds", "Last update.", ["feed", "symbol"], registry=registry)
     updates = Counter("naive_updates_total", "Updates.", ["feed", "symbol"], registry=registry)
-    now = T0_MS / 1000 + 0.2
+    now = NOW
 
     def run() -> None:
         for frame in frames:

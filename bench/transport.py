@@ -308,10 +308,10 @@ async def _websockets(url: str, count: int, decode: bool = True) -> Outcome:
         return n / (time.perf_counter() - start), (time.thread_time() - cpu) / n
 
 
-def _decode_only(config: Any, feed: Any) -> Callable[[bytes, float], Any]:
+def _decode_only(adapter: BinanceAdapter) -> Callable[[bytes, float], Any]:
     """What the adapter's fast path does before it looks at the book: find the stream type after
     the ``@`` and decode the frame with that type's typed msgspec decoder. Nothing else."""
-    fast = BinanceAdapter(config, feed, "0")._fast
+    fast = adapter._fast
 
     def decode(data: bytes, now: float) -> Any:
         return fast[data[data.find(b"@") + 1]].decode(data).data
@@ -325,7 +325,7 @@ async def _picows(url: str, count: int, decode: bool = True, book: bool = True) 
 
     config, feed = _book(url)
     adapter = BinanceAdapter(config, feed, "0")
-    handle, clock = (adapter.handle if book else _decode_only(config, feed)), time.time
+    handle, clock = (adapter.handle if book else _decode_only(adapter)), time.time
     done = asyncio.get_running_loop().create_future()
     TEXT = picows.WSMsgType.TEXT
 

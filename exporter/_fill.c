@@ -51,6 +51,15 @@ static const char PAIRS[201] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+/* ".ddd": three decimals of frac (below 1000). */
+static char *put_decimals3(char *p, unsigned frac)
+{
+    *p++ = '.';
+    *p++ = (char)('0' + frac / 100);
+    memcpy(p, PAIRS + 2 * (frac % 100), 2);
+    return p + 2;
+}
+
 static char *put_u64(char *p, uint64_t v)
 {
     char digits[20];
@@ -97,11 +106,7 @@ static char *put_fixed3(char *p, double x)
             q++;
     }
     p = put_u64(p, q / 1000);
-    unsigned frac = (unsigned)(q % 1000);
-    *p++ = '.';
-    *p++ = (char)('0' + frac / 100);
-    memcpy(p, PAIRS + 2 * (frac % 100), 2);
-    return p + 2;
+    return put_decimals3(p, (unsigned)(q % 1000));
 }
 
 /* A venue timestamp as ``repr(exporter.book.to_seconds(v))`` writes it, for an int v of seconds
@@ -113,20 +118,15 @@ static char *put_seconds(char *p, long long v)
 {
     if (v <= 0 || v > 100000000000000LL)
         return NULL;
-    if (v <= 100000000000LL) {
-        p = put_u64(p, (uint64_t)v);
+    unsigned frac = v > 100000000000LL ? (unsigned)(v % 1000) : 0;   /* milliseconds' */
+    p = put_u64(p, (uint64_t)(v > 100000000000LL ? v / 1000 : v));
+    if (frac == 0) {
         memcpy(p, ".0", 2);
         return p + 2;
     }
-    p = put_u64(p, (uint64_t)v / 1000);
-    unsigned frac = (unsigned)(v % 1000);
-    *p++ = '.';
-    *p++ = (char)('0' + frac / 100);
-    if (frac % 100) {
-        *p++ = (char)('0' + frac / 10 % 10);
-        if (frac % 10)
-            *p++ = (char)('0' + frac % 10);
-    }
+    p = put_decimals3(p, frac);
+    while (p[-1] == '0')   /* repr's shortest text: trailing zeros dropped (frac has a digit) */
+        p--;
     return p;
 }
 

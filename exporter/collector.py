@@ -899,8 +899,8 @@ class BookCollector:
             texts.append(lines)
         # --- detectors: frozen (FeedBook.is_frozen: updates, thresholds and the session, which
         # forget the chunk when they change)
-        if not feed.market_open or (uniform and (not th.frozen.updates
-                                                 or max(refreshed[2]) < th.frozen.updates)):
+        if (not feed.market_open or (uniform and not th.frozen.updates)
+                or (want_same and max(refreshed[2]) < th.frozen.updates)):
             texts.append([chunk.frozen_zero[j] for j in dirty])   # nobody repeated enough
         else:
             is_frozen = feed.is_frozen
